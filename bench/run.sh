@@ -1,0 +1,448 @@
+#!/usr/bin/env bash
+# bench/run.sh — m2m-sidecar throughput/latency/CPU benchmark on 127.0.0.1.
+#
+# Measures, in one run:
+#   (a) wrk -> nginx upstream (fixed "ok\n")               "the limit"
+#   (b) wrk -> nginx reverse proxy (static bearer) -> upstream  "the peer"
+#   (c) wrk -> m2m-sidecar outbound listener (cached token) -> upstream
+# and prints a markdown table (stdout) for BENCHMARKS.md; progress goes to stderr.
+#
+# Needs (Debian packages):
+#   nginx   - `nginx-light` (or `nginx`)     wrk  - `wrk`
+#   curl    - `curl`                         python3 - `python3` (stdlib only)
+#   taskset - `util-linux`                   getconf/timeout - `coreutils`/`libc-bin`
+#   i.e.  apt-get install -y nginx-light wrk curl python3 util-linux
+# Missing ones are installed automatically when run as root.
+# At least 2 CPUs: the proxy under test and the upstream share core 0, wrk runs on core 1.
+#
+# Environment:
+#   SIDECAR_BIN   sidecar binary (default: <repo>/target/release/m2m-sidecar)
+#   SKIP_SIDECAR  1 = run only (a) and (b)
+#   DURATION      measured wrk run per scenario (default 10s; warm-up is 2s, discarded)
+#   CONNECTIONS   wrk connections (default 32; wrk uses 1 thread)
+#   NGINX_BIN     nginx binary (default: nginx from PATH or /usr/sbin/nginx)
+#   KEEP_TMP      1 = keep the temp dir (configs, logs, raw wrk output)
+#   OUT           also write the markdown report to this file
+#
+# Usage: bench/run.sh > bench-result.md
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+
+SIDECAR_BIN=${SIDECAR_BIN:-$REPO_DIR/target/release/m2m-sidecar}
+SKIP_SIDECAR=${SKIP_SIDECAR:-0}
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+KEEP_TMP=${KEEP_TMP:-0}
+OUT=${OUT:-}
+WARMUP=2s
+TOKEN=bench-token
+PROXY_CPU=0
+WRK_CPU=1
+READY_TIMEOUT=20 # seconds, for every readiness poll
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# --------------------------------------------------------------------------
+# Dependencies
+# --------------------------------------------------------------------------
+PATH=$PATH:/usr/sbin:/sbin
+declare -A PKG_FOR=([nginx]=nginx-light [wrk]=wrk [curl]=curl [python3]=python3
+                    [taskset]=util-linux [getconf]=libc-bin [timeout]=coreutils)
+
+need_pkgs=()
+for cmd in nginx wrk curl python3 taskset getconf timeout; do
+    if [[ $cmd == nginx && -n ${NGINX_BIN:-} ]]; then
+        [[ -x $NGINX_BIN ]] || die "NGINX_BIN=$NGINX_BIN is not executable"
+        continue
+    fi
+    command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("${PKG_FOR[$cmd]}")
+done
+if ((${#need_pkgs[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        die "missing packages: ${need_pkgs[*]} (run as root, or: sudo apt-get install -y ${need_pkgs[*]})"
+    fi
+    log "installing: ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; then
+        apt-get update >&2
+        if ! apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; then
+            # nginx-light does not exist everywhere (e.g. Debian 13): fall back to nginx.
+            need_pkgs=("${need_pkgs[@]/#nginx-light/nginx}")
+            apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2
+        fi
+    fi
+fi
+NGINX_BIN=${NGINX_BIN:-$(command -v nginx)}
+[[ -x $NGINX_BIN ]] || die "nginx not found"
+
+ncpu=$(getconf _NPROCESSORS_ONLN)
+((ncpu >= 2)) || die "need at least 2 CPUs (have $ncpu)"
+if ! taskset -c "$PROXY_CPU" true || ! taskset -c "$WRK_CPU" true; then
+    die "cannot pin to CPUs $PROXY_CPU and $WRK_CPU (cpuset restricted?)"
+fi
+
+if [[ $SKIP_SIDECAR != 1 ]]; then
+    [[ -x $SIDECAR_BIN ]] ||
+        die "sidecar binary not found at $SIDECAR_BIN (cargo build --release, set SIDECAR_BIN, or SKIP_SIDECAR=1)"
+fi
+
+# DURATION: accept "10", "10s", "2m"; wrk wants a unit, timeout wants seconds.
+[[ $DURATION =~ ^[0-9]+$ ]] && DURATION=${DURATION}s
+[[ $DURATION =~ ^([0-9]+)([smh])$ ]] || die "DURATION must look like 10s / 2m (got $DURATION)"
+case ${BASH_REMATCH[2]} in
+    s) DURATION_S=${BASH_REMATCH[1]} ;;
+    m) DURATION_S=$((BASH_REMATCH[1] * 60)) ;;
+    h) DURATION_S=$((BASH_REMATCH[1] * 3600)) ;;
+esac
+[[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
+
+CLK_TCK=$(getconf CLK_TCK)
+
+LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+if awk -v l="${LOADAVG%% *}" 'BEGIN { exit !(l > 0.5) }'; then
+    log "WARNING: load average is $LOADAVG; other work on this machine will skew the numbers"
+fi
+
+# --------------------------------------------------------------------------
+# Temp dir, process bookkeeping, cleanup
+# --------------------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/m2m-bench.XXXXXX")
+mkdir -p "$TMP/tmp" "$TMP/logs"
+PIDS=()
+
+stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
+    local pid=$1 i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "pid $pid did not exit on TERM; killing"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$? pid
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+    if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
+        log "temp dir kept: $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+# N distinct free ports on 127.0.0.1 (all bound at once, then released).
+free_ports() {
+    python3 - "$1" <<'PY'
+import socket, sys
+socks = []
+for _ in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    socks.append(s)
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+PY
+}
+
+render() { # render TEMPLATE OUTPUT: substitute @NAME@ placeholders
+    sed -e "s|@PREFIX@|$TMP|g" \
+        -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
+        -e "s|@PORT_PROXY@|$PORT_PROXY|g" \
+        -e "s|@PORT_SIDECAR@|$PORT_SIDECAR|g" \
+        -e "s|@PORT_ADMIN@|$PORT_ADMIN|g" \
+        -e "s|@PORT_TOKEN@|$PORT_TOKEN|g" \
+        -e "s|@TOKEN@|$TOKEN|g" \
+        "$1" >"$2"
+    if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder in $2"; fi
+}
+
+# wait_http URL PID [METHOD]: poll until HTTP 200, bounded by READY_TIMEOUT.
+wait_http() {
+    local url=$1 pid=$2 method=${3:-GET} deadline=$((SECONDS + READY_TIMEOUT)) code
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X "$method" "$url" || true)
+        [[ $code == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Direct children of PID (nginx workers), from /proc.
+children_of() {
+    local parent=$1 f s fld
+    for f in /proc/[0-9]*/stat; do
+        { s=$(<"$f"); } 2>/dev/null || continue
+        s=${s##*) }
+        read -r -a fld <<<"$s"
+        if [[ ${fld[1]} == "$parent" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
+}
+
+# utime+stime (clock ticks) summed over the given PIDs (whole thread groups).
+cpu_ticks() {
+    local total=0 pid s fld
+    for pid in "$@"; do
+        s=$(<"/proc/$pid/stat") || die "process $pid vanished"
+        s=${s##*) } # drop "pid (comm) " — comm may contain spaces
+        read -r -a fld <<<"$s"
+        # fld[0] is field 3 (state): utime = field 14 -> fld[11], stime = field 15 -> fld[12]
+        total=$((total + fld[11] + fld[12]))
+    done
+    echo "$total"
+}
+
+# "busy total" jiffies of CPUs $PROXY_CPU and $WRK_CPU from /proc/stat (busy excludes idle,
+# iowait and steal) — shows whether core 0 is saturated and whether foreign load interfered.
+core_snap() {
+    awk -v a="cpu$PROXY_CPU" -v b="cpu$WRK_CPU" '$1 == a || $1 == b {
+        busy = $2 + $3 + $4 + $7 + $8; tot = busy + $5 + $6 + $9
+        v[$1] = busy " " tot } END { print v[a], v[b] }' /proc/stat
+}
+
+rss_mb() { # VmRSS of PID in MB (1 decimal)
+    awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
+}
+
+# Latency string from wrk ("512.00us", "1.23ms", "1.02s", "1.5m") -> microseconds.
+to_us() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1e6;
+        else if (u == "m") f = 6e7; else { print "NaN"; exit }
+        printf "%.0f", n * f }'
+}
+
+fmt_lat() { # microseconds -> "123 µs" / "1.23 ms"
+    awk -v us="$1" 'BEGIN { if (us == "NaN") print "n/a";
+        else if (us < 1000) printf "%d µs", us; else printf "%.2f ms", us / 1000 }'
+}
+
+run_wrk() { # run_wrk URL DURATION OUTFILE
+    timeout --kill-after=5 "$(($2 + 30))" \
+        taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$2"s --latency "$1" >"$3" 2>&1 ||
+        { cat "$3" >&2; die "wrk failed against $1"; }
+}
+
+# Results, keyed by scenario id.
+WARNINGS=()
+declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_PCT R_UPPCT R_ERR R_CORE0 R_CORE1
+
+# measure ID URL "PIDS of process under test" : warm-up, measured run, parse, account CPU.
+measure() {
+    local id=$1 url=$2 pids=$3 warm=${WARMUP%s} out="$TMP/logs/wrk-$1.txt"
+    log "[$id] warm-up ${warm}s: $url"
+    run_wrk "$url" "$warm" "$TMP/logs/wrk-$id-warmup.txt"
+    local t0_wall t1_wall c0 c1 u0 u1 k0 k1
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    u0=$(cpu_ticks $UPSTREAM_PIDS)
+    k0=$(core_snap)
+    t0_wall=$(date +%s.%N)
+    log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
+    run_wrk "$url" "$DURATION_S" "$out"
+    t1_wall=$(date +%s.%N)
+    k1=$(core_snap)
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    u1=$(cpu_ticks $UPSTREAM_PIDS)
+
+    local rps reqs p50 p99 errs
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+    reqs=$(awk '/requests in/ { print $1 }' "$out")
+    p50=$(awk '$1 == "50%" { print $2 }' "$out")
+    p99=$(awk '$1 == "99%" { print $2 }' "$out")
+    [[ -n $rps && -n $reqs && -n $p50 && -n $p99 ]] || { cat "$out" >&2; die "cannot parse wrk output ($out)"; }
+    ((reqs > 0)) || { cat "$out" >&2; die "[$id] no requests completed"; }
+    # Socket errors (connect/read/write/timeout) + non-2xx/3xx responses.
+    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
+                /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$out")
+
+    R_RPS[$id]=$(printf '%.0f' "$rps")
+    R_P50[$id]=$(to_us "$p50")
+    R_P99[$id]=$(to_us "$p99")
+    R_ERR[$id]=$errs
+    # CPU µs per request = Δticks / CLK_TCK * 1e6 / requests ; CPU % over the wall window.
+    read -r "R_CPU[$id]" "R_UPCPU[$id]" "R_PCT[$id]" "R_UPPCT[$id]" < <(awk \
+        -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$reqs" \
+        -v t0="$t0_wall" -v t1="$t1_wall" 'BEGIN {
+            w = t1 - t0
+            printf "%.2f %.2f %.0f %.0f\n", c / hz * 1e6 / n, u / hz * 1e6 / n,
+                   100 * c / hz / w, 100 * u / hz / w }')
+    read -r "R_CORE0[$id]" "R_CORE1[$id]" < <(echo "$k0 $k1" | awk '{
+        printf "%.0f %.0f\n", 100 * ($5 - $1) / ($6 - $2), 100 * ($7 - $3) / ($8 - $4) }')
+    log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}%"
+    local ours=$((R_PCT[$id] + R_UPPCT[$id]))
+    [[ $id == direct ]] && ours=${R_PCT[$id]}
+    if ((R_CORE0[$id] - ours > 15)); then
+        log "[$id] WARNING: core $PROXY_CPU was ${R_CORE0[$id]}% busy but the measured processes used ${ours}%: foreign load, numbers skewed"
+        WARNINGS+=("($id) core $PROXY_CPU ${R_CORE0[$id]}% busy vs ${ours}% used by the measured processes: other load interfered")
+    fi
+    log "[$id] $rps req/s, p50 $p50, p99 $p99, ${R_CPU[$id]} µs CPU/req (${R_PCT[$id]}% core), errors $errs"
+}
+
+# --------------------------------------------------------------------------
+# Setup
+# --------------------------------------------------------------------------
+read -r PORT_UPSTREAM PORT_PROXY PORT_SIDECAR PORT_ADMIN PORT_TOKEN < <(free_ports 5)
+log "temp dir $TMP; ports upstream=$PORT_UPSTREAM proxy=$PORT_PROXY sidecar=$PORT_SIDECAR admin=$PORT_ADMIN token=$PORT_TOKEN"
+
+render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
+render "$SCRIPT_DIR/nginx-proxy.conf.tmpl" "$TMP/nginx-proxy.conf"
+render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"
+
+start_nginx() { # start_nginx NAME CONF PORT -> sets NGX_PID
+    local name=$1 conf=$2 port=$3
+    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" >&2 ||
+        die "nginx config test failed for $conf"
+    taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" \
+        -g 'daemon off;' >"$TMP/logs/$name.out" 2>&1 &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_http "http://127.0.0.1:$port/" "$NGX_PID" ||
+        { cat "$TMP/logs/$name.out" "$TMP"/*error.log >&2 2>/dev/null || true; die "$name nginx not ready"; }
+}
+
+nginx_pids() { # master + workers
+    local w
+    w=$(children_of "$1" | tr '\n' ' ')
+    [[ -n $w ]] || die "no nginx workers under master $1"
+    echo "$1 $w"
+}
+
+start_nginx upstream "$TMP/nginx-upstream.conf" "$PORT_UPSTREAM"
+UPSTREAM_MASTER=$NGX_PID
+UPSTREAM_PIDS=$(nginx_pids "$UPSTREAM_MASTER")
+log "upstream nginx pids: $UPSTREAM_PIDS"
+
+# --------------------------------------------------------------------------
+# (a) direct
+# --------------------------------------------------------------------------
+measure direct "http://127.0.0.1:$PORT_UPSTREAM/" "$UPSTREAM_PIDS"
+
+# --------------------------------------------------------------------------
+# (b) nginx reverse proxy
+# --------------------------------------------------------------------------
+start_nginx proxy "$TMP/nginx-proxy.conf" "$PORT_PROXY"
+PROXY_MASTER=$NGX_PID
+PROXY_PIDS=$(nginx_pids "$PROXY_MASTER")
+log "proxy nginx pids: $PROXY_PIDS"
+got=$(curl -fsS --max-time 2 "http://127.0.0.1:$PORT_PROXY/__auth") || die "request through nginx proxy failed"
+[[ $got == "Bearer $TOKEN" ]] || die "nginx proxy sent Authorization '$got', expected 'Bearer $TOKEN'"
+measure nginx "http://127.0.0.1:$PORT_PROXY/" "$PROXY_PIDS"
+stop_pid "$PROXY_MASTER"
+
+# --------------------------------------------------------------------------
+# (c) m2m-sidecar
+# --------------------------------------------------------------------------
+SIDECAR_RSS=""
+SIDECAR_VERSION=""
+TOKEN_FETCHES=""
+if [[ $SKIP_SIDECAR != 1 ]]; then
+    taskset -c "$WRK_CPU" python3 "$SCRIPT_DIR/token_server.py" "$PORT_TOKEN" "$TOKEN" \
+        >"$TMP/logs/token.out" 2>&1 &
+    TOKEN_PID=$!
+    PIDS+=("$TOKEN_PID")
+    wait_http "http://127.0.0.1:$PORT_TOKEN/oauth/token" "$TOKEN_PID" POST ||
+        { cat "$TMP/logs/token.out" >&2; die "token server not ready"; }
+    fetches_before=$(curl -fsS --max-time 2 "http://127.0.0.1:$PORT_TOKEN/__count")
+
+    SIDECAR_VERSION=$("$SIDECAR_BIN" --version 2>/dev/null | head -n1 || true)
+    M2M_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$SIDECAR_BIN" run --config "$TMP/sidecar.toml" \
+        >"$TMP/logs/sidecar.out" 2>&1 &
+    SIDECAR_PID=$!
+    PIDS+=("$SIDECAR_PID")
+    wait_http "http://127.0.0.1:$PORT_ADMIN/readyz" "$SIDECAR_PID" ||
+        { tail -n 50 "$TMP/logs/sidecar.out" >&2; die "sidecar exited or was not ready within ${READY_TIMEOUT}s (log above)"; }
+    SIDECAR_RSS=$(rss_mb "$SIDECAR_PID")
+    log "sidecar ready (pid $SIDECAR_PID, threads $(awk '/^Threads:/ {print $2}' "/proc/$SIDECAR_PID/status"), idle RSS $SIDECAR_RSS MB)"
+
+    got=$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT_SIDECAR/__auth") ||
+        { tail -n 50 "$TMP/logs/sidecar.out" >&2; die "request through the sidecar failed"; }
+    [[ $got == "Bearer $TOKEN" ]] || die "sidecar sent Authorization '$got', expected 'Bearer $TOKEN'"
+    measure sidecar "http://127.0.0.1:$PORT_SIDECAR/" "$SIDECAR_PID"
+    fetches_after=$(curl -fsS --max-time 2 "http://127.0.0.1:$PORT_TOKEN/__count")
+    TOKEN_FETCHES=$((fetches_after - fetches_before))
+    log "token endpoint hits during the sidecar run: $TOKEN_FETCHES"
+    stop_pid "$SIDECAR_PID"
+fi
+
+# --------------------------------------------------------------------------
+# Report
+# --------------------------------------------------------------------------
+row() { # row ID LABEL
+    local id=$1
+    printf '| %s | %s | %s | %s | %s | %s | %s%% / %s%% | %s%% / %s%% | %s |\n' "$2" "${R_RPS[$id]}" \
+        "$(fmt_lat "${R_P50[$id]}")" "$(fmt_lat "${R_P99[$id]}")" \
+        "${R_CPU[$id]}" "${R_UPCPU[$id]}" "${R_PCT[$id]}" "${R_UPPCT[$id]}" \
+        "${R_CORE0[$id]}" "${R_CORE1[$id]}" "${R_ERR[$id]}"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+report() {
+    local cpu_model kernel nginx_v wrk_v
+    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo || true)
+    kernel=$(uname -r)
+    nginx_v=$("$NGINX_BIN" -v 2>&1 | sed 's/^nginx version: nginx\///')
+    wrk_v=$(wrk -v 2>&1 | head -n1 | awk '{ sub(/^debian\//, "", $2); print $2 }' || true)
+
+    echo "### m2m-sidecar outbound proxy benchmark"
+    echo
+    echo "$(date -u +%Y-%m-%d), ${cpu_model:-unknown CPU}, ${ncpu} CPUs, Linux $kernel, nginx $nginx_v, wrk $wrk_v."
+    echo "wrk \`-t1 -c$CONNECTIONS -d${DURATION_S}s --latency\` on core $WRK_CPU after a ${WARMUP} warm-up;"
+    printf '%s\n' "proxy under test and the nginx upstream (\`return 200 \"ok\\n\"\`, 1 worker) share core $PROXY_CPU."
+    echo "Load average before the run: $LOADAVG. \"core busy\" is the whole core from /proc/stat (includes anything else running)."
+    echo "CPU = utime+stime from /proc/PID/stat over the measured run (nginx: master + workers; tick = $((1000000 / CLK_TCK)) µs)."
+    [[ -n $SIDECAR_VERSION ]] && echo "Sidecar: $SIDECAR_VERSION, \`M2M_WORKER_THREADS=1\`."
+    local w
+    for w in "${WARNINGS[@]}"; do echo "**Warning:** $w."; done
+    echo
+    echo "| scenario | req/s | p50 | p99 | proxy CPU µs/req | upstream CPU µs/req | CPU % proxy / upstream | core $PROXY_CPU / core $WRK_CPU busy | errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    row direct "(a) direct to nginx upstream (the limit; \"proxy\" = upstream)"
+    row nginx "(b) nginx reverse proxy, static bearer (the peer)"
+    if [[ $SKIP_SIDECAR != 1 ]]; then
+        row sidecar "(c) m2m-sidecar, cached token"
+        echo
+        echo "| sidecar / nginx proxy | value |"
+        echo "|---|---:|"
+        echo "| req/s ratio | $(ratio "${R_RPS[sidecar]}" "${R_RPS[nginx]}") |"
+        echo "| CPU/req ratio | $(ratio "${R_CPU[sidecar]}" "${R_CPU[nginx]}") |"
+        echo "| p99 ratio | $(ratio "${R_P99[sidecar]}" "${R_P99[nginx]}") |"
+        echo "| sidecar idle RSS | ${SIDECAR_RSS} MB |"
+        echo "| token endpoint hits (sidecar start to end of run) | ${TOKEN_FETCHES} |"
+    else
+        echo
+        echo "(c) skipped (SKIP_SIDECAR=1)."
+    fi
+}
+
+if [[ -n $OUT ]]; then
+    report | tee "$OUT"
+else
+    report
+fi

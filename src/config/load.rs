@@ -1,0 +1,96 @@
+//! Reading a config: file (TOML, YAML or JSON by extension) overlaid by `M2M_`
+//! environment variables (`__` between levels), then unknown keys and type errors
+//! collected with their key paths.
+
+use super::raw::FileConfig;
+use super::{Config, Errors, Issue, validate};
+use figment::Figment;
+use figment::providers::{Env, Format as _, Json, Toml, Yaml};
+use std::path::Path;
+
+/// A config text's format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Toml,
+    Yaml,
+    Json,
+}
+
+impl Format {
+    /// The format a file name implies (TOML unless `.yaml`, `.yml` or `.json`).
+    pub fn from_path(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("json") => Format::Json,
+            _ => Format::Toml,
+        }
+    }
+}
+
+/// Load a config file and the `M2M_` environment, then validate it.
+pub fn load_file(path: &Path) -> Result<Config, Errors> {
+    if !path.is_file() {
+        return Err(Errors::one(
+            "",
+            format!("cannot read config file {}: not a file", path.display()),
+        ));
+    }
+    let figment = match Format::from_path(path) {
+        Format::Toml => Figment::from(Toml::file_exact(path)),
+        Format::Yaml => Figment::from(Yaml::file_exact(path)),
+        Format::Json => Figment::from(Json::file_exact(path)),
+    };
+    finish(figment.merge(Env::prefixed("M2M_").split("__")))
+}
+
+/// Validate a config given as text, without the environment (tests, embedding).
+pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
+    let figment = match format {
+        Format::Toml => Figment::from(Toml::string(text)),
+        Format::Yaml => Figment::from(Yaml::string(text)),
+        Format::Json => Figment::from(Json::string(text)),
+    };
+    finish(figment)
+}
+
+fn finish(figment: Figment) -> Result<Config, Errors> {
+    let (raw, mut issues) = parse(&figment)?;
+    match validate(&raw) {
+        Ok(config) if issues.is_empty() => Ok(config),
+        Ok(_) => Err(Errors(issues)),
+        Err(Errors(more)) => {
+            issues.extend(more);
+            Err(Errors(issues))
+        }
+    }
+}
+
+/// Merge the providers and deserialize. Returns the options and every unknown
+/// key; a type error (serde stops at the first) fails with its path.
+fn parse(figment: &Figment) -> Result<(FileConfig, Vec<Issue>), Errors> {
+    let value: figment::value::Value = figment
+        .extract()
+        .map_err(|e| Errors::one("", format!("cannot parse config: {}", e.kind)))?;
+    let json = serde_json::to_value(&value)
+        .map_err(|e| Errors::one("", format!("cannot parse config: {e}")))?;
+    let mut unknown = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(&json, &mut track);
+    let parsed: Result<FileConfig, _> = serde_ignored::deserialize(de, |path| {
+        unknown.push(Issue {
+            path: path.to_string(),
+            message: "unknown key".to_owned(),
+        })
+    });
+    let mut issues = unknown;
+    match parsed {
+        Ok(raw) => Ok((raw, issues)),
+        Err(e) => {
+            issues.push(Issue {
+                path: track.path().to_string(),
+                message: e.to_string(),
+            });
+            Err(Errors(issues))
+        }
+    }
+}

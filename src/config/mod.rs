@@ -1,0 +1,167 @@
+//! Configuration: loading (figment: file + `M2M_` environment), the validated types
+//! the rest of the crate runs on, and the redacted summary `check` prints.
+//!
+//! Parse → validate (every problem, each with its key path) → run. The raw option
+//! types live in [`raw`]; [`validate`] is the only way from them to a [`Config`].
+
+mod load;
+pub mod raw;
+mod summary;
+mod validate;
+
+pub use load::{Format, load_file, load_str};
+pub use summary::{redact_url, summary};
+pub use validate::validate;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+/// A validated sidecar configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub admin: AdminSettings,
+    pub credentials: Vec<Arc<CredentialSpec>>,
+    pub outbound: Vec<OutboundSpec>,
+    pub drain_timeout: Duration,
+    pub worker_threads: Option<usize>,
+}
+
+impl Config {
+    /// The credential called `name`.
+    pub fn credential(&self, name: &str) -> Option<&Arc<CredentialSpec>> {
+        self.credentials.iter().find(|c| c.name == name)
+    }
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    pub listen: SocketAddr,
+}
+
+/// How the client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `Authorization: Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+    ClientSecretBasic,
+    /// `client_id` and `client_secret` in the form body.
+    ClientSecretPost,
+    /// The JSON body LoginRadius uses.
+    ClientSecretJson,
+}
+
+impl AuthMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::ClientSecretBasic => "client_secret_basic",
+            AuthMethod::ClientSecretPost => "client_secret_post",
+            AuthMethod::ClientSecretJson => "client_secret_json",
+        }
+    }
+}
+
+/// Where a client secret is read from. A literal never shows in `Debug`.
+#[derive(Clone)]
+pub enum SecretSource {
+    Literal(Arc<str>),
+    Env(String),
+    File(PathBuf),
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl SecretSource {
+    /// A description safe to print: never the secret itself.
+    pub fn describe(&self) -> String {
+        match self {
+            SecretSource::Literal(_) => "literal (redacted)".to_owned(),
+            SecretSource::Env(name) => format!("env {name}"),
+            SecretSource::File(path) => format!("file {}", path.display()),
+        }
+    }
+}
+
+/// `[credentials.NAME]`, validated.
+#[derive(Debug, Clone)]
+pub struct CredentialSpec {
+    pub name: String,
+    pub token_url: Url,
+    pub client_id: String,
+    pub secret: SecretSource,
+    pub auth_method: AuthMethod,
+    pub audience: Option<String>,
+    pub resource: Option<String>,
+    pub scopes: Vec<String>,
+    pub extra_params: Vec<(String, String)>,
+    pub refresh_at: f64,
+    pub default_ttl: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[[outbound]]`, validated.
+#[derive(Debug, Clone)]
+pub struct OutboundSpec {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: Url,
+    pub credential: String,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
+/// One configuration problem, with the key path it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issue {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for Issue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Errors(pub Vec<Issue>);
+
+impl fmt::Display for Errors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(
+            f,
+            "invalid configuration ({n} problem{}):",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.0 {
+            write!(f, "\n  - {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Errors {
+    pub(crate) fn one(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Errors(vec![Issue {
+            path: path.into(),
+            message: message.into(),
+        }])
+    }
+}

@@ -1,0 +1,127 @@
+//! The option types exactly as a user writes them (TOML, YAML, JSON or `M2M_` env).
+//!
+//! Durations, URLs and addresses stay text here: `validate` turns them into typed
+//! values so that every bad one is reported at once, each with its key path.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+/// The whole sidecar config file.
+#[derive(Debug, Default, Deserialize)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialConfig>,
+    #[serde(default)]
+    pub outbound: Vec<OutboundConfig>,
+    /// How long in-flight requests may take to finish after SIGTERM.
+    pub drain_timeout: Option<Text>,
+    /// Tokio worker threads (default: one per core).
+    pub worker_threads: Option<usize>,
+}
+
+/// `[admin]`: health, readiness and metrics.
+#[derive(Debug, Default, Deserialize)]
+pub struct AdminConfig {
+    pub listen: Option<Text>,
+}
+
+/// `[credentials.NAME]`: one client-credentials identity.
+#[derive(Debug, Default, Deserialize)]
+pub struct CredentialConfig {
+    pub token_url: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<SecretConfig>,
+    pub auth_method: Option<Text>,
+    pub audience: Option<Text>,
+    pub resource: Option<Text>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub extra_params: BTreeMap<String, Text>,
+    /// Fraction of the lifetime after which a refresh starts.
+    pub refresh_at: Option<f64>,
+    /// Lifetime assumed when the answer has no `expires_in` and the token is no JWT.
+    pub default_ttl: Option<Text>,
+    /// Whole-request timeout for the token endpoint.
+    pub timeout: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    /// Extra PEM roots for an `https://` token endpoint.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[[outbound]]`: a reverse listener that injects a credential's token.
+#[derive(Debug, Default, Deserialize)]
+pub struct OutboundConfig {
+    pub name: Option<Text>,
+    pub listen: Option<Text>,
+    pub upstream: Option<Text>,
+    pub credential: Option<Text>,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Option<Text>,
+    /// Time allowed until the upstream's response headers arrive.
+    pub request_timeout: Option<Text>,
+    /// How long an unused pooled upstream connection is kept.
+    pub idle_timeout: Option<Text>,
+}
+
+/// A scalar written as a string; numbers and booleans (as environment variables
+/// become) are accepted and kept as their text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Scalar {
+            S(String),
+            I(i64),
+            F(f64),
+            B(bool),
+        }
+        let text = match Scalar::deserialize(d).map_err(|_| {
+            serde::de::Error::custom("invalid type: expected a string, number or boolean")
+        })? {
+            Scalar::S(s) => s,
+            Scalar::I(i) => i.to_string(),
+            Scalar::F(f) => f.to_string(),
+            Scalar::B(b) => b.to_string(),
+        };
+        Ok(Text(text))
+    }
+}
+
+/// Where a client secret comes from: `"literal"`, `{ env = "NAME" }` or `{ file = "PATH" }`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum SecretConfig {
+    Literal(Text),
+    Ref(SecretRef),
+}
+
+/// The table form of [`SecretConfig`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+impl fmt::Debug for SecretConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretConfig::Literal(_) => f.write_str("\"...\""),
+            SecretConfig::Ref(r) => r.fmt(f),
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! The human summary `m2m-sidecar check` prints: what would run, secrets redacted.
+
+use super::Config;
+use std::fmt::Write as _;
+use url::Url;
+
+/// Listeners, credentials and routes (route → credential → audience), with every
+/// secret replaced by where it comes from.
+pub fn summary(config: &Config) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "admin     {}  /healthz /readyz /metrics",
+        config.admin.listen
+    );
+    for c in &config.credentials {
+        let _ = writeln!(
+            out,
+            "credential {}: {} {} client_id={} secret=<{}> audience={} resource={} scopes=[{}]",
+            c.name,
+            c.auth_method.as_str(),
+            redact_url(&c.token_url),
+            c.client_id,
+            c.secret.describe(),
+            c.audience.as_deref().unwrap_or("-"),
+            c.resource.as_deref().unwrap_or("-"),
+            c.scopes.join(" "),
+        );
+    }
+    for o in &config.outbound {
+        let audience = config
+            .credential(&o.credential)
+            .and_then(|c| c.audience.as_deref().or(c.resource.as_deref()))
+            .unwrap_or("-");
+        let _ = writeln!(
+            out,
+            "outbound  {} {} -> {}  credential={} audience={}",
+            o.name,
+            o.listen,
+            redact_url(&o.upstream),
+            o.credential,
+            audience,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "drain_timeout {}",
+        humantime::format_duration(config.drain_timeout)
+    );
+    out
+}
+
+/// A URL with any `user:password@` part replaced.
+pub fn redact_url(url: &Url) -> String {
+    if url.username().is_empty() && url.password().is_none() {
+        return url.to_string();
+    }
+    let mut u = url.clone();
+    let _ = u.set_username("redacted");
+    let _ = u.set_password(None);
+    u.to_string()
+}

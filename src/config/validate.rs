@@ -1,0 +1,386 @@
+//! From raw options to a [`Config`]: every problem is collected with its key path
+//! before anything starts (oauth2-proxy's habit), never just the first.
+
+use super::raw::{CredentialConfig, FileConfig, OutboundConfig, SecretConfig, Text};
+use super::{
+    AdminSettings, AuthMethod, Config, CredentialSpec, Errors, Issue, OutboundSpec, SecretSource,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use url::Url;
+
+const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
+/// Parameters the grant sets itself; `extra_params` may not override them.
+const RESERVED_PARAMS: &[&str] = &[
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "resource",
+    "client_assertion",
+    "client_assertion_type",
+];
+
+/// Turn raw options into a [`Config`], or report every problem found.
+pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
+    let mut v = Validator::default();
+    let admin_listen = raw.admin.listen.as_ref().map_or(DEFAULT_ADMIN, |t| &t.0);
+    let admin = v.addr("admin.listen", admin_listen);
+    if let Some(a) = admin {
+        v.listeners.insert(a, "admin.listen".to_owned());
+    }
+    let drain_timeout = v.duration_or("drain_timeout", &raw.drain_timeout, 15);
+    if raw.worker_threads == Some(0) {
+        v.issue("worker_threads", "must be at least 1");
+    }
+    let credentials: Vec<_> = raw
+        .credentials
+        .iter()
+        .filter_map(|(name, c)| v.credential(name, c))
+        .collect();
+    let outbound: Vec<_> = raw
+        .outbound
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| v.outbound(i, o, &raw.credentials))
+        .collect();
+    match (v.issues.is_empty(), admin) {
+        (true, Some(listen)) => Ok(Config {
+            admin: AdminSettings { listen },
+            credentials,
+            outbound,
+            drain_timeout,
+            worker_threads: raw.worker_threads,
+        }),
+        _ => Err(Errors(v.issues)),
+    }
+}
+
+#[derive(Default)]
+struct Validator {
+    issues: Vec<Issue>,
+    /// Outbound names and addresses seen so far, for the uniqueness checks.
+    names: HashMap<String, usize>,
+    listeners: HashMap<SocketAddr, String>,
+}
+
+impl Validator {
+    fn issue(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.issues.push(Issue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn required<'a>(&mut self, path: &str, value: &'a Option<Text>) -> Option<&'a str> {
+        match value {
+            Some(t) if !t.0.trim().is_empty() => Some(&t.0),
+            Some(_) => {
+                self.issue(path, "must not be empty");
+                None
+            }
+            None => {
+                self.issue(path, "is required");
+                None
+            }
+        }
+    }
+
+    fn addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.issue(
+                    path,
+                    format!(
+                        "invalid listen address `{text}` (expected IP:PORT, e.g. 127.0.0.1:15001)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn url(&mut self, path: &str, text: &str) -> Option<Url> {
+        match Url::parse(text) {
+            Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+                self.issue(
+                    path,
+                    format!("URL must be http:// or https://, got `{}`", u.scheme()),
+                );
+                None
+            }
+            Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+                self.issue(path, "URL has no host");
+                None
+            }
+            Ok(u) if u.fragment().is_some() => {
+                self.issue(path, "URL must not have a fragment");
+                None
+            }
+            Ok(u) => Some(u),
+            Err(e) => {
+                self.issue(path, format!("invalid URL `{text}`: {e}"));
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, path: &str, text: &Text) -> Option<Duration> {
+        let t = text.0.trim();
+        // A bare number (as an environment variable gives) means seconds.
+        if let Ok(secs) = t.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        match humantime::parse_duration(t) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.issue(
+                    path,
+                    format!("invalid duration `{t}`: {e} (examples: 500ms, 30s, 5m)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn duration_or(&mut self, path: &str, text: &Option<Text>, default_secs: u64) -> Duration {
+        let default = Duration::from_secs(default_secs);
+        match text {
+            Some(t) => self.duration(path, t).unwrap_or(default),
+            None => default,
+        }
+    }
+
+    fn credential(&mut self, name: &str, c: &CredentialConfig) -> Option<Arc<CredentialSpec>> {
+        let p = |k: &str| format!("credentials.{name}.{k}");
+        if !valid_name(name) {
+            self.issue(
+                format!("credentials.{name}"),
+                "names may use only letters, digits, `-` and `_`",
+            );
+        }
+        let token_url = self
+            .required(&p("token_url"), &c.token_url)
+            .and_then(|t| self.url(&p("token_url"), t));
+        let client_id = self
+            .required(&p("client_id"), &c.client_id)
+            .map(str::to_owned);
+        let auth_method = self.auth_method(&p("auth_method"), c.auth_method.as_ref());
+        let secret = self.secret(&p("client_secret"), c.client_secret.as_ref());
+        let refresh_at = c.refresh_at.unwrap_or(0.8);
+        if !(refresh_at > 0.0 && refresh_at < 1.0) {
+            self.issue(
+                p("refresh_at"),
+                format!("must be between 0 and 1 (exclusive), got {refresh_at}"),
+            );
+        }
+        if let Some(r) = &c.resource
+            && Url::parse(&r.0).map_or(true, |u| u.fragment().is_some())
+        {
+            self.issue(
+                p("resource"),
+                "must be an absolute URI without a fragment (RFC 8707)",
+            );
+        }
+        for (i, s) in c.scopes.iter().enumerate() {
+            if s.is_empty()
+                || s.chars()
+                    .any(|ch| ch.is_whitespace() || ch == '"' || ch == '\\')
+            {
+                self.issue(
+                    format!("{}[{i}]", p("scopes")),
+                    format!("invalid scope `{s}`"),
+                );
+            }
+        }
+        for key in c.extra_params.keys() {
+            if RESERVED_PARAMS.contains(&key.as_str()) {
+                self.issue(
+                    format!("{}.{key}", p("extra_params")),
+                    "is set by the sidecar itself and cannot be overridden",
+                );
+            }
+        }
+        let default_ttl = self.duration_or(&p("default_ttl"), &c.default_ttl, 300);
+        let timeout = self.duration_or(&p("timeout"), &c.timeout, 10);
+        let connect_timeout = self.duration_or(&p("connect_timeout"), &c.connect_timeout, 5);
+        self.file_exists(&p("ca_file"), c.ca_file.as_ref());
+        Some(Arc::new(CredentialSpec {
+            name: name.to_owned(),
+            token_url: token_url?,
+            client_id: client_id?,
+            secret: secret?,
+            auth_method: auth_method?,
+            audience: c.audience.as_ref().map(|t| t.0.clone()),
+            resource: c.resource.as_ref().map(|t| t.0.clone()),
+            scopes: c.scopes.clone(),
+            extra_params: c
+                .extra_params
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
+            refresh_at,
+            default_ttl,
+            timeout,
+            connect_timeout,
+            ca_file: c.ca_file.clone(),
+        }))
+    }
+
+    fn auth_method(&mut self, path: &str, text: Option<&Text>) -> Option<AuthMethod> {
+        match text.map(|t| t.0.as_str()).unwrap_or("client_secret_basic") {
+            "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
+            "client_secret_post" => Some(AuthMethod::ClientSecretPost),
+            "client_secret_json" => Some(AuthMethod::ClientSecretJson),
+            "private_key_jwt" | "tls_client_auth" => {
+                self.issue(path, "this authentication method is not supported yet");
+                None
+            }
+            other => {
+                self.issue(
+                    path,
+                    format!("unknown method `{other}` (expected client_secret_basic, client_secret_post or client_secret_json)"),
+                );
+                None
+            }
+        }
+    }
+
+    fn secret(&mut self, path: &str, s: Option<&SecretConfig>) -> Option<SecretSource> {
+        match s {
+            None => {
+                self.issue(path, "is required");
+                None
+            }
+            Some(SecretConfig::Literal(t)) if t.0.is_empty() => {
+                self.issue(path, "must not be empty");
+                None
+            }
+            Some(SecretConfig::Literal(t)) => Some(SecretSource::Literal(Arc::from(t.0.as_str()))),
+            Some(SecretConfig::Ref(r)) => match (&r.env, &r.file) {
+                (Some(env), None) if !env.is_empty() => Some(SecretSource::Env(env.clone())),
+                (None, Some(file)) => Some(SecretSource::File(file.clone())),
+                _ => {
+                    self.issue(path, "give exactly one of `env` or `file`");
+                    None
+                }
+            },
+        }
+    }
+
+    fn file_exists(&mut self, path: &str, file: Option<&std::path::PathBuf>) {
+        if let Some(f) = file
+            && !f.is_file()
+        {
+            self.issue(path, format!("cannot read {}: no such file", f.display()));
+        }
+    }
+
+    fn outbound(
+        &mut self,
+        i: usize,
+        o: &OutboundConfig,
+        credentials: &BTreeMap<String, CredentialConfig>,
+    ) -> Option<OutboundSpec> {
+        let p = |k: &str| format!("outbound[{i}].{k}");
+        let name = self.required(&p("name"), &o.name).map(str::to_owned);
+        if let Some(n) = &name {
+            self.unique_name(i, n);
+        }
+        let listen = self
+            .required(&p("listen"), &o.listen)
+            .and_then(|t| self.addr(&p("listen"), t));
+        if let Some(addr) = listen {
+            self.unique_listener(p("listen"), addr);
+        }
+        let upstream = self
+            .required(&p("upstream"), &o.upstream)
+            .and_then(|t| self.url(&p("upstream"), t));
+        if let Some(u) = &upstream
+            && u.query().is_some()
+        {
+            self.issue(p("upstream"), "upstream must not have a query");
+        }
+        if let (Some(u), Some(_)) = (&upstream, &o.ca_file)
+            && u.scheme() != "https"
+        {
+            self.issue(p("ca_file"), "only applies to an https:// upstream");
+        }
+        let credential = self
+            .required(&p("credential"), &o.credential)
+            .map(str::to_owned);
+        if let Some(c) = &credential
+            && !credentials.contains_key(c)
+        {
+            let known: Vec<_> = credentials.keys().map(String::as_str).collect();
+            self.issue(
+                p("credential"),
+                format!(
+                    "no credential named `{c}` (defined: {})",
+                    list_or_none(&known)
+                ),
+            );
+        }
+        self.file_exists(&p("ca_file"), o.ca_file.as_ref());
+        let connect_timeout = self.duration_or(&p("connect_timeout"), &o.connect_timeout, 5);
+        let request_timeout = self.duration_or(&p("request_timeout"), &o.request_timeout, 60);
+        let idle_timeout = self.duration_or(&p("idle_timeout"), &o.idle_timeout, 90);
+        Some(OutboundSpec {
+            name: name?,
+            listen: listen?,
+            upstream: upstream?,
+            credential: credential?,
+            ca_file: o.ca_file.clone(),
+            connect_timeout,
+            request_timeout,
+            idle_timeout,
+        })
+    }
+
+    fn unique_name(&mut self, i: usize, name: &str) {
+        match self.names.get(name) {
+            Some(first) => {
+                let msg = format!("`{name}` is already the name of outbound[{first}]");
+                self.issue(format!("outbound[{i}].name"), msg);
+            }
+            None => {
+                self.names.insert(name.to_owned(), i);
+            }
+        }
+    }
+
+    /// Two listeners on one address cannot both bind; port 0 is always free.
+    fn unique_listener(&mut self, here: String, addr: SocketAddr) {
+        if addr.port() == 0 {
+            return;
+        }
+        match self.listeners.get(&addr) {
+            Some(other) => {
+                let msg = format!("{addr} is already used by {other}");
+                self.issue(here, msg);
+            }
+            None => {
+                self.listeners.insert(addr, here);
+            }
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn list_or_none(items: &[&str]) -> String {
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}

@@ -1,0 +1,168 @@
+//! m2m-sidecar: machine-to-machine authorization beside each service.
+//!
+//! The sidecar holds OAuth 2.0 client credentials, fetches and refreshes access
+//! tokens (client credentials grant, RFC 6749 §4.4) and injects them into the
+//! service's outbound calls, so the service never touches a secret.
+//!
+//! Module map:
+//! - [`config`]: loading (figment), validation (every error with its key path), `check` summary
+//! - [`token`]: the credential manager: grant client, `ArcSwap` cache, refresh task, secret files
+//! - [`proxy`]: the shared proxy core: upstream client, hop-by-hop rules, accept loop
+//! - [`outbound`]: reverse listeners that inject a credential's token
+//! - [`admin`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`error`]: the one place request errors become responses
+//! - [`metrics`]: metric families, registered into a registry passed in
+//!
+//! [`App::spawn`] takes listeners the caller bound, so tests bind `127.0.0.1:0`.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod metrics;
+pub mod outbound;
+pub mod proxy;
+pub mod token;
+
+use config::Config;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use token::Credential;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// The sockets a sidecar serves on, bound by the caller.
+pub struct Listeners {
+    pub admin: TcpListener,
+    /// One per `[[outbound]]`, in config order.
+    pub outbound: Vec<TcpListener>,
+}
+
+impl Listeners {
+    /// Bind every address the config names.
+    pub async fn bind(config: &Config) -> Result<Self, String> {
+        let bind = |addr: SocketAddr, what: String| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))
+        };
+        let admin = bind(config.admin.listen, "admin".into()).await?;
+        let mut outbound = Vec::with_capacity(config.outbound.len());
+        for o in &config.outbound {
+            outbound.push(bind(o.listen, format!("outbound {}", o.name)).await?);
+        }
+        Ok(Listeners { admin, outbound })
+    }
+}
+
+/// A running sidecar.
+pub struct Handle {
+    pub admin_addr: SocketAddr,
+    /// `(route name, address)` for each outbound listener.
+    pub outbound_addrs: Vec<(String, SocketAddr)>,
+    pub credentials: Vec<Arc<Credential>>,
+    draining: Arc<AtomicBool>,
+    tasks: JoinSet<()>,
+}
+
+impl Handle {
+    /// The address of the outbound listener called `name`.
+    pub fn outbound_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.outbound_addrs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+    }
+
+    /// Wait until every listener and background task has stopped (after shutdown).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Mark the sidecar as draining: `/readyz` answers 503 from now on.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The sidecar application.
+pub struct App;
+
+impl App {
+    /// Start the credential tasks, the outbound listeners and the admin listener.
+    /// Everything stops when `shutdown` turns true; [`Handle::wait`] awaits that.
+    pub fn spawn(
+        config: Config,
+        listeners: Listeners,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Handle, String> {
+        let mut registry = Registry::default();
+        let token_metrics = metrics::TokenMetrics::register(&mut registry);
+        let outbound_metrics = metrics::OutboundMetrics::register(&mut registry);
+        let mut tasks = JoinSet::new();
+
+        let mut credentials = Vec::new();
+        let mut watched = Vec::new();
+        for spec in &config.credentials {
+            let fetcher = token::Fetcher::new(spec.clone())?;
+            let cred = Credential::new(spec.clone(), token_metrics.clone());
+            if let config::SecretSource::File(path) = &spec.secret {
+                watched.push(token::secret::Watched {
+                    path: path.clone(),
+                    on_change: cred.kick_handle(),
+                });
+            }
+            tasks.spawn(token::run(cred.clone(), fetcher, shutdown.clone()));
+            credentials.push(cred);
+        }
+        tasks.spawn(token::secret::watch_files(watched, shutdown.clone()));
+
+        let mut outbound_addrs = Vec::new();
+        for (spec, listener) in config.outbound.iter().zip(listeners.outbound) {
+            let cred = credentials
+                .iter()
+                .find(|c| c.name() == spec.credential)
+                .ok_or_else(|| {
+                    format!("outbound {}: no credential {}", spec.name, spec.credential)
+                })?;
+            let route =
+                outbound::Route::new(spec, cred.clone(), outbound_metrics.route(&spec.name))?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(route = %spec.name, %addr, upstream = %config::redact_url(&spec.upstream), "outbound listener ready");
+            outbound_addrs.push((spec.name.clone(), addr));
+            tasks.spawn(proxy::server::serve(
+                listener,
+                Arc::new(route),
+                shutdown.clone(),
+                config.drain_timeout,
+            ));
+        }
+
+        let draining = Arc::new(AtomicBool::new(false));
+        let admin_addr = listeners.admin.local_addr().map_err(|e| e.to_string())?;
+        let admin = admin::Admin {
+            credentials: credentials.clone(),
+            registry,
+            token_metrics,
+            draining: draining.clone(),
+        };
+        tracing::info!(addr = %admin_addr, "admin listener ready");
+        tasks.spawn(proxy::server::serve(
+            listeners.admin,
+            Arc::new(admin),
+            shutdown,
+            config.drain_timeout,
+        ));
+        Ok(Handle {
+            admin_addr,
+            outbound_addrs,
+            credentials,
+            draining,
+            tasks,
+        })
+    }
+}

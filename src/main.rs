@@ -1,0 +1,184 @@
+//! The `m2m-sidecar` command: parse the command line, set up logging, load the
+//! config, start the app and wait for a signal. No logic of its own lives here.
+
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand, ValueEnum};
+use m2m_sidecar::config::{self, Config};
+use m2m_sidecar::{App, Listeners, token};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Parser)]
+#[command(
+    name = "m2m-sidecar",
+    version,
+    about = "Machine-to-machine authorization sidecar"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Config file (TOML, YAML or JSON); `M2M_` environment variables override it.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Log line format (logs go to stderr; filter with RUST_LOG, default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar: outbound listeners and admin endpoints (the default).
+    Run,
+    /// Validate a config, print what it would run (secrets redacted), exit non-zero on errors.
+    Check,
+    /// Fetch a token for one credential and print it alone on stdout.
+    Token {
+        /// The credential's name (`[credentials.NAME]`).
+        credential: String,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let Some(path) = cli.config.as_deref() else {
+        eprintln!("error: --config FILE is required");
+        return ExitCode::from(2);
+    };
+    let config = match config::load_file(path) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{}: {errors}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command.unwrap_or(Command::Run) {
+        Command::Run => run(config),
+        Command::Check => check(path, &config),
+        Command::Token { credential } => print_token(&config, &credential),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn check(path: &Path, config: &Config) -> ExitCode {
+    println!("{}: OK", path.display());
+    print!("{}", config::summary(config));
+    ExitCode::SUCCESS
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        b.worker_threads(n);
+    }
+    b.enable_all().build()
+}
+
+fn print_token(config: &Config, name: &str) -> ExitCode {
+    let Some(spec) = config.credential(name) else {
+        let known: Vec<_> = config.credentials.iter().map(|c| c.name.as_str()).collect();
+        eprintln!(
+            "error: no credential named `{name}` (defined: {})",
+            known.join(", ")
+        );
+        return ExitCode::from(2);
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| {
+            rt.block_on(async {
+                let fetcher = token::Fetcher::new(spec.clone())?;
+                fetcher.fetch().await.map_err(|e| e.to_string())
+            })
+        });
+    match result {
+        Ok(issued) => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{}", issued.access_token);
+            eprintln!(
+                "token for {name} valid for {}",
+                humantime::format_duration(Duration::from_secs(issued.lifetime.as_secs()))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> ExitCode {
+    let rt = match runtime(config.worker_threads) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let drain = config.drain_timeout;
+    let listeners = Listeners::bind(&config).await?;
+    let (stop, stopped) = watch::channel(false);
+    let handle = App::spawn(config, listeners, stopped)?;
+    wait_for_signal().await?;
+    tracing::info!(
+        drain_timeout_s = drain.as_secs_f64(),
+        "shutting down: no new connections, draining"
+    );
+    handle.set_draining();
+    let _ = stop.send(true);
+    if tokio::time::timeout(drain + Duration::from_secs(1), handle.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some tasks did not stop within the drain timeout");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! The proxy core shared by every listener: rewrite a request for its upstream
+//! (URI, Host, hop-by-hop headers, `Authorization`), send it on a pooled
+//! connection with bodies streamed both ways, and splice protocol upgrades.
+
+pub mod client;
+pub mod headers;
+pub mod server;
+
+use crate::error::ProxyError;
+use bytes::Bytes;
+use client::UpstreamClient;
+use headers::{remove_hop_by_hop, wants_upgrade};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use url::Url;
+
+/// Request bodies as they arrive, streamed on unchanged.
+pub type Body = Incoming;
+/// Answers: the upstream's streamed body, or a small one the sidecar wrote.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// Where a route's requests go.
+pub struct Upstream {
+    route: String,
+    scheme: Scheme,
+    authority: Authority,
+    /// The upstream URL's path without its trailing `/` ("" for the root).
+    base_path: String,
+    client: UpstreamClient,
+    request_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(
+        route: &str,
+        url: &Url,
+        client: UpstreamClient,
+        request_timeout: Duration,
+    ) -> Result<Self, String> {
+        let uri: Uri = url
+            .as_str()
+            .parse()
+            .map_err(|e| format!("upstream {url}: {e}"))?;
+        let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
+        else {
+            return Err(format!("upstream {url}: needs a scheme and a host"));
+        };
+        Ok(Upstream {
+            route: route.to_owned(),
+            scheme,
+            authority,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
+            client,
+            request_timeout,
+        })
+    }
+
+    fn uri_for(&self, incoming: &Uri) -> Result<Uri, ProxyError> {
+        let pq = incoming.path_and_query().map_or("/", PathAndQuery::as_str);
+        let pq = if self.base_path.is_empty() {
+            PathAndQuery::try_from(pq)
+        } else {
+            PathAndQuery::try_from(format!("{}{pq}", self.base_path))
+        }
+        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|_| ProxyError::BadRequest("invalid request target"))
+    }
+
+    /// Forward `req` with `authorization` in place of whatever the client sent.
+    pub async fn forward(
+        &self,
+        mut req: Request<Body>,
+        authorization: HeaderValue,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let upgrade = wants_upgrade(req.headers());
+        let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
+        remove_hop_by_hop(&mut parts.headers, upgrade);
+        // Host comes from the upstream URI (the pooled client sets it; HTTP/2 uses :authority).
+        parts.headers.remove(header::HOST);
+        parts.headers.insert(header::AUTHORIZATION, authorization);
+        parts.uri = self.uri_for(&parts.uri)?;
+        parts.version = Version::HTTP_11;
+        let sent = self.client.request(Request::from_parts(parts, body));
+        let mut resp = match tokio::time::timeout(self.request_timeout, sent).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => {
+                let reason = describe(&e);
+                tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
+                return Err(ProxyError::Upstream {
+                    route: self.route.clone(),
+                    reason,
+                });
+            }
+            Err(_) => {
+                return Err(ProxyError::UpstreamTimeout {
+                    route: self.route.clone(),
+                });
+            }
+        };
+        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
+        if let (true, Some(client_side)) = (switching, client_side) {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            let route = self.route.clone();
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((c, u)) => {
+                        let _ = tokio::io::copy_bidirectional(
+                            &mut TokioIo::new(c),
+                            &mut TokioIo::new(u),
+                        )
+                        .await;
+                    }
+                    Err(e) => tracing::debug!(route = %route, error = %e, "upgrade failed"),
+                }
+            });
+        }
+        Ok(resp)
+    }
+}
+
+/// A client error's innermost cause ("Connection refused (os error 111)").
+fn describe(e: &hyper_util::client::legacy::Error) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    if e.is_connect() {
+        format!("cannot connect: {cur}")
+    } else {
+        cur.to_string()
+    }
+}

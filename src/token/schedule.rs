@@ -1,0 +1,109 @@
+//! When to refresh and when to retry: pure functions of time, tested with tables.
+
+use std::time::Duration;
+
+/// First retry delay after a failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Longest delay between retries.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+/// Longest `Retry-After` honoured (a server asking for more gets this).
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(600);
+/// Longest margin kept before a token's real expiry.
+pub const MAX_SKEW: Duration = Duration::from_secs(5);
+
+/// Delay from issuance until a refresh starts: `refresh_at` of the lifetime,
+/// moved by `jitter` ∈ [-1, 1] times 5%, never past the usable lifetime.
+pub fn refresh_in(lifetime: Duration, refresh_at: f64, jitter: f64) -> Duration {
+    let factor = refresh_at * (1.0 + 0.05 * jitter.clamp(-1.0, 1.0));
+    lifetime
+        .mul_f64(factor.clamp(0.0, 1.0))
+        .min(usable(lifetime))
+}
+
+/// How long a token is sent: its lifetime less a small skew for clock
+/// differences and transit (at most 5 s, at most a tenth of the lifetime).
+pub fn usable(lifetime: Duration) -> Duration {
+    lifetime - skew(lifetime)
+}
+
+fn skew(lifetime: Duration) -> Duration {
+    (lifetime / 10).min(MAX_SKEW)
+}
+
+/// Delay before retry number `failures` (1 = the first retry): 1 s doubling to
+/// 60 s, moved by `jitter` ∈ [-1, 1] times 20%, capped at 60 s; a `Retry-After`
+/// longer than that wins (up to ten minutes).
+pub fn backoff(failures: u32, jitter: f64, retry_after: Option<Duration>) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let base = BACKOFF_BASE.saturating_mul(1 << exp).min(BACKOFF_CAP);
+    let jittered = base
+        .mul_f64(1.0 + 0.2 * jitter.clamp(-1.0, 1.0))
+        .min(BACKOFF_CAP);
+    match retry_after {
+        Some(ra) => jittered.max(ra.min(RETRY_AFTER_CAP)),
+        None => jittered,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(secs: f64) -> Duration {
+        Duration::from_secs_f64(secs)
+    }
+
+    #[test]
+    fn refresh_times() {
+        // (lifetime, refresh_at, jitter, expected)
+        let cases = [
+            (3600.0, 0.8, 0.0, 2880.0),
+            (3600.0, 0.8, 1.0, 3024.0),
+            (3600.0, 0.8, -1.0, 2736.0),
+            (100.0, 0.5, 0.0, 50.0),
+            // never past the usable lifetime (100 - 5 s skew)
+            (100.0, 0.99, 1.0, 95.0),
+            // short tokens: skew is a tenth of the lifetime
+            (2.0, 0.8, 0.0, 1.6),
+            (2.0, 0.95, 1.0, 1.8),
+        ];
+        for (lifetime, at, jitter, want) in cases {
+            let got = refresh_in(s(lifetime), at, jitter);
+            assert!(
+                (got.as_secs_f64() - want).abs() < 1e-6,
+                "{lifetime} {at} {jitter}: {got:?} != {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        let cases = [
+            (1, 0.0, None, 1.0),
+            (2, 0.0, None, 2.0),
+            (3, 0.0, None, 4.0),
+            (6, 0.0, None, 32.0),
+            (7, 0.0, None, 60.0),
+            (50, 0.0, None, 60.0),
+            (1, 1.0, None, 1.2),
+            (1, -1.0, None, 0.8),
+            (7, 1.0, None, 60.0),
+            (1, 0.0, Some(5.0), 5.0),
+            (6, 0.0, Some(5.0), 32.0),
+            (1, 0.0, Some(7200.0), 600.0),
+        ];
+        for (failures, jitter, ra, want) in cases {
+            let got = backoff(failures, jitter, ra.map(s));
+            assert!(
+                (got.as_secs_f64() - want).abs() < 1e-6,
+                "{failures} {jitter} {ra:?}: {got:?} != {want}"
+            );
+        }
+    }
+
+    #[test]
+    fn usable_keeps_a_margin() {
+        assert_eq!(usable(s(3600.0)), s(3595.0));
+        assert_eq!(usable(s(10.0)), s(9.0));
+    }
+}
