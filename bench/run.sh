@@ -214,6 +214,17 @@ cpu_ticks() {
     echo "$total"
 }
 
+# CPU seconds (user+sys) of all waited-for children of this shell (bash `times`, 2nd line);
+# the delta around a wrk run is wrk's own CPU use.
+# Must not run in a subshell (a forked shell has no children of its own): writes to $TMP/times.
+children_cpu() {
+    times >"$TMP/times"
+    awk 'NR == 2 {
+        t = 0
+        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
+        printf "%.3f", t }' "$TMP/times"
+}
+
 # "busy total" jiffies of CPUs $PROXY_CPU and $WRK_CPU from /proc/stat (busy excludes idle,
 # iowait and steal) — shows whether core 0 is saturated and whether foreign load interfered.
 core_snap() {
@@ -248,23 +259,25 @@ run_wrk() { # run_wrk URL DURATION OUTFILE
 
 # Results, keyed by scenario id.
 WARNINGS=()
-declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_PCT R_UPPCT R_ERR R_CORE0 R_CORE1
+declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_PCT R_UPPCT R_ERR R_CORE0 R_CORE1 R_WRKPCT
 
 # measure ID URL "PIDS of process under test" : warm-up, measured run, parse, account CPU.
 measure() {
     local id=$1 url=$2 pids=$3 warm=${WARMUP%s} out="$TMP/logs/wrk-$1.txt"
     log "[$id] warm-up ${warm}s: $url"
     run_wrk "$url" "$warm" "$TMP/logs/wrk-$id-warmup.txt"
-    local t0_wall t1_wall c0 c1 u0 u1 k0 k1
+    local t0_wall t1_wall c0 c1 u0 u1 k0 k1 w0 w1
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
     u0=$(cpu_ticks $UPSTREAM_PIDS)
     k0=$(core_snap)
+    children_cpu >"$TMP/w0"
     t0_wall=$(date +%s.%N)
     log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
     run_wrk "$url" "$DURATION_S" "$out"
     t1_wall=$(date +%s.%N)
+    children_cpu >"$TMP/w1"
     k1=$(core_snap)
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids)
@@ -295,7 +308,14 @@ measure() {
                    100 * c / hz / w, 100 * u / hz / w }')
     read -r "R_CORE0[$id]" "R_CORE1[$id]" < <(echo "$k0 $k1" | awk '{
         printf "%.0f %.0f\n", 100 * ($5 - $1) / ($6 - $2), 100 * ($7 - $3) / ($8 - $4) }')
-    log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}%"
+    w0=$(<"$TMP/w0") w1=$(<"$TMP/w1")
+    R_WRKPCT[$id]=$(awk -v a="$w0" -v b="$w1" -v t0="$t0_wall" -v t1="$t1_wall" \
+        'BEGIN { printf "%.0f", 100 * (b - a) / (t1 - t0) }')
+    log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}% (wrk ${R_WRKPCT[$id]}%)"
+    if ((R_CORE1[$id] - R_WRKPCT[$id] > 15)); then
+        log "[$id] WARNING: core $WRK_CPU was ${R_CORE1[$id]}% busy but wrk used ${R_WRKPCT[$id]}%: foreign load, numbers skewed"
+        WARNINGS+=("($id) core $WRK_CPU ${R_CORE1[$id]}% busy vs ${R_WRKPCT[$id]}% used by wrk: other load interfered")
+    fi
     local ours=$((R_PCT[$id] + R_UPPCT[$id]))
     [[ $id == direct ]] && ours=${R_PCT[$id]}
     if ((R_CORE0[$id] - ours > 15)); then

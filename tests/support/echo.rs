@@ -1,0 +1,221 @@
+//! An upstream that answers with what it received (method, URI, headers, body
+//! size) as JSON and records every request; plus a few special paths:
+//! `/stream-in` reports body progress as it arrives, `/stream-out/N` sends N bytes
+//! but holds back all but the first chunk until released, `/ws` accepts an
+//! upgrade and echoes bytes, `/redirect` answers 302.
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// A request as the upstream saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub at: Instant,
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: HeaderMap,
+}
+
+impl Seen {
+    pub fn authorization(&self) -> Option<&str> {
+        self.headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    seen: Mutex<Vec<Seen>>,
+    /// Answer 401 to requests carrying this `Authorization`.
+    reject: Mutex<Option<String>>,
+    /// Bytes of `/stream-in` bodies received so far.
+    received: AtomicU64,
+    release: Notify,
+}
+
+#[derive(Clone)]
+pub struct Echo {
+    pub addr: SocketAddr,
+    state: Arc<State>,
+}
+
+impl Echo {
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(State::default());
+        let st = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| answer(st.clone(), req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Echo { addr, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn reject(&self, authorization: Option<&str>) {
+        *self.state.reject.lock().unwrap() = authorization.map(str::to_owned);
+    }
+
+    pub fn received(&self) -> u64 {
+        self.state.received.load(Ordering::SeqCst)
+    }
+
+    /// Let `/stream-out` send the rest of its body.
+    pub fn release(&self) {
+        self.state.release.notify_one();
+    }
+}
+
+async fn answer(
+    state: Arc<State>,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let seen = Seen {
+        at: Instant::now(),
+        method: req.method().to_string(),
+        uri: req.uri().to_string(),
+        version: req.version(),
+        headers: req.headers().clone(),
+    };
+    state.seen.lock().unwrap().push(seen.clone());
+    let rejected = state.reject.lock().unwrap().clone();
+    if rejected.is_some() && seen.authorization() == rejected.as_deref() {
+        return Ok(full(
+            StatusCode::UNAUTHORIZED,
+            r#"{"error":"invalid_token"}"#.into(),
+        ));
+    }
+    let path = req.uri().path().to_owned();
+    if path == "/ws" {
+        let upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = upgrade.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let resp = Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .body(empty())
+            .unwrap();
+        return Ok(resp);
+    }
+    if path == "/redirect" {
+        let mut resp = full(StatusCode::FOUND, String::new());
+        resp.headers_mut()
+            .insert("location", "/elsewhere".parse().unwrap());
+        return Ok(resp);
+    }
+    if let Some(n) = path.strip_prefix("/stream-out/") {
+        return Ok(stream_out(state, n.parse().unwrap_or(0)));
+    }
+    let mut body = req.into_body();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            len += data.len() as u64;
+            if path == "/stream-in" {
+                state
+                    .received
+                    .fetch_add(data.len() as u64, Ordering::SeqCst);
+            }
+        }
+    }
+    let headers: serde_json::Map<String, serde_json::Value> = seen
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+        .collect();
+    let echo = serde_json::json!({
+        "method": seen.method,
+        "uri": seen.uri,
+        "headers": headers,
+        "body_len": len,
+    });
+    let mut resp = full(StatusCode::OK, echo.to_string());
+    // Hop-by-hop headers the proxy must strip on the way back.
+    resp.headers_mut()
+        .insert("connection", "x-upstream-hop".parse().unwrap());
+    resp.headers_mut()
+        .insert("x-upstream-hop", "1".parse().unwrap());
+    resp.headers_mut()
+        .insert("keep-alive", "timeout=5".parse().unwrap());
+    Ok(resp)
+}
+
+/// The first 64 KiB at once, the rest only after [`Echo::release`].
+fn stream_out(state: Arc<State>, total: usize) -> Response<Body> {
+    const CHUNK: usize = 64 * 1024;
+    let stream = futures_util::stream::unfold((0usize, false), move |(sent, released)| {
+        let state = state.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            let released = released || sent == 0 || {
+                state.release.notified().await;
+                true
+            };
+            let n = CHUNK.min(total - sent);
+            Some((
+                Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; n]))),
+                (sent + n, released),
+            ))
+        }
+    });
+    Response::new(BodyExt::boxed(StreamBody::new(stream)))
+}
+
+fn full(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(BodyExt::boxed(Full::new(Bytes::from(body))));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
+    resp
+}
+
+fn empty() -> Body {
+    BodyExt::boxed(Full::new(Bytes::new()))
+}

@@ -1,0 +1,26 @@
+//! Plain HTTP clients for tests (no proxy from the environment).
+
+use std::time::Duration;
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// GET `url`, returning status and body text.
+pub async fn get(url: &str) -> (u16, String) {
+    let resp = client().get(url).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+/// GET `url` and parse the JSON body.
+pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
+    let (status, text) = get(url).await;
+    let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+    (status, json)
+}
