@@ -1,0 +1,195 @@
+//! Config validation: every problem reported with its key path, in one pass.
+
+use m2m_sidecar::config::{Format, load_str};
+
+const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:15090"
+[credentials.orders]
+token_url = "https://idp.example.com/oauth/token"
+client_id = "billing"
+client_secret = { env = "ORDERS_SECRET" }
+audience = "https://orders.example.com"
+[[outbound]]
+name = "orders"
+listen = "127.0.0.1:15001"
+upstream = "https://orders.example.com"
+credential = "orders"
+"#;
+
+fn issues(text: &str) -> Vec<String> {
+    match load_str(text, Format::Toml) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+#[test]
+fn the_good_config_passes() {
+    assert_eq!(issues(GOOD), Vec::<String>::new());
+}
+
+#[test]
+fn each_problem_is_named_with_its_path() {
+    // (replace this, with that, expect an issue starting with)
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "listen = \"127.0.0.1:15090\"",
+            "listen = \"localhost\"",
+            "admin.listen: invalid listen address `localhost`",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\ncolour = \"red\"",
+            "credentials.orders.colour: unknown key",
+        ),
+        (
+            "[admin]",
+            "[inbound]\nlisten = \"x\"\n[admin]",
+            "inbound: unknown key",
+        ),
+        (
+            "token_url = \"https://idp.example.com/oauth/token\"",
+            "token_url = \"idp/token\"",
+            "credentials.orders.token_url: invalid URL `idp/token`",
+        ),
+        (
+            "token_url = \"https://idp.example.com/oauth/token\"",
+            "token_url = \"ftp://idp/token\"",
+            "credentials.orders.token_url: URL must be http:// or https://",
+        ),
+        (
+            "token_url = \"https://idp.example.com/oauth/token\"",
+            "",
+            "credentials.orders.token_url: is required",
+        ),
+        (
+            "client_secret = { env = \"ORDERS_SECRET\" }",
+            "",
+            "credentials.orders.client_secret: is required",
+        ),
+        (
+            "client_secret = { env = \"ORDERS_SECRET\" }",
+            "client_secret = { env = \"A\", file = \"/b\" }",
+            "credentials.orders.client_secret",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nauth_method = \"magic\"",
+            "credentials.orders.auth_method: unknown method `magic`",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nrefresh_at = 1.2",
+            "credentials.orders.refresh_at: must be between 0 and 1",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\ntimeout = \"ten seconds\"",
+            "credentials.orders.timeout: invalid duration `ten seconds`",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nscopes = [\"a b\"]",
+            "credentials.orders.scopes[0]: invalid scope `a b`",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nextra_params = { client_secret = \"x\" }",
+            "credentials.orders.extra_params.client_secret: is set by the sidecar",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nresource = \"not a uri\"",
+            "credentials.orders.resource: must be an absolute URI",
+        ),
+        (
+            "credential = \"orders\"",
+            "credential = \"ordrs\"",
+            "outbound[0].credential: no credential named `ordrs` (defined: orders)",
+        ),
+        (
+            "upstream = \"https://orders.example.com\"",
+            "upstream = \"orders.example.com\"",
+            "outbound[0].upstream: invalid URL",
+        ),
+        (
+            "upstream = \"https://orders.example.com\"",
+            "upstream = \"https://orders.example.com\"\nrequest_timeout = \"-1s\"",
+            "outbound[0].request_timeout: invalid duration",
+        ),
+        (
+            "listen = \"127.0.0.1:15001\"",
+            "listen = \"127.0.0.1:15090\"",
+            "outbound[0].listen: 127.0.0.1:15090 is already used by admin.listen",
+        ),
+        (
+            "credential = \"orders\"",
+            "credential = \"orders\"\nca_file = \"/no/such/ca.pem\"",
+            "outbound[0].ca_file: cannot read /no/such/ca.pem",
+        ),
+        (
+            "[admin]",
+            "drain_timeout = \"soon\"\n[admin]",
+            "drain_timeout: invalid duration `soon`",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nscopes = \"orders:read\"",
+            "credentials.orders.scopes: invalid type",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(GOOD.contains(from), "bad case: {from}");
+        let found = issues(&GOOD.replacen(from, to, 1));
+        assert!(
+            found.iter().any(|i| i.starts_with(want)),
+            "want `{want}`, got {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let text = GOOD
+        .replace("listen = \"127.0.0.1:15090\"", "listen = \"nope\"")
+        .replace(
+            "credential = \"orders\"",
+            "credential = \"missing\"\nbogus = 1",
+        )
+        .replace("client_id = \"billing\"", "client_id = \"\"");
+    let found = issues(&text);
+    assert_eq!(found.len(), 4, "{found:#?}");
+}
+
+#[test]
+fn two_outbound_listeners_on_one_address() {
+    let text = format!(
+        "{GOOD}\n[[outbound]]\nname = \"orders2\"\nlisten = \"127.0.0.1:15001\"\nupstream = \"http://x\"\ncredential = \"orders\"\n"
+    );
+    let found = issues(&text);
+    assert_eq!(
+        found,
+        ["outbound[1].listen: 127.0.0.1:15001 is already used by outbound[0].listen"]
+    );
+}
+
+#[test]
+fn yaml_and_json_are_accepted() {
+    let yaml = r#"
+admin: { listen: "127.0.0.1:0" }
+credentials:
+  orders: { token_url: "http://idp/token", client_id: "a", client_secret: "0123456789abcdef0123456789abcdef" }
+outbound:
+  - { name: o, listen: "127.0.0.1:0", upstream: "http://up", credential: orders }
+"#;
+    let c = load_str(yaml, Format::Yaml).unwrap();
+    assert_eq!(c.outbound[0].credential, "orders");
+    let json = r#"{"credentials": {"orders": {"token_url": "http://idp/token", "client_id": "a", "client_secret": {"file": "/s"}, "auth_method": "client_secret_json"}}}"#;
+    let c = load_str(json, Format::Json).unwrap();
+    assert_eq!(c.credentials[0].auth_method.as_str(), "client_secret_json");
+    assert!(
+        !format!("{:?}", load_str(yaml, Format::Yaml).unwrap()).contains("0123456789abcdef"),
+        "Debug redacts secrets"
+    );
+}

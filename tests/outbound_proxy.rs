@@ -1,0 +1,269 @@
+//! The outbound reverse listener as a proxy: header rewriting, streaming both
+//! ways, protocol upgrades, h2c, and redirects left to the app.
+
+mod support;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::convert::Infallible;
+use std::time::Duration;
+use support::config::{Cred, SidecarConfig};
+use support::echo::Echo;
+use support::eventually;
+use support::http::client;
+use support::sidecar::Sidecar;
+use support::token_server::TokenServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LONG: Duration = Duration::from_secs(20);
+
+async fn setup(upstream: &str) -> (TokenServer, Sidecar) {
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", upstream, "orders");
+    let sidecar = Sidecar::start(&config).await;
+    (idp, sidecar)
+}
+
+#[tokio::test]
+async fn rewrites_headers_for_the_upstream() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&format!("{}/base/", echo.url())).await;
+    let resp = client()
+        .post(format!(
+            "{}/orders/42?expand=items&x=%20y",
+            sidecar.outbound("orders")
+        ))
+        .header("authorization", "Bearer app-token")
+        .header("proxy-authorization", "Basic cHJveHk6c2VjcmV0")
+        .header("connection", "x-private-hop")
+        .header("x-private-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("te", "gzip")
+        .header("x-app", "kept")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let h = resp.headers();
+    assert!(
+        h.get("x-upstream-hop").is_none(),
+        "response hop-by-hop named in Connection removed"
+    );
+    assert!(h.get("keep-alive").is_none());
+    let echoed: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let seen = echo.seen().pop().unwrap();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.uri, "/base/orders/42?expand=items&x=%20y");
+    assert_eq!(seen.headers["host"], echo.addr.to_string());
+    assert_eq!(
+        seen.authorization(),
+        Some("Bearer tok-1"),
+        "the app's Authorization is replaced"
+    );
+    for gone in ["proxy-authorization", "x-private-hop", "keep-alive", "te"] {
+        assert!(
+            seen.headers.get(gone).is_none(),
+            "{gone} must not reach the upstream"
+        );
+    }
+    assert_eq!(seen.headers["x-app"], "kept");
+    assert_eq!(echoed["body_len"], 5);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn streams_a_50_mb_request_body_without_buffering() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+    });
+    let body = StreamBody::new(stream);
+    let c: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("{}/stream-in", sidecar.outbound("orders")))
+        .body(body)
+        .unwrap();
+    let pending = tokio::spawn(c.request(req));
+    const MB: usize = 1024 * 1024;
+    // The first megabyte reaches the upstream while the rest is not even sent:
+    // a proxy that buffered the whole body would never let it through.
+    tx.send(Bytes::from(vec![b'a'; MB])).await.unwrap();
+    eventually(LONG, "the first MB at the upstream", || {
+        echo.received() >= MB as u64
+    })
+    .await;
+    for _ in 1..50 {
+        tx.send(Bytes::from(vec![b'b'; MB])).await.unwrap();
+    }
+    drop(tx);
+    let resp = pending.await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let echoed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echoed["body_len"], 50 * MB);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn streams_the_response_body() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let resp = client()
+        .get(format!(
+            "{}/stream-out/{}",
+            sidecar.outbound("orders"),
+            8 * 1024 * 1024
+        ))
+        .send()
+        .await
+        .unwrap();
+    let mut resp = resp;
+    // The first chunk arrives while the upstream still holds the rest back.
+    let first = tokio::time::timeout(LONG, resp.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!first.is_empty());
+    let mut total = first.len();
+    loop {
+        echo.release();
+        match tokio::time::timeout(LONG, resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(c) => total += c.len(),
+            None => break,
+        }
+    }
+    assert_eq!(total, 8 * 1024 * 1024);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn websocket_upgrade_passes_through() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /ws HTTP/1.1\r\nHost: app\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n").await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(LONG, s.read(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            n,
+            1,
+            "connection closed: {}",
+            String::from_utf8_lossy(&head)
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap().to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    s.write_all(b"ping through the tunnel").await.unwrap();
+    let mut buf = [0u8; 23];
+    tokio::time::timeout(LONG, s.read_exact(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&buf, b"ping through the tunnel");
+    let seen = echo.seen().pop().unwrap();
+    assert_eq!(seen.authorization(), Some("Bearer tok-1"));
+    assert_eq!(seen.headers["upgrade"], "websocket");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let c: Client<_, http_body_util::Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let resp = c
+        .request(
+            http::Request::get(format!("{}/h2", sidecar.outbound("orders")))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        echo.seen().pop().unwrap().authorization(),
+        Some("Bearer tok-1")
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn redirects_are_returned_not_followed() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let resp = client()
+        .get(format!("{}/redirect", sidecar.outbound("orders")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 302);
+    assert_eq!(resp.headers()["location"], "/elsewhere");
+    assert_eq!(echo.seen().len(), 1);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn unreachable_upstream_is_a_502_and_metrics_count_it() {
+    // A port that was free a moment ago: nothing listens there now.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (_idp, sidecar) = setup(&format!("http://{dead}")).await;
+    let resp = client()
+        .get(format!("{}/x", sidecar.outbound("orders")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    assert_eq!(body["error"], "upstream_unavailable");
+    let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+    assert!(
+        metrics.contains(r#"m2m_outbound_requests_total{route="orders",class="5xx"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"m2m_token_requests_total{credential="orders",outcome="success"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("m2m_token_expires_in_seconds{credential=\"orders\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("m2m_token_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("m2m_outbound_upstream_duration_seconds"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("tok-1"));
+    sidecar.stop().await;
+}
