@@ -1,0 +1,282 @@
+//! The `m2m-sidecar` binary as a user runs it: `check`, `token`, and a full `run`
+//! whose logs are searched for secrets and tokens.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::config::{Cred, SECRET, SidecarConfig};
+use support::echo::Echo;
+use support::token_server::{Mode, TokenServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_m2m-sidecar");
+
+fn write_config(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn sidecar() -> Command {
+    let mut c = Command::new(BIN);
+    // A clean environment: no stray M2M_ variables from the caller.
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    c
+}
+
+#[test]
+fn check_prints_the_plan_without_secrets() {
+    let config = SidecarConfig::new()
+        .credential(
+            Cred::new("orders", "https://idp.example.com/oauth/token")
+                .text("audience", "https://orders.example.com"),
+        )
+        .outbound("orders", "https://orders.example.com", "orders");
+    let f = write_config(config.toml());
+    let out = sidecar()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env("M2M_DRAIN_TIMEOUT", "7s")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout
+            .contains("credential orders: client_secret_basic https://idp.example.com/oauth/token"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "-> https://orders.example.com/  credential=orders audience=https://orders.example.com"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("secret=<literal (redacted)>"), "{stdout}");
+    assert!(
+        stdout.contains("drain_timeout 7s"),
+        "the environment overrides the file: {stdout}"
+    );
+    assert!(!stdout.contains(SECRET));
+}
+
+#[test]
+fn check_fails_with_every_error() {
+    let f = write_config("[admin]\nlisten = \"x\"\n[[outbound]]\nname = \"a\"\n");
+    let out = sidecar()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    for want in [
+        "admin.listen: invalid listen address",
+        "outbound[0].listen: is required",
+        "outbound[0].upstream: is required",
+        "outbound[0].credential: is required",
+    ] {
+        assert!(stderr.contains(want), "{want} in {stderr}");
+    }
+    let env = sidecar()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env("M2M_ADMIN__LISTEN", "127.0.0.1:1")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8(env.stderr)
+            .unwrap()
+            .contains("admin.listen"),
+        "M2M_ADMIN__LISTEN fixed it"
+    );
+}
+
+#[tokio::test]
+async fn token_prints_the_token_alone_on_stdout() {
+    let idp = TokenServer::start().await;
+    let f = write_config(
+        SidecarConfig::new()
+            .credential(Cred::new("orders", &idp.url()))
+            .toml(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        sidecar()
+            .args(["token", "--config"])
+            .arg(f.path())
+            .arg("orders")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "tok-1\n");
+    assert!(!String::from_utf8(out.stderr).unwrap().contains("tok-1"));
+
+    idp.set_mode(Mode::Fail {
+        status: 401,
+        body: r#"{"error":"invalid_client"}"#.into(),
+    });
+    let f = write_config(
+        SidecarConfig::new()
+            .credential(Cred::new("orders", &idp.url()))
+            .toml(),
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        sidecar()
+            .args(["token", "--config"])
+            .arg(f.path())
+            .arg("orders")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("credential orders: token endpoint answered 401: invalid_client")
+    );
+}
+
+/// A running binary whose stderr is collected line by line.
+struct Running {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(config: &std::path::Path) -> Self {
+        let mut child = sidecar()
+            .args(["run", "--log-format", "json", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, lines }
+    }
+
+    /// The `addr` field of the first log line whose message is `message` (and route).
+    async fn addr_of(&self, message: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let found = self.lines.lock().unwrap().iter().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["message"] == message).then(|| v["addr"].as_str().unwrap().to_owned())
+            });
+            if let Some(a) = found {
+                return a;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{message}` log line: {:?}",
+                self.lines.lock().unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    // The IdP first fails and echoes the secret back, then recovers.
+    idp.set_mode(Mode::Fail {
+        status: 400,
+        body: format!(r#"{{"error":"invalid_request","error_description":"got {SECRET}"}}"#),
+    });
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &echo.url(), "orders");
+    let f = write_config(config.toml());
+    let mut run = Running::start(f.path());
+    let outbound = run.addr_of("outbound listener ready").await;
+    let admin = run.addr_of("admin listener ready").await;
+    support::eventually(Duration::from_secs(10), "a failed fetch", || {
+        idp.count() >= 1
+    })
+    .await;
+    // Not ready while the IdP fails; ready after the retry succeeds.
+    let (status, _) = support::http::get(&format!("http://{admin}/readyz")).await;
+    assert_eq!(status, 503);
+    idp.set_mode(Mode::Issue);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while support::http::get(&format!("http://{admin}/readyz"))
+        .await
+        .0
+        != 200
+    {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _) = support::http::get(&format!("http://{outbound}/hello")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        echo.seen().pop().unwrap().authorization(),
+        Some("Bearer tok-2")
+    );
+
+    let status = tokio::task::spawn_blocking(move || {
+        let s = run.terminate();
+        (s, run)
+    })
+    .await
+    .unwrap();
+    let (exit, run) = status;
+    assert_eq!(exit.code(), Some(0));
+    let logs = run.lines.lock().unwrap().join("\n");
+    assert!(logs.contains("token fetch failed"), "{logs}");
+    assert!(
+        logs.contains("[redacted]"),
+        "the echoed secret was scrubbed: {logs}"
+    );
+    assert!(!logs.contains(SECRET), "secret in logs");
+    assert!(!logs.contains("tok-2"), "token in logs");
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+    }
+}
