@@ -1,6 +1,8 @@
 //! The `m2m-sidecar` binary as a user runs it: `check`, `token`, and a full `run`
 //! whose logs are searched for secrets and tokens.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write as _};

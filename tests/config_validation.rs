@@ -1,5 +1,7 @@
 //! Config validation: every problem reported with its key path, in one pass.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 use m2m_sidecar::config::{Format, load_str};
 
 const GOOD: &str = r#"

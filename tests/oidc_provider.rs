@@ -5,6 +5,8 @@
 //! `.ci/run` installs it with `npm ci`; without it this test says so and skips,
 //! except under CI (`CI` set), where a missing peer is a failure.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use std::io::{BufRead, BufReader};

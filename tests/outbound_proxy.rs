@@ -1,6 +1,8 @@
 //! The outbound reverse listener as a proxy: header rewriting, streaming both
 //! ways, protocol upgrades, h2c, and redirects left to the app.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use bytes::Bytes;

@@ -2,6 +2,8 @@
 //! timestamped directory, then the `..data` symlink swapped atomically) is used
 //! by the next token request, without a restart.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use std::os::unix::fs::symlink;

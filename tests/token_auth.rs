@@ -1,6 +1,8 @@
 //! Each client authentication method, byte for byte on the wire, with a client id
 //! and secret that need form-urlencoding (`:`, `+`, `%`, `@`, `/` and spaces).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use base64::Engine as _;

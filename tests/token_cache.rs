@@ -1,6 +1,8 @@
 //! Caching, single flight, refresh ahead of expiry, outages, throttling and
 //! early refresh, observed from outside: at the token endpoint and the upstream.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use futures_util::future::join_all;

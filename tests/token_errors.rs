@@ -1,6 +1,8 @@
 //! Token endpoint failures become clear errors that name the credential and never
 //! contain the secret, even when the server echoes it back.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
 mod support;
 
 use m2m_sidecar::config::{Format, load_str};
