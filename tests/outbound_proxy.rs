@@ -269,3 +269,77 @@ async fn unreachable_upstream_is_a_502_and_metrics_count_it() {
     assert!(!metrics.contains("tok-1"));
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn https_upstream_with_ca_file_speaks_h2_by_alpn() {
+    let pki = support::tls::pki();
+    let echo = Echo::start_tls(pki.server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let idp = TokenServer::start().await;
+    let upstream = format!("https://localhost:{}", echo.addr.port());
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound_with(
+            "orders",
+            &upstream,
+            "orders",
+            &format!("ca_file = {}", support::config::quote(ca.to_str().unwrap())),
+        )
+        .outbound("untrusted", &upstream, "orders");
+    let sidecar = Sidecar::start(&config).await;
+    let resp = client()
+        .get(format!("{}/tls", sidecar.outbound("orders")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let seen = echo.seen().pop().unwrap();
+    assert_eq!(seen.version, http::Version::HTTP_2, "h2 negotiated by ALPN");
+    assert_eq!(seen.authorization(), Some("Bearer tok-1"));
+    assert_eq!(
+        seen.uri,
+        format!("{upstream}/tls"),
+        "h2 carries the upstream authority"
+    );
+    // Without the CA the certificate is not trusted: 502 and nothing sent.
+    let resp = client()
+        .get(format!("{}/tls", sidecar.outbound("untrusted")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+    assert_eq!(echo.seen().len(), 1);
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let url = format!("{}/stream-out/{}", sidecar.outbound("orders"), 1024 * 1024);
+    let mut resp = client().get(&url).send().await.unwrap();
+    let first = resp.chunk().await.unwrap().unwrap();
+    // Shut down while the response is still streaming.
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let stopping = tokio::spawn(sidecar.stop());
+    eventually(LONG, "new connections refused", || {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
+    let mut total = first.len();
+    loop {
+        echo.release();
+        match tokio::time::timeout(LONG, resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(c) => total += c.len(),
+            None => break,
+        }
+    }
+    assert_eq!(total, 1024 * 1024, "the in-flight response completed");
+    stopping.await.unwrap();
+}

@@ -57,6 +57,15 @@ pub struct Echo {
 
 impl Echo {
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// An HTTPS echo offering h2 and http/1.1 by ALPN.
+    pub async fn start_tls(tls: rustls::ServerConfig) -> Self {
+        Self::start_with(Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls)))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(State::default());
@@ -66,12 +75,24 @@ impl Echo {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let st = st.clone();
+                let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| answer(st.clone(), req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let io = TokioIo::new(stream);
+                            let _ = builder.serve_connection_with_upgrades(io, svc).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let io = TokioIo::new(stream);
+                            let _ = builder.serve_connection_with_upgrades(io, svc).await;
+                        }
+                    }
                 });
             }
         });
