@@ -391,7 +391,7 @@ if [[ $SKIP_SIDECAR != 1 ]]; then
         { cat "$TMP/logs/token.out" >&2; die "token server not ready"; }
     fetches_before=$(curl -fsS --max-time 2 "http://127.0.0.1:$PORT_TOKEN/__count")
 
-    SIDECAR_VERSION=$("$SIDECAR_BIN" --version 2>/dev/null | head -n1 || true)
+    SIDECAR_VERSION=$(timeout 5 "$SIDECAR_BIN" --version 2>/dev/null | head -n1 || true)
     M2M_WORKER_THREADS=1 taskset -c "$PROXY_CPU" "$SIDECAR_BIN" run --config "$TMP/sidecar.toml" \
         >"$TMP/logs/sidecar.out" 2>&1 &
     SIDECAR_PID=$!

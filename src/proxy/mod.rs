@@ -60,19 +60,21 @@ impl Upstream {
     }
 
     fn uri_for(&self, incoming: &Uri) -> Result<Uri, ProxyError> {
-        let pq = incoming.path_and_query().map_or("/", PathAndQuery::as_str);
-        let pq = if self.base_path.is_empty() {
-            PathAndQuery::try_from(pq)
-        } else {
-            PathAndQuery::try_from(format!("{}{pq}", self.base_path))
-        }
-        .map_err(|_| ProxyError::BadRequest("invalid request target"))?;
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .map_err(|_| ProxyError::BadRequest("invalid request target"))
+        let bad = |_| ProxyError::BadRequest("invalid request target");
+        // Without a base path the incoming path and query is reused as is (no copy).
+        let pq = match (self.base_path.is_empty(), incoming.path_and_query()) {
+            (true, Some(pq)) => pq.clone(),
+            (true, None) => PathAndQuery::from_static("/"),
+            (false, pq) => {
+                let pq = pq.map_or("/", PathAndQuery::as_str);
+                PathAndQuery::try_from(format!("{}{pq}", self.base_path)).map_err(bad)?
+            }
+        };
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(pq);
+        Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))
     }
 
     /// Forward `req` with `authorization` in place of whatever the client sent.
