@@ -252,3 +252,112 @@ pub fn scrub(message: &mut String, secret: &str) {
         *message = message.replace(secret, "[redacted]");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Format, load_str};
+
+    fn spec() -> CredentialSpec {
+        let text = "[credentials.c]\ntoken_url = \"http://idp/t\"\nclient_id = \"id\"\nclient_secret = \"secret-value\"\ndefault_ttl = \"7m\"\n";
+        let config = load_str(text, Format::Toml).unwrap();
+        (*config.credentials[0]).clone()
+    }
+
+    fn ok(body: &str) -> Result<Issued, FetchError> {
+        parse_response(&spec(), StatusCode::OK, None, body.as_bytes())
+    }
+
+    fn jwt(claims: &str) -> String {
+        format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(claims))
+    }
+
+    #[test]
+    fn lifetimes() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let in_90 = jwt(&format!(r#"{{"exp":{}}}"#, now + 90));
+        let cases: Vec<(String, Option<u64>)> = vec![
+            (
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":3600}"#.into(),
+                Some(3600),
+            ),
+            (
+                r#"{"access_token":"a","token_type":"bearer","expires_in":"120"}"#.into(),
+                Some(120),
+            ),
+            (r#"{"access_token":"a","expires_in":1.5}"#.into(), Some(1)),
+            // no expires_in: the JWT's exp, else default_ttl
+            (format!(r#"{{"access_token":"{in_90}"}}"#), Some(89)),
+            (r#"{"access_token":"opaque"}"#.into(), Some(420)),
+            (r#"{"access_token":"a","expires_in":0}"#.into(), None),
+            (r#"{"access_token":"a","expires_in":"soon"}"#.into(), None),
+            (
+                format!(r#"{{"access_token":"{}"}}"#, jwt(r#"{"exp":1000}"#)),
+                None,
+            ),
+        ];
+        for (body, want) in cases {
+            let got = ok(&body).map(|i| i.lifetime.as_secs());
+            match want {
+                Some(w) => assert!(
+                    got.as_ref().is_ok_and(|g| *g == w || *g + 1 == w),
+                    "{body}: {:?}",
+                    got.map_err(|e| e.message)
+                ),
+                None => assert!(got.is_err(), "{body} should fail"),
+            }
+        }
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(
+            parse_retry_after(&HeaderValue::from_static("7")),
+            Some(Duration::from_secs(7))
+        );
+        let past = HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+        let future = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        let got = parse_retry_after(&HeaderValue::from_str(&future).unwrap()).unwrap();
+        assert!(
+            got > Duration::from_secs(27) && got <= Duration::from_secs(30),
+            "{got:?}"
+        );
+        assert_eq!(parse_retry_after(&HeaderValue::from_static("later")), None);
+    }
+
+    #[test]
+    fn throttling_keeps_retry_after_and_errors_drop_it() {
+        let ra = HeaderValue::from_static("9");
+        let e = parse_response(&spec(), StatusCode::TOO_MANY_REQUESTS, Some(&ra), b"{}")
+            .err()
+            .unwrap();
+        assert_eq!(
+            (e.outcome, e.retry_after),
+            (Outcome::throttled, Some(Duration::from_secs(9)))
+        );
+        let e = parse_response(
+            &spec(),
+            StatusCode::BAD_REQUEST,
+            Some(&ra),
+            br#"{"error":"invalid_scope"}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!((e.outcome, e.retry_after), (Outcome::http_error, None));
+        assert_eq!(
+            e.message,
+            "credential c: token endpoint answered 400: invalid_scope"
+        );
+    }
+
+    #[test]
+    fn scrub_replaces_every_occurrence() {
+        let mut m = "a secret-value b secret-value".to_owned();
+        scrub(&mut m, "secret-value");
+        assert_eq!(m, "a [redacted] b [redacted]");
+    }
+}
