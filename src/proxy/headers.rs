@@ -19,42 +19,61 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// request or `101` answer keeps `Connection: upgrade` and `Upgrade`, which the
 /// two ends need to switch protocols; `TE: trailers` is kept (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Most requests carry none: one pass over the names beats nine hashed removals.
-    if !keep_upgrade
-        && !headers
-            .keys()
-            .any(|k| k == header::UPGRADE || HOP_BY_HOP.contains(k))
-    {
+    // One pass over the names, without hashing: which ones are present (bit i is
+    // HOP_BY_HOP[i], bit 8 is Upgrade). Most messages carry none or only
+    // `Connection: keep-alive`, and then nothing is allocated.
+    let mut present = 0u16;
+    for k in headers.keys() {
+        match HOP_BY_HOP.iter().position(|h| h == k) {
+            Some(i) => present |= 1 << i,
+            None if k == header::UPGRADE => present |= 1 << 8,
+            None => {}
+        }
+    }
+    if present == 0 && !keep_upgrade {
         return;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .map(str::trim)
+            .filter(|t| !removed_anyway(t))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in named {
-            if !(keep_upgrade && name == header::UPGRADE) {
-                headers.remove(&name);
-            }
+            headers.remove(&name);
         }
     }
-    let trailers_only = headers
-        .get(header::TE)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in &HOP_BY_HOP {
-        if name == header::TE && trailers_only {
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) == 0 || (name == header::TE && te_is_trailers(headers)) {
             continue;
         }
         headers.remove(name);
     }
     if keep_upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
+    } else if present & (1 << 8) != 0 {
         headers.remove(header::UPGRADE);
     }
+}
+
+/// `Connection` tokens that name no header, or one removed (or kept) anyway.
+fn removed_anyway(token: &str) -> bool {
+    token.is_empty()
+        || token.eq_ignore_ascii_case("close")
+        || token.eq_ignore_ascii_case("upgrade")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str()))
+}
+
+fn te_is_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"))
 }
 
 /// Whether a request asks to switch protocols (WebSocket and the like).

@@ -30,6 +30,9 @@ pub struct Upstream {
     authority: Authority,
     /// The upstream URL's path without its trailing `/` ("" for the root).
     base_path: String,
+    /// `Host` for a plain-HTTP upstream, built once. (For TLS upstreams the
+    /// client derives it, or `:authority` when ALPN picks HTTP/2.)
+    host: Option<HeaderValue>,
     client: UpstreamClient,
     request_timeout: Duration,
 }
@@ -49,8 +52,13 @@ impl Upstream {
         else {
             return Err(format!("upstream {url}: needs a scheme and a host"));
         };
+        let host = (scheme == Scheme::HTTP)
+            .then(|| HeaderValue::from_str(authority.as_str()))
+            .transpose()
+            .map_err(|e| format!("upstream {url}: {e}"))?;
         Ok(Upstream {
             route: route.to_owned(),
+            host,
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
@@ -87,8 +95,10 @@ impl Upstream {
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         remove_hop_by_hop(&mut parts.headers, upgrade);
-        // Host comes from the upstream URI (the pooled client sets it; HTTP/2 uses :authority).
-        parts.headers.remove(header::HOST);
+        match &self.host {
+            Some(host) => parts.headers.insert(header::HOST, host.clone()),
+            None => parts.headers.remove(header::HOST),
+        };
         parts.headers.insert(header::AUTHORIZATION, authorization);
         parts.uri = self.uri_for(&parts.uri)?;
         parts.version = Version::HTTP_11;
