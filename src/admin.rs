@@ -25,7 +25,11 @@ pub struct Admin {
 }
 
 impl Handler for Admin {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
+    type Conn = ();
+
+    fn connection(&self) -> Self::Conn {}
+
+    async fn handle(self: Arc<Self>, _: Arc<()>, req: Request<Incoming>) -> Response<ProxyBody> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return json_response(
                 StatusCode::METHOD_NOT_ALLOWED,

@@ -5,6 +5,7 @@ use crate::config::OutboundSpec;
 use crate::error::ProxyError;
 use crate::metrics::RouteMetrics;
 use crate::proxy::client::{self, ClientSettings};
+use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, Upstream};
 use crate::token::Credential;
@@ -36,7 +37,14 @@ impl Route {
             idle_timeout: spec.idle_timeout,
         })
         .map_err(|e| format!("outbound {}: {e}", spec.name))?;
-        let upstream = Upstream::new(&spec.name, &spec.upstream, client, spec.request_timeout)?;
+        let upstream = Upstream::new(
+            &spec.name,
+            &spec.upstream,
+            client,
+            spec.connect_timeout,
+            spec.idle_timeout,
+            spec.request_timeout,
+        )?;
         let token_wait = credential.spec.timeout + Duration::from_secs(1);
         Ok(Route {
             credential,
@@ -46,14 +54,21 @@ impl Route {
         })
     }
 
-    async fn proxy(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, ProxyError> {
+    async fn proxy(
+        &self,
+        conn: &Option<Affinity>,
+        req: Request<Incoming>,
+    ) -> Result<Response<ProxyBody>, ProxyError> {
         let bearer = self
             .credential
             .bearer(self.token_wait)
             .await
             .map_err(ProxyError::TokenUnavailable)?;
         let started = Instant::now();
-        let resp = self.upstream.forward(req, bearer.header).await?;
+        let resp = self
+            .upstream
+            .forward(req, bearer.header, conn.as_ref())
+            .await?;
         self.metrics
             .upstream_latency
             .observe(started.elapsed().as_secs_f64());
@@ -65,8 +80,18 @@ impl Route {
 }
 
 impl Handler for Route {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<ProxyBody> {
-        let resp = match self.proxy(req).await {
+    type Conn = Option<Affinity>;
+
+    fn connection(&self) -> Self::Conn {
+        self.upstream.affinity()
+    }
+
+    async fn handle(
+        self: Arc<Self>,
+        conn: Arc<Self::Conn>,
+        req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
+        let resp = match self.proxy(&conn, req).await {
             Ok(resp) => resp,
             Err(e) => e.into_response(),
         };

@@ -343,3 +343,74 @@ async fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(total, 1024 * 1024, "the in-flight response completed");
     stopping.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_keep_alive_client_keeps_one_upstream_connection() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let c = client();
+    for i in 0..20 {
+        let url = format!("{}/seq/{i}", sidecar.outbound("orders"));
+        assert_eq!(c.get(url).send().await.unwrap().status(), 200);
+    }
+    let peers: std::collections::HashSet<_> = echo.seen().iter().map(|s| s.peer).collect();
+    assert_eq!(
+        peers.len(),
+        1,
+        "one upstream connection for one client connection"
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn an_upstream_that_closes_its_connection_is_reconnected() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let c = client();
+    for path in ["/close", "/after", "/close", "/close", "/after"] {
+        let url = format!("{}{path}", sidecar.outbound("orders"));
+        let resp = c.get(url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert!(resp.headers().get("connection").is_none());
+    }
+    let peers: std::collections::HashSet<_> = echo.seen().iter().map(|s| s.peer).collect();
+    assert_eq!(peers.len(), 4, "a new upstream connection after each close");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_h2c_streams_do_not_wait_for_each_other() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup(&echo.url()).await;
+    let c: Client<_, http_body_util::Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    // One stream holds its response open; the others must complete meanwhile.
+    let url = sidecar.outbound("orders");
+    let held = c
+        .request(
+            http::Request::get(format!("{url}/stream-out/{}", 256 * 1024))
+                .body(Default::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let answers = futures_util::future::join_all((0..20).map(|i| {
+        let req = http::Request::get(format!("{url}/h2/{i}"))
+            .body(Default::default())
+            .unwrap();
+        c.request(req)
+    }));
+    for a in tokio::time::timeout(LONG, answers)
+        .await
+        .expect("not blocked by the held stream")
+    {
+        assert_eq!(a.unwrap().status(), 200);
+    }
+    echo.release();
+    echo.release();
+    echo.release();
+    let body = held.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body.len(), 256 * 1024);
+    sidecar.stop().await;
+}

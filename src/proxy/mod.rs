@@ -3,18 +3,21 @@
 //! connection with bodies streamed both ways, and splice protocol upgrades.
 
 pub mod client;
+pub mod h1pool;
 pub mod headers;
 pub mod server;
 
 use crate::error::ProxyError;
 use bytes::Bytes;
 use client::UpstreamClient;
+use h1pool::{Affinity, H1Upstream};
 use headers::{remove_hop_by_hop, wants_upgrade};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -34,6 +37,8 @@ pub struct Upstream {
     /// client derives it, or `:authority` when ALPN picks HTTP/2.)
     host: Option<HeaderValue>,
     client: UpstreamClient,
+    /// Plain-HTTP upstreams: HTTP/1.1 with connection affinity.
+    h1: Option<Arc<H1Upstream>>,
     request_timeout: Duration,
 }
 
@@ -42,6 +47,8 @@ impl Upstream {
         route: &str,
         url: &Url,
         client: UpstreamClient,
+        connect_timeout: Duration,
+        idle_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Self, String> {
         let uri: Uri = url
@@ -56,9 +63,20 @@ impl Upstream {
             .then(|| HeaderValue::from_str(authority.as_str()))
             .transpose()
             .map_err(|e| format!("upstream {url}: {e}"))?;
+        let h1 = match (
+            scheme == Scheme::HTTP,
+            url.host_str(),
+            url.port_or_known_default(),
+        ) {
+            (true, Some(h), Some(port)) => {
+                Some(H1Upstream::new(h, port, connect_timeout, idle_timeout))
+            }
+            _ => None,
+        };
         Ok(Upstream {
             route: route.to_owned(),
             host,
+            h1,
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
@@ -67,7 +85,9 @@ impl Upstream {
         })
     }
 
-    fn uri_for(&self, incoming: &Uri) -> Result<Uri, ProxyError> {
+    /// The upstream request target: origin-form (`/path?query`) when we write
+    /// HTTP/1 ourselves, absolute for the pooled client, which routes by it.
+    fn uri_for(&self, incoming: &Uri, origin_form: bool) -> Result<Uri, ProxyError> {
         let bad = |_| ProxyError::BadRequest("invalid request target");
         // Without a base path the incoming path and query is reused as is (no copy).
         let pq = match (self.base_path.is_empty(), incoming.path_and_query()) {
@@ -79,19 +99,29 @@ impl Upstream {
             }
         };
         let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
+        if !origin_form {
+            parts.scheme = Some(self.scheme.clone());
+            parts.authority = Some(self.authority.clone());
+        }
         parts.path_and_query = Some(pq);
         Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))
     }
 
-    /// Forward `req` with `authorization` in place of whatever the client sent.
+    /// A connection-affinity slot for a new downstream connection (plain-HTTP upstreams).
+    pub fn affinity(&self) -> Option<Affinity> {
+        self.h1.as_ref().map(H1Upstream::affinity)
+    }
+
+    /// Forward `req` with `authorization` in place of whatever the client sent,
+    /// on the downstream connection's `affinity` slot when it has one.
     pub async fn forward(
         &self,
         mut req: Request<Body>,
         authorization: HeaderValue,
+        affinity: Option<&Affinity>,
     ) -> Result<Response<Incoming>, ProxyError> {
         let upgrade = wants_upgrade(req.headers());
+        let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
         remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -100,13 +130,22 @@ impl Upstream {
             None => parts.headers.remove(header::HOST),
         };
         parts.headers.insert(header::AUTHORIZATION, authorization);
-        parts.uri = self.uri_for(&parts.uri)?;
+        let affinity = affinity.filter(|_| !upgrade);
+        parts.uri = self.uri_for(&parts.uri, affinity.is_some())?;
         parts.version = Version::HTTP_11;
-        let sent = self.client.request(Request::from_parts(parts, body));
+        let req = Request::from_parts(parts, body);
+        let sent = async {
+            match affinity {
+                Some(a) => a.send(req, sequential).await.map_err(|e| match e {
+                    h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
+                    h1pool::SendError::Http(e) => root_cause(&e),
+                }),
+                _ => self.client.request(req).await.map_err(|e| describe(&e)),
+            }
+        };
         let mut resp = match tokio::time::timeout(self.request_timeout, sent).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => {
-                let reason = describe(&e);
+            Ok(Err(reason)) => {
                 tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
                 return Err(ProxyError::Upstream {
                     route: self.route.clone(),
@@ -143,13 +182,18 @@ impl Upstream {
 
 /// A client error's innermost cause ("Connection refused (os error 111)").
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
+    let cause = root_cause(e);
+    if e.is_connect() {
+        format!("cannot connect: {cause}")
+    } else {
+        cause
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;
     }
-    if e.is_connect() {
-        format!("cannot connect: {cur}")
-    } else {
-        cur.to_string()
-    }
+    cur.to_string()
 }

@@ -20,8 +20,15 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Something that answers requests; every error is already a response.
 pub trait Handler: Send + Sync + 'static {
+    /// What one downstream connection keeps between its requests.
+    type Conn: Send + Sync + 'static;
+
+    /// State for a newly accepted connection.
+    fn connection(&self) -> Self::Conn;
+
     fn handle(
         self: Arc<Self>,
+        conn: Arc<Self::Conn>,
         req: Request<Incoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
@@ -58,9 +65,10 @@ pub async fn serve<H: Handler>(
         };
         let _ = stream.set_nodelay(true);
         let h = handler.clone();
+        let state = Arc::new(handler.connection());
         let svc = service_fn(move |req| {
-            let h = h.clone();
-            async move { Ok::<_, Infallible>(h.handle(req).await) }
+            let (h, state) = (h.clone(), state.clone());
+            async move { Ok::<_, Infallible>(h.handle(state, req).await) }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn.into_owned());

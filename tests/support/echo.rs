@@ -25,6 +25,8 @@ type Body = BoxBody<Bytes, Infallible>;
 #[derive(Clone, Debug)]
 pub struct Seen {
     pub at: Instant,
+    /// The proxy's end of the connection the request came on.
+    pub peer: SocketAddr,
     pub method: String,
     pub uri: String,
     pub version: http::Version,
@@ -72,12 +74,12 @@ impl Echo {
         let st = state.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let (st, tls) = (st.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| answer(st.clone(), req));
+                    let svc = service_fn(move |req| answer(st.clone(), peer, req));
                     let builder =
                         hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     match tls {
@@ -123,10 +125,12 @@ impl Echo {
 
 async fn answer(
     state: Arc<State>,
+    peer: SocketAddr,
     mut req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let seen = Seen {
         at: Instant::now(),
+        peer,
         method: req.method().to_string(),
         uri: req.uri().to_string(),
         version: req.version(),
@@ -196,9 +200,15 @@ async fn answer(
         "body_len": len,
     });
     let mut resp = full(StatusCode::OK, echo.to_string());
-    // Hop-by-hop headers the proxy must strip on the way back.
+    // Hop-by-hop headers the proxy must strip on the way back; `/close` also
+    // closes the connection after answering.
+    let connection = if path == "/close" {
+        "close, x-upstream-hop"
+    } else {
+        "x-upstream-hop"
+    };
     resp.headers_mut()
-        .insert("connection", "x-upstream-hop".parse().unwrap());
+        .insert("connection", connection.parse().unwrap());
     resp.headers_mut()
         .insert("x-upstream-hop", "1".parse().unwrap());
     resp.headers_mut()
