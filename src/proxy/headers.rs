@@ -33,7 +33,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if present == 0 && !keep_upgrade {
         return;
     }
-    if present & 1 != 0 {
+    // `Connection: keep-alive` (or `close`) alone, the usual value, names nothing more.
+    let plain = |v: &HeaderValue| {
+        let b = v.as_bytes();
+        b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close")
+    };
+    if present & 1 != 0 && !headers.get_all(header::CONNECTION).iter().all(plain) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
