@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# bench/instructions.sh — user-space instructions per proxied request, repeatable
+# whatever else the machine is doing: the sidecar runs under
+# `valgrind --tool=callgrind`, its counters are zeroed after a warm-up, then wrk
+# drives a fixed-length run through the outbound listener to an nginx upstream.
+#
+# Needs: valgrind, nginx, wrk, curl, python3 (Debian packages:
+#   apt-get install -y valgrind nginx-light wrk curl python3).
+# Env: SIDECAR_BIN (default target/release/m2m-sidecar), DURATION (default 5s).
+# Prints: requests=N instructions=N per_request=N; the callgrind profile is kept
+# in the temp dir it names, for `callgrind_annotate --inclusive=yes FILE`.
+set -euo pipefail
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SIDECAR_BIN=${SIDECAR_BIN:-$SCRIPT_DIR/../target/release/m2m-sidecar}
+DURATION=${DURATION:-5s}
+for tool in valgrind callgrind_control callgrind_annotate nginx wrk curl python3; do
+    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is needed" >&2; exit 1; }
+done
+[ -x "$SIDECAR_BIN" ] || { echo "instructions.sh: build first: cargo build --release" >&2; exit 1; }
+
+TMP=$(mktemp -d /tmp/m2m-instr.XXXXXX)
+mkdir -p "$TMP/tmp"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT
+
+read -r PORT_UPSTREAM PORT_SIDECAR PORT_ADMIN PORT_TOKEN < <(python3 -c '
+import socket
+s=[socket.socket() for _ in range(4)]
+[x.bind(("127.0.0.1",0)) for x in s]
+print(" ".join(str(x.getsockname()[1]) for x in s))')
+render() {
+    sed -e "s|@PREFIX@|$TMP|g" -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
+        -e "s|@PORT_SIDECAR@|$PORT_SIDECAR|g" -e "s|@PORT_ADMIN@|$PORT_ADMIN|g" \
+        -e "s|@PORT_TOKEN@|$PORT_TOKEN|g" -e "s|@PORT_PROXY@|0|g" -e "s|@TOKEN@|bench-token|g" "$1" >"$2"
+}
+render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
+render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"
+
+nginx -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/nginx-upstream.conf" -g 'daemon off;' & PIDS+=($!)
+python3 "$SCRIPT_DIR/token_server.py" "$PORT_TOKEN" bench-token >/dev/null 2>&1 & PIDS+=($!)
+M2M_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
+    "$SIDECAR_BIN" run --config "$TMP/sidecar.toml" 2>"$TMP/sidecar.log" & SC=$!
+PIDS+=("$SC")
+for _ in $(seq 200); do
+    curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null && break
+    sleep 0.3
+done
+curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not ready" >&2; exit 1; }
+URL="http://127.0.0.1:$PORT_SIDECAR/"
+timeout 60 wrk -t1 -c8 -d2s "$URL" >/dev/null
+callgrind_control -z "$SC" >/dev/null
+REQUESTS=$(timeout 120 wrk -t1 -c8 -d"$DURATION" "$URL" | awk '/requests in/{print $1}')
+callgrind_control -d "$SC" >/dev/null
+sleep 1
+PROFILE=$(ls -t "$TMP"/callgrind.out.* | head -1)
+TOTAL=$(callgrind_annotate "$PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+echo "requests=$REQUESTS instructions=$TOTAL per_request=$((TOTAL / REQUESTS)) profile=$PROFILE"
