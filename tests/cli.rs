@@ -101,15 +101,14 @@ fn check_fails_with_every_error() {
     );
 }
 
-#[tokio::test]
-async fn token_prints_the_token_alone_on_stdout() {
-    let idp = TokenServer::start().await;
+/// `m2m-sidecar token --config F orders` against `idp`.
+async fn token_command(idp: &TokenServer) -> std::process::Output {
     let f = write_config(
         SidecarConfig::new()
             .credential(Cred::new("orders", &idp.url()))
             .toml(),
     );
-    let out = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         sidecar()
             .args(["token", "--config"])
             .arg(f.path())
@@ -118,7 +117,13 @@ async fn token_prints_the_token_alone_on_stdout() {
             .unwrap()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn token_prints_the_token_alone_on_stdout() {
+    let idp = TokenServer::start().await;
+    let out = token_command(&idp).await;
     assert!(out.status.success());
     assert_eq!(String::from_utf8(out.stdout).unwrap(), "tok-1\n");
     assert!(!String::from_utf8(out.stderr).unwrap().contains("tok-1"));
@@ -127,21 +132,7 @@ async fn token_prints_the_token_alone_on_stdout() {
         status: 401,
         body: r#"{"error":"invalid_client"}"#.into(),
     });
-    let f = write_config(
-        SidecarConfig::new()
-            .credential(Cred::new("orders", &idp.url()))
-            .toml(),
-    );
-    let out = tokio::task::spawn_blocking(move || {
-        sidecar()
-            .args(["token", "--config"])
-            .arg(f.path())
-            .arg("orders")
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let out = token_command(&idp).await;
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stdout.is_empty());
     assert!(
@@ -245,15 +236,12 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     let (status, _) = support::http::get(&format!("http://{admin}/readyz")).await;
     assert_eq!(status, 503);
     idp.set_mode(Mode::Issue);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while support::http::get(&format!("http://{admin}/readyz"))
-        .await
-        .0
-        != 200
-    {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::http::wait_for_status(
+        &format!("http://{admin}/readyz"),
+        200,
+        Duration::from_secs(20),
+    )
+    .await;
     let (status, _) = support::http::get(&format!("http://{outbound}/hello")).await;
     assert_eq!(status, 200);
     assert_eq!(

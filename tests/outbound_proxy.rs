@@ -22,6 +22,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LONG: Duration = Duration::from_secs(20);
 
+/// Read the rest of a `/stream-out` body, releasing the upstream as we go.
+async fn drain_released(resp: &mut reqwest::Response, echo: &Echo) -> usize {
+    let mut total = 0;
+    loop {
+        echo.release();
+        match tokio::time::timeout(LONG, resp.chunk())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            Some(c) => total += c.len(),
+            None => return total,
+        }
+    }
+}
+
 async fn setup(upstream: &str) -> (TokenServer, Sidecar) {
     let idp = TokenServer::start().await;
     let config = SidecarConfig::new()
@@ -135,18 +151,7 @@ async fn streams_the_response_body() {
         .unwrap()
         .unwrap();
     assert!(!first.is_empty());
-    let mut total = first.len();
-    loop {
-        echo.release();
-        match tokio::time::timeout(LONG, resp.chunk())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Some(c) => total += c.len(),
-            None => break,
-        }
-    }
+    let total = first.len() + drain_released(&mut resp, &echo).await;
     assert_eq!(total, 8 * 1024 * 1024);
     sidecar.stop().await;
 }
@@ -328,18 +333,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
         std::net::TcpStream::connect(addr).is_err()
     })
     .await;
-    let mut total = first.len();
-    loop {
-        echo.release();
-        match tokio::time::timeout(LONG, resp.chunk())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            Some(c) => total += c.len(),
-            None => break,
-        }
-    }
+    let total = first.len() + drain_released(&mut resp, &echo).await;
     assert_eq!(total, 1024 * 1024, "the in-flight response completed");
     stopping.await.unwrap();
 }

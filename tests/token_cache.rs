@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::config::{Cred, SidecarConfig};
 use support::echo::Echo;
 use support::eventually;
-use support::http::{client, get, get_json};
+use support::http::{client, get, get_json, wait_for_status};
 use support::sidecar::Sidecar;
 use support::token_server::{Mode, TokenServer};
 
@@ -174,11 +174,7 @@ async fn outage_uses_cached_token_then_503_then_recovers() {
     );
 
     idp.set_mode(Mode::Issue);
-    let deadline = tokio::time::Instant::now() + LONG;
-    while get(&url).await.0 != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "did not recover");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for_status(&url, 200, LONG).await;
     sidecar.stop().await;
 }
 
@@ -242,20 +238,8 @@ async fn readyz_flips_both_ways() {
     );
 
     idp.set_mode(Mode::Issue);
-    let mut body = serde_json::Value::Null;
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let (status, b) = get_json(&readyz).await;
-        if status == 200 {
-            body = b;
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never ready: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body: serde_json::Value =
+        serde_json::from_str(&wait_for_status(&readyz, 200, LONG).await).unwrap();
     assert_eq!(body["ready"], true);
     assert_eq!(body["credentials"]["orders"]["state"], "valid");
     assert!(!body.to_string().contains("tok-"), "no token in /readyz");
@@ -265,16 +249,8 @@ async fn readyz_flips_both_ways() {
         status: 500,
         body: "oops".into(),
     });
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        let (status, b) = get_json(&readyz).await;
-        if status == 503 {
-            assert_eq!(b["credentials"]["orders"]["state"], "expired", "{b}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never unready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let body = wait_for_status(&readyz, 503, LONG).await;
+    assert!(body.contains(r#""state":"expired""#), "{body}");
     sidecar.stop().await;
 }
 

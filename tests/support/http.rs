@@ -24,3 +24,19 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     let json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
     (status, json)
 }
+
+/// GET `url` until it answers `status` (for at most `limit`); the last body.
+pub async fn wait_for_status(url: &str, status: u16, limit: Duration) -> String {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let (got, body) = get(url).await;
+        if got == status {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered {status}; last {got}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
