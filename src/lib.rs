@@ -35,6 +35,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// Resolves once `shutdown` turns true. If the sender is dropped without saying
+/// so, it never resolves: background work must not stop by accident.
+pub(crate) async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    if shutdown.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The sockets a sidecar serves on, bound by the caller.
 pub struct Listeners {
     pub admin: TcpListener,

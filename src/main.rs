@@ -67,6 +67,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for w in &config.warnings {
+        tracing::warn!(warning = %w, "config");
+    }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config),
         Command::Check => check(path, &config),
@@ -89,6 +92,13 @@ fn init_logging(format: LogFormat) {
 }
 
 fn check(path: &Path, config: &Config) -> ExitCode {
+    // Secrets are read at run time (a mounted Secret may not exist where `check`
+    // runs), so an unreadable one is a warning here, never an error.
+    for c in &config.credentials {
+        if let Err(why) = token::secret::read(&c.secret) {
+            eprintln!("warning: credentials.{}.client_secret: {why}", c.name);
+        }
+    }
     println!("{}: OK", path.display());
     print!("{}", config::summary(config));
     ExitCode::SUCCESS

@@ -70,6 +70,41 @@ fn check_prints_the_plan_without_secrets() {
 }
 
 #[test]
+fn environment_values_stay_strings_and_stray_variables_only_warn() {
+    let config =
+        SidecarConfig::new().credential(Cred::new("orders", "https://idp.example.com/oauth/token"));
+    let f = write_config(config.toml());
+    let out = sidecar()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .env("M2M_CREDENTIALS__ORDERS__CLIENT_ID", "00123")
+        // What Kubernetes injects for a Service named `m2m`.
+        .env("M2M_PORT", "tcp://10.0.0.1:15090")
+        .env("M2M_SERVICE_HOST", "10.0.0.1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("client_id=00123"), "{stdout}");
+    assert!(
+        stderr.contains("port: unknown key (from an M2M_ environment variable), ignored"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("service_host"), "{stderr}");
+    // The same key in the file is an error.
+    let f = write_config(&format!("port = 1\n{}", config.toml()));
+    let out = sidecar()
+        .args(["check", "--config"])
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn check_fails_with_every_error() {
     let f = write_config("[admin]\nlisten = \"x\"\n[[outbound]]\nname = \"a\"\n");
     let out = sidecar()

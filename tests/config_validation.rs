@@ -83,7 +83,7 @@ fn each_problem_is_named_with_its_path() {
         (
             "client_id = \"billing\"",
             "client_id = \"billing\"\nrefresh_at = 1.2",
-            "credentials.orders.refresh_at: must be between 0 and 1",
+            "credentials.orders.refresh_at: must be a number between 0 and 1 (exclusive), got `1.2`",
         ),
         (
             "client_id = \"billing\"",
@@ -139,6 +139,36 @@ fn each_problem_is_named_with_its_path() {
             "client_id = \"billing\"",
             "client_id = \"billing\"\nscopes = \"orders:read\"",
             "credentials.orders.scopes: invalid type",
+        ),
+        (
+            "credential = \"orders\"",
+            "credential = \"orders\"\nrequest_timeout = \"0s\"",
+            "outbound[0].request_timeout: must be from 1ms to 365 days",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\ntimeout = \"18446744073709551615\"",
+            "credentials.orders.timeout: must be from 1ms to 365 days",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\ndefault_ttl = \"0s\"",
+            "credentials.orders.default_ttl: must be from 1s",
+        ),
+        (
+            "client_id = \"billing\"",
+            "client_id = \"billing\"\nrefresh_at = \"soon\"",
+            "credentials.orders.refresh_at: must be a number between 0 and 1 (exclusive), got `soon`",
+        ),
+        (
+            "upstream = \"https://orders.example.com\"",
+            "upstream = \"http://user:pw@orders.example.com\"",
+            "outbound[0].upstream: URL must not contain `user:password@`",
+        ),
+        (
+            "[admin]",
+            "worker_threads = 0\n[admin]",
+            "worker_threads: must be a whole number from 1 to 1024, got `0`",
         ),
     ];
     for (from, to, want) in cases {

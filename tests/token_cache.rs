@@ -273,3 +273,53 @@ async fn jwt_exp_is_used_without_expires_in() {
     );
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn a_rejected_token_is_used_again_while_refreshes_keep_failing() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    let sidecar = setup_cred(Cred::new("orders", &idp.url()).text("timeout", "1s"), &echo).await;
+    let url = format!("{}/x", sidecar.outbound("orders"));
+    assert_eq!(get(&url).await.0, 200);
+    idp.set_mode(Mode::Stall);
+    echo.reject(Some("Bearer tok-1"));
+    // The 401 triggers a refresh that times out after 1 s; meanwhile requests wait.
+    assert_eq!(get(&url).await.0, 401);
+    eventually(LONG, "the early refresh to fail", || {
+        sidecar.handle.credentials[0]
+            .snapshot()
+            .last_error
+            .is_some()
+    })
+    .await;
+    // Retries keep stalling; requests no longer wait for them.
+    eventually(LONG, "the next retry", || idp.count() >= 3).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(get(&url).await.0, 401, "the old token is sent again");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "waited {:?} for a stalled refresh",
+        started.elapsed()
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn lifetime_counts_from_the_request_not_the_answer() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    idp.set_ttl(4);
+    idp.set_mode(Mode::IssueAfter(Duration::from_millis(1500)));
+    let sidecar = setup(&idp, &echo).await;
+    eventually(LONG, "the first token", || {
+        sidecar.handle.credentials[0].snapshot().valid
+    })
+    .await;
+    let exp = sidecar.handle.credentials[0].snapshot().expires_at.unwrap();
+    let left = exp
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        left <= Duration::from_millis(2600),
+        "{left:?} left of a 4 s token that took 1.5 s to arrive"
+    );
+    sidecar.stop().await;
+}

@@ -2,10 +2,12 @@
 //! environment variables (`__` between levels), then unknown keys and type errors
 //! collected with their key paths.
 
+use super::env;
 use super::raw::FileConfig;
 use super::{Config, Errors, Issue, validate};
 use figment::Figment;
-use figment::providers::{Env, Format as _, Json, Toml, Yaml};
+use figment::providers::{Format as _, Json, Toml, Yaml};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// A config text's format.
@@ -40,7 +42,7 @@ pub fn load_file(path: &Path) -> Result<Config, Errors> {
         Format::Yaml => Figment::from(Yaml::file_exact(path)),
         Format::Json => Figment::from(Json::file_exact(path)),
     };
-    finish(figment.merge(Env::prefixed("M2M_").split("__")))
+    finish(figment, &env::values(std::env::vars()))
 }
 
 /// Validate a config given as text, without the environment (tests, embedding).
@@ -50,13 +52,35 @@ pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
         Format::Yaml => Figment::from(Yaml::string(text)),
         Format::Json => Figment::from(Json::string(text)),
     };
-    finish(figment)
+    finish(figment, &[])
 }
 
-fn finish(figment: Figment) -> Result<Config, Errors> {
-    let (raw, mut issues) = parse(&figment)?;
+fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Config, Errors> {
+    let merged = env::merge(file.clone(), env);
+    let (raw, unknown) = parse(&merged)?;
+    // Unknown keys the file holds are errors. Those only the environment brings
+    // are warnings: Kubernetes injects `M2M_PORT`, `M2M_SERVICE_HOST` and the
+    // like into every pod when a Service is named `m2m`.
+    let in_file: HashSet<String> = if env.is_empty() {
+        unknown.iter().map(|i| i.path.clone()).collect()
+    } else {
+        parse(&file)
+            .map(|(_, u)| u.into_iter().map(|i| i.path).collect())
+            .unwrap_or_default()
+    };
+    let (mut issues, warnings): (Vec<Issue>, Vec<Issue>) =
+        unknown.into_iter().partition(|i| in_file.contains(&i.path));
     match validate(&raw) {
-        Ok(config) if issues.is_empty() => Ok(config),
+        Ok(mut config) if issues.is_empty() => {
+            config.warnings = warnings
+                .into_iter()
+                .map(|mut w| {
+                    w.message = "unknown key (from an M2M_ environment variable), ignored".into();
+                    w
+                })
+                .collect();
+            Ok(config)
+        }
         Ok(_) => Err(Errors(issues)),
         Err(Errors(more)) => {
             issues.extend(more);

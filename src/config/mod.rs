@@ -4,6 +4,7 @@
 //! Parse → validate (every problem, each with its key path) → run. The raw option
 //! types live in [`raw`]; [`validate`] is the only way from them to a [`Config`].
 
+mod env;
 mod load;
 pub mod raw;
 mod summary;
@@ -28,6 +29,8 @@ pub struct Config {
     pub outbound: Vec<OutboundSpec>,
     pub drain_timeout: Duration,
     pub worker_threads: Option<usize>,
+    /// Problems that do not stop the sidecar (logged at start, printed by `check`).
+    pub warnings: Vec<Issue>,
 }
 
 impl Config {

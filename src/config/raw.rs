@@ -20,7 +20,7 @@ pub struct FileConfig {
     /// How long in-flight requests may take to finish after SIGTERM.
     pub drain_timeout: Option<Text>,
     /// Tokio worker threads (default: one per core).
-    pub worker_threads: Option<usize>,
+    pub worker_threads: Option<Text>,
 }
 
 /// `[admin]`: health, readiness and metrics.
@@ -43,7 +43,7 @@ pub struct CredentialConfig {
     #[serde(default)]
     pub extra_params: BTreeMap<String, Text>,
     /// Fraction of the lifetime after which a refresh starts.
-    pub refresh_at: Option<f64>,
+    pub refresh_at: Option<Text>,
     /// Lifetime assumed when the answer has no `expires_in` and the token is no JWT.
     pub default_ttl: Option<Text>,
     /// Whole-request timeout for the token endpoint.

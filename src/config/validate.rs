@@ -12,6 +12,9 @@ use std::time::Duration;
 use url::Url;
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
+/// No duration in the config may exceed a year (larger ones overflow clocks).
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const MS: Duration = Duration::from_millis(1);
 /// Parameters the grant sets itself; `extra_params` may not override them.
 const RESERVED_PARAMS: &[&str] = &[
     "grant_type",
@@ -32,10 +35,25 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
     if let Some(a) = admin {
         v.listeners.insert(a, "admin.listen".to_owned());
     }
-    let drain_timeout = v.duration_or("drain_timeout", &raw.drain_timeout, 15);
-    if raw.worker_threads == Some(0) {
-        v.issue("worker_threads", "must be at least 1");
-    }
+    let drain_timeout = v.duration_or(
+        "drain_timeout",
+        &raw.drain_timeout,
+        secs(15),
+        Duration::ZERO,
+    );
+    let worker_threads =
+        raw.worker_threads
+            .as_ref()
+            .and_then(|t| match t.0.trim().parse::<usize>() {
+                Ok(n) if (1..=1024).contains(&n) => Some(n),
+                _ => {
+                    v.issue(
+                        "worker_threads",
+                        format!("must be a whole number from 1 to 1024, got `{}`", t.0),
+                    );
+                    None
+                }
+            });
     let credentials: Vec<_> = raw
         .credentials
         .iter()
@@ -53,7 +71,8 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             credentials,
             outbound,
             drain_timeout,
-            worker_threads: raw.worker_threads,
+            worker_threads,
+            warnings: Vec::new(),
         }),
         _ => Err(Errors(v.issues)),
     }
@@ -121,6 +140,10 @@ impl Validator {
                 self.issue(path, "URL must not have a fragment");
                 None
             }
+            Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+                self.issue(path, "URL must not contain `user:password@` (credentials belong in client_id and client_secret)");
+                None
+            }
             Ok(u) => Some(u),
             Err(e) => {
                 self.issue(path, format!("invalid URL `{text}`: {e}"));
@@ -147,12 +170,23 @@ impl Validator {
         }
     }
 
-    fn duration_or(&mut self, path: &str, text: &Option<Text>, default_secs: u64) -> Duration {
-        let default = Duration::from_secs(default_secs);
-        match text {
-            Some(t) => self.duration(path, t).unwrap_or(default),
-            None => default,
+    /// A duration from `min` to [`MAX_DURATION`], or `default` when not given.
+    fn duration_or(
+        &mut self,
+        path: &str,
+        text: &Option<Text>,
+        default: Duration,
+        min: Duration,
+    ) -> Duration {
+        let Some(d) = text.as_ref().and_then(|t| self.duration(path, t)) else {
+            return default;
+        };
+        if d < min || d > MAX_DURATION {
+            let lo = humantime::format_duration(min);
+            self.issue(path, format!("must be from {lo} to 365 days"));
+            return default;
         }
+        d
     }
 
     fn credential(&mut self, name: &str, c: &CredentialConfig) -> Option<Arc<CredentialSpec>> {
@@ -171,11 +205,12 @@ impl Validator {
             .map(str::to_owned);
         let auth_method = self.auth_method(&p("auth_method"), c.auth_method.as_ref());
         let secret = self.secret(&p("client_secret"), c.client_secret.as_ref());
-        let refresh_at = c.refresh_at.unwrap_or(0.8);
+        let refresh_text = c.refresh_at.as_ref().map_or("0.8", |t| t.0.trim());
+        let refresh_at = refresh_text.parse::<f64>().unwrap_or(f64::NAN);
         if !(refresh_at > 0.0 && refresh_at < 1.0) {
             self.issue(
                 p("refresh_at"),
-                format!("must be between 0 and 1 (exclusive), got {refresh_at}"),
+                format!("must be a number between 0 and 1 (exclusive), got `{refresh_text}`"),
             );
         }
         if let Some(r) = &c.resource
@@ -205,9 +240,10 @@ impl Validator {
                 );
             }
         }
-        let default_ttl = self.duration_or(&p("default_ttl"), &c.default_ttl, 300);
-        let timeout = self.duration_or(&p("timeout"), &c.timeout, 10);
-        let connect_timeout = self.duration_or(&p("connect_timeout"), &c.connect_timeout, 5);
+        let default_ttl = self.duration_or(&p("default_ttl"), &c.default_ttl, secs(300), secs(1));
+        let timeout = self.duration_or(&p("timeout"), &c.timeout, secs(10), MS);
+        let connect_timeout =
+            self.duration_or(&p("connect_timeout"), &c.connect_timeout, secs(5), MS);
         self.file_exists(&p("ca_file"), c.ca_file.as_ref());
         Some(Arc::new(CredentialSpec {
             name: name.to_owned(),
@@ -326,9 +362,11 @@ impl Validator {
             );
         }
         self.file_exists(&p("ca_file"), o.ca_file.as_ref());
-        let connect_timeout = self.duration_or(&p("connect_timeout"), &o.connect_timeout, 5);
-        let request_timeout = self.duration_or(&p("request_timeout"), &o.request_timeout, 60);
-        let idle_timeout = self.duration_or(&p("idle_timeout"), &o.idle_timeout, 90);
+        let connect_timeout =
+            self.duration_or(&p("connect_timeout"), &o.connect_timeout, secs(5), MS);
+        let request_timeout =
+            self.duration_or(&p("request_timeout"), &o.request_timeout, secs(60), MS);
+        let idle_timeout = self.duration_or(&p("idle_timeout"), &o.idle_timeout, secs(90), MS);
         Some(OutboundSpec {
             name: name?,
             listen: listen?,
@@ -368,6 +406,10 @@ impl Validator {
             }
         }
     }
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
 }
 
 fn valid_name(name: &str) -> bool {

@@ -27,24 +27,39 @@ pub struct H1Upstream {
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    idle: Mutex<Vec<(SendRequest<Body>, Instant)>>,
+    idle: Mutex<Vec<Idle>>,
+}
+
+/// A connection not carrying a request, and since when.
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl Idle {
+    fn new(sender: SendRequest<Body>) -> Self {
+        Idle {
+            sender,
+            since: Instant::now(),
+        }
+    }
 }
 
 /// The upstream connection one downstream connection is using.
 pub struct Affinity {
     upstream: Arc<H1Upstream>,
-    sender: Mutex<Option<SendRequest<Body>>>,
+    held: Mutex<Option<Idle>>,
 }
 
 impl Drop for Affinity {
     fn drop(&mut self) {
-        let sender = self
-            .sender
+        let held = self
+            .held
             .get_mut()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(s) = sender {
-            self.upstream.put(s);
+        if let Some(idle) = held {
+            self.upstream.put(idle);
         }
     }
 }
@@ -77,29 +92,30 @@ impl H1Upstream {
     pub fn affinity(self: &Arc<Self>) -> Affinity {
         Affinity {
             upstream: self.clone(),
-            sender: Mutex::new(None),
+            held: Mutex::new(None),
         }
     }
 
-    fn put(&self, sender: SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        if idle.len() < MAX_IDLE {
-            idle.push((sender, Instant::now()));
+    /// Whether an idle connection may still be used (upstreams close idle ones).
+    fn fresh(&self, idle: &Idle) -> bool {
+        !idle.sender.is_closed() && idle.since.elapsed() < self.idle_timeout
+    }
+
+    fn put(&self, idle: Idle) {
+        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.retain(|i| self.fresh(i));
+        if self.fresh(&idle) && pool.len() < MAX_IDLE {
+            pool.push(idle);
         }
     }
 
-    /// The most recently used idle connection that is still usable.
+    /// The most recently used idle connection that is ready. Connections still
+    /// finishing a response (put back early by HTTP/2 clients) stay for later.
     fn take_idle(&self) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        while let Some((sender, since)) = idle.pop() {
-            if sender.is_ready() && since.elapsed() < self.idle_timeout {
-                return Some(sender);
-            }
-        }
-        None
+        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        pool.retain(|i| self.fresh(i));
+        let i = pool.iter().rposition(|i| i.sender.is_ready())?;
+        Some(pool.remove(i).sender)
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, SendError> {
@@ -134,9 +150,13 @@ impl Affinity {
         sequential: bool,
     ) -> Result<Response<Incoming>, SendError> {
         let held = {
-            let mut slot = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-            if sequential || slot.as_ref().is_some_and(SendRequest::is_ready) {
-                slot.take()
+            let mut slot = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let usable = slot
+                .as_ref()
+                .is_some_and(|i| self.upstream.fresh(i) && (sequential || i.sender.is_ready()));
+            // A stale held connection is dropped; a busy one (HTTP/2) stays.
+            if usable || slot.as_ref().is_some_and(|i| !self.upstream.fresh(i)) {
+                slot.take().filter(|_| usable).map(|i| i.sender)
             } else {
                 None
             }
@@ -166,13 +186,12 @@ impl Affinity {
     /// only come once this response is complete); with HTTP/2 downstream several
     /// requests run at once, and the extras go to the shared pool.
     fn release(&self, sender: SendRequest<Body>) {
-        let mut slot = self.sender.lock().unwrap_or_else(PoisonError::into_inner);
-        match slot.as_ref() {
-            None => *slot = Some(sender),
-            Some(_) => {
-                drop(slot);
-                self.upstream.put(sender);
-            }
+        let mut slot = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.is_none() {
+            *slot = Some(Idle::new(sender));
+        } else {
+            drop(slot);
+            self.upstream.put(Idle::new(sender));
         }
     }
 }

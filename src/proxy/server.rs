@@ -52,7 +52,7 @@ pub async fn serve<H: Handler>(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = shutdown.changed() => break,
+            _ = crate::until_shutdown(&mut shutdown) => break,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,

@@ -49,7 +49,7 @@ impl Fetcher {
         })?;
         let result = self.send(&secret).await;
         result.map_err(|mut e| {
-            scrub(&mut e.message, &secret);
+            scrub(&mut e.message, &self.spec, &secret);
             e
         })
     }

@@ -246,10 +246,25 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Replace every occurrence of `secret` in `message`.
-pub fn scrub(message: &mut String, secret: &str) {
-    if secret.len() >= 4 && message.contains(secret) {
-        *message = message.replace(secret, "[redacted]");
+/// Replace every occurrence of `secret` in `message`, as sent and in the forms a
+/// server might echo it back: form-encoded, JSON-escaped, and inside the
+/// base64 of a Basic `Authorization` header.
+pub fn scrub(message: &mut String, spec: &CredentialSpec, secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    let json = serde_json::Value::from(secret).to_string();
+    let basic = format!("{}:{}", form_encode(&spec.client_id), form_encode(secret));
+    let forms = [
+        secret.to_owned(),
+        form_encode(secret),
+        json.trim_matches('"').to_owned(),
+        STANDARD.encode(basic),
+    ];
+    for form in forms {
+        if message.contains(&form) {
+            *message = message.replace(&form, "[redacted]");
+        }
     }
 }
 
@@ -356,8 +371,10 @@ mod tests {
 
     #[test]
     fn scrub_replaces_every_occurrence() {
-        let mut m = "a secret-value b secret-value".to_owned();
-        scrub(&mut m, "secret-value");
-        assert_eq!(m, "a [redacted] b [redacted]");
+        let secret = "se\"cret va/lue";
+        let basic = STANDARD.encode("id:se%22cret+va%2Flue");
+        let mut m = format!("a {secret} b se%22cret+va%2Flue c se\\\"cret va/lue d {basic}");
+        scrub(&mut m, &spec(), secret);
+        assert_eq!(m, "a [redacted] b [redacted] c [redacted] d [redacted]");
     }
 }

@@ -213,9 +213,26 @@ impl Credential {
             tracing::info!(credential = %self.name, "upstream rejected the token; refreshing early");
             self.metrics.early_refresh.get_or_create(&self.labels).inc();
             t.stale.store(true, Ordering::Relaxed);
-            // Requests now wait for the refresh, so mark it in flight before waking.
-            self.status.send_modify(|s| s.fetching = true);
-            self.kick.notify_one();
+            // A fetch in flight will replace the token anyway: a second would
+            // only spend quota. Otherwise mark one in flight (requests wait for
+            // it) before waking the task.
+            let mut started = false;
+            self.status.send_if_modified(|s| {
+                started = !s.fetching;
+                s.fetching = true;
+                started
+            });
+            if started {
+                self.kick.notify_one();
+            }
+        }
+    }
+
+    /// After a failed refresh: requests use the rejected token again rather than
+    /// wait for every retry.
+    fn unstale(&self) {
+        if let Some(t) = self.slot.load().as_ref() {
+            t.stale.store(false, Ordering::Relaxed);
         }
     }
 
@@ -237,17 +254,23 @@ impl Credential {
         self.kick.clone()
     }
 
-    fn store(&self, access_token: &str, lifetime: Duration) -> Result<(), String> {
+    /// Cache a token whose lifetime started at `started` (when it was requested).
+    fn store(
+        &self,
+        access_token: &str,
+        lifetime: Duration,
+        started: Instant,
+        started_wall: SystemTime,
+    ) -> Result<(), String> {
         let mut header = HeaderValue::try_from(format!("Bearer {access_token}"))
             .map_err(|_| "access_token has characters not allowed in a header".to_owned())?;
         header.set_sensitive(true);
         let generation = self.slot.load().as_ref().map_or(1, |t| t.generation + 1);
-        let now = Instant::now();
         self.slot.store(Some(Arc::new(Token {
             header,
             generation,
-            usable_until: now + schedule::usable(lifetime),
-            expires_at: SystemTime::now() + lifetime,
+            usable_until: started + schedule::usable(lifetime),
+            expires_at: started_wall + lifetime,
             stale: AtomicBool::new(false),
         })));
         Ok(())

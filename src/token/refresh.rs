@@ -20,10 +20,7 @@ pub async fn run(cred: Arc<Credential>, fetcher: Fetcher, mut shutdown: watch::R
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
-            _ = shutdown.changed() => return,
-        }
-        if *shutdown.borrow() {
-            return;
+            _ = crate::until_shutdown(&mut shutdown) => return,
         }
     }
 }
@@ -31,7 +28,8 @@ pub async fn run(cred: Arc<Credential>, fetcher: Fetcher, mut shutdown: watch::R
 /// One fetch; returns how long to sleep before the next.
 async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Duration {
     cred.status.send_modify(|s| s.fetching = true);
-    let started = Instant::now();
+    // The lifetime counts from when we asked: a slow answer must not stretch it.
+    let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
     let result = fetcher.fetch().await;
     cred.metrics
         .latency
@@ -50,7 +48,7 @@ async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Du
     let stored = result
         .map_err(|e| (e.message, e.retry_after))
         .and_then(|issued| {
-            cred.store(&issued.access_token, issued.lifetime)
+            cred.store(&issued.access_token, issued.lifetime, started, started_wall)
                 .map(|()| issued.lifetime)
                 .map_err(|why| {
                     (
@@ -73,6 +71,9 @@ async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Du
         }
         Err((message, retry_after)) => {
             *failures = failures.saturating_add(1);
+            // A token an upstream rejected is still the best we have: stop making
+            // requests wait for refreshes that keep failing.
+            cred.unstale();
             let wait = backoff(*failures, rng.random_range(-1.0..=1.0), retry_after);
             tracing::warn!(
                 credential = %cred.name,

@@ -10,6 +10,9 @@ pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(600);
 /// Longest margin kept before a token's real expiry.
 pub const MAX_SKEW: Duration = Duration::from_secs(5);
+/// Shortest wait between two fetches after a success, whatever lifetime the
+/// server announced: a near-zero lifetime must not turn into a request flood.
+pub const MIN_REFRESH: Duration = Duration::from_secs(1);
 
 /// Delay from issuance until a refresh starts: `refresh_at` of the lifetime,
 /// moved by `jitter` ∈ [-1, 1] times 5%, never past the usable lifetime.
@@ -18,6 +21,7 @@ pub fn refresh_in(lifetime: Duration, refresh_at: f64, jitter: f64) -> Duration 
     lifetime
         .mul_f64(factor.clamp(0.0, 1.0))
         .min(usable(lifetime))
+        .max(MIN_REFRESH)
 }
 
 /// How long a token is sent: its lifetime less a small skew for clock
@@ -66,6 +70,8 @@ mod tests {
             // short tokens: skew is a tenth of the lifetime
             (2.0, 0.8, 0.0, 1.6),
             (2.0, 0.95, 1.0, 1.8),
+            // a near-zero lifetime still waits a second
+            (0.001, 0.8, 0.0, 1.0),
         ];
         for (lifetime, at, jitter, want) in cases {
             let got = refresh_in(s(lifetime), at, jitter);

@@ -60,7 +60,18 @@ pub async fn watch_files(files: Vec<Watched>, mut shutdown: watch::Receiver<bool
             return;
         }
     };
-    let mut dirs: Vec<&Path> = files.iter().filter_map(|f| f.path.parent()).collect();
+    // A bare file name has the empty path as parent: that is the working directory.
+    let mut dirs: Vec<&Path> = files
+        .iter()
+        .filter_map(|f| f.path.parent())
+        .map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        })
+        .collect();
     dirs.sort();
     dirs.dedup();
     for dir in dirs {
@@ -75,7 +86,7 @@ pub async fn watch_files(files: Vec<Watched>, mut shutdown: watch::Receiver<bool
     loop {
         tokio::select! {
             ev = rx.recv() => if ev.is_none() { return },
-            _ = shutdown.changed() => return,
+            _ = crate::until_shutdown(&mut shutdown) => return,
         }
         // Drain the burst a symlink swap makes, then compare contents once.
         while rx.try_recv().is_ok() {}
