@@ -7,7 +7,7 @@ use crate::metrics::RouteMetrics;
 use crate::proxy::client::{self, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
-use crate::proxy::{ProxyBody, Upstream};
+use crate::proxy::{ProxyBody, Timeouts, Upstream};
 use crate::token::Credential;
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
@@ -37,14 +37,13 @@ impl Route {
             idle_timeout: spec.idle_timeout,
         })
         .map_err(|e| format!("outbound {}: {e}", spec.name))?;
-        let upstream = Upstream::new(
-            &spec.name,
-            &spec.upstream,
-            client,
-            spec.connect_timeout,
-            spec.idle_timeout,
-            spec.request_timeout,
-        )?;
+        let timeouts = Timeouts {
+            connect: spec.connect_timeout,
+            pool_idle: spec.idle_timeout,
+            request: spec.request_timeout,
+            body_idle: spec.body_idle_timeout,
+        };
+        let upstream = Upstream::new(&spec.name, &spec.upstream, client, timeouts)?;
         let token_wait = credential.spec.timeout + Duration::from_secs(1);
         Ok(Route {
             credential,

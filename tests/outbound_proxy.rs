@@ -408,3 +408,61 @@ async fn concurrent_h2c_streams_do_not_wait_for_each_other() {
     assert_eq!(body.len(), 256 * 1024);
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_body_is_cut_after_body_idle_timeout() {
+    let echo = Echo::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound_with(
+            "orders",
+            &echo.url(),
+            "orders",
+            "body_idle_timeout = \"300ms\"",
+        );
+    let sidecar = Sidecar::start(&config).await;
+    // Response: the upstream sends one chunk, then nothing.
+    let url = format!("{}/stream-out/{}", sidecar.outbound("orders"), 1024 * 1024);
+    let mut resp = client().get(&url).send().await.unwrap();
+    assert!(resp.chunk().await.unwrap().is_some());
+    let rest = tokio::time::timeout(LONG, async {
+        loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => continue,
+                other => return other.map(|_| ()),
+            }
+        }
+    })
+    .await
+    .expect("the stalled response is cut, not held");
+    assert!(
+        rest.is_err(),
+        "the body ends with an error, not as if complete"
+    );
+
+    // Request: the app sends one chunk of its upload, then nothing.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let stream = futures_util::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
+    });
+    let c: Client<_, StreamBody<_>> = Client::builder(TokioExecutor::new()).build_http();
+    let req = http::Request::post(format!("{}/stream-in", sidecar.outbound("orders")))
+        .body(StreamBody::new(stream))
+        .unwrap();
+    let pending = tokio::spawn(c.request(req));
+    tx.send(Bytes::from_static(b"first")).await.unwrap();
+    let answer = tokio::time::timeout(LONG, pending)
+        .await
+        .expect("the stalled upload is cut, not held");
+    drop(tx);
+    if let Ok(Ok(resp)) = answer {
+        assert_ne!(
+            resp.status(),
+            200,
+            "a cut upload is not answered as complete"
+        );
+    }
+    sidecar.stop().await;
+}

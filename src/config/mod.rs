@@ -122,6 +122,7 @@ pub struct OutboundSpec {
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
+    pub body_idle_timeout: Duration,
 }
 
 /// One configuration problem, with the key path it concerns.

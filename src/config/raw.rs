@@ -66,6 +66,8 @@ pub struct OutboundConfig {
     pub request_timeout: Option<Text>,
     /// How long an unused pooled upstream connection is kept.
     pub idle_timeout: Option<Text>,
+    /// Longest pause in a request or response body.
+    pub body_idle_timeout: Option<Text>,
 }
 
 /// A scalar written as a string; numbers and booleans (as environment variables

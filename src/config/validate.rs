@@ -367,6 +367,8 @@ impl Validator {
         let request_timeout =
             self.duration_or(&p("request_timeout"), &o.request_timeout, secs(60), MS);
         let idle_timeout = self.duration_or(&p("idle_timeout"), &o.idle_timeout, secs(90), MS);
+        let body_idle_timeout =
+            self.duration_or(&p("body_idle_timeout"), &o.body_idle_timeout, secs(300), MS);
         Some(OutboundSpec {
             name: name?,
             listen: listen?,
@@ -376,6 +378,7 @@ impl Validator {
             connect_timeout,
             request_timeout,
             idle_timeout,
+            body_idle_timeout,
         })
     }
 

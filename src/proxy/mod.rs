@@ -5,6 +5,7 @@
 pub mod client;
 pub mod h1pool;
 pub mod headers;
+pub mod idle;
 pub mod server;
 
 use crate::error::ProxyError;
@@ -17,14 +18,15 @@ use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use idle::IdleTimeout;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
-/// Request bodies as they arrive, streamed on unchanged.
-pub type Body = Incoming;
+/// Request bodies as they arrive, streamed on unchanged (failing if they stall).
+pub type Body = IdleTimeout<Incoming>;
 /// Answers: the upstream's streamed body, or a small one the sidecar wrote.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<IdleTimeout<Incoming>, Full<Bytes>>;
 
 /// Where a route's requests go.
 pub struct Upstream {
@@ -39,7 +41,19 @@ pub struct Upstream {
     client: UpstreamClient,
     /// Plain-HTTP upstreams: HTTP/1.1 with connection affinity.
     h1: Option<Arc<H1Upstream>>,
-    request_timeout: Duration,
+    timeouts: Timeouts,
+}
+
+/// How long each step of an exchange with an upstream may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// How long an unused upstream connection is kept.
+    pub pool_idle: Duration,
+    /// Until the upstream's response headers arrive.
+    pub request: Duration,
+    /// Longest pause in a request or response body.
+    pub body_idle: Duration,
 }
 
 impl Upstream {
@@ -47,9 +61,7 @@ impl Upstream {
         route: &str,
         url: &Url,
         client: UpstreamClient,
-        connect_timeout: Duration,
-        idle_timeout: Duration,
-        request_timeout: Duration,
+        timeouts: Timeouts,
     ) -> Result<Self, String> {
         let uri: Uri = url
             .as_str()
@@ -68,9 +80,12 @@ impl Upstream {
             url.host_str(),
             url.port_or_known_default(),
         ) {
-            (true, Some(h), Some(port)) => {
-                Some(H1Upstream::new(h, port, connect_timeout, idle_timeout))
-            }
+            (true, Some(h), Some(port)) => Some(H1Upstream::new(
+                h,
+                port,
+                timeouts.connect,
+                timeouts.pool_idle,
+            )),
             _ => None,
         };
         Ok(Upstream {
@@ -81,7 +96,7 @@ impl Upstream {
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             client,
-            request_timeout,
+            timeouts,
         })
     }
 
@@ -116,14 +131,15 @@ impl Upstream {
     /// on the downstream connection's `affinity` slot when it has one.
     pub async fn forward(
         &self,
-        mut req: Request<Body>,
+        mut req: Request<Incoming>,
         authorization: HeaderValue,
         affinity: Option<&Affinity>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
         let upgrade = wants_upgrade(req.headers());
         let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        let body = IdleTimeout::new(body, self.timeouts.body_idle);
         remove_hop_by_hop(&mut parts.headers, upgrade);
         match &self.host {
             Some(host) => parts.headers.insert(header::HOST, host.clone()),
@@ -143,7 +159,7 @@ impl Upstream {
                 _ => self.client.request(req).await.map_err(|e| describe(&e)),
             }
         };
-        let mut resp = match tokio::time::timeout(self.request_timeout, sent).await {
+        let mut resp = match tokio::time::timeout(self.timeouts.request, sent).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(reason)) => {
                 tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
@@ -176,7 +192,7 @@ impl Upstream {
                 }
             });
         }
-        Ok(resp)
+        Ok(resp.map(|b| IdleTimeout::new(b, self.timeouts.body_idle)))
     }
 }
 

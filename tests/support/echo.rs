@@ -225,10 +225,11 @@ fn stream_out(state: Arc<State>, total: usize) -> Response<Body> {
             if sent >= total {
                 return None;
             }
-            let released = released || sent == 0 || {
+            // The first chunk goes at once; the next waits for a release.
+            if sent > 0 && !released {
                 state.release.notified().await;
-                true
-            };
+            }
+            let released = sent > 0;
             let n = CHUNK.min(total - sent);
             Some((
                 Ok::<_, Infallible>(Frame::data(Bytes::from(vec![b'x'; n]))),
