@@ -10,6 +10,7 @@
 //! - [`proxy`]: the shared proxy core: upstream client, hop-by-hop rules, accept loop
 //! - [`outbound`]: reverse listeners that inject a credential's token
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`
+//! - [`issuer`]: the built-in authorization server (token endpoint, JWKS, discovery)
 //! - [`error`]: the one place request errors become responses
 //! - [`metrics`]: metric families, registered into a registry passed in
 //!
@@ -20,6 +21,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod issuer;
 pub mod metrics;
 pub mod outbound;
 pub mod proxy;
@@ -48,6 +50,8 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// One per `[[outbound]]`, in config order.
     pub outbound: Vec<TcpListener>,
+    /// The `[issuer]` listener, when there is one.
+    pub issuer: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -63,7 +67,15 @@ impl Listeners {
         for o in &config.outbound {
             outbound.push(bind(o.listen, format!("outbound {}", o.name)).await?);
         }
-        Ok(Listeners { admin, outbound })
+        let issuer = match &config.issuer {
+            Some(i) => Some(bind(i.listen, "issuer".into()).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            admin,
+            outbound,
+            issuer,
+        })
     }
 }
 
@@ -73,6 +85,8 @@ pub struct Handle {
     /// `(route name, address)` for each outbound listener.
     pub outbound_addrs: Vec<(String, SocketAddr)>,
     pub credentials: Vec<Arc<Credential>>,
+    /// The issuer's address, when one runs in this process.
+    pub issuer_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     tasks: JoinSet<()>,
 }
@@ -101,6 +115,27 @@ impl Handle {
 pub struct App;
 
 impl App {
+    /// Only the issuer of `config` (the `m2m-sidecar issuer` command), on `listener`.
+    pub fn spawn_issuer(
+        config: &Config,
+        listener: TcpListener,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>, String> {
+        let spec = config
+            .issuer
+            .as_ref()
+            .ok_or("the config has no [issuer] table")?;
+        let issuer = issuer::Issuer::new(spec)?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, url = %spec.url, "issuer ready");
+        Ok(tokio::spawn(proxy::server::serve(
+            listener,
+            Arc::new(issuer),
+            shutdown,
+            config.drain_timeout,
+        )))
+    }
+
     /// Start the credential tasks, the outbound listeners and the admin listener.
     /// Everything stops when `shutdown` turns true; [`Handle::wait`] awaits that.
     pub fn spawn(
@@ -112,6 +147,22 @@ impl App {
         let token_metrics = metrics::TokenMetrics::register(&mut registry);
         let outbound_metrics = metrics::OutboundMetrics::register(&mut registry);
         let mut tasks = JoinSet::new();
+        // The issuer starts first: in-process credentials may use it as their IdP.
+        let issuer_addr = match (&config.issuer, listeners.issuer) {
+            (Some(spec), Some(listener)) => {
+                let issuer = issuer::Issuer::new(spec)?;
+                let addr = listener.local_addr().map_err(|e| e.to_string())?;
+                tracing::info!(%addr, url = %spec.url, "issuer ready");
+                tasks.spawn(proxy::server::serve(
+                    listener,
+                    Arc::new(issuer),
+                    shutdown.clone(),
+                    config.drain_timeout,
+                ));
+                Some(addr)
+            }
+            _ => None,
+        };
 
         let mut credentials = Vec::new();
         let mut watched = Vec::new();
@@ -169,6 +220,7 @@ impl App {
             admin_addr,
             outbound_addrs,
             credentials,
+            issuer_addr,
             draining,
             tasks,
         })

@@ -38,6 +38,8 @@ struct Cli {
 enum Command {
     /// Run the sidecar: outbound listeners and admin endpoints (the default).
     Run,
+    /// Run only the built-in authorization server (`[issuer]`).
+    Issuer,
     /// Validate a config, print what it would run (secrets redacted), exit non-zero on errors.
     Check,
     /// Fetch a token for one credential and print it alone on stdout.
@@ -71,7 +73,8 @@ fn main() -> ExitCode {
         tracing::warn!(warning = %w, "config");
     }
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(config),
+        Command::Run => run(config, false),
+        Command::Issuer => run(config, true),
         Command::Check => check(path, &config),
         Command::Token { credential } => print_token(&config, &credential),
     }
@@ -155,7 +158,7 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
     }
 }
 
-fn run(config: Config) -> ExitCode {
+fn run(config: Config, issuer_only: bool) -> ExitCode {
     let rt = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -163,7 +166,12 @@ fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(config)) {
+    let served = if issuer_only {
+        rt.block_on(serve_issuer(config))
+    } else {
+        rt.block_on(serve(config))
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -190,6 +198,23 @@ async fn serve(config: Config) -> Result<(), String> {
     {
         tracing::warn!("some tasks did not stop within the drain timeout");
     }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn serve_issuer(config: Config) -> Result<(), String> {
+    let spec = config
+        .issuer
+        .as_ref()
+        .ok_or("the config has no [issuer] table")?;
+    let listener = tokio::net::TcpListener::bind(spec.listen)
+        .await
+        .map_err(|e| format!("issuer: cannot listen on {}: {e}", spec.listen))?;
+    let (stop, stopped) = watch::channel(false);
+    let task = App::spawn_issuer(&config, listener, stopped)?;
+    wait_for_signal().await?;
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(config.drain_timeout + Duration::from_secs(1), task).await;
     tracing::info!("stopped");
     Ok(())
 }

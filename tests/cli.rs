@@ -185,8 +185,12 @@ struct Running {
 
 impl Running {
     fn start(config: &std::path::Path) -> Self {
+        Self::command("run", config)
+    }
+
+    fn command(subcommand: &str, config: &std::path::Path) -> Self {
         let mut child = sidecar()
-            .args(["run", "--log-format", "json", "--config"])
+            .args([subcommand, "--log-format", "json", "--config"])
             .arg(config)
             .env("RUST_LOG", "debug")
             .stderr(Stdio::piped())
@@ -304,4 +308,57 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
         serde_json::from_str::<serde_json::Value>(line)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
     }
+}
+
+#[tokio::test]
+async fn the_issuer_command_serves_tokens_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables = r#"
+[[issuer.apis]]
+name = "Orders API"
+identifier = "https://orders.example.com"
+scopes = ["orders:read"]
+[[issuer.apps]]
+name = "billing"
+client_id = "billing"
+client_secret = { env = "BILLING_SECRET" }
+grants = { "https://orders.example.com" = ["orders:read"] }
+"#;
+    let config = support::config::issuer_toml(0, dir.path(), tables);
+    let f = write_config(&config);
+    let mut child = sidecar()
+        .args(["issuer", "--log-format", "json", "--config"])
+        .arg(f.path())
+        .env("BILLING_SECRET", SECRET)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut run = Running { child, lines };
+    let addr = run.addr_of("issuer ready").await;
+    let (status, jwks) =
+        support::http::get_json(&format!("http://{addr}/.well-known/jwks.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(jwks["keys"][0]["crv"], "P-256");
+    let body = serde_json::json!({"audience": "https://orders.example.com", "grant_type": "client_credentials", "client_id": "billing", "client_secret": SECRET});
+    let resp = support::http::client()
+        .post(format!("http://{addr}/oauth/token"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (exit, run) = tokio::task::spawn_blocking(move || (run.terminate(), run))
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(!run.lines.lock().unwrap().join("\n").contains(SECRET));
 }

@@ -102,7 +102,7 @@ fn parse(figment: &Figment) -> Result<(FileConfig, Vec<Issue>), Errors> {
     let de = serde_path_to_error::Deserializer::new(&json, &mut track);
     let parsed: Result<FileConfig, _> = serde_ignored::deserialize(de, |path| {
         unknown.push(Issue {
-            path: path.to_string(),
+            path: key_path(&path),
             message: "unknown key".to_owned(),
         })
     });
@@ -116,5 +116,21 @@ fn parse(figment: &Figment) -> Result<(FileConfig, Vec<Issue>), Errors> {
             });
             Err(Errors(issues))
         }
+    }
+}
+
+/// `outbound[0].name`, `issuer.colour`: the same form the validator uses.
+fn key_path(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => String::new(),
+        Path::Seq { parent, index } => format!("{}[{index}]", key_path(parent)),
+        Path::Map { parent, key } => match key_path(parent) {
+            p if p.is_empty() => key.clone(),
+            p => format!("{p}.{key}"),
+        },
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => key_path(parent),
     }
 }

@@ -31,6 +31,73 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// Problems that do not stop the sidecar (logged at start, printed by `check`).
     pub warnings: Vec<Issue>,
+    /// `[issuer]`: the built-in authorization server, when configured.
+    pub issuer: Option<IssuerSpec>,
+}
+
+/// How the issuer signs access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    ES256,
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+}
+
+/// `[issuer]`, validated.
+#[derive(Debug, Clone)]
+pub struct IssuerSpec {
+    pub listen: SocketAddr,
+    /// Ends with `/`; the `iss` claim.
+    pub url: Url,
+    pub state: PathBuf,
+    pub token_ttl: Duration,
+    pub signing_alg: SigningAlg,
+    pub apis: Vec<ApiSpec>,
+    pub apps: Vec<AppSpec>,
+}
+
+impl IssuerSpec {
+    /// The management API's audience: the issuer URL followed by `api/v1/`.
+    pub fn management_audience(&self) -> String {
+        format!("{}api/v1/", self.url)
+    }
+}
+
+/// The management API's scopes.
+pub const MANAGEMENT_SCOPES: [&str; 5] = [
+    "apis:read",
+    "apis:write",
+    "apps:read",
+    "apps:write",
+    "keys:write",
+];
+
+/// An API: an audience and the scopes tokens for it may carry.
+#[derive(Debug, Clone)]
+pub struct ApiSpec {
+    pub id: String,
+    pub name: String,
+    pub identifier: String,
+    pub scopes: Vec<String>,
+}
+
+/// An M2M app declared in config.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    pub name: String,
+    pub client_id: String,
+    pub secret: SecretSource,
+    /// audience → scopes
+    pub grants: Vec<(String, Vec<String>)>,
+    pub blocked: bool,
 }
 
 impl Config {

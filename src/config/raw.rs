@@ -21,6 +21,47 @@ pub struct FileConfig {
     pub drain_timeout: Option<Text>,
     /// Tokio worker threads (default: one per core).
     pub worker_threads: Option<Text>,
+    /// The built-in authorization server, run in the same process.
+    pub issuer: Option<IssuerConfig>,
+}
+
+/// `[issuer]`: the built-in authorization server.
+#[derive(Debug, Default, Deserialize)]
+pub struct IssuerConfig {
+    pub listen: Option<Text>,
+    /// The `iss` claim and the discovery base (ends with `/`).
+    pub url: Option<Text>,
+    /// Where runtime state lives; keys are kept beside it.
+    pub state: Option<PathBuf>,
+    pub token_ttl: Option<Text>,
+    pub signing_alg: Option<Text>,
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
+    #[serde(default)]
+    pub apps: Vec<AppConfig>,
+}
+
+/// `[[issuer.apis]]`: an API (an audience) and its scopes.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApiConfig {
+    pub id: Option<Text>,
+    pub name: Option<Text>,
+    pub identifier: Option<Text>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// `[[issuer.apps]]`: an M2M app, its secret and its grants.
+#[derive(Debug, Default, Deserialize)]
+pub struct AppConfig {
+    pub name: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<SecretConfig>,
+    /// audience → granted scopes
+    #[serde(default)]
+    pub grants: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub blocked: bool,
 }
 
 /// `[admin]`: health, readiness and metrics.

@@ -42,6 +42,9 @@ pub fn summary(config: &Config) -> String {
             audience,
         );
     }
+    if let Some(i) = &config.issuer {
+        issuer_lines(&mut out, i);
+    }
     let _ = writeln!(
         out,
         "drain_timeout {}",
@@ -59,4 +62,40 @@ pub fn redact_url(url: &Url) -> String {
     let _ = u.set_username("redacted");
     let _ = u.set_password(None);
     u.to_string()
+}
+
+fn issuer_lines(out: &mut String, i: &super::IssuerSpec) {
+    let _ = writeln!(
+        out,
+        "issuer    {} url={} alg={} token_ttl={} state={}",
+        i.listen,
+        i.url,
+        i.signing_alg.as_str(),
+        humantime::format_duration(i.token_ttl),
+        i.state.display()
+    );
+    for a in &i.apis {
+        let _ = writeln!(
+            out,
+            "  api {} ({}) scopes=[{}]",
+            a.identifier,
+            a.id,
+            a.scopes.join(" ")
+        );
+    }
+    for a in &i.apps {
+        let grants: Vec<String> = a
+            .grants
+            .iter()
+            .map(|(aud, s)| format!("{aud}=[{}]", s.join(" ")))
+            .collect();
+        let blocked = if a.blocked { " BLOCKED" } else { "" };
+        let _ = writeln!(
+            out,
+            "  app {} secret=<{}> grants: {}{blocked}",
+            a.client_id,
+            a.secret.describe(),
+            grants.join(", ")
+        );
+    }
 }

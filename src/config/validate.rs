@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+mod issuer;
+
 const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
 /// No duration in the config may exceed a year (larger ones overflow clocks).
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -54,6 +56,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
                     None
                 }
             });
+    let issuer = raw.issuer.as_ref().and_then(|c| v.issuer(c));
     let credentials: Vec<_> = raw
         .credentials
         .iter()
@@ -73,6 +76,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             drain_timeout,
             worker_threads,
             warnings: Vec::new(),
+            issuer,
         }),
         _ => Err(Errors(v.issues)),
     }
@@ -105,6 +109,15 @@ impl Validator {
                 self.issue(path, "is required");
                 None
             }
+        }
+    }
+
+    fn scope(&mut self, path: &str, s: &str) {
+        if s.is_empty()
+            || s.chars()
+                .any(|ch| ch.is_whitespace() || ch == '"' || ch == '\\')
+        {
+            self.issue(path, format!("invalid scope `{s}`"));
         }
     }
 
@@ -222,15 +235,7 @@ impl Validator {
             );
         }
         for (i, s) in c.scopes.iter().enumerate() {
-            if s.is_empty()
-                || s.chars()
-                    .any(|ch| ch.is_whitespace() || ch == '"' || ch == '\\')
-            {
-                self.issue(
-                    format!("{}[{i}]", p("scopes")),
-                    format!("invalid scope `{s}`"),
-                );
-            }
+            self.scope(&format!("{}[{i}]", p("scopes")), s);
         }
         for key in c.extra_params.keys() {
             if RESERVED_PARAMS.contains(&key.as_str()) {

@@ -13,9 +13,26 @@ pub struct Sidecar {
 
 impl Sidecar {
     pub async fn start(config: &SidecarConfig) -> Self {
-        let config = load_str(config.toml(), Format::Toml)
+        Self::start_with(config, None).await
+    }
+
+    /// Start with an issuer listener bound beforehand (its port is in the config's URL).
+    pub async fn start_with(
+        config: &SidecarConfig,
+        issuer: Option<tokio::net::TcpListener>,
+    ) -> Self {
+        let mut config = load_str(config.toml(), Format::Toml)
             .unwrap_or_else(|e| panic!("{e}\n{}", config.toml()));
-        let listeners = Listeners::bind(&config).await.unwrap();
+        let configured = config.issuer.as_ref().map(|i| i.listen);
+        if let (Some(spec), true) = (config.issuer.as_mut(), issuer.is_some()) {
+            // Bound already by the caller: nothing to bind for it here.
+            spec.listen = "127.0.0.1:0".parse().unwrap();
+        }
+        let mut listeners = Listeners::bind(&config).await.unwrap();
+        if let (Some(spec), Some(l)) = (config.issuer.as_mut(), issuer) {
+            spec.listen = configured.unwrap();
+            listeners.issuer = Some(l);
+        }
         let (stop, stopped) = watch::channel(false);
         let handle = App::spawn(config, listeners, stopped).unwrap();
         Sidecar { handle, stop }

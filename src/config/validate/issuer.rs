@@ -1,0 +1,183 @@
+//! Validation of `[issuer]`: addresses, URL, APIs (unique identifiers, valid
+//! scopes) and apps (unique client ids, secrets, grants naming known APIs and
+//! scopes). A literal secret shorter than 32 characters is refused.
+
+use super::{Validator, secs};
+use crate::config::raw::{ApiConfig, AppConfig, IssuerConfig, SecretConfig};
+use crate::config::{ApiSpec, AppSpec, IssuerSpec, MANAGEMENT_SCOPES, SigningAlg};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+/// Shortest client secret the issuer accepts.
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl Validator {
+    pub(super) fn issuer(&mut self, c: &IssuerConfig) -> Option<IssuerSpec> {
+        let listen_text = c
+            .listen
+            .as_ref()
+            .map_or("127.0.0.1:15100", |t| t.0.as_str());
+        let listen = self.addr("issuer.listen", listen_text);
+        if let Some(addr) = listen {
+            self.unique_listener("issuer.listen".into(), addr);
+        }
+        let url = self
+            .required("issuer.url", &c.url)
+            .and_then(|t| self.url("issuer.url", t));
+        if let Some(u) = &url
+            && !u.as_str().ends_with('/')
+        {
+            self.issue("issuer.url", "must end with `/` (it is the discovery base)");
+        }
+        let token_ttl = self.duration_or("issuer.token_ttl", &c.token_ttl, secs(86400), secs(1));
+        let signing_alg = match c.signing_alg.as_ref().map_or("ES256", |t| t.0.as_str()) {
+            "ES256" => Some(SigningAlg::ES256),
+            "EdDSA" => Some(SigningAlg::EdDSA),
+            other => {
+                self.issue("issuer.signing_alg", format!("unknown algorithm `{other}` (expected ES256 or EdDSA; RS256 is not supported yet)"));
+                None
+            }
+        };
+        let apis: Vec<ApiSpec> = c
+            .apis
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| self.api(i, a))
+            .collect();
+        let mut ids = HashSet::new();
+        let mut identifiers = HashSet::new();
+        for (i, a) in apis.iter().enumerate() {
+            if !ids.insert(a.id.as_str()) {
+                self.issue(
+                    format!("issuer.apis[{i}].id"),
+                    format!("`{}` is used twice", a.id),
+                );
+            }
+            if !identifiers.insert(a.identifier.as_str()) {
+                self.issue(
+                    format!("issuer.apis[{i}].identifier"),
+                    format!("`{}` is used twice", a.identifier),
+                );
+            }
+        }
+        let mut known: HashMap<String, Vec<String>> = apis
+            .iter()
+            .map(|a| (a.identifier.clone(), a.scopes.clone()))
+            .collect();
+        if let Some(u) = &url {
+            known.insert(
+                format!("{u}api/v1/"),
+                MANAGEMENT_SCOPES.map(str::to_owned).to_vec(),
+            );
+        }
+        let mut client_ids = HashSet::new();
+        let apps: Vec<AppSpec> = c
+            .apps
+            .iter()
+            .enumerate()
+            .filter_map(|(i, a)| self.app(i, a, &known))
+            .collect();
+        for (i, a) in apps.iter().enumerate() {
+            if !client_ids.insert(a.client_id.as_str()) {
+                self.issue(
+                    format!("issuer.apps[{i}].client_id"),
+                    format!("`{}` is used twice", a.client_id),
+                );
+            }
+        }
+        Some(IssuerSpec {
+            listen: listen?,
+            url: url?,
+            state: c
+                .state
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data/issuer.json")),
+            token_ttl,
+            signing_alg: signing_alg?,
+            apis,
+            apps,
+        })
+    }
+
+    fn api(&mut self, i: usize, a: &ApiConfig) -> Option<ApiSpec> {
+        let p = |k: &str| format!("issuer.apis[{i}].{k}");
+        let name = self.required(&p("name"), &a.name).map(str::to_owned);
+        let identifier = self
+            .required(&p("identifier"), &a.identifier)
+            .map(str::to_owned);
+        for (j, s) in a.scopes.iter().enumerate() {
+            self.scope(&format!("{}[{j}]", p("scopes")), s);
+        }
+        let name = name?;
+        let id = match &a.id {
+            Some(t) if !t.0.is_empty() => t.0.clone(),
+            _ => slug(&name),
+        };
+        Some(ApiSpec {
+            id,
+            name,
+            identifier: identifier?,
+            scopes: a.scopes.clone(),
+        })
+    }
+
+    fn app(
+        &mut self,
+        i: usize,
+        a: &AppConfig,
+        known: &HashMap<String, Vec<String>>,
+    ) -> Option<AppSpec> {
+        let p = |k: &str| format!("issuer.apps[{i}].{k}");
+        let name = self.required(&p("name"), &a.name).map(str::to_owned);
+        let client_id = self
+            .required(&p("client_id"), &a.client_id)
+            .map(str::to_owned);
+        if let Some(SecretConfig::Literal(t)) = &a.client_secret
+            && t.0.chars().count() < MIN_SECRET_LEN
+        {
+            self.issue(
+                p("client_secret"),
+                format!("must be at least {MIN_SECRET_LEN} characters (generate one with `openssl rand -base64 32`)"),
+            );
+        }
+        let secret = self.secret(&p("client_secret"), a.client_secret.as_ref());
+        for (audience, scopes) in &a.grants {
+            let path = format!("{}.\"{audience}\"", p("grants"));
+            match known.get(audience) {
+                None => self.issue(path, format!("no API with identifier `{audience}`")),
+                Some(allowed) => {
+                    for s in scopes.iter().filter(|s| !allowed.contains(s)) {
+                        self.issue(
+                            path.clone(),
+                            format!("scope `{s}` is not a scope of that API"),
+                        );
+                    }
+                }
+            }
+        }
+        Some(AppSpec {
+            name: name?,
+            client_id: client_id?,
+            secret: secret?,
+            grants: a
+                .grants
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            blocked: a.blocked,
+        })
+    }
+}
+
+/// "Orders API" → "orders-api".
+fn slug(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
+}

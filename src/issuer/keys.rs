@@ -1,0 +1,150 @@
+//! The issuer's signing key: generated on first start and kept as a PKCS#8 PEM
+//! file (mode 0600) beside the state, or loaded from there; its public half as
+//! a JWK for `/.well-known/jwks.json`.
+
+use crate::config::SigningAlg;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey};
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// A key the issuer signs with.
+pub struct SigningKey {
+    pub kid: String,
+    pub alg: Algorithm,
+    pub encoding: EncodingKey,
+    /// The public JWK.
+    pub jwk: serde_json::Value,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where the key for `alg` is kept: `<state dir>/signing-<alg>.pem`.
+pub fn key_path(state: &Path, alg: SigningAlg) -> PathBuf {
+    dir_of(state).join(format!("signing-{}.pem", alg.as_str().to_lowercase()))
+}
+
+pub(crate) fn dir_of(state: &Path) -> PathBuf {
+    match state.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Load the key for `alg`, generating and saving it on first start.
+pub fn load_or_generate(state: &Path, alg: SigningAlg) -> Result<SigningKey, String> {
+    let path = key_path(state, alg);
+    let pkcs8 = match std::fs::read_to_string(&path) {
+        Ok(pem) => from_pem(&pem)
+            .ok_or_else(|| format!("{}: not a PKCS#8 PEM private key", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let der = generate(alg)?;
+            write_private(&path, to_pem(&der).as_bytes())?;
+            tracing::info!(file = %path.display(), alg = alg.as_str(), "generated a signing key");
+            der
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    from_pkcs8(alg, &pkcs8).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn generate(alg: SigningAlg) -> Result<Vec<u8>, String> {
+    let rng = SystemRandom::new();
+    let doc = match alg {
+        SigningAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
+        SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+    }
+    .map_err(|_| "cannot generate a signing key".to_owned())?;
+    Ok(doc.as_ref().to_vec())
+}
+
+fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
+    let (public, mut jwk, jalg, encoding) = match alg {
+        SigningAlg::ES256 => {
+            let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                .map_err(|e| format!("not a P-256 key: {e}"))?;
+            // Uncompressed point: 0x04 || x || y.
+            let point = pair.public_key().as_ref().to_vec();
+            let (x, y) = point
+                .get(1..33)
+                .zip(point.get(33..65))
+                .ok_or("bad P-256 public key")?;
+            let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)});
+            (point, jwk, Algorithm::ES256, EncodingKey::from_ec_der(der))
+        }
+        SigningAlg::EdDSA => {
+            let pair =
+                Ed25519KeyPair::from_pkcs8(der).map_err(|e| format!("not an Ed25519 key: {e}"))?;
+            let public = pair.public_key().as_ref().to_vec();
+            let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&public)});
+            (public, jwk, Algorithm::EdDSA, EncodingKey::from_ed_der(der))
+        }
+    };
+    // kid: a hash of the public key, stable across restarts.
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public);
+    let kid = URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
+    if let Some(obj) = jwk.as_object_mut() {
+        obj.insert("kid".into(), kid.clone().into());
+        obj.insert("use".into(), "sig".into());
+        obj.insert("alg".into(), alg.as_str().into());
+    }
+    Ok(SigningKey {
+        kid,
+        alg: jalg,
+        encoding,
+        jwk,
+    })
+}
+
+fn to_pem(der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut pem = String::from("-----BEGIN PRIVATE KEY-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    pem
+}
+
+fn from_pem(pem: &str) -> Option<Vec<u8>> {
+    let body: String = pem
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PRIVATE KEY-----"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    STANDARD.decode(body.trim()).ok()
+}
+
+/// Write a file readable by its owner only, atomically (temporary file, fsync, rename).
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = dir_of(path);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}

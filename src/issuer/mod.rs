@@ -1,0 +1,228 @@
+//! The built-in authorization server: APIs, M2M apps and their grants, the
+//! token endpoint, JWKS and discovery. It runs alone (`m2m-sidecar issuer`) or
+//! inside the sidecar when the config has an `[issuer]` table.
+//!
+//! Not yet here (see the README): the management API, runtime state,
+//! introspection and revocation, key rotation, RS256.
+
+pub mod keys;
+pub mod registry;
+pub mod token;
+
+use crate::config::IssuerSpec;
+use crate::error::json_response;
+use crate::proxy::ProxyBody;
+use crate::proxy::server::Handler;
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Either, Full, Limited};
+use hyper::body::Incoming;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry as Metrics;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Token requests larger than this are refused.
+const MAX_BODY: usize = 64 * 1024;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IssuedLabels {
+    client_id: String,
+    audience: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    code: String,
+}
+
+/// The running issuer.
+pub struct Issuer {
+    url: String,
+    ttl: Duration,
+    registry: registry::Registry,
+    key: keys::SigningKey,
+    jwks: Bytes,
+    discovery: Bytes,
+    metrics: Metrics,
+    issued: Family<IssuedLabels, Counter>,
+    errors: Family<ErrorLabels, Counter>,
+}
+
+impl Issuer {
+    /// Load (or create) keys and build the registry from the config.
+    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
+        let key = keys::load_or_generate(&spec.state, spec.signing_alg)?;
+        let registry = registry::Registry::from_spec(spec)?;
+        let url = spec.url.to_string();
+        let jwks = serde_json::json!({"keys": [key.jwk]}).to_string();
+        let scopes: Vec<&str> = registry
+            .apis
+            .iter()
+            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .collect();
+        let discovery = serde_json::json!({
+            "issuer": url,
+            "token_endpoint": format!("{url}oauth/token"),
+            "jwks_uri": format!("{url}.well-known/jwks.json"),
+            "introspection_endpoint": format!("{url}oauth/introspect"),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": scopes,
+            "response_types_supported": [],
+        })
+        .to_string();
+        let mut metrics = Metrics::default();
+        let issued = Family::<IssuedLabels, Counter>::default();
+        let errors = Family::<ErrorLabels, Counter>::default();
+        metrics.register(
+            "m2m_issuer_tokens_issued",
+            "Access tokens issued, by app and audience",
+            issued.clone(),
+        );
+        metrics.register(
+            "m2m_issuer_token_errors",
+            "Token requests refused, by RFC 6749 error code",
+            errors.clone(),
+        );
+        Ok(Issuer {
+            url,
+            ttl: spec.token_ttl,
+            registry,
+            key,
+            jwks: Bytes::from(jwks),
+            discovery: Bytes::from(discovery),
+            metrics,
+            issued,
+            errors,
+        })
+    }
+
+    async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let body = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => {
+                let e = token::TokenError {
+                    code: "invalid_request",
+                    description: format!("the body is larger than {MAX_BODY} bytes or unreadable"),
+                    basic: false,
+                };
+                return self.token_error(&e);
+            }
+        };
+        let result = token::TokenRequest::parse(&parts.headers, &body)
+            .and_then(|r| token::authorize(&self.registry, &r));
+        let grant = match result {
+            Ok(g) => g,
+            Err(e) => return self.token_error(&e),
+        };
+        let access_token = match token::mint(&self.key, &self.url, self.ttl, &grant) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a token");
+                return no_store(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"error": "server_error"}),
+                ));
+            }
+        };
+        self.issued
+            .get_or_create(&IssuedLabels {
+                client_id: grant.client_id.clone(),
+                audience: grant.audience.clone(),
+            })
+            .inc();
+        let mut body = serde_json::json!({
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": self.ttl.as_secs(),
+        });
+        if !grant.scopes.is_empty() {
+            body["scope"] = grant.scopes.join(" ").into();
+        }
+        no_store(json_response(StatusCode::OK, &body))
+    }
+
+    fn token_error(&self, e: &token::TokenError) -> Response<ProxyBody> {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                code: e.code.to_owned(),
+            })
+            .inc();
+        let mut resp = json_response(
+            e.status(),
+            &serde_json::json!({"error": e.code, "error_description": e.description}),
+        );
+        if e.status() == StatusCode::UNAUTHORIZED && e.basic {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"m2m-sidecar\""),
+            );
+        }
+        no_store(resp)
+    }
+
+    fn metrics_text(&self) -> Response<ProxyBody> {
+        let mut out = String::new();
+        match prometheus_client::encoding::text::encode(&mut out, &self.metrics) {
+            Ok(()) => static_json(
+                Bytes::from(out),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+            Err(_) => json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &serde_json::json!({"error": "metrics"}),
+            ),
+        }
+    }
+}
+
+impl Handler for Issuer {
+    type Conn = ();
+
+    fn connection(&self) -> Self::Conn {}
+
+    async fn handle(self: Arc<Self>, _: Arc<()>, req: Request<Incoming>) -> Response<ProxyBody> {
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::POST, "/oauth/token") => self.token(req).await,
+            (&Method::GET, "/.well-known/jwks.json") => {
+                static_json(self.jwks.clone(), "application/json")
+            }
+            (
+                &Method::GET,
+                "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
+            ) => static_json(self.discovery.clone(), "application/json"),
+            (&Method::GET, "/healthz") => {
+                static_json(Bytes::from_static(b"ok\n"), "text/plain; charset=utf-8")
+            }
+            (&Method::GET, "/metrics") => self.metrics_text(),
+            (_, "/oauth/token") => json_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &serde_json::json!({"error": "invalid_request", "error_description": "use POST"}),
+            ),
+            _ => json_response(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"error": "not_found"}),
+            ),
+        }
+    }
+}
+
+fn no_store(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut()
+        .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+fn static_json(body: Bytes, content_type: &'static str) -> Response<ProxyBody> {
+    let mut resp = Response::new(Either::Right(Full::new(body)));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}

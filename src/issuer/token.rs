@@ -1,0 +1,273 @@
+//! `POST /oauth/token`: the client credentials grant as the issuer serves it.
+//! Form-encoded (RFC 6749) or JSON (the seed's body); `client_secret_basic`,
+//! `client_secret_post` or the JSON body; `audience` or `resource` (RFC 8707);
+//! errors as RFC 6749 §5.2 JSON.
+
+use super::keys::SigningKey;
+use super::registry::Registry;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use http::{HeaderMap, StatusCode, header};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// A token endpoint error: the §5.2 code, a description, and whether the client
+/// authenticated with Basic (then a 401 carries `WWW-Authenticate: Basic`).
+#[derive(Debug)]
+pub struct TokenError {
+    pub code: &'static str,
+    pub description: String,
+    pub basic: bool,
+}
+
+impl TokenError {
+    fn new(code: &'static str, description: impl Into<String>) -> Self {
+        TokenError {
+            code,
+            description: description.into(),
+            basic: false,
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self.code {
+            "invalid_client" => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// The parameters of a token request, however they were sent.
+#[derive(Debug, Default)]
+pub struct TokenRequest {
+    params: HashMap<String, String>,
+    /// `(client_id, secret)` from a Basic header.
+    basic: Option<(String, String)>,
+}
+
+impl TokenRequest {
+    /// Parse the body (`application/json` or form) and the `Authorization` header.
+    pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, TokenError> {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        let params = if json {
+            json_params(body)?
+        } else {
+            form_params(body)?
+        };
+        let basic = match headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(basic_credentials(v.as_bytes()).ok_or_else(|| {
+                let mut e = TokenError::new("invalid_client", "malformed Basic credentials");
+                e.basic = true;
+                e
+            })?),
+        };
+        Ok(TokenRequest { params, basic })
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.params
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+fn json_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| TokenError::new("invalid_request", "the body is not valid JSON"))?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| TokenError::new("invalid_request", "the body must be a JSON object"))?;
+    obj.iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+            _ => Err(TokenError::new(
+                "invalid_request",
+                format!("`{k}` must be a string"),
+            )),
+        })
+        .collect()
+}
+
+fn form_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
+    let mut params = HashMap::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        if params.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(TokenError::new(
+                "invalid_request",
+                format!("parameter `{k}` is repeated"),
+            ));
+        }
+    }
+    Ok(params)
+}
+
+/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
+fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
+    let b64 = value
+        .strip_prefix(b"Basic ")
+        .or_else(|| value.strip_prefix(b"basic "))?;
+    let decoded = STANDARD.decode(b64.trim_ascii()).ok()?;
+    let pair = std::str::from_utf8(&decoded).ok()?;
+    let (id, secret) = pair.split_once(':')?;
+    let unform = |s: &str| -> String {
+        form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some((unform(id), unform(secret)))
+}
+
+/// A granted token, ready to sign.
+pub struct Grant {
+    pub client_id: String,
+    pub audience: String,
+    pub scopes: Vec<String>,
+}
+
+/// Check a request against the registry: authentication, grant type, audience, scopes.
+pub fn authorize(reg: &Registry, req: &TokenRequest) -> Result<Grant, TokenError> {
+    let body_secret = req.get("client_secret");
+    let (client_id, secret, basic) = match (&req.basic, body_secret) {
+        (Some(_), Some(_)) => {
+            return Err(TokenError::new(
+                "invalid_request",
+                "use one client authentication method, not two",
+            ));
+        }
+        (Some((id, s)), None) => (id.as_str(), s.as_str(), true),
+        (None, Some(s)) => (req.get("client_id").unwrap_or_default(), s, false),
+        (None, None) => {
+            return Err(TokenError::new(
+                "invalid_client",
+                "client authentication is required",
+            ));
+        }
+    };
+    if let (true, Some(body_id)) = (basic, req.get("client_id"))
+        && body_id != client_id
+    {
+        return Err(TokenError::new(
+            "invalid_request",
+            "client_id in the body differs from the Basic credentials",
+        ));
+    }
+    match req.get("grant_type") {
+        None => return Err(TokenError::new("invalid_request", "grant_type is required")),
+        Some("client_credentials") => {}
+        Some(other) => {
+            return Err(TokenError::new(
+                "unsupported_grant_type",
+                format!(
+                    "grant_type `{}` is not supported; use client_credentials",
+                    truncate(other)
+                ),
+            ));
+        }
+    }
+    let Some(app) = reg.authenticate(client_id, secret) else {
+        let mut e = TokenError::new("invalid_client", "client authentication failed");
+        e.basic = basic;
+        return Err(e);
+    };
+    if app.blocked {
+        return Err(TokenError::new(
+            "unauthorized_client",
+            format!("app {} is blocked", app.client_id),
+        ));
+    }
+    let audience = match (req.get("audience"), req.get("resource")) {
+        (Some(a), Some(r)) if a != r => {
+            return Err(TokenError::new(
+                "invalid_request",
+                "audience and resource differ",
+            ));
+        }
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) => {
+            return Err(TokenError::new(
+                "invalid_request",
+                "audience (or resource) is required",
+            ));
+        }
+    };
+    if reg.api(audience).is_none() {
+        return Err(TokenError::new(
+            "invalid_target",
+            format!("no API with identifier `{}`", truncate(audience)),
+        ));
+    }
+    let Some(granted) = app.grants.get(audience) else {
+        return Err(TokenError::new(
+            "unauthorized_client",
+            format!(
+                "app {} has no grant for `{}`",
+                app.client_id,
+                truncate(audience)
+            ),
+        ));
+    };
+    let scopes = match req.get("scope") {
+        None => granted.clone(),
+        Some(s) => {
+            let wanted: Vec<String> = s
+                .split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if let Some(missing) = wanted.iter().find(|w| !granted.contains(w)) {
+                return Err(TokenError::new(
+                    "invalid_scope",
+                    format!("scope `{}` is not granted", truncate(missing)),
+                ));
+            }
+            wanted
+        }
+    };
+    Ok(Grant {
+        client_id: app.client_id.clone(),
+        audience: audience.to_owned(),
+        scopes,
+    })
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(100).collect()
+}
+
+/// Sign an RFC 9068 access token for `grant`.
+pub fn mint(
+    key: &SigningKey,
+    issuer: &str,
+    ttl: Duration,
+    grant: &Grant,
+) -> Result<String, String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|e| e.to_string())?
+        .as_secs();
+    let mut jti = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_owned())?;
+    let claims = serde_json::json!({
+        "iss": issuer,
+        "sub": format!("{}@client", grant.client_id),
+        "aud": grant.audience,
+        "cid": grant.client_id,
+        "client_id": grant.client_id,
+        "iat": now,
+        "exp": now + ttl.as_secs(),
+        "jti": URL_SAFE_NO_PAD.encode(jti),
+        "scp": grant.scopes,
+        "scope": grant.scopes.join(" "),
+        "gty": "client_credentials",
+    });
+    let mut header = jsonwebtoken::Header::new(key.alg);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(key.kid.clone());
+    jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| e.to_string())
+}
