@@ -4,12 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The third-party authorization server (oidc-provider 8.x) the interop tests use.
+# Test peers from committed lockfiles: the third-party authorization server
+# (oidc-provider 8.x) the interop tests use, and a third-party JWT verifier.
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "test.sh: node and npm are needed for the oidc-provider peer" >&2
   exit 1
 fi
 timeout 300 npm ci --prefix tests/peers/oidc-provider --no-audit --no-fund --loglevel=error
+# A third-party JWT verifier (jose) for the issuer's tokens.
+timeout 300 npm ci --prefix tests/peers/jose --no-audit --no-fund --loglevel=error
 
 # The interop test refuses to skip when CI is set; set it here too so a
 # missing peer is a failure, not a silent skip.

@@ -441,3 +441,53 @@ async fn the_outbound_sidecar_uses_the_issuer_as_its_idp() {
     assert_eq!(claims["cid"], "billing");
     s.sidecar.stop().await;
 }
+
+/// The npm package `jose` (tests/peers/jose) verifies our token and discovery.
+#[tokio::test]
+async fn a_third_party_verifier_accepts_the_tokens() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/jose");
+    if !dir.join("node_modules/jose").is_dir() {
+        let msg = "jose is not installed: run `npm ci --prefix tests/peers/jose` (test.sh does)";
+        assert!(std::env::var_os("CI").is_none(), "{msg}");
+        eprintln!("SKIPPED: {msg}");
+        return;
+    }
+    let s = issuer().await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("audience", ORDERS),
+        ("client_id", "billing"),
+        ("client_secret", BILLING_SECRET),
+    ];
+    let (status, _, body) = token_form(&s, &form, None).await;
+    assert_eq!(status, 200);
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let run = |audience: &'static str, token: String| {
+        let (dir, url) = (dir.clone(), s.url.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("node")
+                .arg(dir.join("verify.mjs"))
+                .args([url.as_str(), audience, token.as_str()])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run(ORDERS, token.clone()).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["header"]["typ"], "at+jwt");
+    assert_eq!(v["payload"]["client_id"], "billing");
+    // And it can fail: the wrong audience is rejected.
+    let out = run("https://other.example.com", token).await.unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("aud"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.sidecar.stop().await;
+}
