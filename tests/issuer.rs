@@ -491,3 +491,43 @@ async fn a_third_party_verifier_accepts_the_tokens() {
     );
     s.sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn failed_authentication_is_rate_limited_per_client() {
+    let s = issuer().await;
+    let wrong = [
+        ("grant_type", "client_credentials"),
+        ("audience", ORDERS),
+        ("client_id", "billing"),
+        ("client_secret", "wrong-secret-0123456789abcdef0123456789"),
+    ];
+    for i in 0..10 {
+        let (status, _, body) = token_form(&s, &wrong, None).await;
+        assert_eq!(status, 401, "attempt {i}: {body}");
+    }
+    // Now even the right secret waits: guessing goes no faster than the refill.
+    let right = [
+        ("grant_type", "client_credentials"),
+        ("audience", ORDERS),
+        ("client_id", "billing"),
+        ("client_secret", BILLING_SECRET),
+    ];
+    let (status, headers, body) = token_form(&s, &right, None).await;
+    assert_eq!(status, 429, "{body}");
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=6).contains(&retry), "{retry}");
+    // Another client is not affected.
+    let other = [
+        ("grant_type", "client_credentials"),
+        ("audience", ORDERS),
+        ("client_id", "blocked"),
+        ("client_secret", "blocked-secret-0123456789abcdef0123456789"),
+    ];
+    assert_eq!(token_form(&s, &other, None).await.0, 400);
+    let (_, metrics) = support::http::get(&format!("{}metrics", s.url)).await;
+    assert!(
+        metrics.contains("m2m_issuer_auth_throttled_total 1"),
+        "{metrics}"
+    );
+    s.sidecar.stop().await;
+}

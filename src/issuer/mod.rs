@@ -6,6 +6,7 @@
 //! introspection and revocation, key rotation, RS256.
 
 pub mod keys;
+pub mod limit;
 pub mod registry;
 pub mod token;
 
@@ -43,12 +44,14 @@ pub struct Issuer {
     url: String,
     ttl: Duration,
     registry: registry::Registry,
+    limiter: limit::FailureLimiter,
     key: keys::SigningKey,
     jwks: Bytes,
     discovery: Bytes,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
+    throttled: Counter,
 }
 
 impl Issuer {
@@ -87,16 +90,24 @@ impl Issuer {
             "Token requests refused, by RFC 6749 error code",
             errors.clone(),
         );
+        let throttled = Counter::default();
+        metrics.register(
+            "m2m_issuer_auth_throttled",
+            "Token requests refused with 429 after too many failed authentications of one client",
+            throttled.clone(),
+        );
         Ok(Issuer {
             url,
             ttl: spec.token_ttl,
             registry,
+            limiter: limit::FailureLimiter::default(),
             key,
             jwks: Bytes::from(jwks),
             discovery: Bytes::from(discovery),
             metrics,
             issued,
             errors,
+            throttled,
         })
     }
 
@@ -109,12 +120,13 @@ impl Issuer {
                     code: "invalid_request",
                     description: format!("the body is larger than {MAX_BODY} bytes or unreadable"),
                     basic: false,
+                    retry_after: None,
                 };
                 return self.token_error(&e);
             }
         };
         let result = token::TokenRequest::parse(&parts.headers, &body)
-            .and_then(|r| token::authorize(&self.registry, &r));
+            .and_then(|r| token::authorize(&self.registry, &self.limiter, &r));
         let grant = match result {
             Ok(g) => g,
             Err(e) => return self.token_error(&e),
@@ -156,6 +168,13 @@ impl Issuer {
             e.status(),
             &serde_json::json!({"error": e.code, "error_description": e.description}),
         );
+        if let Some(wait) = e.retry_after {
+            self.throttled.inc();
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(wait.as_secs().max(1)),
+            );
+        }
         if e.status() == StatusCode::UNAUTHORIZED && e.basic {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -4,6 +4,7 @@
 //! errors as RFC 6749 §5.2 JSON.
 
 use super::keys::SigningKey;
+use super::limit::FailureLimiter;
 use super::registry::Registry;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -18,6 +19,8 @@ pub struct TokenError {
     pub code: &'static str,
     pub description: String,
     pub basic: bool,
+    /// Set when failed authentications are throttled: answer 429 with `Retry-After`.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl TokenError {
@@ -26,10 +29,14 @@ impl TokenError {
             code,
             description: description.into(),
             basic: false,
+            retry_after: None,
         }
     }
 
     pub fn status(&self) -> StatusCode {
+        if self.retry_after.is_some() {
+            return StatusCode::TOO_MANY_REQUESTS;
+        }
         match self.code {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             _ => StatusCode::BAD_REQUEST,
@@ -131,7 +138,11 @@ pub struct Grant {
 }
 
 /// Check a request against the registry: authentication, grant type, audience, scopes.
-pub fn authorize(reg: &Registry, req: &TokenRequest) -> Result<Grant, TokenError> {
+pub fn authorize(
+    reg: &Registry,
+    limiter: &FailureLimiter,
+    req: &TokenRequest,
+) -> Result<Grant, TokenError> {
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -170,7 +181,18 @@ pub fn authorize(reg: &Registry, req: &TokenRequest) -> Result<Grant, TokenError
             ));
         }
     }
+    if let Err(wait) = limiter.check(client_id) {
+        let mut e = TokenError::new(
+            "invalid_client",
+            "too many failed authentications for this client; retry later",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
     let Some(app) = reg.authenticate(client_id, secret) else {
+        if reg.apps.contains_key(client_id) {
+            limiter.failed(client_id);
+        }
         let mut e = TokenError::new("invalid_client", "client authentication failed");
         e.basic = basic;
         return Err(e);
