@@ -531,3 +531,71 @@ async fn failed_authentication_is_rate_limited_per_client() {
     );
     s.sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn introspection_says_which_tokens_are_active() {
+    let s = issuer().await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("audience", ORDERS),
+        ("client_id", "billing"),
+        ("client_secret", BILLING_SECRET),
+    ];
+    let (_, _, body) = token_form(&s, &form, None).await;
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let introspect = |t: String, basic: Option<(&'static str, &'static str)>| {
+        let url = s.url.clone();
+        async move {
+            let enc = |x: &str| form_urlencoded::byte_serialize(x.as_bytes()).collect::<String>();
+            let mut req = client()
+                .post(format!("{url}oauth/introspect"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={}", enc(&t)));
+            if let Some((id, secret)) = basic {
+                req = req.header(
+                    "authorization",
+                    format!(
+                        "Basic {}",
+                        base64::engine::general_purpose::STANDARD.encode(format!(
+                            "{}:{}",
+                            enc(id),
+                            enc(secret)
+                        ))
+                    ),
+                );
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                serde_json::from_str::<serde_json::Value>(&resp.text().await.unwrap()).unwrap(),
+            )
+        }
+    };
+    let (status, v) = introspect(token.clone(), Some(("billing", BILLING_SECRET))).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["active"], true);
+    assert_eq!(v["client_id"], "billing");
+    assert_eq!(v["aud"], ORDERS);
+    assert_eq!(v["scope"], "orders:read orders:write");
+    // Unauthenticated callers are refused.
+    let (status, v) = introspect(token.clone(), None).await;
+    assert_eq!((status, v["error"].as_str()), (401, Some("invalid_client")));
+    // A tampered token, garbage, and a token from another issuer are inactive.
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    let other = issuer().await;
+    let (_, _, body) = token_form(&other, &form, None).await;
+    let foreign = body["access_token"].as_str().unwrap().to_owned();
+    for t in [tampered, "not.a.jwt".to_owned(), foreign] {
+        let (status, v) = introspect(t, Some(("billing", BILLING_SECRET))).await;
+        assert_eq!(
+            (status, v.clone()),
+            (200, serde_json::json!({"active": false})),
+            "{v}"
+        );
+    }
+    other.sidecar.stop().await;
+    s.sidecar.stop().await;
+}

@@ -5,6 +5,7 @@
 //! Not yet here (see the README): the management API, runtime state,
 //! introspection and revocation, key rotation, RS256.
 
+pub mod introspect;
 pub mod keys;
 pub mod limit;
 pub mod registry;
@@ -46,6 +47,7 @@ pub struct Issuer {
     registry: registry::Registry,
     limiter: limit::FailureLimiter,
     key: keys::SigningKey,
+    verifier: introspect::Verifier,
     jwks: Bytes,
     discovery: Bytes,
     metrics: Metrics,
@@ -60,6 +62,7 @@ impl Issuer {
         let key = keys::load_or_generate(&spec.state, spec.signing_alg)?;
         let registry = registry::Registry::from_spec(spec)?;
         let url = spec.url.to_string();
+        let verifier = introspect::Verifier::new(&key, &url)?;
         let jwks = serde_json::json!({"keys": [key.jwk]}).to_string();
         let scopes: Vec<&str> = registry
             .apis
@@ -102,6 +105,7 @@ impl Issuer {
             registry,
             limiter: limit::FailureLimiter::default(),
             key,
+            verifier,
             jwks: Bytes::from(jwks),
             discovery: Bytes::from(discovery),
             metrics,
@@ -111,21 +115,41 @@ impl Issuer {
         })
     }
 
-    async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// Read a form or JSON request body (at most 64 KiB) with its headers.
+    async fn read(req: Request<Incoming>) -> Result<token::TokenRequest, token::TokenError> {
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, MAX_BODY).collect().await {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                let e = token::TokenError {
-                    code: "invalid_request",
-                    description: format!("the body is larger than {MAX_BODY} bytes or unreadable"),
-                    basic: false,
-                    retry_after: None,
-                };
-                return self.token_error(&e);
-            }
-        };
-        let result = token::TokenRequest::parse(&parts.headers, &body)
+        let body = Limited::new(body, MAX_BODY)
+            .collect()
+            .await
+            .map_err(|_| token::TokenError {
+                code: "invalid_request",
+                description: format!("the body is larger than {MAX_BODY} bytes or unreadable"),
+                basic: false,
+                retry_after: None,
+            })?
+            .to_bytes();
+        token::TokenRequest::parse(&parts.headers, &body)
+    }
+
+    async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let result = Self::read(req).await.and_then(|r| {
+            token::authenticate(&self.registry, &self.limiter, &r)?;
+            r.get("token")
+                .map(str::to_owned)
+                .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
+        });
+        match result {
+            Ok(t) => no_store(json_response(
+                StatusCode::OK,
+                &introspect::answer(&self.verifier, &self.registry, &t),
+            )),
+            Err(e) => self.token_error(&e),
+        }
+    }
+
+    async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let result = Self::read(req)
+            .await
             .and_then(|r| token::authorize(&self.registry, &self.limiter, &r));
         let grant = match result {
             Ok(g) => g,
@@ -208,6 +232,7 @@ impl Handler for Issuer {
         let path = req.uri().path();
         match (req.method(), path) {
             (&Method::POST, "/oauth/token") => self.token(req).await,
+            (&Method::POST, "/oauth/introspect") => self.introspect(req).await,
             (&Method::GET, "/.well-known/jwks.json") => {
                 static_json(self.jwks.clone(), "application/json")
             }

@@ -24,7 +24,7 @@ pub struct TokenError {
 }
 
 impl TokenError {
-    fn new(code: &'static str, description: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, description: impl Into<String>) -> Self {
         TokenError {
             code,
             description: description.into(),
@@ -75,7 +75,7 @@ impl TokenRequest {
         Ok(TokenRequest { params, basic })
     }
 
-    fn get(&self, name: &str) -> Option<&str> {
+    pub fn get(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
             .map(String::as_str)
@@ -137,12 +137,13 @@ pub struct Grant {
     pub scopes: Vec<String>,
 }
 
-/// Check a request against the registry: authentication, grant type, audience, scopes.
-pub fn authorize(
-    reg: &Registry,
+/// The app a request authenticates as (Basic, or `client_id` + `client_secret`
+/// in the body), throttling repeated failures.
+pub fn authenticate<'r>(
+    reg: &'r Registry,
     limiter: &FailureLimiter,
     req: &TokenRequest,
-) -> Result<Grant, TokenError> {
+) -> Result<&'r super::registry::App, TokenError> {
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -168,6 +169,32 @@ pub fn authorize(
             "client_id in the body differs from the Basic credentials",
         ));
     }
+    if let Err(wait) = limiter.check(client_id) {
+        let mut e = TokenError::new(
+            "invalid_client",
+            "too many failed authentications for this client; retry later",
+        );
+        e.retry_after = Some(wait);
+        return Err(e);
+    }
+    reg.authenticate(client_id, secret).ok_or_else(|| {
+        if reg.apps.contains_key(client_id) {
+            limiter.failed(client_id);
+        }
+        let mut e = TokenError::new("invalid_client", "client authentication failed");
+        e.basic = basic;
+        e
+    })
+}
+
+/// Check a token request against the registry: authentication, grant type,
+/// audience, scopes.
+pub fn authorize(
+    reg: &Registry,
+    limiter: &FailureLimiter,
+    req: &TokenRequest,
+) -> Result<Grant, TokenError> {
+    let app = authenticate(reg, limiter, req)?;
     match req.get("grant_type") {
         None => return Err(TokenError::new("invalid_request", "grant_type is required")),
         Some("client_credentials") => {}
@@ -181,22 +208,6 @@ pub fn authorize(
             ));
         }
     }
-    if let Err(wait) = limiter.check(client_id) {
-        let mut e = TokenError::new(
-            "invalid_client",
-            "too many failed authentications for this client; retry later",
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
-    let Some(app) = reg.authenticate(client_id, secret) else {
-        if reg.apps.contains_key(client_id) {
-            limiter.failed(client_id);
-        }
-        let mut e = TokenError::new("invalid_client", "client authentication failed");
-        e.basic = basic;
-        return Err(e);
-    };
     if app.blocked {
         return Err(TokenError::new(
             "unauthorized_client",

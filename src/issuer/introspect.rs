@@ -1,0 +1,72 @@
+//! `POST /oauth/introspect` (RFC 7662): callers authenticate as apps; a token is
+//! active when the issuer signed it, it has not expired, and its app still
+//! exists and is not blocked.
+
+use super::keys::SigningKey;
+use super::registry::Registry;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+/// Checks tokens against the issuer's own keys.
+pub struct Verifier {
+    keys: Vec<(String, Algorithm, DecodingKey)>,
+    issuer: String,
+}
+
+impl Verifier {
+    pub fn new(key: &SigningKey, issuer: &str) -> Result<Self, String> {
+        let jwk: jsonwebtoken::jwk::Jwk =
+            serde_json::from_value(key.jwk.clone()).map_err(|e| format!("own JWK: {e}"))?;
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("own JWK: {e}"))?;
+        Ok(Verifier {
+            keys: vec![(key.kid.clone(), key.alg, decoding)],
+            issuer: issuer.to_owned(),
+        })
+    }
+
+    /// The claims of `token` if the issuer signed it and it has not expired.
+    pub fn verify(&self, token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let kid = header.kid?;
+        // The algorithm is the one bound to our key, never the token's choice.
+        let (_, alg, key) = self.keys.iter().find(|(k, _, _)| *k == kid)?;
+        let mut v = Validation::new(*alg);
+        v.set_issuer(&[&self.issuer]);
+        v.validate_aud = false;
+        v.leeway = 0;
+        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &v)
+            .ok()
+            .map(|d| d.claims)
+    }
+}
+
+/// The RFC 7662 answer for `token`.
+pub fn answer(verifier: &Verifier, reg: &Registry, token: &str) -> serde_json::Value {
+    let inactive = serde_json::json!({"active": false});
+    let Some(claims) = verifier.verify(token) else {
+        return inactive;
+    };
+    let client = claims
+        .get("client_id")
+        .and_then(|c| c.as_str())
+        .unwrap_or_default();
+    match reg.apps.get(client) {
+        Some(app) if !app.blocked => {}
+        _ => return inactive,
+    }
+    let mut out = serde_json::json!({"active": true, "token_type": "Bearer"});
+    for k in [
+        "client_id",
+        "scope",
+        "sub",
+        "aud",
+        "iss",
+        "exp",
+        "iat",
+        "jti",
+    ] {
+        if let Some(v) = claims.get(k) {
+            out[k] = v.clone();
+        }
+    }
+    out
+}
