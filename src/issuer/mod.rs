@@ -9,6 +9,7 @@ pub mod introspect;
 pub mod keys;
 pub mod limit;
 pub mod registry;
+pub mod store;
 pub mod token;
 
 use crate::config::IssuerSpec;
@@ -44,7 +45,7 @@ struct ErrorLabels {
 pub struct Issuer {
     url: String,
     ttl: Duration,
-    registry: registry::Registry,
+    store: store::Store,
     limiter: limit::FailureLimiter,
     key: keys::SigningKey,
     verifier: introspect::Verifier,
@@ -60,7 +61,8 @@ impl Issuer {
     /// Load (or create) keys and build the registry from the config.
     pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
         let key = keys::load_or_generate(&spec.state, spec.signing_alg)?;
-        let registry = registry::Registry::from_spec(spec)?;
+        let store = store::Store::open(spec)?;
+        let registry = store.snapshot();
         let url = spec.url.to_string();
         let verifier = introspect::Verifier::new(&key, &url)?;
         let jwks = serde_json::json!({"keys": [key.jwk]}).to_string();
@@ -102,7 +104,7 @@ impl Issuer {
         Ok(Issuer {
             url,
             ttl: spec.token_ttl,
-            registry,
+            store,
             limiter: limit::FailureLimiter::default(),
             key,
             verifier,
@@ -133,7 +135,7 @@ impl Issuer {
 
     async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req).await.and_then(|r| {
-            token::authenticate(&self.registry, &self.limiter, &r)?;
+            token::authenticate(&self.store.snapshot(), &self.limiter, &r)?;
             r.get("token")
                 .map(str::to_owned)
                 .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
@@ -141,7 +143,7 @@ impl Issuer {
         match result {
             Ok(t) => no_store(json_response(
                 StatusCode::OK,
-                &introspect::answer(&self.verifier, &self.registry, &t),
+                &introspect::answer(&self.verifier, &self.store.snapshot(), &t),
             )),
             Err(e) => self.token_error(&e),
         }
@@ -150,7 +152,7 @@ impl Issuer {
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req)
             .await
-            .and_then(|r| token::authorize(&self.registry, &self.limiter, &r));
+            .and_then(|r| token::authorize(&self.store.snapshot(), &self.limiter, &r));
         let grant = match result {
             Ok(g) => g,
             Err(e) => return self.token_error(&e),

@@ -1,0 +1,192 @@
+//! The registry over time: built from config at start, overlaid by the runtime
+//! state file, changed by the management API. Readers take a snapshot without
+//! locking; writers are serialized, and each change is written to the state file
+//! (temporary file, fsync, rename, fsync of the directory) before it is visible,
+//! so a crash never leaves the file half written and no acknowledged change is
+//! lost.
+//!
+//! Config and state: the config is the bootstrap. For an API id or client id that
+//! both name, the state wins (it holds the latest runtime change); an entry deleted
+//! at runtime stays deleted even though the config still names it.
+
+use super::keys::{dir_of, write_private};
+use super::registry::{Api, App, Registry};
+use crate::config::{IssuerSpec, MANAGEMENT_SCOPES};
+use crate::token::secret;
+use arc_swap::ArcSwap;
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Shortest client secret accepted (literal, env or file).
+const MIN_SECRET_LEN: usize = 32;
+
+/// What the state file holds.
+#[derive(Default, Serialize, Deserialize)]
+struct State {
+    #[serde(default)]
+    apis: Vec<Api>,
+    #[serde(default)]
+    apps: Vec<App>,
+    #[serde(default)]
+    deleted_apis: BTreeSet<String>,
+    #[serde(default)]
+    deleted_apps: BTreeSet<String>,
+}
+
+/// The issuer's registry, its state file and the lock that orders changes.
+pub struct Store {
+    snapshot: ArcSwap<Registry>,
+    deleted: std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>,
+    write: tokio::sync::Mutex<()>,
+    state_path: PathBuf,
+    management: Api,
+}
+
+impl Store {
+    /// Build the registry from `spec` and the state file, if there is one.
+    pub fn open(spec: &IssuerSpec) -> Result<Self, String> {
+        let key = load_or_create_key(&spec.state)?;
+        let state = read_state(&spec.state)?;
+        let mut reg = Registry {
+            key,
+            apis: Vec::new(),
+            apps: Default::default(),
+        };
+        for a in &spec.apis {
+            if !state.deleted_apis.contains(&a.id) {
+                reg.apis.push(Api {
+                    id: a.id.clone(),
+                    name: a.name.clone(),
+                    identifier: a.identifier.clone(),
+                    scopes: a.scopes.clone(),
+                });
+            }
+        }
+        for a in spec.apps.iter().filter(|a| !state.deleted_apps.contains(&a.client_id)) {
+            let secret = secret::read(&a.secret).map_err(|e| format!("issuer app {}: {e}", a.client_id))?;
+            if secret.chars().count() < MIN_SECRET_LEN {
+                return Err(format!(
+                    "issuer app {}: client secret must be at least {MIN_SECRET_LEN} characters",
+                    a.client_id
+                ));
+            }
+            let sealed = reg.seal(&secret);
+            reg.apps.insert(
+                a.client_id.clone(),
+                App {
+                    client_id: a.client_id.clone(),
+                    name: a.name.clone(),
+                    secrets: vec![sealed],
+                    grants: a.grants.iter().cloned().collect(),
+                    blocked: a.blocked,
+                    blocked_at: a.blocked.then(super::registry::now),
+                },
+            );
+        }
+        // The state wins for what it names.
+        for api in state.apis {
+            reg.apis.retain(|a| a.id != api.id);
+            reg.apis.push(api);
+        }
+        for app in state.apps {
+            reg.apps.insert(app.client_id.clone(), app);
+        }
+        let management = Api {
+            id: "management".into(),
+            name: "m2m-sidecar management API".into(),
+            identifier: spec.management_audience(),
+            scopes: MANAGEMENT_SCOPES.map(str::to_owned).to_vec(),
+        };
+        reg.apis.push(management.clone());
+        Ok(Store {
+            snapshot: ArcSwap::from_pointee(reg),
+            deleted: std::sync::Mutex::new((state.deleted_apis, state.deleted_apps)),
+            write: tokio::sync::Mutex::new(()),
+            state_path: spec.state.clone(),
+            management,
+        })
+    }
+
+    /// The current registry, without locking.
+    pub fn snapshot(&self) -> Arc<Registry> {
+        self.snapshot.load_full()
+    }
+
+    /// The management API's audience.
+    pub fn management_audience(&self) -> &str {
+        &self.management.identifier
+    }
+
+    /// Apply `change` to a copy of the registry, persist it, then publish it.
+    /// Changes run one at a time, so concurrent ones lose nothing.
+    pub async fn change<T, E: From<String>>(
+        &self,
+        change: impl FnOnce(&mut Registry, &mut Tombstones) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _one_at_a_time = self.write.lock().await;
+        let mut next = (*self.snapshot.load_full()).clone();
+        let mut tombstones = {
+            let d = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            Tombstones { apis: d.0.clone(), apps: d.1.clone() }
+        };
+        let out = change(&mut next, &mut tombstones)?;
+        self.persist(&next, &tombstones).map_err(E::from)?;
+        *self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            (tombstones.apis, tombstones.apps);
+        self.snapshot.store(Arc::new(next));
+        Ok(out)
+    }
+
+    fn persist(&self, reg: &Registry, tombstones: &Tombstones) -> Result<(), String> {
+        let state = State {
+            apis: reg.apis.iter().filter(|a| a.id != self.management.id).cloned().collect(),
+            apps: reg.apps.values().cloned().collect(),
+            deleted_apis: tombstones.apis.clone(),
+            deleted_apps: tombstones.apps.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+        write_private(&self.state_path, &json)?;
+        // Make the rename itself durable.
+        if let Ok(dir) = std::fs::File::open(dir_of(&self.state_path)) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+}
+
+/// Ids deleted at runtime, so the config does not bring them back.
+pub struct Tombstones {
+    pub apis: BTreeSet<String>,
+    pub apps: BTreeSet<String>,
+}
+
+fn read_state(path: &Path) -> Result<State, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("state file {}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
+        Err(e) => Err(format!("cannot read the state file {}: {e}", path.display())),
+    }
+}
+
+/// The HMAC key for client secrets: `<state dir>/secrets.key`, 32 random bytes.
+fn load_or_create_key(state: &Path) -> Result<hmac::Key, String> {
+    let path = dir_of(state).join("secrets.key");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) => return Err(format!("{}: expected 32 bytes", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = vec![0u8; 32];
+            SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| "cannot generate the secrets key".to_owned())?;
+            write_private(&path, &b)?;
+            b
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    Ok(hmac::Key::new(hmac::HMAC_SHA256, &bytes))
+}
