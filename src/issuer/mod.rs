@@ -8,6 +8,7 @@
 pub mod introspect;
 pub mod keys;
 pub mod limit;
+pub mod management;
 pub mod registry;
 pub mod store;
 pub mod token;
@@ -149,6 +150,47 @@ impl Issuer {
         }
     }
 
+    async fn management(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let result = match Limited::new(body, MAX_BODY).collect().await {
+            Ok(body) => {
+                let body = body.to_bytes();
+                let path = parts.uri.path();
+                management::handle(
+                    &self.store,
+                    &self.verifier,
+                    &parts.method,
+                    path,
+                    &parts.headers,
+                    &body,
+                )
+                .await
+            }
+            Err(_) => Err(management::MgmtError::BadRequest(format!(
+                "the body is larger than {MAX_BODY} bytes"
+            ))),
+        };
+        match result {
+            Ok((StatusCode::NO_CONTENT, _)) => {
+                let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
+                *resp.status_mut() = StatusCode::NO_CONTENT;
+                no_store(resp)
+            }
+            Ok((status, body)) => no_store(json_response(status, &body)),
+            Err(e) => {
+                let (code, challenge) = e.code_and_challenge();
+                let mut resp = json_response(
+                    e.status(),
+                    &serde_json::json!({"error": code, "error_description": e.to_string()}),
+                );
+                if let Some(c) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+                }
+                no_store(resp)
+            }
+        }
+    }
+
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req)
             .await
@@ -235,6 +277,7 @@ impl Handler for Issuer {
         match (req.method(), path) {
             (&Method::POST, "/oauth/token") => self.token(req).await,
             (&Method::POST, "/oauth/introspect") => self.introspect(req).await,
+            (_, p) if p.starts_with("/api/v1/") => self.management(req).await,
             (&Method::GET, "/.well-known/jwks.json") => {
                 static_json(self.jwks.clone(), "application/json")
             }

@@ -66,8 +66,13 @@ impl Store {
                 });
             }
         }
-        for a in spec.apps.iter().filter(|a| !state.deleted_apps.contains(&a.client_id)) {
-            let secret = secret::read(&a.secret).map_err(|e| format!("issuer app {}: {e}", a.client_id))?;
+        for a in spec
+            .apps
+            .iter()
+            .filter(|a| !state.deleted_apps.contains(&a.client_id))
+        {
+            let secret =
+                secret::read(&a.secret).map_err(|e| format!("issuer app {}: {e}", a.client_id))?;
             if secret.chars().count() < MIN_SECRET_LEN {
                 return Err(format!(
                     "issuer app {}: client secret must be at least {MIN_SECRET_LEN} characters",
@@ -130,12 +135,21 @@ impl Store {
         let _one_at_a_time = self.write.lock().await;
         let mut next = (*self.snapshot.load_full()).clone();
         let mut tombstones = {
-            let d = self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            Tombstones { apis: d.0.clone(), apps: d.1.clone() }
+            let d = self
+                .deleted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            Tombstones {
+                apis: d.0.clone(),
+                apps: d.1.clone(),
+            }
         };
         let out = change(&mut next, &mut tombstones)?;
         self.persist(&next, &tombstones).map_err(E::from)?;
-        *self.deleted.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+        *self
+            .deleted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
             (tombstones.apis, tombstones.apps);
         self.snapshot.store(Arc::new(next));
         Ok(out)
@@ -143,12 +157,18 @@ impl Store {
 
     fn persist(&self, reg: &Registry, tombstones: &Tombstones) -> Result<(), String> {
         let state = State {
-            apis: reg.apis.iter().filter(|a| a.id != self.management.id).cloned().collect(),
+            apis: reg
+                .apis
+                .iter()
+                .filter(|a| a.id != self.management.id)
+                .cloned()
+                .collect(),
             apps: reg.apps.values().cloned().collect(),
             deleted_apis: tombstones.apis.clone(),
             deleted_apps: tombstones.apps.clone(),
         };
-        let json = serde_json::to_vec_pretty(&state).map_err(|e| format!("cannot encode the state: {e}"))?;
+        let json = serde_json::to_vec_pretty(&state)
+            .map_err(|e| format!("cannot encode the state: {e}"))?;
         write_private(&self.state_path, &json)?;
         // Make the rename itself durable.
         if let Ok(dir) = std::fs::File::open(dir_of(&self.state_path)) {
@@ -166,9 +186,13 @@ pub struct Tombstones {
 
 fn read_state(path: &Path) -> Result<State, String> {
     match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| format!("state file {}: {e}", path.display())),
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("state file {}: {e}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::default()),
-        Err(e) => Err(format!("cannot read the state file {}: {e}", path.display())),
+        Err(e) => Err(format!(
+            "cannot read the state file {}: {e}",
+            path.display()
+        )),
     }
 }
 

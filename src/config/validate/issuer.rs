@@ -111,7 +111,7 @@ impl Validator {
         let name = name?;
         let id = match &a.id {
             Some(t) if !t.0.is_empty() => t.0.clone(),
-            _ => slug(&name),
+            _ => crate::config::slug(&name),
         };
         Some(ApiSpec {
             id,
@@ -167,17 +167,4 @@ impl Validator {
             blocked: a.blocked,
         })
     }
-}
-
-/// "Orders API" → "orders-api".
-fn slug(name: &str) -> String {
-    let mut out = String::new();
-    for c in name.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') && !out.is_empty() {
-            out.push('-');
-        }
-    }
-    out.trim_end_matches('-').to_owned()
 }

@@ -1,0 +1,391 @@
+//! The issuer's management API: its own tokens protect it; runtime changes take
+//! effect on the next token, survive a restart, and concurrent writes lose nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use support::config::{SidecarConfig, issuer_toml};
+use support::http::client;
+use support::sidecar::Sidecar;
+
+const ORDERS: &str = "https://orders.example.com";
+const ADMIN_SECRET: &str = "admin-secret-0123456789abcdef0123456789";
+
+fn tables(port: u16) -> String {
+    format!(
+        r#"
+[[issuer.apis]]
+name = "Orders API"
+identifier = "https://orders.example.com"
+scopes = ["orders:read", "orders:write"]
+
+[[issuer.apps]]
+name = "admin"
+client_id = "admin"
+client_secret = "{ADMIN_SECRET}"
+grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apis:read", "apis:write", "apps:read", "apps:write"] }}
+
+[[issuer.apps]]
+name = "reader"
+client_id = "reader"
+client_secret = "{ADMIN_SECRET}"
+grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apps:read"], "https://orders.example.com" = ["orders:read"] }}
+"#
+    )
+}
+
+struct Issuer {
+    sidecar: Sidecar,
+    url: String,
+}
+
+async fn start(dir: &std::path::Path, port: Option<u16>) -> Issuer {
+    let addr = format!("127.0.0.1:{}", port.unwrap_or(0));
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = SidecarConfig::new().raw(&issuer_toml(port, dir, &tables(port)));
+    Issuer {
+        sidecar: Sidecar::start_with(&config, Some(listener)).await,
+        url: format!("http://127.0.0.1:{port}/"),
+    }
+}
+
+impl Issuer {
+    /// A token for `audience` (JSON body), or the error answer.
+    async fn token(
+        &self,
+        client_id: &str,
+        secret: &str,
+        audience: &str,
+    ) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret});
+        self.call("POST", "oauth/token", None, Some(body)).await
+    }
+
+    async fn admin_token(&self, who: &str) -> String {
+        let (status, body) = self
+            .token(who, ADMIN_SECRET, &format!("{}api/v1/", self.url))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let (status, _, body) = self
+            .call_raw(method, path, bearer, body.map(|b| b.to_string()))
+            .await;
+        (status, body)
+    }
+
+    async fn call_raw(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+        let mut req = client().request(method.parse().unwrap(), format!("{}{path}", self.url));
+        if let Some(t) = bearer {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.header("content-type", "application/json").body(b);
+        }
+        let resp = req.send().await.unwrap();
+        let (status, headers) = (resp.status().as_u16(), resp.headers().clone());
+        let text = resp.text().await.unwrap();
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+        };
+        (status, headers, json)
+    }
+}
+
+#[tokio::test]
+async fn the_management_api_is_protected_by_the_issuers_own_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None).await;
+    let (status, headers, body) = s.call_raw("GET", "api/v1/apps", None, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(headers["www-authenticate"], "Bearer realm=\"m2m-sidecar\"");
+    // A token for another audience is not a management token.
+    let (_, orders) = s.token("reader", ADMIN_SECRET, ORDERS).await;
+    let (status, headers, _) = s
+        .call_raw("GET", "api/v1/apps", orders["access_token"].as_str(), None)
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    // Reading with apps:read works; writing needs apps:write.
+    let reader = s.admin_token("reader").await;
+    let (status, apps) = s.call("GET", "api/v1/apps", Some(&reader), None).await;
+    assert_eq!(status, 200);
+    assert!(
+        !apps.to_string().contains("secret"),
+        "no secrets listed: {apps}"
+    );
+    let (status, headers, body) = s
+        .call_raw(
+            "POST",
+            "api/v1/apps",
+            Some(&reader),
+            Some(r#"{"name":"x"}"#.into()),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (403, Some("insufficient_scope"))
+    );
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("scope=\"apps:write\"")
+    );
+    // Bad JSON and unknown fields say what is wrong.
+    let admin = s.admin_token("admin").await;
+    let (status, _, body) = s
+        .call_raw(
+            "POST",
+            "api/v1/apps",
+            Some(&admin),
+            Some(r#"{"name":"x","colour":"red"}"#.into()),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("colour"),
+        "{body}"
+    );
+    s.sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn apps_grants_blocking_and_secrets_take_effect_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None).await;
+    let admin = s.admin_token("admin").await;
+    // A new API and an app with a grant; the secret is returned once.
+    let (status, api) = s.call("POST", "api/v1/apis", Some(&admin), Some(serde_json::json!({"name": "Stock API", "identifier": "https://stock.example.com", "scopes": ["stock:read", "stock:write"]}))).await;
+    assert_eq!((status, api["id"].as_str()), (201, Some("stock-api")));
+    let (status, app) = s.call("POST", "api/v1/apps", Some(&admin), Some(serde_json::json!({"name": "shop", "grants": {"https://stock.example.com": ["stock:read", "stock:write"]}}))).await;
+    assert_eq!(status, 201, "{app}");
+    let (id, secret) = (
+        app["client_id"].as_str().unwrap().to_owned(),
+        app["client_secret"].as_str().unwrap().to_owned(),
+    );
+    assert!(secret.len() >= 43, "256 bits");
+    let (_, again) = s
+        .call("GET", &format!("api/v1/apps/{id}"), Some(&admin), None)
+        .await;
+    assert!(again.get("client_secret").is_none());
+    let (status, tok) = s.token(&id, &secret, "https://stock.example.com").await;
+    assert_eq!(
+        (status, tok["scope"].as_str()),
+        (200, Some("stock:read stock:write"))
+    );
+    let old_token = tok["access_token"].as_str().unwrap().to_owned();
+
+    // Limit the grant: the next token has less.
+    let (status, _) = s
+        .call(
+            "PUT",
+            &format!("api/v1/apps/{id}/grants"),
+            Some(&admin),
+            Some(serde_json::json!({"https://stock.example.com": ["stock:read"]})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, tok) = s.token(&id, &secret, "https://stock.example.com").await;
+    assert_eq!(tok["scope"], "stock:read");
+    let (status, _) = s
+        .call(
+            "PUT",
+            &format!("api/v1/apps/{id}/grants"),
+            Some(&admin),
+            Some(serde_json::json!({"https://stock.example.com": ["stock:delete"]})),
+        )
+        .await;
+    assert_eq!(status, 400, "an unknown scope is refused");
+
+    // Block: token requests fail, introspection says inactive, the feed lists it.
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("api/v1/apps/{id}/block"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, err) = s.token(&id, &secret, "https://stock.example.com").await;
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    assert!(
+        err["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("blocked")
+    );
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("token", old_token.as_str()),
+            ("client_id", "admin"),
+            ("client_secret", ADMIN_SECRET),
+        ])
+        .finish();
+    let intro = client()
+        .post(format!("{}oauth/introspect", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(intro, r#"{"active":false}"#);
+    let (_, feed) = s.call("GET", "api/v1/revocations", None, None).await;
+    assert_eq!(feed["blocked_clients"][0]["client_id"], id);
+    assert!(feed["blocked_clients"][0]["blocked_at"].as_u64().unwrap() > 0);
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("api/v1/apps/{id}/unblock"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        s.token(&id, &secret, "https://stock.example.com").await.0,
+        200
+    );
+
+    // Rotate with a grace period: both secrets work; without: only the new one.
+    let (status, rotated) = s
+        .call(
+            "POST",
+            &format!("api/v1/apps/{id}/secrets"),
+            Some(&admin),
+            Some(serde_json::json!({"grace": "1h"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let second = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.token(&id, &secret, "https://stock.example.com").await.0,
+        200,
+        "old secret in its grace period"
+    );
+    assert_eq!(
+        s.token(&id, &second, "https://stock.example.com").await.0,
+        200
+    );
+    let (_, rotated) = s
+        .call(
+            "POST",
+            &format!("api/v1/apps/{id}/secrets"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let third = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.token(&id, &second, "https://stock.example.com").await.0,
+        401,
+        "no grace: the old secret stops at once"
+    );
+    assert_eq!(
+        s.token(&id, &third, "https://stock.example.com").await.0,
+        200
+    );
+    s.sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None).await;
+    let admin = s.admin_token("admin").await;
+    let creates = (0..50).map(|i| {
+        let (s, admin) = (&s, admin.clone());
+        async move {
+            let body = serde_json::json!({"client_id": format!("app-{i:02}"), "name": format!("app {i}"), "grants": {ORDERS: ["orders:read"]}});
+            let (status, app) = s.call("POST", "api/v1/apps", Some(&admin), Some(body)).await;
+            assert_eq!(status, 201, "{app}");
+            app["client_secret"].as_str().unwrap().to_owned()
+        }
+    });
+    let secrets = futures_util::future::join_all(creates).await;
+    let (_, apps) = s.call("GET", "api/v1/apps", Some(&admin), None).await;
+    assert_eq!(
+        apps.as_array().unwrap().len(),
+        52,
+        "50 created + 2 from config"
+    );
+    let (status, _) = s
+        .call("POST", "api/v1/apps/app-07/block", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = s
+        .call("DELETE", "api/v1/apps/reader", Some(&admin), None)
+        .await;
+    assert_eq!(status, 204);
+    let port = s
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    s.sidecar.stop().await;
+
+    // A new issuer on the same state: every change is still there.
+    let s = start(dir.path(), Some(port)).await;
+    let admin = s.admin_token("admin").await;
+    let (_, apps) = s.call("GET", "api/v1/apps", Some(&admin), None).await;
+    assert_eq!(
+        apps.as_array().unwrap().len(),
+        51,
+        "reader stays deleted though the config names it"
+    );
+    assert_eq!(s.token("app-03", &secrets[3], ORDERS).await.0, 200);
+    assert_eq!(
+        s.token("app-07", &secrets[7], ORDERS).await.0,
+        400,
+        "still blocked"
+    );
+    assert_eq!(s.token("reader", ADMIN_SECRET, ORDERS).await.0, 401);
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(dir.path().join("issuer.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let state = std::fs::read_to_string(dir.path().join("issuer.json")).unwrap();
+    assert!(
+        !state.contains(&secrets[3]),
+        "secrets are not stored in the clear"
+    );
+    s.sidecar.stop().await;
+}
