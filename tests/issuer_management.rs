@@ -389,3 +389,74 @@ async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
     );
     s.sidecar.stop().await;
 }
+
+/// POST a form to `path` as `client_id`/`secret` (client_secret_post).
+async fn form_as(
+    s: &Issuer,
+    path: &str,
+    client_id: &str,
+    secret: &str,
+    token: &str,
+) -> (u16, String) {
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("token", token),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ])
+        .finish();
+    let resp = client()
+        .post(format!("{}{path}", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_app_revokes_its_own_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None).await;
+    let (_, tok) = s.token("reader", ADMIN_SECRET, ORDERS).await;
+    let token = tok["access_token"].as_str().unwrap();
+    assert_eq!(
+        form_as(&s, "oauth/introspect", "admin", ADMIN_SECRET, token)
+            .await
+            .1
+            .contains(r#""active":true"#),
+        true
+    );
+    // Only the app the token was issued to may revoke it.
+    let (status, body) = form_as(&s, "oauth/revoke", "admin", ADMIN_SECRET, token).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unauthorized_client"));
+    assert_eq!(
+        form_as(&s, "oauth/revoke", "reader", ADMIN_SECRET, token)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        form_as(&s, "oauth/introspect", "admin", ADMIN_SECRET, token)
+            .await
+            .1,
+        r#"{"active":false}"#
+    );
+    // Garbage is answered 200, as RFC 7009 asks.
+    assert_eq!(
+        form_as(&s, "oauth/revoke", "reader", ADMIN_SECRET, "not-a-token")
+            .await
+            .0,
+        200
+    );
+    let (_, feed) = s.call("GET", "api/v1/revocations", None, None).await;
+    assert_eq!(
+        feed["revoked_tokens"].as_array().unwrap().len(),
+        1,
+        "{feed}"
+    );
+    assert!(feed["revoked_tokens"][0]["exp"].as_u64().unwrap() > 0);
+    s.sidecar.stop().await;
+}

@@ -45,6 +45,13 @@ pub fn answer(verifier: &Verifier, reg: &Registry, token: &str) -> serde_json::V
     let Some(claims) = verifier.verify(token) else {
         return inactive;
     };
+    let jti = claims
+        .get("jti")
+        .and_then(|j| j.as_str())
+        .unwrap_or_default();
+    if reg.revoked.contains_key(jti) {
+        return inactive;
+    }
     let client = claims
         .get("client_id")
         .and_then(|c| c.as_str())

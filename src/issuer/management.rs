@@ -478,7 +478,12 @@ fn revocations(reg: &Registry) -> serde_json::Value {
         .map(|a| serde_json::json!({"client_id": a.client_id, "blocked_at": a.blocked_at}))
         .collect();
     blocked.sort_by(|a, b| a["client_id"].as_str().cmp(&b["client_id"].as_str()));
-    serde_json::json!({"blocked_clients": blocked, "revoked_tokens": []})
+    let revoked: Vec<serde_json::Value> = reg
+        .revoked
+        .iter()
+        .map(|(jti, exp)| serde_json::json!({"jti": jti, "exp": exp}))
+        .collect();
+    serde_json::json!({"blocked_clients": blocked, "revoked_tokens": revoked})
 }
 
 /// `n` random bytes, base64url.

@@ -191,6 +191,61 @@ impl Issuer {
         }
     }
 
+    /// `POST /oauth/revoke` (RFC 7009): an app revokes a token issued to it.
+    /// Unknown or invalid tokens are answered 200, as the RFC asks.
+    async fn revoke(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let parsed = Self::read(req).await.and_then(|r| {
+            let caller = token::authenticate(&self.store.snapshot(), &self.limiter, &r)?
+                .client_id
+                .clone();
+            let t = r.get("token").map(str::to_owned);
+            t.map(|t| (caller, t))
+                .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
+        });
+        let (caller, token) = match parsed {
+            Ok(p) => p,
+            Err(e) => return self.token_error(&e),
+        };
+        let Some(claims) = self.verifier.verify(&token) else {
+            return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
+        };
+        let owner = claims
+            .get("client_id")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default();
+        if owner != caller {
+            let e = token::TokenError::new(
+                "unauthorized_client",
+                "the token was not issued to this client",
+            );
+            return self.token_error(&e);
+        }
+        let jti = claims
+            .get("jti")
+            .and_then(|j| j.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let exp = claims
+            .get("exp")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or_default();
+        let stored = self
+            .store
+            .change(|reg, _| {
+                reg.revoked.insert(jti, exp);
+                Ok::<_, String>(())
+            })
+            .await;
+        match stored {
+            Ok(()) => no_store(json_response(StatusCode::OK, &serde_json::json!({}))),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a revocation");
+                let body = serde_json::json!({"error": "temporarily_unavailable"});
+                no_store(json_response(StatusCode::SERVICE_UNAVAILABLE, &body))
+            }
+        }
+    }
+
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req)
             .await
@@ -277,6 +332,7 @@ impl Handler for Issuer {
         match (req.method(), path) {
             (&Method::POST, "/oauth/token") => self.token(req).await,
             (&Method::POST, "/oauth/introspect") => self.introspect(req).await,
+            (&Method::POST, "/oauth/revoke") => self.revoke(req).await,
             (_, p) if p.starts_with("/api/v1/") => self.management(req).await,
             (&Method::GET, "/.well-known/jwks.json") => {
                 static_json(self.jwks.clone(), "application/json")

@@ -61,6 +61,8 @@ pub struct Registry {
     pub(super) key: hmac::Key,
     pub apis: Vec<Api>,
     pub apps: HashMap<String, App>,
+    /// Revoked token ids and their `exp` (dropped once expired).
+    pub revoked: BTreeMap<String, u64>,
 }
 
 impl Registry {

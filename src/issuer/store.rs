@@ -35,6 +35,9 @@ struct State {
     deleted_apis: BTreeSet<String>,
     #[serde(default)]
     deleted_apps: BTreeSet<String>,
+    /// Revoked token ids → their `exp`.
+    #[serde(default)]
+    revoked: std::collections::BTreeMap<String, u64>,
 }
 
 /// The issuer's registry, its state file and the lock that orders changes.
@@ -55,6 +58,7 @@ impl Store {
             key,
             apis: Vec::new(),
             apps: Default::default(),
+            revoked: Default::default(),
         };
         for a in &spec.apis {
             if !state.deleted_apis.contains(&a.id) {
@@ -100,6 +104,12 @@ impl Store {
         for app in state.apps {
             reg.apps.insert(app.client_id.clone(), app);
         }
+        let now = super::registry::now();
+        reg.revoked = state
+            .revoked
+            .into_iter()
+            .filter(|(_, exp)| *exp > now)
+            .collect();
         let management = Api {
             id: "management".into(),
             name: "m2m-sidecar management API".into(),
@@ -145,6 +155,8 @@ impl Store {
             }
         };
         let out = change(&mut next, &mut tombstones)?;
+        let now = super::registry::now();
+        next.revoked.retain(|_, exp| *exp > now);
         self.persist(&next, &tombstones).map_err(E::from)?;
         *self
             .deleted
@@ -166,6 +178,7 @@ impl Store {
             apps: reg.apps.values().cloned().collect(),
             deleted_apis: tombstones.apis.clone(),
             deleted_apps: tombstones.apps.clone(),
+            revoked: reg.revoked.clone(),
         };
         let json = serde_json::to_vec_pretty(&state)
             .map_err(|e| format!("cannot encode the state: {e}"))?;
