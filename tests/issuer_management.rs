@@ -24,7 +24,7 @@ scopes = ["orders:read", "orders:write"]
 name = "admin"
 client_id = "admin"
 client_secret = "{ADMIN_SECRET}"
-grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apis:read", "apis:write", "apps:read", "apps:write"] }}
+grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apis:read", "apis:write", "apps:read", "apps:write", "keys:write"] }}
 
 [[issuer.apps]]
 name = "reader"
@@ -453,5 +453,62 @@ async fn an_app_revokes_its_own_token() {
         "{feed}"
     );
     assert!(feed["revoked_tokens"][0]["exp"].as_u64().unwrap() > 0);
+    s.sidecar.stop().await;
+}
+
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
+}
+
+#[tokio::test]
+async fn key_rotation_keeps_old_tokens_verifiable() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), None).await;
+    let (_, tok) = s.token("reader", ADMIN_SECRET, ORDERS).await;
+    let old = tok["access_token"].as_str().unwrap().to_owned();
+    let reader = s.admin_token("reader").await;
+    let (status, _) = s
+        .call("POST", "api/v1/keys/rotate", Some(&reader), None)
+        .await;
+    assert_eq!(status, 403, "keys:write is needed");
+    let admin = s.admin_token("admin").await;
+    let (status, rotated) = s
+        .call("POST", "api/v1/keys/rotate", Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{rotated}");
+    let (_, tok) = s.token("reader", ADMIN_SECRET, ORDERS).await;
+    let new = tok["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(kid(&old), kid(&new), "the new key signs");
+    assert_eq!(rotated["kid"], kid(&new));
+    let (_, jwks) = s.call("GET", ".well-known/jwks.json", None, None).await;
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&kid(&old).as_str()) && kids.contains(&kid(&new).as_str()),
+        "{kids:?}"
+    );
+    for t in [&old, &new] {
+        let (_, active) = form_as(&s, "oauth/introspect", "admin", ADMIN_SECRET, t).await;
+        assert!(active.contains(r#""active":true"#), "{active}");
+    }
+    // The rotation survives a restart.
+    let port = s
+        .url
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    s.sidecar.stop().await;
+    let s = start(dir.path(), Some(port)).await;
+    let (_, jwks) = s.call("GET", ".well-known/jwks.json", None, None).await;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    let (_, tok) = s.token("reader", ADMIN_SECRET, ORDERS).await;
+    assert_eq!(kid(tok["access_token"].as_str().unwrap()), kid(&new));
     s.sidecar.stop().await;
 }

@@ -2,7 +2,6 @@
 //! active when the issuer signed it, it has not expired, and its app still
 //! exists and is not blocked.
 
-use super::keys::SigningKey;
 use super::registry::Registry;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
@@ -13,12 +12,23 @@ pub struct Verifier {
 }
 
 impl Verifier {
-    pub fn new(key: &SigningKey, issuer: &str) -> Result<Self, String> {
-        let jwk: jsonwebtoken::jwk::Jwk =
-            serde_json::from_value(key.jwk.clone()).map_err(|e| format!("own JWK: {e}"))?;
-        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("own JWK: {e}"))?;
+    /// A verifier for every key in `jwks` (public JWKs with `kid` and `alg`).
+    pub fn new(jwks: &[serde_json::Value], issuer: &str) -> Result<Self, String> {
+        let mut keys = Vec::new();
+        for value in jwks {
+            let jwk: jsonwebtoken::jwk::Jwk =
+                serde_json::from_value(value.clone()).map_err(|e| format!("JWK: {e}"))?;
+            let kid = jwk.common.key_id.clone().ok_or("JWK without kid")?;
+            let alg = match value.get("alg").and_then(|a| a.as_str()) {
+                Some("ES256") => Algorithm::ES256,
+                Some("EdDSA") => Algorithm::EdDSA,
+                other => return Err(format!("JWK with unsupported alg {other:?}")),
+            };
+            let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("JWK: {e}"))?;
+            keys.push((kid, alg, decoding));
+        }
         Ok(Verifier {
-            keys: vec![(key.kid.clone(), key.alg, decoding)],
+            keys,
             issuer: issuer.to_owned(),
         })
     }

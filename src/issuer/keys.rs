@@ -61,6 +61,13 @@ pub fn load_or_generate(state: &Path, alg: SigningAlg) -> Result<SigningKey, Str
     from_pkcs8(alg, &pkcs8).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Generate a new key for `alg` and make it the one on disk.
+pub fn replace(state: &Path, alg: SigningAlg) -> Result<SigningKey, String> {
+    let der = generate(alg)?;
+    write_private(&key_path(state, alg), to_pem(&der).as_bytes())?;
+    from_pkcs8(alg, &der)
+}
+
 fn generate(alg: SigningAlg) -> Result<Vec<u8>, String> {
     let rng = SystemRandom::new();
     let doc = match alg {

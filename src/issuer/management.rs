@@ -4,6 +4,7 @@
 //! JSON in and out; unknown fields are refused with a message.
 
 use super::introspect::Verifier;
+use super::keyring::KeyRing;
 use super::registry::{Api, App, Registry, now};
 use super::store::{Store, Tombstones};
 use base64::Engine as _;
@@ -111,7 +112,7 @@ fn require(
 /// Handle one management call; `Ok((status, body))`.
 pub async fn handle(
     store: &Store,
-    verifier: &Verifier,
+    keys: &KeyRing,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -123,10 +124,16 @@ pub async fn handle(
         .filter(|s| !s.is_empty())
         .collect();
     let audience = store.management_audience().to_owned();
-    let need = |scope| require(verifier, &audience, headers, scope);
+    let current = keys.current();
+    let need = |scope| require(&current.verifier, &audience, headers, scope);
     let ok = |v| Ok((StatusCode::OK, v));
     match (method, segments.as_slice()) {
         (&Method::GET, ["revocations"]) => ok(revocations(&store.snapshot())),
+        (&Method::POST, ["keys", "rotate"]) => {
+            need("keys:write")?;
+            let kid = keys.rotate().await?;
+            ok(serde_json::json!({"kid": kid}))
+        }
         (&Method::GET, ["apis"]) => {
             need("apis:read")?;
             ok(serde_json::json!(store.snapshot().apis))

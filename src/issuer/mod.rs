@@ -6,6 +6,7 @@
 //! introspection and revocation, key rotation, RS256.
 
 pub mod introspect;
+pub mod keyring;
 pub mod keys;
 pub mod limit;
 pub mod management;
@@ -48,9 +49,7 @@ pub struct Issuer {
     ttl: Duration,
     store: store::Store,
     limiter: limit::FailureLimiter,
-    key: keys::SigningKey,
-    verifier: introspect::Verifier,
-    jwks: Bytes,
+    keys: keyring::KeyRing,
     discovery: Bytes,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
@@ -61,12 +60,10 @@ pub struct Issuer {
 impl Issuer {
     /// Load (or create) keys and build the registry from the config.
     pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
-        let key = keys::load_or_generate(&spec.state, spec.signing_alg)?;
         let store = store::Store::open(spec)?;
         let registry = store.snapshot();
         let url = spec.url.to_string();
-        let verifier = introspect::Verifier::new(&key, &url)?;
-        let jwks = serde_json::json!({"keys": [key.jwk]}).to_string();
+        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
         let scopes: Vec<&str> = registry
             .apis
             .iter()
@@ -107,9 +104,7 @@ impl Issuer {
             ttl: spec.token_ttl,
             store,
             limiter: limit::FailureLimiter::default(),
-            key,
-            verifier,
-            jwks: Bytes::from(jwks),
+            keys,
             discovery: Bytes::from(discovery),
             metrics,
             issued,
@@ -144,7 +139,7 @@ impl Issuer {
         match result {
             Ok(t) => no_store(json_response(
                 StatusCode::OK,
-                &introspect::answer(&self.verifier, &self.store.snapshot(), &t),
+                &introspect::answer(&self.keys.current().verifier, &self.store.snapshot(), &t),
             )),
             Err(e) => self.token_error(&e),
         }
@@ -158,7 +153,7 @@ impl Issuer {
                 let path = parts.uri.path();
                 management::handle(
                     &self.store,
-                    &self.verifier,
+                    &self.keys,
                     &parts.method,
                     path,
                     &parts.headers,
@@ -206,7 +201,7 @@ impl Issuer {
             Ok(p) => p,
             Err(e) => return self.token_error(&e),
         };
-        let Some(claims) = self.verifier.verify(&token) else {
+        let Some(claims) = self.keys.current().verifier.verify(&token) else {
             return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
         };
         let owner = claims
@@ -254,16 +249,17 @@ impl Issuer {
             Ok(g) => g,
             Err(e) => return self.token_error(&e),
         };
-        let access_token = match token::mint(&self.key, &self.url, self.ttl, &grant) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot sign a token");
-                return no_store(json_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({"error": "server_error"}),
-                ));
-            }
-        };
+        let access_token =
+            match token::mint(&self.keys.current().signing, &self.url, self.ttl, &grant) {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot sign a token");
+                    return no_store(json_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        &serde_json::json!({"error": "server_error"}),
+                    ));
+                }
+            };
         self.issued
             .get_or_create(&IssuedLabels {
                 client_id: grant.client_id.clone(),
@@ -335,7 +331,7 @@ impl Handler for Issuer {
             (&Method::POST, "/oauth/revoke") => self.revoke(req).await,
             (_, p) if p.starts_with("/api/v1/") => self.management(req).await,
             (&Method::GET, "/.well-known/jwks.json") => {
-                static_json(self.jwks.clone(), "application/json")
+                static_json(self.keys.current().jwks.clone(), "application/json")
             }
             (
                 &Method::GET,
