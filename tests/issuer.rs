@@ -599,3 +599,44 @@ async fn introspection_says_which_tokens_are_active() {
     other.sidecar.stop().await;
     s.sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn rs256_and_eddsa_tokens_verify_against_the_jwks() {
+    for (alg, kty) in [("RS256", "RSA"), ("EdDSA", "OKP")] {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tables = format!("signing_alg = \"{alg}\"\n{TABLES}");
+        let config = SidecarConfig::new().raw(&issuer_toml(port, dir.path(), &tables));
+        let s = Setup {
+            sidecar: Sidecar::start_with(&config, Some(listener)).await,
+            url: format!("http://127.0.0.1:{port}/"),
+            _dir: dir,
+        };
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("audience", ORDERS),
+            ("client_id", "billing"),
+            ("client_secret", BILLING_SECRET),
+        ];
+        let (status, _, body) = token_form(&s, &form, None).await;
+        assert_eq!(status, 200, "{alg}: {body}");
+        let token = body["access_token"].as_str().unwrap();
+        let (_, jwks) = support::http::get_json(&format!("{}.well-known/jwks.json", s.url)).await;
+        assert_eq!(jwks["keys"][0]["kty"], kty);
+        assert_eq!(jwks["keys"][0]["alg"], alg);
+        let set: jsonwebtoken::jwk::JwkSet = serde_json::from_value(jwks).unwrap();
+        let header = jsonwebtoken::decode_header(token).unwrap();
+        assert_eq!(format!("{:?}", header.alg), alg);
+        let key =
+            jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+                .unwrap();
+        let mut v = jsonwebtoken::Validation::new(header.alg);
+        v.set_audience(&[ORDERS]);
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+            .unwrap()
+            .claims;
+        assert_eq!(claims["cid"], "billing");
+        s.sidecar.stop().await;
+    }
+}

@@ -40,6 +40,7 @@ pub struct Config {
 pub enum SigningAlg {
     ES256,
     EdDSA,
+    RS256,
 }
 
 impl SigningAlg {
@@ -47,6 +48,7 @@ impl SigningAlg {
         match self {
             SigningAlg::ES256 => "ES256",
             SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::RS256 => "RS256",
         }
     }
 }

@@ -22,6 +22,7 @@ impl Verifier {
             let alg = match value.get("alg").and_then(|a| a.as_str()) {
                 Some("ES256") => Algorithm::ES256,
                 Some("EdDSA") => Algorithm::EdDSA,
+                Some("RS256") => Algorithm::RS256,
                 other => return Err(format!("JWK with unsupported alg {other:?}")),
             };
             let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("JWK: {e}"))?;

@@ -73,6 +73,15 @@ fn generate(alg: SigningAlg) -> Result<Vec<u8>, String> {
     let doc = match alg {
         SigningAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng),
         SigningAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng),
+        SigningAlg::RS256 => {
+            use aws_lc_rs::encoding::AsDer as _;
+            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
+                .map_err(|_| "cannot generate an RSA key".to_owned())?;
+            let der = pair
+                .as_der()
+                .map_err(|_| "cannot encode an RSA key".to_owned())?;
+            return Ok(der.as_ref().to_vec());
+        }
     }
     .map_err(|_| "cannot generate a signing key".to_owned())?;
     Ok(doc.as_ref().to_vec())
@@ -98,6 +107,21 @@ fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
             let public = pair.public_key().as_ref().to_vec();
             let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&public)});
             (public, jwk, Algorithm::EdDSA, EncodingKey::from_ed_der(der))
+        }
+        SigningAlg::RS256 => {
+            let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
+                .map_err(|e| format!("not an RSA key: {e}"))?;
+            if pair.public_modulus_len() < 256 {
+                return Err("RSA keys must have at least 2048 bits".into());
+            }
+            let public = pair.public_key();
+            let n = public.modulus().big_endian_without_leading_zero().to_vec();
+            let e = public.exponent().big_endian_without_leading_zero().to_vec();
+            let jwk = serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(&e)});
+            // jsonwebtoken reads the PKCS#1 key inside the PKCS#8 PEM.
+            let encoding = EncodingKey::from_rsa_pem(to_pem(der).as_bytes())
+                .map_err(|e| format!("RSA key: {e}"))?;
+            (n, jwk, Algorithm::RS256, encoding)
         }
     };
     // kid: a hash of the public key, stable across restarts.

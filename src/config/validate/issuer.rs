@@ -33,8 +33,12 @@ impl Validator {
         let signing_alg = match c.signing_alg.as_ref().map_or("ES256", |t| t.0.as_str()) {
             "ES256" => Some(SigningAlg::ES256),
             "EdDSA" => Some(SigningAlg::EdDSA),
+            "RS256" => Some(SigningAlg::RS256),
             other => {
-                self.issue("issuer.signing_alg", format!("unknown algorithm `{other}` (expected ES256 or EdDSA; RS256 is not supported yet)"));
+                self.issue(
+                    "issuer.signing_alg",
+                    format!("unknown algorithm `{other}` (expected ES256, RS256 or EdDSA)"),
+                );
                 None
             }
         };
