@@ -310,6 +310,97 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     }
 }
 
+/// Start `m2m-sidecar issuer` on `config`, with `env`, and wait for its address.
+async fn start_issuer(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, String) {
+    let mut cmd = sidecar();
+    cmd.args(["issuer", "--log-format", "json", "--config"])
+        .arg(config)
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().unwrap();
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let run = Running { child, lines };
+    let addr = run.addr_of("issuer ready").await;
+    (run, addr)
+}
+
+#[tokio::test]
+async fn issuer_state_survives_a_crash_of_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    // The URL need not be where it listens: it only names the issuer and audiences.
+    let tables = r#"
+[[issuer.apis]]
+name = "Orders API"
+identifier = "https://orders.example.com"
+scopes = ["orders:read"]
+[[issuer.apps]]
+name = "admin"
+client_id = "admin"
+client_secret = { env = "ADMIN_SECRET" }
+grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
+"#;
+    let f = write_config(
+        &support::config::issuer_toml(0, dir.path(), tables)
+            .replace("http://127.0.0.1:0/", "http://127.0.0.1:1/"),
+    );
+    let token = |addr: String, id: &'static str, secret: String, audience: &'static str| async move {
+        let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": id, "client_secret": secret});
+        let resp = support::http::client()
+            .post(format!("http://{addr}/oauth/token"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&resp.text().await.unwrap()).unwrap(),
+        )
+    };
+    let (mut first, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
+    let (status, admin) = token(
+        addr.clone(),
+        "admin",
+        SECRET.into(),
+        "http://127.0.0.1:1/api/v1/",
+    )
+    .await;
+    assert_eq!(status, 200, "{admin}");
+    let created = support::http::client()
+        .post(format!("http://{addr}/api/v1/apps"))
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .body(r#"{"client_id":"shop","name":"shop","grants":{"https://orders.example.com":["orders:read"]}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let secret = serde_json::from_str::<serde_json::Value>(&created.text().await.unwrap()).unwrap()
+        ["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Acknowledged means on disk: a SIGKILL right after loses nothing.
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let (mut second, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
+    let (status, body) = token(addr, "shop", secret, "https://orders.example.com").await;
+    assert_eq!(status, 200, "{body}");
+    let exit = tokio::task::spawn_blocking(move || second.terminate())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}
+
 #[tokio::test]
 async fn the_issuer_command_serves_tokens_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -326,23 +417,7 @@ grants = { "https://orders.example.com" = ["orders:read"] }
 "#;
     let config = support::config::issuer_toml(0, dir.path(), tables);
     let f = write_config(&config);
-    let mut child = sidecar()
-        .args(["issuer", "--log-format", "json", "--config"])
-        .arg(f.path())
-        .env("BILLING_SECRET", SECRET)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let mut run = Running { child, lines };
-    let addr = run.addr_of("issuer ready").await;
+    let (mut run, addr) = start_issuer(f.path(), &[("BILLING_SECRET", SECRET)]).await;
     let (status, jwks) =
         support::http::get_json(&format!("http://{addr}/.well-known/jwks.json")).await;
     assert_eq!(status, 200);

@@ -43,6 +43,12 @@ struct ErrorLabels {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ManagementLabels {
+    method: String,
+    status: u16,
+}
+
 /// The running issuer.
 pub struct Issuer {
     url: String,
@@ -55,6 +61,7 @@ pub struct Issuer {
     issued: Family<IssuedLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     throttled: Counter,
+    management_calls: Family<ManagementLabels, Counter>,
 }
 
 impl Issuer {
@@ -93,6 +100,12 @@ impl Issuer {
             "Token requests refused, by RFC 6749 error code",
             errors.clone(),
         );
+        let management_calls = Family::<ManagementLabels, Counter>::default();
+        metrics.register(
+            "m2m_issuer_management_calls",
+            "Management API calls, by method and answer status",
+            management_calls.clone(),
+        );
         let throttled = Counter::default();
         metrics.register(
             "m2m_issuer_auth_throttled",
@@ -110,6 +123,7 @@ impl Issuer {
             issued,
             errors,
             throttled,
+            management_calls,
         })
     }
 
@@ -146,6 +160,17 @@ impl Issuer {
     }
 
     async fn management(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let method = req.method().to_string();
+        let resp = self.management_call(req).await;
+        let labels = ManagementLabels {
+            method,
+            status: resp.status().as_u16(),
+        };
+        self.management_calls.get_or_create(&labels).inc();
+        resp
+    }
+
+    async fn management_call(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
         let result = match Limited::new(body, MAX_BODY).collect().await {
             Ok(body) => {
