@@ -9,7 +9,9 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, EncodingKey};
+use jsonwebtoken::Algorithm;
+use jsonwebtoken::crypto::JwtSigner;
+use jsonwebtoken::signature::{Error as SignatureError, Signer};
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 pub struct SigningKey {
     pub kid: String,
     pub alg: Algorithm,
-    pub encoding: EncodingKey,
+    pub signer: KeySigner,
     /// The public JWK.
     pub jwk: serde_json::Value,
 }
@@ -88,7 +90,7 @@ fn generate(alg: SigningAlg) -> Result<Vec<u8>, String> {
 }
 
 fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
-    let (public, mut jwk, jalg, encoding) = match alg {
+    let (public, mut jwk, jalg, signer) = match alg {
         SigningAlg::ES256 => {
             let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
                 .map_err(|e| format!("not a P-256 key: {e}"))?;
@@ -99,14 +101,14 @@ fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
                 .zip(point.get(33..65))
                 .ok_or("bad P-256 public key")?;
             let jwk = serde_json::json!({"kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)});
-            (point, jwk, Algorithm::ES256, EncodingKey::from_ec_der(der))
+            (point, jwk, Algorithm::ES256, KeySigner::Es256(pair))
         }
         SigningAlg::EdDSA => {
             let pair =
                 Ed25519KeyPair::from_pkcs8(der).map_err(|e| format!("not an Ed25519 key: {e}"))?;
             let public = pair.public_key().as_ref().to_vec();
             let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(&public)});
-            (public, jwk, Algorithm::EdDSA, EncodingKey::from_ed_der(der))
+            (public, jwk, Algorithm::EdDSA, KeySigner::EdDsa(pair))
         }
         SigningAlg::RS256 => {
             let pair = aws_lc_rs::rsa::KeyPair::from_pkcs8(der)
@@ -118,10 +120,7 @@ fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
             let n = public.modulus().big_endian_without_leading_zero().to_vec();
             let e = public.exponent().big_endian_without_leading_zero().to_vec();
             let jwk = serde_json::json!({"kty": "RSA", "n": URL_SAFE_NO_PAD.encode(&n), "e": URL_SAFE_NO_PAD.encode(&e)});
-            // jsonwebtoken reads the PKCS#1 key inside the PKCS#8 PEM.
-            let encoding = EncodingKey::from_rsa_pem(to_pem(der).as_bytes())
-                .map_err(|e| format!("RSA key: {e}"))?;
-            (n, jwk, Algorithm::RS256, encoding)
+            (n, jwk, Algorithm::RS256, KeySigner::Rs256(pair))
         }
     };
     // kid: a hash of the public key, stable across restarts.
@@ -135,9 +134,60 @@ fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<SigningKey, String> {
     Ok(SigningKey {
         kid,
         alg: jalg,
-        encoding,
+        signer,
         jwk,
     })
+}
+
+/// A signing key parsed once. (jsonwebtoken's own `encode` re-parses the PKCS#8
+/// key on every signature, which for P-256 costs about as much as the signature
+/// itself, and for RSA far more; this signer plugs into its `JwtSigner` trait.)
+pub enum KeySigner {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+    Rs256(aws_lc_rs::rsa::KeyPair),
+}
+
+impl Signer<Vec<u8>> for KeySigner {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, SignatureError> {
+        let rng = SystemRandom::new();
+        match self {
+            KeySigner::Es256(pair) => pair
+                .sign(&rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(SignatureError::from_source),
+            KeySigner::EdDsa(pair) => Ok(pair.sign(msg).as_ref().to_vec()),
+            KeySigner::Rs256(pair) => {
+                let mut sig = vec![0u8; pair.public_modulus_len()];
+                pair.sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .map_err(SignatureError::from_source)?;
+                Ok(sig)
+            }
+        }
+    }
+}
+
+impl JwtSigner for KeySigner {
+    fn algorithm(&self) -> Algorithm {
+        match self {
+            KeySigner::Es256(_) => Algorithm::ES256,
+            KeySigner::EdDsa(_) => Algorithm::EdDSA,
+            KeySigner::Rs256(_) => Algorithm::RS256,
+        }
+    }
+}
+
+impl SigningKey {
+    /// `header.claims.signature`, each base64url, signed with this key.
+    pub fn sign_jwt(&self, header: &jsonwebtoken::Header, claims: &serde_json::Value) -> Result<String, String> {
+        let h = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+        let c = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
+        let mut jwt = format!("{}.{}", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c));
+        let sig = self.signer.try_sign(jwt.as_bytes()).map_err(|e| e.to_string())?;
+        jwt.push('.');
+        jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
+        Ok(jwt)
+    }
 }
 
 fn to_pem(der: &[u8]) -> String {

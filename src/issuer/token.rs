@@ -302,5 +302,5 @@ pub fn mint(
     let mut header = jsonwebtoken::Header::new(key.alg);
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid.clone());
-    jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| e.to_string())
+    key.sign_jwt(&header, &claims)
 }
