@@ -184,6 +184,16 @@ async fn apps_grants_blocking_and_secrets_take_effect_at_once() {
     // A new API and an app with a grant; the secret is returned once.
     let (status, api) = s.call("POST", "api/v1/apis", Some(&admin), Some(serde_json::json!({"name": "Stock API", "identifier": "https://stock.example.com", "scopes": ["stock:read", "stock:write"]}))).await;
     assert_eq!((status, api["id"].as_str()), (201, Some("stock-api")));
+    let (_, discovery) = s
+        .call("GET", ".well-known/oauth-authorization-server", None, None)
+        .await;
+    assert!(
+        discovery["scopes_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&"stock:read".into()),
+        "{discovery}"
+    );
     let (status, app) = s.call("POST", "api/v1/apps", Some(&admin), Some(serde_json::json!({"name": "shop", "grants": {"https://stock.example.com": ["stock:read", "stock:write"]}}))).await;
     assert_eq!(status, 201, "{app}");
     let (id, secret) = (

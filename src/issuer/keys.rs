@@ -179,11 +179,22 @@ impl JwtSigner for KeySigner {
 
 impl SigningKey {
     /// `header.claims.signature`, each base64url, signed with this key.
-    pub fn sign_jwt(&self, header: &jsonwebtoken::Header, claims: &serde_json::Value) -> Result<String, String> {
+    pub fn sign_jwt(
+        &self,
+        header: &jsonwebtoken::Header,
+        claims: &serde_json::Value,
+    ) -> Result<String, String> {
         let h = serde_json::to_vec(header).map_err(|e| e.to_string())?;
         let c = serde_json::to_vec(claims).map_err(|e| e.to_string())?;
-        let mut jwt = format!("{}.{}", URL_SAFE_NO_PAD.encode(h), URL_SAFE_NO_PAD.encode(c));
-        let sig = self.signer.try_sign(jwt.as_bytes()).map_err(|e| e.to_string())?;
+        let mut jwt = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(h),
+            URL_SAFE_NO_PAD.encode(c)
+        );
+        let sig = self
+            .signer
+            .try_sign(jwt.as_bytes())
+            .map_err(|e| e.to_string())?;
         jwt.push('.');
         jwt.push_str(&URL_SAFE_NO_PAD.encode(sig));
         Ok(jwt)

@@ -56,7 +56,6 @@ pub struct Issuer {
     store: store::Store,
     limiter: limit::FailureLimiter,
     keys: keyring::KeyRing,
-    discovery: Bytes,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
@@ -68,25 +67,8 @@ impl Issuer {
     /// Load (or create) keys and build the registry from the config.
     pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
         let store = store::Store::open(spec)?;
-        let registry = store.snapshot();
         let url = spec.url.to_string();
         let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
-        let scopes: Vec<&str> = registry
-            .apis
-            .iter()
-            .flat_map(|a| a.scopes.iter().map(String::as_str))
-            .collect();
-        let discovery = serde_json::json!({
-            "issuer": url,
-            "token_endpoint": format!("{url}oauth/token"),
-            "jwks_uri": format!("{url}.well-known/jwks.json"),
-            "introspection_endpoint": format!("{url}oauth/introspect"),
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "grant_types_supported": ["client_credentials"],
-            "scopes_supported": scopes,
-            "response_types_supported": [],
-        })
-        .to_string();
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -118,7 +100,6 @@ impl Issuer {
             store,
             limiter: limit::FailureLimiter::default(),
             keys,
-            discovery: Bytes::from(discovery),
             metrics,
             issued,
             errors,
@@ -328,6 +309,32 @@ impl Issuer {
         no_store(resp)
     }
 
+    /// RFC 8414 metadata; `scopes_supported` follows runtime changes to the APIs.
+    fn discovery(&self) -> Response<ProxyBody> {
+        let url = &self.url;
+        let reg = self.store.snapshot();
+        let mut scopes: Vec<&str> = reg
+            .apis
+            .iter()
+            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .collect();
+        scopes.sort_unstable();
+        scopes.dedup();
+        let doc = serde_json::json!({
+            "issuer": url,
+            "token_endpoint": format!("{url}oauth/token"),
+            "jwks_uri": format!("{url}.well-known/jwks.json"),
+            "introspection_endpoint": format!("{url}oauth/introspect"),
+            "revocation_endpoint": format!("{url}oauth/revoke"),
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "grant_types_supported": ["client_credentials"],
+            "scopes_supported": scopes,
+            "response_types_supported": [],
+        });
+        static_json(Bytes::from(doc.to_string()), "application/json")
+    }
+
     fn metrics_text(&self) -> Response<ProxyBody> {
         let mut out = String::new();
         match prometheus_client::encoding::text::encode(&mut out, &self.metrics) {
@@ -361,7 +368,7 @@ impl Handler for Issuer {
             (
                 &Method::GET,
                 "/.well-known/oauth-authorization-server" | "/.well-known/openid-configuration",
-            ) => static_json(self.discovery.clone(), "application/json"),
+            ) => self.discovery(),
             (&Method::GET, "/healthz") => {
                 static_json(Bytes::from_static(b"ok\n"), "text/plain; charset=utf-8")
             }
