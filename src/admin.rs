@@ -20,6 +20,8 @@ pub struct Admin {
     pub credentials: Vec<Arc<Credential>>,
     pub registry: Registry,
     pub token_metrics: TokenMetrics,
+    /// Inbound verification keys: ready only once some are loaded.
+    pub jwks: Option<Arc<crate::inbound::jwks::Jwks>>,
     /// Set once shutdown begins: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
 }
@@ -52,17 +54,26 @@ impl Admin {
     fn readyz(&self) -> Response<ProxyBody> {
         let states: Vec<CredentialState> = self.credentials.iter().map(|c| c.snapshot()).collect();
         let draining = self.draining.load(Ordering::Relaxed);
-        let ready = !draining && states.iter().all(|s| s.valid);
+        let keys = self.jwks.as_ref().map(|j| {
+            let count = j.keys().map_or(0, |k| k.len());
+            let error = j.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            (count, error)
+        });
+        let keys_ready = keys.as_ref().is_none_or(|(n, _)| *n > 0);
+        let ready = !draining && keys_ready && states.iter().all(|s| s.valid);
         let now = SystemTime::now();
         let creds: serde_json::Map<String, serde_json::Value> = states
             .iter()
             .map(|s| (s.name.to_string(), state_json(s, now)))
             .collect();
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "ready": ready,
             "draining": draining,
             "credentials": creds,
         });
+        if let Some((count, error)) = keys {
+            body["inbound"] = serde_json::json!({"keys": count, "last_error": error});
+        }
         let status = if ready {
             StatusCode::OK
         } else {

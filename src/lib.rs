@@ -21,6 +21,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod inbound;
 pub mod issuer;
 pub mod metrics;
 pub mod outbound;
@@ -52,6 +53,8 @@ pub struct Listeners {
     pub outbound: Vec<TcpListener>,
     /// The `[issuer]` listener, when there is one.
     pub issuer: Option<TcpListener>,
+    /// The `[inbound]` listener, when there is one.
+    pub inbound: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -71,10 +74,15 @@ impl Listeners {
             Some(i) => Some(bind(i.listen, "issuer".into()).await?),
             None => None,
         };
+        let inbound = match &config.inbound {
+            Some(i) => Some(bind(i.listen, "inbound".into()).await?),
+            None => None,
+        };
         Ok(Listeners {
             admin,
             outbound,
             issuer,
+            inbound,
         })
     }
 }
@@ -87,6 +95,8 @@ pub struct Handle {
     pub credentials: Vec<Arc<Credential>>,
     /// The issuer's address, when one runs in this process.
     pub issuer_addr: Option<SocketAddr>,
+    /// The inbound listener's address, when there is one.
+    pub inbound_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     tasks: JoinSet<()>,
 }
@@ -201,12 +211,27 @@ impl App {
             ));
         }
 
+        let mut inbound_addr = None;
+        let mut jwks = None;
+        if let (Some(spec), Some(listener)) = (&config.inbound, listeners.inbound) {
+            let keys = inbound::jwks::Jwks::new(spec);
+            tasks.spawn(inbound::jwks::run(keys.clone(), spec.clone(), shutdown.clone()));
+            let metrics = inbound::InboundMetrics::register(&mut registry);
+            let handler = inbound::Inbound::new(spec, keys.clone(), metrics)?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, upstream = %spec.upstream, "inbound listener ready");
+            tasks.spawn(proxy::server::serve(listener, Arc::new(handler), shutdown.clone(), config.drain_timeout));
+            inbound_addr = Some(addr);
+            jwks = Some(keys);
+        }
+
         let draining = Arc::new(AtomicBool::new(false));
         let admin_addr = listeners.admin.local_addr().map_err(|e| e.to_string())?;
         let admin = admin::Admin {
             credentials: credentials.clone(),
             registry,
             token_metrics,
+            jwks,
             draining: draining.clone(),
         };
         tracing::info!(addr = %admin_addr, "admin listener ready");
@@ -221,6 +246,7 @@ impl App {
             outbound_addrs,
             credentials,
             issuer_addr,
+            inbound_addr,
             draining,
             tasks,
         })

@@ -66,7 +66,7 @@ impl Route {
         let started = Instant::now();
         let resp = self
             .upstream
-            .forward(req, bearer.header, conn.as_ref())
+            .forward(req, Some(bearer.header), conn.as_ref())
             .await?;
         self.metrics
             .upstream_latency

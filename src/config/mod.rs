@@ -33,6 +33,62 @@ pub struct Config {
     pub warnings: Vec<Issue>,
     /// `[issuer]`: the built-in authorization server, when configured.
     pub issuer: Option<IssuerSpec>,
+    /// `[inbound]`: token verification in front of the local service.
+    pub inbound: Option<InboundSpec>,
+}
+
+/// Where an inbound sidecar gets its verification keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    JwksUrl(Url),
+    /// RFC 8414 discovery from the issuer (then OIDC discovery).
+    Discovery(Url),
+    JwksFile(PathBuf),
+}
+
+/// What a request that no rule matches needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultPolicy {
+    Deny,
+    Authenticated,
+}
+
+/// One `[[inbound.rules]]`, validated.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    /// The path without a trailing `/*`.
+    pub path: String,
+    pub prefix: bool,
+    /// Upper-case methods; empty means any.
+    pub methods: Vec<String>,
+    pub scopes: Vec<String>,
+    pub public: bool,
+}
+
+/// `[inbound]`, validated.
+#[derive(Debug, Clone)]
+pub struct InboundSpec {
+    pub listen: SocketAddr,
+    pub upstream: Url,
+    pub issuer: String,
+    pub keys: KeySource,
+    pub audiences: Vec<String>,
+    pub algorithms: Vec<jsonwebtoken::Algorithm>,
+    pub leeway: Duration,
+    pub default: DefaultPolicy,
+    pub require_at_jwt: bool,
+    pub forward_token: bool,
+    pub jwks_refresh: Duration,
+    pub jwks_cooldown: Duration,
+    pub jwks_timeout: Duration,
+    pub revocations_url: Option<Url>,
+    pub revocations_interval: Duration,
+    pub cache_size: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub rules: Vec<RuleSpec>,
 }
 
 /// How the issuer signs access tokens.

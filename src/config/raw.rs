@@ -23,6 +23,53 @@ pub struct FileConfig {
     pub worker_threads: Option<Text>,
     /// The built-in authorization server, run in the same process.
     pub issuer: Option<IssuerConfig>,
+    /// Verification of incoming tokens in front of the local service.
+    pub inbound: Option<InboundConfig>,
+}
+
+/// `[inbound]`: verify JWTs for the service this sidecar fronts.
+#[derive(Debug, Default, Deserialize)]
+pub struct InboundConfig {
+    pub listen: Option<Text>,
+    pub upstream: Option<Text>,
+    /// The exact `iss`; also the discovery base when `jwks_url` is not given.
+    pub issuer: Option<Text>,
+    pub jwks_url: Option<Text>,
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    pub algorithms: Option<Vec<String>>,
+    pub leeway: Option<Text>,
+    /// `deny` | `authenticated`
+    pub default: Option<Text>,
+    /// `at+jwt` to require that `typ`.
+    pub require_typ: Option<Text>,
+    #[serde(default)]
+    pub forward_token: bool,
+    pub jwks_refresh: Option<Text>,
+    pub jwks_cooldown: Option<Text>,
+    pub jwks_timeout: Option<Text>,
+    pub revocations_url: Option<Text>,
+    pub revocations_interval: Option<Text>,
+    pub cache_size: Option<Text>,
+    pub connect_timeout: Option<Text>,
+    pub request_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub body_idle_timeout: Option<Text>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// `[[inbound.rules]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct RuleConfig {
+    pub path: Option<Text>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub public: bool,
 }
 
 /// `[issuer]`: the built-in authorization server.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+mod inbound;
 mod issuer;
 
 const DEFAULT_ADMIN: &str = "127.0.0.1:15090";
@@ -57,6 +58,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
                 }
             });
     let issuer = raw.issuer.as_ref().and_then(|c| v.issuer(c));
+    let inbound = raw.inbound.as_ref().and_then(|c| v.inbound(c));
     let credentials: Vec<_> = raw
         .credentials
         .iter()
@@ -77,6 +79,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             worker_threads,
             warnings: Vec::new(),
             issuer,
+            inbound,
         }),
         _ => Err(Errors(v.issues)),
     }

@@ -127,12 +127,12 @@ impl Upstream {
         self.h1.as_ref().map(H1Upstream::affinity)
     }
 
-    /// Forward `req` with `authorization` in place of whatever the client sent,
+    /// Forward `req`, with `authorization` (if given) in place of whatever the client sent,
     /// on the downstream connection's `affinity` slot when it has one.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
-        authorization: HeaderValue,
+        authorization: Option<HeaderValue>,
         affinity: Option<&Affinity>,
     ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
         let upgrade = wants_upgrade(req.headers());
@@ -145,7 +145,9 @@ impl Upstream {
             Some(host) => parts.headers.insert(header::HOST, host.clone()),
             None => parts.headers.remove(header::HOST),
         };
-        parts.headers.insert(header::AUTHORIZATION, authorization);
+        if let Some(authorization) = authorization {
+            parts.headers.insert(header::AUTHORIZATION, authorization);
+        }
         let affinity = affinity.filter(|_| !upgrade);
         parts.uri = self.uri_for(&parts.uri, affinity.is_some())?;
         parts.version = Version::HTTP_11;

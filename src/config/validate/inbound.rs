@@ -1,0 +1,161 @@
+//! Validation of `[inbound]`: listener and upstream, where keys come from,
+//! audiences, algorithms, and the rule table.
+
+use super::{MS, Validator, secs};
+use crate::config::raw::{InboundConfig, RuleConfig};
+use crate::config::{DefaultPolicy, InboundSpec, KeySource, RuleSpec};
+use jsonwebtoken::Algorithm;
+use std::time::Duration;
+
+impl Validator {
+    pub(super) fn inbound(&mut self, c: &InboundConfig) -> Option<InboundSpec> {
+        let listen = self.required("inbound.listen", &c.listen).and_then(|t| self.addr("inbound.listen", t));
+        if let Some(addr) = listen {
+            self.unique_listener("inbound.listen".into(), addr);
+        }
+        let upstream = self
+            .required("inbound.upstream", &c.upstream)
+            .and_then(|t| self.url("inbound.upstream", t));
+        let issuer = self.required("inbound.issuer", &c.issuer).map(str::to_owned);
+        let keys = self.key_source(c, issuer.as_deref());
+        if c.audiences.is_empty() {
+            self.issue("inbound.audiences", "list at least one audience the service accepts");
+        }
+        let algorithms = self.algorithms(c.algorithms.as_deref());
+        let default = match c.default.as_ref().map_or("deny", |t| t.0.as_str()) {
+            "deny" => Some(DefaultPolicy::Deny),
+            "authenticated" => Some(DefaultPolicy::Authenticated),
+            other => {
+                self.issue("inbound.default", format!("must be `deny` or `authenticated`, got `{other}`"));
+                None
+            }
+        };
+        let require_at_jwt = match c.require_typ.as_ref().map(|t| t.0.as_str()) {
+            None => false,
+            Some("at+jwt") => true,
+            Some(other) => {
+                self.issue("inbound.require_typ", format!("only `at+jwt` can be required, got `{other}`"));
+                false
+            }
+        };
+        let revocations_url = c
+            .revocations_url
+            .as_ref()
+            .and_then(|t| self.url("inbound.revocations_url", &t.0));
+        let cache_size = match c.cache_size.as_ref().map(|t| t.0.trim().parse::<usize>()) {
+            None => 10_000,
+            Some(Ok(n)) if n <= 10_000_000 => n,
+            Some(_) => {
+                self.issue("inbound.cache_size", "must be a whole number up to 10000000 (0 turns the cache off)");
+                10_000
+            }
+        };
+        let rules: Vec<RuleSpec> = c.rules.iter().enumerate().filter_map(|(i, r)| self.rule(i, r)).collect();
+        let d = |v: &mut Self, k: &str, t: &Option<crate::config::raw::Text>, default: u64, min: Duration| {
+            v.duration_or(&format!("inbound.{k}"), t, secs(default), min)
+        };
+        Some(InboundSpec {
+            leeway: d(self, "leeway", &c.leeway, 30, Duration::ZERO),
+            jwks_refresh: d(self, "jwks_refresh", &c.jwks_refresh, 300, secs(1)),
+            jwks_cooldown: d(self, "jwks_cooldown", &c.jwks_cooldown, 30, Duration::ZERO),
+            jwks_timeout: d(self, "jwks_timeout", &c.jwks_timeout, 5, MS),
+            revocations_interval: d(self, "revocations_interval", &c.revocations_interval, 10, secs(1)),
+            connect_timeout: d(self, "connect_timeout", &c.connect_timeout, 5, MS),
+            request_timeout: d(self, "request_timeout", &c.request_timeout, 60, MS),
+            idle_timeout: d(self, "idle_timeout", &c.idle_timeout, 90, MS),
+            body_idle_timeout: d(self, "body_idle_timeout", &c.body_idle_timeout, 300, MS),
+            listen: listen?,
+            upstream: upstream?,
+            issuer: issuer?,
+            keys: keys?,
+            audiences: c.audiences.clone(),
+            algorithms: algorithms?,
+            default: default?,
+            require_at_jwt,
+            forward_token: c.forward_token,
+            revocations_url,
+            cache_size,
+            rules,
+        })
+    }
+
+    fn key_source(&mut self, c: &InboundConfig, issuer: Option<&str>) -> Option<KeySource> {
+        match (&c.jwks_url, &c.jwks_file) {
+            (Some(_), Some(_)) => {
+                self.issue("inbound.jwks_file", "give either jwks_url or jwks_file, not both");
+                None
+            }
+            (Some(u), None) => self.url("inbound.jwks_url", &u.0).map(KeySource::JwksUrl),
+            (None, Some(f)) => Some(KeySource::JwksFile(f.clone())),
+            (None, None) => {
+                // Discovery from the issuer URL.
+                let u = self.url("inbound.issuer", issuer?)?;
+                Some(KeySource::Discovery(u))
+            }
+        }
+    }
+
+    fn algorithms(&mut self, given: Option<&[String]>) -> Option<Vec<Algorithm>> {
+        let names: Vec<&str> = match given {
+            Some(list) => list.iter().map(String::as_str).collect(),
+            None => vec!["RS256", "PS256", "ES256", "EdDSA"],
+        };
+        let mut out = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            match *name {
+                "RS256" => out.push(Algorithm::RS256),
+                "RS384" => out.push(Algorithm::RS384),
+                "RS512" => out.push(Algorithm::RS512),
+                "PS256" => out.push(Algorithm::PS256),
+                "PS384" => out.push(Algorithm::PS384),
+                "PS512" => out.push(Algorithm::PS512),
+                "ES256" => out.push(Algorithm::ES256),
+                "ES384" => out.push(Algorithm::ES384),
+                "EdDSA" => out.push(Algorithm::EdDSA),
+                other => self.issue(
+                    format!("inbound.algorithms[{i}]"),
+                    format!("`{other}` is not allowed (asymmetric algorithms only: RS256/384/512, PS256/384/512, ES256/384, EdDSA)"),
+                ),
+            }
+        }
+        if out.is_empty() && given.is_some_and(<[String]>::is_empty) {
+            self.issue("inbound.algorithms", "must not be empty");
+        }
+        Some(out)
+    }
+
+    fn rule(&mut self, i: usize, r: &RuleConfig) -> Option<RuleSpec> {
+        let p = |k: &str| format!("inbound.rules[{i}].{k}");
+        let path = self.required(&p("path"), &r.path)?.to_owned();
+        if !path.starts_with('/') {
+            self.issue(p("path"), "must start with `/`");
+        }
+        let (path, prefix) = match path.strip_suffix("/*") {
+            Some(base) => (base.to_owned(), true),
+            None if path.contains('*') => {
+                self.issue(p("path"), "`*` is only allowed as a final `/*`");
+                (path, false)
+            }
+            None => (path, false),
+        };
+        for (j, s) in r.scopes.iter().enumerate() {
+            self.scope(&format!("{}[{j}]", p("scopes")), s);
+        }
+        if r.public && !r.scopes.is_empty() {
+            self.issue(p("scopes"), "a public rule cannot require scopes");
+        }
+        let methods: Vec<String> = r.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+        for (j, m) in methods.iter().enumerate() {
+            if http::Method::from_bytes(m.as_bytes()).is_err() {
+                self.issue(format!("{}[{j}]", p("methods")), format!("`{m}` is not an HTTP method"));
+            }
+        }
+        Some(RuleSpec {
+            path,
+            prefix,
+            methods,
+            scopes: r.scopes.clone(),
+            public: r.public,
+        })
+    }
+}

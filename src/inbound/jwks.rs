@@ -1,0 +1,359 @@
+//! Verification keys: fetched from `jwks_url` (or found through RFC 8414 / OIDC
+//! discovery from the issuer, or read from `jwks_file`), each decoded once per
+//! fetch, kept in an `ArcSwap` read without locks. One background task fetches:
+//! on a timer (`jwks_refresh`, or the answer's `Cache-Control: max-age`), and
+//! early when a token names an unknown `kid` — at most once per `jwks_cooldown`,
+//! however many requests ask. A failed fetch keeps the last good keys.
+
+use crate::config::{InboundSpec, KeySource};
+use arc_swap::ArcSwapOption;
+use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// A key ready to verify with, and the one algorithm it may be used with.
+pub struct VerifyKey {
+    pub kid: String,
+    alg: Algorithm,
+    key: ParsedPublicKey,
+}
+
+impl VerifyKey {
+    pub fn alg_name(&self) -> &'static str {
+        match self.alg {
+            Algorithm::RS256 => "RS256",
+            Algorithm::RS384 => "RS384",
+            Algorithm::RS512 => "RS512",
+            Algorithm::PS256 => "PS256",
+            Algorithm::PS384 => "PS384",
+            Algorithm::PS512 => "PS512",
+            Algorithm::ES256 => "ES256",
+            Algorithm::ES384 => "ES384",
+            Algorithm::EdDSA => "EdDSA",
+            _ => "unsupported",
+        }
+    }
+
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// The keys of one fetch.
+#[derive(Default)]
+pub struct KeySet {
+    keys: HashMap<String, Arc<VerifyKey>>,
+}
+
+impl KeySet {
+    /// The key for `kid`; a token without `kid` may use the only key there is.
+    pub fn find(&self, kid: Option<&str>) -> Option<&Arc<VerifyKey>> {
+        match kid {
+            Some(k) => self.keys.get(k),
+            None if self.keys.len() == 1 => self.keys.values().next(),
+            None => None,
+        }
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.contains_key(kid)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Parse a JWKS document; keys that cannot be used are skipped with a reason.
+    pub fn parse(doc: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<String>), String> {
+        let value: serde_json::Value = serde_json::from_slice(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let list = value
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .ok_or("JWKS has no `keys` array")?;
+        let mut set = KeySet::default();
+        let mut skipped = Vec::new();
+        for (i, jwk) in list.iter().enumerate() {
+            match key(jwk, allowed) {
+                Ok(k) => {
+                    set.keys.insert(k.kid.clone(), Arc::new(k));
+                }
+                Err(why) => skipped.push(format!("key {i}: {why}")),
+            }
+        }
+        Ok((set, skipped))
+    }
+}
+
+fn field<'a>(jwk: &'a serde_json::Value, name: &str) -> Option<&'a str> {
+    jwk.get(name).and_then(|v| v.as_str())
+}
+
+fn bytes(jwk: &serde_json::Value, name: &str) -> Result<Vec<u8>, String> {
+    let text = field(jwk, name).ok_or_else(|| format!("no `{name}`"))?;
+    URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("`{name}` is not base64url"))
+}
+
+fn key(jwk: &serde_json::Value, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
+    if field(jwk, "use").is_some_and(|u| u != "sig") {
+        return Err("not a signing key (`use` is not `sig`)".into());
+    }
+    let kty = field(jwk, "kty").ok_or("no `kty`")?;
+    let named = match field(jwk, "alg") {
+        Some(a) => Some(alg_from_name(a).ok_or_else(|| format!("unknown alg `{a}`"))?),
+        None => None,
+    };
+    let (alg, verification, public): (Algorithm, &'static dyn VerificationAlgorithm, Vec<u8>) = match kty {
+        "RSA" => {
+            let n = bytes(jwk, "n")?;
+            let e = bytes(jwk, "e")?;
+            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+            if bits < 2048 {
+                return Err(format!("RSA key of {bits} bits refused (2048 at least)"));
+            }
+            // Without `alg`, an RSA key is bound to the first RSA algorithm allowed.
+            let alg = named
+                .or_else(|| allowed.iter().copied().find(|a| rsa_params(*a).is_some()))
+                .ok_or("no RSA algorithm allowed")?;
+            let params = rsa_params(alg).ok_or_else(|| format!("alg {alg:?} does not fit an RSA key"))?;
+            let der = rsa_spki(&n, &e)?;
+            (alg, params, der)
+        }
+        "EC" => {
+            let (alg, verification, size) = match field(jwk, "crv") {
+                Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
+                Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
+                other => return Err(format!("unsupported curve {other:?}")),
+            };
+            if named.is_some_and(|n| n != alg) {
+                return Err("alg does not fit the curve".into());
+            }
+            let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
+            if x.len() != size || y.len() != size {
+                return Err("bad EC coordinates".into());
+            }
+            let mut point = vec![4u8];
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (alg, verification as &'static dyn VerificationAlgorithm, point)
+        }
+        "OKP" if field(jwk, "crv") == Some("Ed25519") => {
+            if named.is_some_and(|n| n != Algorithm::EdDSA) {
+                return Err("alg does not fit Ed25519".into());
+            }
+            let x = bytes(jwk, "x")?;
+            if x.len() != 32 {
+                return Err("bad Ed25519 key".into());
+            }
+            (Algorithm::EdDSA, &signature::ED25519 as &'static dyn VerificationAlgorithm, x)
+        }
+        "oct" => return Err("symmetric keys are never taken from a JWKS".into()),
+        other => return Err(format!("unsupported kty `{other}`")),
+    };
+    if !allowed.contains(&alg) {
+        return Err(format!("alg {alg:?} is not in the allowed list"));
+    }
+    let key = ParsedPublicKey::new(verification, public).map_err(|e| format!("bad key: {e}"))?;
+    let kid = field(jwk, "kid").unwrap_or_default().to_owned();
+    Ok(VerifyKey { kid, alg, key })
+}
+
+fn alg_from_name(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+fn rsa_params(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
+    Some(match alg {
+        Algorithm::RS256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &signature::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &signature::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &signature::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
+}
+
+/// SubjectPublicKeyInfo DER for an RSA key given as modulus and exponent.
+fn rsa_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>, String> {
+    use aws_lc_rs::encoding::AsDer as _;
+    let components = aws_lc_rs::rsa::PublicKeyComponents { n, e };
+    components
+        .as_der()
+        .map(|d| d.as_ref().to_vec())
+        .map_err(|_| "bad RSA key".to_owned())
+}
+
+/// The live key set and its fetcher's controls.
+pub struct Jwks {
+    current: ArcSwapOption<KeySet>,
+    /// Incremented after every fetch attempt, for requests waiting on one.
+    generation: watch::Sender<u64>,
+    refetch: Notify,
+    epoch: Instant,
+    last_fetch_ms: AtomicU64,
+    cooldown: Duration,
+    wait: Duration,
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Jwks {
+    pub fn new(spec: &InboundSpec) -> Arc<Self> {
+        Arc::new(Jwks {
+            current: ArcSwapOption::empty(),
+            generation: watch::channel(0).0,
+            refetch: Notify::new(),
+            epoch: Instant::now(),
+            last_fetch_ms: AtomicU64::new(u64::MAX),
+            cooldown: spec.jwks_cooldown,
+            wait: spec.jwks_timeout + Duration::from_secs(1),
+            last_error: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// The keys now, if any were ever loaded.
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// A token named `kid`, which the keys lack: ask for one refetch (unless one
+    /// happened within the cooldown) and wait for it, bounded.
+    pub async fn refetch_for(&self, kid: &str) -> Option<Arc<KeySet>> {
+        let last = self.last_fetch_ms.load(Ordering::Relaxed);
+        let now = self.epoch.elapsed().as_millis() as u64;
+        if last != u64::MAX && now.saturating_sub(last) < self.cooldown.as_millis() as u64 {
+            return None;
+        }
+        let mut rx = self.generation.subscribe();
+        let seen = *rx.borrow_and_update();
+        self.refetch.notify_one();
+        let _ = tokio::time::timeout(self.wait, rx.wait_for(|g| *g > seen)).await;
+        self.keys().filter(|k| k.contains(kid))
+    }
+}
+
+/// Keep `jwks` loaded from `spec`'s key source until shutdown.
+pub async fn run(jwks: Arc<Jwks>, spec: InboundSpec, mut shutdown: watch::Receiver<bool>) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(spec.jwks_timeout)
+        .connect_timeout(spec.jwks_timeout)
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot build the JWKS client");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        jwks.last_fetch_ms.store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let next = match fetch(&client, &spec).await {
+            Ok((set, skipped, max_age)) => {
+                for s in &skipped {
+                    tracing::warn!(skipped = %s, "JWKS key not used");
+                }
+                tracing::debug!(keys = set.len(), "JWKS loaded");
+                jwks.current.store(Some(Arc::new(set)));
+                *jwks.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                failures = 0;
+                max_age.map_or(spec.jwks_refresh, |a| a.clamp(Duration::from_secs(10), Duration::from_secs(86400)))
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::warn!(error = %e, "JWKS fetch failed; keeping the last good keys");
+                *jwks.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                crate::token::schedule::backoff(failures, 0.0, None).min(spec.jwks_refresh)
+            }
+        };
+        jwks.generation.send_modify(|g| *g += 1);
+        tokio::select! {
+            _ = tokio::time::sleep(next) => {}
+            _ = jwks.refetch.notified() => {}
+            _ = crate::until_shutdown(&mut shutdown) => return,
+        }
+    }
+}
+
+type Fetched = (KeySet, Vec<String>, Option<Duration>);
+
+async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, String> {
+    let (doc, max_age) = match &spec.keys {
+        KeySource::JwksFile(path) => {
+            let doc = tokio::fs::read(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            (doc, None)
+        }
+        KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
+        KeySource::Discovery(issuer) => {
+            let jwks_uri = discover(client, issuer.as_str()).await?;
+            get(client, &jwks_uri).await?
+        }
+    };
+    let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;
+    Ok((set, skipped, max_age))
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
+    let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: status {}", resp.status().as_u16()));
+    }
+    let max_age = resp
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")))
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if body.len() > 1024 * 1024 {
+        return Err(format!("GET {url}: JWKS larger than 1 MiB"));
+    }
+    Ok((body.to_vec(), max_age))
+}
+
+/// `jwks_uri` from RFC 8414 metadata, else OIDC discovery.
+async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, String> {
+    let base = issuer.trim_end_matches('/');
+    let mut last = String::new();
+    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+        match get(client, &format!("{base}{path}")).await {
+            Ok((doc, _)) => {
+                let v: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| format!("{base}{path}: {e}"))?;
+                if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
+                    return Err(format!("{base}{path}: the document names another issuer"));
+                }
+                return v
+                    .get("jwks_uri")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| format!("{base}{path}: no jwks_uri"));
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("discovery failed: {last}"))
+}

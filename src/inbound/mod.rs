@@ -1,0 +1,207 @@
+//! The inbound listener (`[inbound]`): in front of the service it fronts, only
+//! requests whose access token is valid and carries the scopes the route needs
+//! are forwarded, with the verified identity in `x-m2m-*` headers.
+//!
+//! A request's life: drop identity headers that came from outside → find the
+//! rule → (public: forward) → take the bearer token → verify it against the
+//! current keys (an unknown `kid` may trigger one shared refetch) → check the
+//! rule's scopes (or the default policy) → add identity headers → forward.
+
+pub mod answer;
+pub mod jwks;
+pub mod rules;
+pub mod verify;
+
+use crate::config::{DefaultPolicy, InboundSpec};
+use crate::proxy::client::{self, ClientSettings};
+use crate::proxy::h1pool::Affinity;
+use crate::proxy::server::Handler;
+use crate::proxy::{ProxyBody, Timeouts, Upstream};
+use answer::{Refusal, refuse};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use jwks::Jwks;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use rules::{Need, Rules};
+use std::sync::Arc;
+use verify::{Invalid, Policy, Verified};
+
+const CLIENT_ID: HeaderName = HeaderName::from_static("x-m2m-client-id");
+const SUBJECT: HeaderName = HeaderName::from_static("x-m2m-subject");
+const SCOPES: HeaderName = HeaderName::from_static("x-m2m-scopes");
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerifyLabels {
+    outcome: &'static str,
+    reason: &'static str,
+}
+
+/// Inbound metrics, registered into the app's registry.
+#[derive(Clone)]
+pub struct InboundMetrics {
+    verifications: Family<VerifyLabels, Counter>,
+    accepted: Counter,
+}
+
+impl InboundMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let verifications = Family::<VerifyLabels, Counter>::default();
+        registry.register(
+            "m2m_inbound_verifications",
+            "Inbound token checks, by outcome (accepted, rejected, forbidden, public) and reason",
+            verifications.clone(),
+        );
+        let accepted = verifications
+            .get_or_create(&VerifyLabels { outcome: "accepted", reason: "" })
+            .clone();
+        InboundMetrics { verifications, accepted }
+    }
+
+    fn count(&self, outcome: &'static str, reason: &'static str) {
+        self.verifications.get_or_create(&VerifyLabels { outcome, reason }).inc();
+    }
+}
+
+/// The inbound listener's handler.
+pub struct Inbound {
+    upstream: Upstream,
+    pub jwks: Arc<Jwks>,
+    policy: Policy,
+    rules: Rules,
+    default: DefaultPolicy,
+    forward_token: bool,
+    metrics: InboundMetrics,
+}
+
+impl Inbound {
+    pub fn new(spec: &InboundSpec, jwks: Arc<Jwks>, metrics: InboundMetrics) -> Result<Self, String> {
+        let client = client::build(&ClientSettings {
+            ca_file: None,
+            connect_timeout: spec.connect_timeout,
+            idle_timeout: spec.idle_timeout,
+        })?;
+        let timeouts = Timeouts {
+            connect: spec.connect_timeout,
+            pool_idle: spec.idle_timeout,
+            request: spec.request_timeout,
+            body_idle: spec.body_idle_timeout,
+        };
+        Ok(Inbound {
+            upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?,
+            jwks,
+            policy: Policy {
+                issuer: spec.issuer.clone(),
+                audiences: spec.audiences.clone(),
+                leeway: spec.leeway,
+                require_at_jwt: spec.require_at_jwt,
+            },
+            rules: Rules::new(&spec.rules),
+            default: spec.default,
+            forward_token: spec.forward_token,
+            metrics,
+        })
+    }
+
+    /// Check `req`; `Ok(identity)` to forward (`None` for a public route).
+    async fn admit(&self, req: &Request<Incoming>) -> Result<Option<Verified>, Refusal<'_>> {
+        let need = self.rules.find(req.method(), req.uri().path());
+        if need == Some(Need::Public) {
+            self.metrics.count("public", "");
+            return Ok(None);
+        }
+        let Some(token) = bearer(req.headers()) else {
+            self.metrics.count("rejected", "no token");
+            return Err(Refusal::NoToken);
+        };
+        let verified = self.verify(token).await.inspect_err(|r| {
+            let reason = match r {
+                Refusal::InvalidToken(reason) => reason,
+                _ => "no keys",
+            };
+            self.metrics.count("rejected", reason);
+        })?;
+        match need {
+            Some(Need::Scopes(scopes)) if !scopes.iter().all(|s| verified.has_scope(s)) => {
+                self.metrics.count("forbidden", "insufficient scope");
+                Err(Refusal::InsufficientScope(scopes))
+            }
+            None if self.default == DefaultPolicy::Deny => {
+                self.metrics.count("forbidden", "no rule");
+                Err(Refusal::AccessDenied)
+            }
+            _ => {
+                self.metrics.accepted.inc();
+                Ok(Some(verified))
+            }
+        }
+    }
+
+    async fn verify(&self, token: &str) -> Result<Verified, Refusal<'_>> {
+        let keys = self.jwks.keys().ok_or(Refusal::NoKeys)?;
+        match verify::verify(token, &keys, &self.policy) {
+            Err(Invalid::UnknownKid) => {
+                // Maybe the issuer rotated: one refetch, shared and rate-limited.
+                let kid = verify::parse(token).ok().and_then(|p| p.kid).unwrap_or_default();
+                let fresh = self.jwks.refetch_for(&kid).await.ok_or(Refusal::InvalidToken(Invalid::UnknownKid.reason()))?;
+                verify::verify(token, &fresh, &self.policy).map_err(|e| Refusal::InvalidToken(e.reason()))
+            }
+            other => other.map_err(|e| Refusal::InvalidToken(e.reason())),
+        }
+    }
+}
+
+/// The token after `Bearer ` (scheme case-insensitive), if that is how the
+/// request authenticates.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+impl Handler for Inbound {
+    type Conn = Option<Affinity>;
+
+    fn connection(&self) -> Self::Conn {
+        self.upstream.affinity()
+    }
+
+    async fn handle(self: Arc<Self>, conn: Arc<Self::Conn>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        // Identity headers only ever come from us.
+        for h in [CLIENT_ID, SUBJECT, SCOPES] {
+            req.headers_mut().remove(h);
+        }
+        let grpc = is_grpc(req.headers());
+        let identity = match self.admit(&req).await {
+            Ok(identity) => identity,
+            Err(refusal) => return refuse(&refusal, grpc),
+        };
+        let headers = req.headers_mut();
+        if let Some(v) = identity {
+            let mut set = |name: HeaderName, value: Option<String>| {
+                if let Some(hv) = value.and_then(|s| HeaderValue::try_from(s).ok()) {
+                    headers.insert(name, hv);
+                }
+            };
+            set(CLIENT_ID, v.client_id);
+            set(SUBJECT, v.subject);
+            set(SCOPES, v.scopes);
+        }
+        if !self.forward_token {
+            headers.remove(header::AUTHORIZATION);
+        }
+        match self.upstream.forward(req, None, conn.as_ref().as_ref()).await {
+            Ok(resp) => resp.map(Either::Left),
+            Err(e) => e.into_response(),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Access-token verification (RFC 9068 §4, RFC 8725), strict before anything
+//! else: size, exactly three segments, canonical base64url, JSON objects, no
+//! `alg: none`, no unknown `crit`; `jku`/`x5u`/`jwk`/`x5c` are never used (the
+//! key comes from our JWKS by `kid`, and the algorithm is the one bound to that
+//! key, never the header's choice); then `iss`, `aud`, `exp`, `nbf`, `iat` with
+//! leeway, each of the right JSON type.
+
+use super::jwks::KeySet;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Tokens larger than this are refused before any decoding.
+pub const MAX_TOKEN: usize = 8 * 1024;
+
+/// Why a token was refused; the `reason` label in metrics and the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    TooLarge,
+    Malformed,
+    BadHeader,
+    AlgNotAllowed,
+    UnknownCrit,
+    UnknownKid,
+    BadSignature,
+    WrongIssuer,
+    WrongAudience,
+    Expired,
+    NotYetValid,
+    BadClaims,
+    WrongType,
+    Revoked,
+}
+
+impl Invalid {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Invalid::TooLarge => "token too large",
+            Invalid::Malformed => "malformed token",
+            Invalid::BadHeader => "bad token header",
+            Invalid::AlgNotAllowed => "algorithm not allowed",
+            Invalid::UnknownCrit => "unknown critical header",
+            Invalid::UnknownKid => "unknown signing key",
+            Invalid::BadSignature => "bad signature",
+            Invalid::WrongIssuer => "wrong issuer",
+            Invalid::WrongAudience => "wrong audience",
+            Invalid::Expired => "token expired",
+            Invalid::NotYetValid => "token not yet valid",
+            Invalid::BadClaims => "bad claims",
+            Invalid::WrongType => "wrong token type",
+            Invalid::Revoked => "token revoked",
+        }
+    }
+}
+
+/// What a request needs to know about a verified token.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub client_id: Option<String>,
+    pub subject: Option<String>,
+    /// Space-separated, in the token's order (`scope`, else `scp`).
+    pub scopes: Option<String>,
+    pub jti: Option<String>,
+    pub kid: String,
+    pub exp: u64,
+    pub iat: Option<u64>,
+}
+
+impl Verified {
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes
+            .as_deref()
+            .is_some_and(|s| s.split(' ').any(|x| x == scope))
+    }
+}
+
+/// The checks that do not depend on the key.
+pub struct Policy {
+    pub issuer: String,
+    pub audiences: Vec<String>,
+    pub leeway: Duration,
+    pub require_at_jwt: bool,
+}
+
+/// The parts of a compact JWS, decoded.
+pub struct Parsed<'t> {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    /// `header.payload`, the signed bytes.
+    pub message: &'t str,
+    pub signature: Vec<u8>,
+    pub kid: Option<String>,
+    pub alg: String,
+}
+
+/// Decode without verifying: structure, base64url, JSON, header rules.
+pub fn parse(token: &str) -> Result<Parsed<'_>, Invalid> {
+    if token.len() > MAX_TOKEN {
+        return Err(Invalid::TooLarge);
+    }
+    let mut parts = token.split('.');
+    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(Invalid::Malformed);
+    };
+    let header = object(h)?;
+    let claims = object(p)?;
+    // The padding-free engine refuses `=`, other alphabets and non-canonical trailing bits.
+    let signature = URL_SAFE_NO_PAD.decode(s).map_err(|_| Invalid::Malformed)?;
+    let alg = match header.get("alg") {
+        Some(Value::String(a)) => a.clone(),
+        _ => return Err(Invalid::BadHeader),
+    };
+    if alg.eq_ignore_ascii_case("none") {
+        return Err(Invalid::AlgNotAllowed);
+    }
+    if header.contains_key("crit") {
+        // We implement no JWS extension, so every critical one is unknown (RFC 7515 §4.1.11).
+        return Err(Invalid::UnknownCrit);
+    }
+    let kid = match header.get("kid") {
+        None => None,
+        Some(Value::String(k)) => Some(k.clone()),
+        Some(_) => return Err(Invalid::BadHeader),
+    };
+    Ok(Parsed {
+        header,
+        claims,
+        message: &token[..h.len() + 1 + p.len()],
+        signature,
+        kid,
+        alg,
+    })
+}
+
+fn object(segment: &str) -> Result<Map<String, Value>, Invalid> {
+    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| Invalid::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(m)) => Ok(m),
+        _ => Err(Invalid::Malformed),
+    }
+}
+
+/// Verify `token` against `keys` and `policy`.
+pub fn verify(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, Invalid> {
+    let parsed = parse(token)?;
+    let key = keys.find(parsed.kid.as_deref()).ok_or(Invalid::UnknownKid)?;
+    // The key decides the algorithm; a header naming another one is refused.
+    if key.alg_name() != parsed.alg {
+        return Err(Invalid::AlgNotAllowed);
+    }
+    if !key.verify(parsed.message.as_bytes(), &parsed.signature) {
+        return Err(Invalid::BadSignature);
+    }
+    check_typ(&parsed.header, policy)?;
+    claims(&parsed.claims, policy, key.kid.clone())
+}
+
+fn check_typ(header: &Map<String, Value>, policy: &Policy) -> Result<(), Invalid> {
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.to_ascii_lowercase()),
+        Some(_) => return Err(Invalid::BadHeader),
+    };
+    let ok = match typ.as_deref() {
+        Some("at+jwt" | "application/at+jwt") => true,
+        None | Some("jwt") => !policy.require_at_jwt,
+        Some(_) => false,
+    };
+    if ok { Ok(()) } else { Err(Invalid::WrongType) }
+}
+
+fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verified, Invalid> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let leeway = policy.leeway.as_secs();
+    match c.get("iss") {
+        Some(Value::String(i)) if *i == policy.issuer => {}
+        Some(Value::String(_)) | None => return Err(Invalid::WrongIssuer),
+        Some(_) => return Err(Invalid::BadClaims),
+    }
+    let aud_ok = match c.get("aud") {
+        Some(Value::String(a)) => policy.audiences.contains(a),
+        Some(Value::Array(list)) => {
+            if list.iter().any(|v| !v.is_string()) {
+                return Err(Invalid::BadClaims);
+            }
+            list.iter().any(|v| v.as_str().is_some_and(|a| policy.audiences.iter().any(|x| x == a)))
+        }
+        None => false,
+        Some(_) => return Err(Invalid::BadClaims),
+    };
+    if !aud_ok {
+        return Err(Invalid::WrongAudience);
+    }
+    let exp = number(c, "exp")?.ok_or(Invalid::BadClaims)?;
+    if now >= exp.saturating_add(leeway) {
+        return Err(Invalid::Expired);
+    }
+    if let Some(nbf) = number(c, "nbf")?
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(Invalid::NotYetValid);
+    }
+    let iat = number(c, "iat")?;
+    if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
+        return Err(Invalid::NotYetValid);
+    }
+    let client_id = ["client_id", "cid", "azp", "sub"]
+        .iter()
+        .find_map(|k| c.get(*k))
+        .map(string)
+        .transpose()?;
+    let subject = c.get("sub").map(string).transpose()?;
+    let jti = c.get("jti").map(string).transpose()?;
+    let scopes = match (c.get("scope"), c.get("scp")) {
+        (Some(Value::String(s)), _) => Some(s.split(' ').filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ")),
+        (Some(_), _) => return Err(Invalid::BadClaims),
+        (None, Some(Value::Array(list))) => {
+            let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
+            Some(names.ok_or(Invalid::BadClaims)?.join(" "))
+        }
+        (None, Some(_)) => return Err(Invalid::BadClaims),
+        (None, None) => None,
+    }
+    .filter(|s| !s.is_empty());
+    Ok(Verified {
+        client_id,
+        subject,
+        scopes,
+        jti,
+        kid,
+        exp,
+        iat,
+    })
+}
+
+/// A NumericDate: a JSON number (not a string), non-negative.
+fn number(c: &Map<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
+    match c.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            .map(Some)
+            .ok_or(Invalid::BadClaims),
+        Some(_) => Err(Invalid::BadClaims),
+    }
+}
+
+fn string(v: &Value) -> Result<String, Invalid> {
+    v.as_str().map(str::to_owned).ok_or(Invalid::BadClaims)
+}
