@@ -36,6 +36,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 SIDECAR_BIN=${SIDECAR_BIN:-$REPO_DIR/target/release/m2m-sidecar}
 DURATION=${DURATION:-10s}
@@ -89,22 +91,11 @@ if ((${#need_pkgs[@]})); then
     fi
 fi
 
-ncpu=$(getconf _NPROCESSORS_ONLN)
-((ncpu >= 2)) || die "need at least 2 CPUs (have $ncpu)"
-if ! taskset -c "$SERVER_CPU" true || ! taskset -c "$WRK_CPU" true; then
-    die "cannot pin to CPUs $SERVER_CPU and $WRK_CPU (cpuset restricted?)"
-fi
+check_cpus "$SERVER_CPU" "$WRK_CPU"
 [[ -x $SIDECAR_BIN ]] || die "sidecar binary not found at $SIDECAR_BIN (cargo build --release, or set SIDECAR_BIN)"
 [[ -f $LUA && -f $TEMPLATE ]] || die "missing $LUA or $TEMPLATE"
 
-# DURATION: accept "10", "10s", "2m"; wrk wants a unit, timeout wants seconds.
-[[ $DURATION =~ ^[0-9]+$ ]] && DURATION=${DURATION}s
-[[ $DURATION =~ ^([0-9]+)([smh])$ ]] || die "DURATION must look like 10s / 2m (got $DURATION)"
-case ${BASH_REMATCH[2]} in
-    s) DURATION_S=${BASH_REMATCH[1]} ;;
-    m) DURATION_S=$((BASH_REMATCH[1] * 60)) ;;
-    h) DURATION_S=$((BASH_REMATCH[1] * 3600)) ;;
-esac
+parse_duration
 ((DURATION_S > 0)) || die "DURATION must be positive"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
 [[ -z $ISSUER_WORKER_THREADS || $ISSUER_WORKER_THREADS =~ ^[1-9][0-9]*$ ]] ||
@@ -112,10 +103,7 @@ esac
 
 CLK_TCK=$(getconf CLK_TCK)
 
-LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
-if awk -v l="${LOADAVG%% *}" 'BEGIN { exit !(l > 0.5) }'; then
-    log "WARNING: load average is $LOADAVG; other work on this machine will skew the numbers"
-fi
+check_load
 
 # --------------------------------------------------------------------------
 # Temp dir, process bookkeeping, cleanup
@@ -124,34 +112,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/m2m-issuer-bench.XXXXXX")
 mkdir -p "$TMP/logs"
 PIDS=()
 
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not exit on TERM; killing"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
-    done
-    if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
+# stop_pid and cleanup (the EXIT trap) are in lib.sh.
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -159,36 +120,9 @@ trap 'exit 143' TERM
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-# N distinct free ports on 127.0.0.1 (all bound at once, then released).
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
 render() { # render OUTPUT PORT STATE_DIR ALG: substitute @NAME@ placeholders in the template
     sed -e "s|@PORT@|$2|g" -e "s|@STATE_DIR@|$3|g" -e "s|@ALG@|$4|g" "$TEMPLATE" >"$1"
     if grep -q '@[A-Z_]*@' "$1"; then die "unsubstituted placeholder in $1"; fi
-}
-
-# wait_http URL PID: poll GET until HTTP 200, bounded by READY_TIMEOUT.
-wait_http() {
-    local url=$1 pid=$2 deadline=$((SECONDS + READY_TIMEOUT)) code
-    while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true)
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
 }
 
 # check_token ID URL BODY ALG: one token request with curl; must be 200 with an access_token
@@ -218,58 +152,6 @@ PY
     log "[$id] curl check OK: $info"
 }
 
-# utime+stime (clock ticks) summed over the given PIDs (whole thread groups).
-cpu_ticks() {
-    local total=0 pid s fld
-    for pid in "$@"; do
-        s=$(<"/proc/$pid/stat") || die "process $pid vanished"
-        s=${s##*) } # drop "pid (comm) " — comm may contain spaces
-        read -r -a fld <<<"$s"
-        # fld[0] is field 3 (state): utime = field 14 -> fld[11], stime = field 15 -> fld[12]
-        total=$((total + fld[11] + fld[12]))
-    done
-    echo "$total"
-}
-
-# CPU seconds (user+sys) of all waited-for children of this shell (bash `times`, 2nd line);
-# the delta around a wrk run is wrk's own CPU use.
-# Must not run in a subshell (a forked shell has no children of its own): writes to $TMP/times.
-children_cpu() {
-    times >"$TMP/times"
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
-        printf "%.3f", t }' "$TMP/times"
-}
-
-# "busy total" jiffies of CPUs $SERVER_CPU and $WRK_CPU from /proc/stat (busy excludes idle,
-# iowait and steal) — shows whether core 0 is saturated and whether foreign load interfered.
-core_snap() {
-    awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a || $1 == b {
-        busy = $2 + $3 + $4 + $7 + $8; tot = busy + $5 + $6 + $9
-        v[$1] = busy " " tot } END { print v[a], v[b] }' /proc/stat
-}
-
-rss_mb() { # VmRSS of PID in MB (1 decimal)
-    awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
-}
-
-# Latency string from wrk ("512.00us", "1.23ms", "1.02s", "1.5m") -> microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1e6;
-        else if (u == "m") f = 6e7; else { print "NaN"; exit }
-        printf "%.0f", n * f }'
-}
-
-fmt_lat() { # microseconds -> "123 µs" / "1.23 ms"
-    awk -v us="$1" 'BEGIN { if (us == "NaN") print "n/a";
-        else if (us < 1000) printf "%d µs", us; else printf "%.2f ms", us / 1000 }'
-}
-
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
-
 run_wrk() { # run_wrk URL BODY SECONDS OUTFILE
     timeout --kill-after=5 "$(($3 + 30))" \
         taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$3"s --latency -s "$LUA" "$1" -- "$2" \
@@ -295,26 +177,17 @@ measure() {
     wn=$(lua_field "$TMP/logs/wrk-$id-warmup.txt" non2xx)
     ((wn == 0)) || log "[$id] WARNING: $wn non-2xx responses during warm-up ($(lua_field "$TMP/logs/wrk-$id-warmup.txt" statuses))"
 
-    local t0_wall t1_wall c0 c1 k0 k1 w0 w1
+    local c0 c1
     c0=$(cpu_ticks "$pid")
-    k0=$(core_snap)
-    children_cpu >"$TMP/w0"
-    t0_wall=$(date +%s.%N)
+    window_open "$SERVER_CPU" "$WRK_CPU"
     log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
     run_wrk "$url" "$body" "$DURATION_S" "$out"
-    t1_wall=$(date +%s.%N)
-    children_cpu >"$TMP/w1"
-    k1=$(core_snap)
+    window_close "$SERVER_CPU" "$WRK_CPU"
     c1=$(cpu_ticks "$pid")
     kill -0 "$pid" 2>/dev/null || die "[$id] server (pid $pid) died during the run"
 
-    local rps reqs p50 p99 sock non2xx notok statuses
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    reqs=$(awk '/requests in/ { print $1 }' "$out")
-    p50=$(awk '$1 == "50%" { print $2 }' "$out")
-    p99=$(awk '$1 == "99%" { print $2 }' "$out")
-    [[ -n $rps && -n $reqs && -n $p50 && -n $p99 ]] || { cat "$out" >&2; die "cannot parse wrk output ($out)"; }
-    ((reqs > 0)) || { cat "$out" >&2; die "[$id] no requests completed"; }
+    local sock non2xx notok statuses
+    parse_wrk "$id" "$out" # sets WRK_RPS WRK_REQS WRK_P50 WRK_P99, R_RPS R_P50 R_P99
     # Socket errors (connect/read/write/timeout) from wrk; non-2xx and 2xx-without-token from Lua.
     sock=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 } END { print s + 0 }' "$out")
     non2xx=$(lua_field "$out" non2xx)
@@ -322,35 +195,22 @@ measure() {
     statuses=$(lua_field "$out" statuses)
     [[ $non2xx =~ ^[0-9]+$ && $notok =~ ^[0-9]+$ ]] || { cat "$out" >&2; die "cannot parse the issuer-lua line ($out)"; }
 
-    R_RPS[$id]=$(printf '%.0f' "$rps")
-    R_P50[$id]=$(to_us "$p50")
-    R_P99[$id]=$(to_us "$p99")
     R_ERR[$id]=$((sock + non2xx + notok))
     R_ERRDETAIL[$id]="non-2xx $non2xx, 2xx without access_token $notok, socket errors $sock; statuses ${statuses:-none}"
     # CPU µs per token = Δticks / CLK_TCK * 1e6 / requests ; CPU % over the wall window.
     read -r "R_CPU[$id]" "R_PCT[$id]" < <(awk \
-        -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$reqs" -v t0="$t0_wall" -v t1="$t1_wall" 'BEGIN {
+        -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$WRK_REQS" -v t0="$WIN_T0" -v t1="$WIN_T1" 'BEGIN {
             printf "%.1f %.0f\n", c / hz * 1e6 / n, 100 * c / hz / (t1 - t0) }')
-    read -r "R_CORE0[$id]" "R_CORE1[$id]" < <(echo "$k0 $k1" | awk '{
-        printf "%.0f %.0f\n", 100 * ($5 - $1) / ($6 - $2), 100 * ($7 - $3) / ($8 - $4) }')
-    w0=$(<"$TMP/w0") w1=$(<"$TMP/w1")
-    R_WRKPCT[$id]=$(awk -v a="$w0" -v b="$w1" -v t0="$t0_wall" -v t1="$t1_wall" \
-        'BEGIN { printf "%.0f", 100 * (b - a) / (t1 - t0) }')
+    window_stats "$id" # sets R_CORE0 R_CORE1 R_WRKPCT
     R_RSS[$id]=$(rss_mb "$pid")
     log "[$id] core busy: cpu$SERVER_CPU ${R_CORE0[$id]}% (server ${R_PCT[$id]}%), cpu$WRK_CPU ${R_CORE1[$id]}% (wrk ${R_WRKPCT[$id]}%)"
-    if ((R_CORE1[$id] - R_WRKPCT[$id] > 15)); then
-        log "[$id] WARNING: core $WRK_CPU was ${R_CORE1[$id]}% busy but wrk used ${R_WRKPCT[$id]}%: foreign load, numbers skewed"
-        WARNINGS+=("($id) core $WRK_CPU ${R_CORE1[$id]}% busy vs ${R_WRKPCT[$id]}% used by wrk: other load interfered")
-    fi
-    if ((R_CORE0[$id] - R_PCT[$id] > 15)); then
-        log "[$id] WARNING: core $SERVER_CPU was ${R_CORE0[$id]}% busy but the server used ${R_PCT[$id]}%: foreign load, numbers skewed"
-        WARNINGS+=("($id) core $SERVER_CPU ${R_CORE0[$id]}% busy vs ${R_PCT[$id]}% used by the server: other load interfered")
-    fi
+    foreign_load "$id" "$WRK_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" wrk
+    foreign_load "$id" "$SERVER_CPU" "${R_CORE0[$id]}" "${R_PCT[$id]}" "the server"
     if ((R_ERR[$id] > 0)); then
         log "[$id] WARNING: ${R_ERR[$id]} errors (${R_ERRDETAIL[$id]})"
         WARNINGS+=("($id) ${R_ERR[$id]} errors: ${R_ERRDETAIL[$id]}")
     fi
-    log "[$id] $rps tokens/s, p50 $p50, p99 $p99, ${R_CPU[$id]} µs CPU/token (${R_PCT[$id]}% core), errors ${R_ERR[$id]}"
+    log "[$id] $WRK_RPS tokens/s, p50 $WRK_P50, p99 $WRK_P99, ${R_CPU[$id]} µs CPU/token (${R_PCT[$id]}% core), errors ${R_ERR[$id]}"
 }
 
 # --------------------------------------------------------------------------

@@ -29,6 +29,8 @@ set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$SCRIPT_DIR/lib.sh"
 
 SIDECAR_BIN=${SIDECAR_BIN:-$REPO_DIR/target/release/m2m-sidecar}
 SKIP_SIDECAR=${SKIP_SIDECAR:-0}
@@ -78,33 +80,19 @@ fi
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx)}
 [[ -x $NGINX_BIN ]] || die "nginx not found"
 
-ncpu=$(getconf _NPROCESSORS_ONLN)
-((ncpu >= 2)) || die "need at least 2 CPUs (have $ncpu)"
-if ! taskset -c "$PROXY_CPU" true || ! taskset -c "$WRK_CPU" true; then
-    die "cannot pin to CPUs $PROXY_CPU and $WRK_CPU (cpuset restricted?)"
-fi
+check_cpus "$PROXY_CPU" "$WRK_CPU"
 
 if [[ $SKIP_SIDECAR != 1 ]]; then
     [[ -x $SIDECAR_BIN ]] ||
         die "sidecar binary not found at $SIDECAR_BIN (cargo build --release, set SIDECAR_BIN, or SKIP_SIDECAR=1)"
 fi
 
-# DURATION: accept "10", "10s", "2m"; wrk wants a unit, timeout wants seconds.
-[[ $DURATION =~ ^[0-9]+$ ]] && DURATION=${DURATION}s
-[[ $DURATION =~ ^([0-9]+)([smh])$ ]] || die "DURATION must look like 10s / 2m (got $DURATION)"
-case ${BASH_REMATCH[2]} in
-    s) DURATION_S=${BASH_REMATCH[1]} ;;
-    m) DURATION_S=$((BASH_REMATCH[1] * 60)) ;;
-    h) DURATION_S=$((BASH_REMATCH[1] * 3600)) ;;
-esac
+parse_duration
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
 
 CLK_TCK=$(getconf CLK_TCK)
 
-LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
-if awk -v l="${LOADAVG%% *}" 'BEGIN { exit !(l > 0.5) }'; then
-    log "WARNING: load average is $LOADAVG; other work on this machine will skew the numbers"
-fi
+check_load
 
 # --------------------------------------------------------------------------
 # Temp dir, process bookkeeping, cleanup
@@ -113,34 +101,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/m2m-bench.XXXXXX")
 mkdir -p "$TMP/tmp" "$TMP/logs"
 PIDS=()
 
-stop_pid() { # stop_pid PID: TERM, wait up to 5 s, then KILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "pid $pid did not exit on TERM; killing"
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$? pid
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
-    done
-    if [[ $KEEP_TMP == 1 || $rc -ne 0 ]]; then
-        log "temp dir kept: $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
+# stop_pid and cleanup (the EXIT trap) are in lib.sh.
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -148,21 +109,6 @@ trap 'exit 143' TERM
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-# N distinct free ports on 127.0.0.1 (all bound at once, then released).
-free_ports() {
-    python3 - "$1" <<'PY'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-for s in socks:
-    s.close()
-PY
-}
-
 render() { # render TEMPLATE OUTPUT: substitute @NAME@ placeholders
     sed -e "s|@PREFIX@|$TMP|g" \
         -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
@@ -173,18 +119,6 @@ render() { # render TEMPLATE OUTPUT: substitute @NAME@ placeholders
         -e "s|@TOKEN@|$TOKEN|g" \
         "$1" >"$2"
     if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder in $2"; fi
-}
-
-# wait_http URL PID [METHOD]: poll until HTTP 200, bounded by READY_TIMEOUT.
-wait_http() {
-    local url=$1 pid=$2 method=${3:-GET} deadline=$((SECONDS + READY_TIMEOUT)) code
-    while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || return 1
-        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 -X "$method" "$url" || true)
-        [[ $code == 200 ]] && return 0
-        sleep 0.1
-    done
-    return 1
 }
 
 # Direct children of PID (nginx workers), from /proc.
@@ -199,56 +133,6 @@ children_of() {
             echo "${f%/stat}"
         fi
     done
-}
-
-# utime+stime (clock ticks) summed over the given PIDs (whole thread groups).
-cpu_ticks() {
-    local total=0 pid s fld
-    for pid in "$@"; do
-        s=$(<"/proc/$pid/stat") || die "process $pid vanished"
-        s=${s##*) } # drop "pid (comm) " — comm may contain spaces
-        read -r -a fld <<<"$s"
-        # fld[0] is field 3 (state): utime = field 14 -> fld[11], stime = field 15 -> fld[12]
-        total=$((total + fld[11] + fld[12]))
-    done
-    echo "$total"
-}
-
-# CPU seconds (user+sys) of all waited-for children of this shell (bash `times`, 2nd line);
-# the delta around a wrk run is wrk's own CPU use.
-# Must not run in a subshell (a forked shell has no children of its own): writes to $TMP/times.
-children_cpu() {
-    times >"$TMP/times"
-    awk 'NR == 2 {
-        t = 0
-        for (i = 1; i <= 2; i++) { split($i, p, /[ms]/); t += p[1] * 60 + p[2] }
-        printf "%.3f", t }' "$TMP/times"
-}
-
-# "busy total" jiffies of CPUs $PROXY_CPU and $WRK_CPU from /proc/stat (busy excludes idle,
-# iowait and steal) — shows whether core 0 is saturated and whether foreign load interfered.
-core_snap() {
-    awk -v a="cpu$PROXY_CPU" -v b="cpu$WRK_CPU" '$1 == a || $1 == b {
-        busy = $2 + $3 + $4 + $7 + $8; tot = busy + $5 + $6 + $9
-        v[$1] = busy " " tot } END { print v[a], v[b] }' /proc/stat
-}
-
-rss_mb() { # VmRSS of PID in MB (1 decimal)
-    awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"
-}
-
-# Latency string from wrk ("512.00us", "1.23ms", "1.02s", "1.5m") -> microseconds.
-to_us() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") f = 1; else if (u == "ms") f = 1000; else if (u == "s") f = 1e6;
-        else if (u == "m") f = 6e7; else { print "NaN"; exit }
-        printf "%.0f", n * f }'
-}
-
-fmt_lat() { # microseconds -> "123 µs" / "1.23 ms"
-    awk -v us="$1" 'BEGIN { if (us == "NaN") print "n/a";
-        else if (us < 1000) printf "%d µs", us; else printf "%.2f ms", us / 1000 }'
 }
 
 run_wrk() { # run_wrk URL DURATION OUTFILE
@@ -266,63 +150,41 @@ measure() {
     local id=$1 url=$2 pids=$3 warm=${WARMUP%s} out="$TMP/logs/wrk-$1.txt"
     log "[$id] warm-up ${warm}s: $url"
     run_wrk "$url" "$warm" "$TMP/logs/wrk-$id-warmup.txt"
-    local t0_wall t1_wall c0 c1 u0 u1 k0 k1 w0 w1
+    local c0 c1 u0 u1
     # shellcheck disable=SC2086
     c0=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
     u0=$(cpu_ticks $UPSTREAM_PIDS)
-    k0=$(core_snap)
-    children_cpu >"$TMP/w0"
-    t0_wall=$(date +%s.%N)
+    window_open "$PROXY_CPU" "$WRK_CPU"
     log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
     run_wrk "$url" "$DURATION_S" "$out"
-    t1_wall=$(date +%s.%N)
-    children_cpu >"$TMP/w1"
-    k1=$(core_snap)
+    window_close "$PROXY_CPU" "$WRK_CPU"
     # shellcheck disable=SC2086
     c1=$(cpu_ticks $pids)
     # shellcheck disable=SC2086
     u1=$(cpu_ticks $UPSTREAM_PIDS)
 
-    local rps reqs p50 p99 errs
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
-    reqs=$(awk '/requests in/ { print $1 }' "$out")
-    p50=$(awk '$1 == "50%" { print $2 }' "$out")
-    p99=$(awk '$1 == "99%" { print $2 }' "$out")
-    [[ -n $rps && -n $reqs && -n $p50 && -n $p99 ]] || { cat "$out" >&2; die "cannot parse wrk output ($out)"; }
-    ((reqs > 0)) || { cat "$out" >&2; die "[$id] no requests completed"; }
+    local errs
+    parse_wrk "$id" "$out" # sets WRK_RPS WRK_REQS WRK_P50 WRK_P99, R_RPS R_P50 R_P99
     # Socket errors (connect/read/write/timeout) + non-2xx/3xx responses.
     errs=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
                 /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$out")
 
-    R_RPS[$id]=$(printf '%.0f' "$rps")
-    R_P50[$id]=$(to_us "$p50")
-    R_P99[$id]=$(to_us "$p99")
     R_ERR[$id]=$errs
     # CPU µs per request = Δticks / CLK_TCK * 1e6 / requests ; CPU % over the wall window.
     read -r "R_CPU[$id]" "R_UPCPU[$id]" "R_PCT[$id]" "R_UPPCT[$id]" < <(awk \
-        -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$reqs" \
-        -v t0="$t0_wall" -v t1="$t1_wall" 'BEGIN {
+        -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$WRK_REQS" \
+        -v t0="$WIN_T0" -v t1="$WIN_T1" 'BEGIN {
             w = t1 - t0
             printf "%.2f %.2f %.0f %.0f\n", c / hz * 1e6 / n, u / hz * 1e6 / n,
                    100 * c / hz / w, 100 * u / hz / w }')
-    read -r "R_CORE0[$id]" "R_CORE1[$id]" < <(echo "$k0 $k1" | awk '{
-        printf "%.0f %.0f\n", 100 * ($5 - $1) / ($6 - $2), 100 * ($7 - $3) / ($8 - $4) }')
-    w0=$(<"$TMP/w0") w1=$(<"$TMP/w1")
-    R_WRKPCT[$id]=$(awk -v a="$w0" -v b="$w1" -v t0="$t0_wall" -v t1="$t1_wall" \
-        'BEGIN { printf "%.0f", 100 * (b - a) / (t1 - t0) }')
+    window_stats "$id" # sets R_CORE0 R_CORE1 R_WRKPCT
     log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}% (wrk ${R_WRKPCT[$id]}%)"
-    if ((R_CORE1[$id] - R_WRKPCT[$id] > 15)); then
-        log "[$id] WARNING: core $WRK_CPU was ${R_CORE1[$id]}% busy but wrk used ${R_WRKPCT[$id]}%: foreign load, numbers skewed"
-        WARNINGS+=("($id) core $WRK_CPU ${R_CORE1[$id]}% busy vs ${R_WRKPCT[$id]}% used by wrk: other load interfered")
-    fi
+    foreign_load "$id" "$WRK_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" wrk
     local ours=$((R_PCT[$id] + R_UPPCT[$id]))
     [[ $id == direct ]] && ours=${R_PCT[$id]}
-    if ((R_CORE0[$id] - ours > 15)); then
-        log "[$id] WARNING: core $PROXY_CPU was ${R_CORE0[$id]}% busy but the measured processes used ${ours}%: foreign load, numbers skewed"
-        WARNINGS+=("($id) core $PROXY_CPU ${R_CORE0[$id]}% busy vs ${ours}% used by the measured processes: other load interfered")
-    fi
-    log "[$id] $rps req/s, p50 $p50, p99 $p99, ${R_CPU[$id]} µs CPU/req (${R_PCT[$id]}% core), errors $errs"
+    foreign_load "$id" "$PROXY_CPU" "${R_CORE0[$id]}" "$ours" "the measured processes"
+    log "[$id] $WRK_RPS req/s, p50 $WRK_P50, p99 $WRK_P99, ${R_CPU[$id]} µs CPU/req (${R_PCT[$id]}% core), errors $errs"
 }
 
 # --------------------------------------------------------------------------
@@ -421,7 +283,6 @@ row() { # row ID LABEL
         "${R_CPU[$id]}" "${R_UPCPU[$id]}" "${R_PCT[$id]}" "${R_UPPCT[$id]}" \
         "${R_CORE0[$id]}" "${R_CORE1[$id]}" "${R_ERR[$id]}"
 }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 report() {
     local cpu_model kernel nginx_v wrk_v
