@@ -56,7 +56,11 @@ impl Admin {
         let draining = self.draining.load(Ordering::Relaxed);
         let keys = self.jwks.as_ref().map(|j| {
             let count = j.keys().map_or(0, |k| k.len());
-            let error = j.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+            let error = j
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             (count, error)
         });
         let keys_ready = keys.as_ref().is_none_or(|(n, _)| *n > 0);

@@ -215,12 +215,21 @@ impl App {
         let mut jwks = None;
         if let (Some(spec), Some(listener)) = (&config.inbound, listeners.inbound) {
             let keys = inbound::jwks::Jwks::new(spec);
-            tasks.spawn(inbound::jwks::run(keys.clone(), spec.clone(), shutdown.clone()));
+            tasks.spawn(inbound::jwks::run(
+                keys.clone(),
+                spec.clone(),
+                shutdown.clone(),
+            ));
             let metrics = inbound::InboundMetrics::register(&mut registry);
             let handler = inbound::Inbound::new(spec, keys.clone(), metrics)?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, upstream = %spec.upstream, "inbound listener ready");
-            tasks.spawn(proxy::server::serve(listener, Arc::new(handler), shutdown.clone(), config.drain_timeout));
+            tasks.spawn(proxy::server::serve(
+                listener,
+                Arc::new(handler),
+                shutdown.clone(),
+                config.drain_timeout,
+            ));
             inbound_addr = Some(addr);
             jwks = Some(keys);
         }

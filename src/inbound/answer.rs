@@ -22,12 +22,19 @@ pub enum Refusal<'a> {
 
 pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
     let (status, code, message, challenge) = match r {
-        Refusal::NoToken => (StatusCode::UNAUTHORIZED, "invalid_token", "no bearer token".to_owned(), Some("Bearer".to_owned())),
+        Refusal::NoToken => (
+            StatusCode::UNAUTHORIZED,
+            "invalid_token",
+            "no bearer token".to_owned(),
+            Some("Bearer".to_owned()),
+        ),
         Refusal::InvalidToken(reason) => (
             StatusCode::UNAUTHORIZED,
             "invalid_token",
             (*reason).to_owned(),
-            Some(format!("Bearer error=\"invalid_token\", error_description=\"{reason}\"")),
+            Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{reason}\""
+            )),
         ),
         Refusal::InsufficientScope(scopes) => {
             let s = scopes.join(" ");
@@ -35,11 +42,23 @@ pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
                 StatusCode::FORBIDDEN,
                 "insufficient_scope",
                 format!("requires scope {s}"),
-                Some(format!("Bearer error=\"insufficient_scope\", scope=\"{s}\"")),
+                Some(format!(
+                    "Bearer error=\"insufficient_scope\", scope=\"{s}\""
+                )),
             )
         }
-        Refusal::AccessDenied => (StatusCode::FORBIDDEN, "access_denied", "no rule allows this request".to_owned(), None),
-        Refusal::NoKeys => (StatusCode::SERVICE_UNAVAILABLE, "keys_unavailable", "no verification keys loaded yet".to_owned(), None),
+        Refusal::AccessDenied => (
+            StatusCode::FORBIDDEN,
+            "access_denied",
+            "no rule allows this request".to_owned(),
+            None,
+        ),
+        Refusal::NoKeys => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "keys_unavailable",
+            "no verification keys loaded yet".to_owned(),
+            None,
+        ),
     };
     if grpc {
         let grpc_status = match status {
@@ -49,14 +68,20 @@ pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
         };
         let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
         h.insert("grpc-status", HeaderValue::from_static(grpc_status));
         if let Ok(v) = HeaderValue::try_from(format!("{code}: {message}")) {
             h.insert("grpc-message", v);
         }
         return resp;
     }
-    let mut resp = json_response(status, &serde_json::json!({"error": code, "error_description": message}));
+    let mut resp = json_response(
+        status,
+        &serde_json::json!({"error": code, "error_description": message}),
+    );
     if let Some(c) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
     }

@@ -76,7 +76,8 @@ impl KeySet {
 
     /// Parse a JWKS document; keys that cannot be used are skipped with a reason.
     pub fn parse(doc: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<String>), String> {
-        let value: serde_json::Value = serde_json::from_slice(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(doc).map_err(|e| format!("JWKS is not JSON: {e}"))?;
         let list = value
             .get("keys")
             .and_then(|k| k.as_array())
@@ -101,7 +102,9 @@ fn field<'a>(jwk: &'a serde_json::Value, name: &str) -> Option<&'a str> {
 
 fn bytes(jwk: &serde_json::Value, name: &str) -> Result<Vec<u8>, String> {
     let text = field(jwk, name).ok_or_else(|| format!("no `{name}`"))?;
-    URL_SAFE_NO_PAD.decode(text).map_err(|_| format!("`{name}` is not base64url"))
+    URL_SAFE_NO_PAD
+        .decode(text)
+        .map_err(|_| format!("`{name}` is not base64url"))
 }
 
 fn key(jwk: &serde_json::Value, allowed: &[Algorithm]) -> Result<VerifyKey, String> {
@@ -113,53 +116,63 @@ fn key(jwk: &serde_json::Value, allowed: &[Algorithm]) -> Result<VerifyKey, Stri
         Some(a) => Some(alg_from_name(a).ok_or_else(|| format!("unknown alg `{a}`"))?),
         None => None,
     };
-    let (alg, verification, public): (Algorithm, &'static dyn VerificationAlgorithm, Vec<u8>) = match kty {
-        "RSA" => {
-            let n = bytes(jwk, "n")?;
-            let e = bytes(jwk, "e")?;
-            let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
-            if bits < 2048 {
-                return Err(format!("RSA key of {bits} bits refused (2048 at least)"));
+    let (alg, verification, public): (Algorithm, &'static dyn VerificationAlgorithm, Vec<u8>) =
+        match kty {
+            "RSA" => {
+                let n = bytes(jwk, "n")?;
+                let e = bytes(jwk, "e")?;
+                let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
+                if bits < 2048 {
+                    return Err(format!("RSA key of {bits} bits refused (2048 at least)"));
+                }
+                // Without `alg`, an RSA key is bound to the first RSA algorithm allowed.
+                let alg = named
+                    .or_else(|| allowed.iter().copied().find(|a| rsa_params(*a).is_some()))
+                    .ok_or("no RSA algorithm allowed")?;
+                let params = rsa_params(alg)
+                    .ok_or_else(|| format!("alg {alg:?} does not fit an RSA key"))?;
+                let der = rsa_spki(&n, &e)?;
+                (alg, params, der)
             }
-            // Without `alg`, an RSA key is bound to the first RSA algorithm allowed.
-            let alg = named
-                .or_else(|| allowed.iter().copied().find(|a| rsa_params(*a).is_some()))
-                .ok_or("no RSA algorithm allowed")?;
-            let params = rsa_params(alg).ok_or_else(|| format!("alg {alg:?} does not fit an RSA key"))?;
-            let der = rsa_spki(&n, &e)?;
-            (alg, params, der)
-        }
-        "EC" => {
-            let (alg, verification, size) = match field(jwk, "crv") {
-                Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
-                Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
-                other => return Err(format!("unsupported curve {other:?}")),
-            };
-            if named.is_some_and(|n| n != alg) {
-                return Err("alg does not fit the curve".into());
+            "EC" => {
+                let (alg, verification, size) = match field(jwk, "crv") {
+                    Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
+                    Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
+                    other => return Err(format!("unsupported curve {other:?}")),
+                };
+                if named.is_some_and(|n| n != alg) {
+                    return Err("alg does not fit the curve".into());
+                }
+                let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
+                if x.len() != size || y.len() != size {
+                    return Err("bad EC coordinates".into());
+                }
+                let mut point = vec![4u8];
+                point.extend_from_slice(&x);
+                point.extend_from_slice(&y);
+                (
+                    alg,
+                    verification as &'static dyn VerificationAlgorithm,
+                    point,
+                )
             }
-            let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
-            if x.len() != size || y.len() != size {
-                return Err("bad EC coordinates".into());
+            "OKP" if field(jwk, "crv") == Some("Ed25519") => {
+                if named.is_some_and(|n| n != Algorithm::EdDSA) {
+                    return Err("alg does not fit Ed25519".into());
+                }
+                let x = bytes(jwk, "x")?;
+                if x.len() != 32 {
+                    return Err("bad Ed25519 key".into());
+                }
+                (
+                    Algorithm::EdDSA,
+                    &signature::ED25519 as &'static dyn VerificationAlgorithm,
+                    x,
+                )
             }
-            let mut point = vec![4u8];
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (alg, verification as &'static dyn VerificationAlgorithm, point)
-        }
-        "OKP" if field(jwk, "crv") == Some("Ed25519") => {
-            if named.is_some_and(|n| n != Algorithm::EdDSA) {
-                return Err("alg does not fit Ed25519".into());
-            }
-            let x = bytes(jwk, "x")?;
-            if x.len() != 32 {
-                return Err("bad Ed25519 key".into());
-            }
-            (Algorithm::EdDSA, &signature::ED25519 as &'static dyn VerificationAlgorithm, x)
-        }
-        "oct" => return Err("symmetric keys are never taken from a JWKS".into()),
-        other => return Err(format!("unsupported kty `{other}`")),
-    };
+            "oct" => return Err("symmetric keys are never taken from a JWKS".into()),
+            other => return Err(format!("unsupported kty `{other}`")),
+        };
     if !allowed.contains(&alg) {
         return Err(format!("alg {alg:?} is not in the allowed list"));
     }
@@ -270,7 +283,8 @@ pub async fn run(jwks: Arc<Jwks>, spec: InboundSpec, mut shutdown: watch::Receiv
     };
     let mut failures = 0u32;
     loop {
-        jwks.last_fetch_ms.store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        jwks.last_fetch_ms
+            .store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let next = match fetch(&client, &spec).await {
             Ok((set, skipped, max_age)) => {
                 for s in &skipped {
@@ -278,14 +292,22 @@ pub async fn run(jwks: Arc<Jwks>, spec: InboundSpec, mut shutdown: watch::Receiv
                 }
                 tracing::debug!(keys = set.len(), "JWKS loaded");
                 jwks.current.store(Some(Arc::new(set)));
-                *jwks.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                *jwks
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
                 failures = 0;
-                max_age.map_or(spec.jwks_refresh, |a| a.clamp(Duration::from_secs(10), Duration::from_secs(86400)))
+                max_age.map_or(spec.jwks_refresh, |a| {
+                    a.clamp(Duration::from_secs(10), Duration::from_secs(86400))
+                })
             }
             Err(e) => {
                 failures += 1;
                 tracing::warn!(error = %e, "JWKS fetch failed; keeping the last good keys");
-                *jwks.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                *jwks
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
                 crate::token::schedule::backoff(failures, 0.0, None).min(spec.jwks_refresh)
             }
         };
@@ -303,7 +325,9 @@ type Fetched = (KeySet, Vec<String>, Option<Duration>);
 async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, String> {
     let (doc, max_age) = match &spec.keys {
         KeySource::JwksFile(path) => {
-            let doc = tokio::fs::read(path).await.map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let doc = tokio::fs::read(path)
+                .await
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (doc, None)
         }
         KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
@@ -317,7 +341,11 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
 }
 
 async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
-    let resp = client.get(url).send().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
     if !resp.status().is_success() {
         return Err(format!("GET {url}: status {}", resp.status().as_u16()));
     }
@@ -339,10 +367,14 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Dur
 async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, String> {
     let base = issuer.trim_end_matches('/');
     let mut last = String::new();
-    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
         match get(client, &format!("{base}{path}")).await {
             Ok((doc, _)) => {
-                let v: serde_json::Value = serde_json::from_slice(&doc).map_err(|e| format!("{base}{path}: {e}"))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&doc).map_err(|e| format!("{base}{path}: {e}"))?;
                 if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
                     return Err(format!("{base}{path}: the document names another issuer"));
                 }
@@ -356,4 +388,49 @@ async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, Stri
         }
     }
     Err(format!("discovery failed: {last}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unusable_keys_are_skipped_with_a_reason() {
+        let small_n = URL_SAFE_NO_PAD.encode([0xC1u8; 128]);
+        let doc = serde_json::json!({"keys": [
+            {"kty": "RSA", "kid": "small", "n": small_n, "e": "AQAB"},
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "EC", "kid": "enc", "use": "enc", "crv": "P-256", "x": "AA", "y": "AA"},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 32]), "alg": "ES256"},
+        ]});
+        let (set, skipped) = KeySet::parse(
+            doc.to_string().as_bytes(),
+            &[Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA],
+        )
+        .unwrap();
+        assert!(set.is_empty());
+        let all = skipped.join("; ");
+        for want in [
+            "1024 bits refused",
+            "symmetric keys are never taken",
+            "not a signing key",
+            "unsupported curve",
+            "does not fit Ed25519",
+        ] {
+            assert!(all.contains(want), "{want} in {all}");
+        }
+    }
+
+    #[test]
+    fn algorithms_outside_the_allowed_list_are_skipped() {
+        let doc = serde_json::json!({"keys": [{"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode([7u8; 32])}]});
+        let (set, skipped) =
+            KeySet::parse(doc.to_string().as_bytes(), &[Algorithm::ES256]).unwrap();
+        assert!(set.is_empty());
+        assert!(
+            skipped[0].contains("not in the allowed list"),
+            "{skipped:?}"
+        );
+    }
 }

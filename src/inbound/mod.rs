@@ -56,13 +56,21 @@ impl InboundMetrics {
             verifications.clone(),
         );
         let accepted = verifications
-            .get_or_create(&VerifyLabels { outcome: "accepted", reason: "" })
+            .get_or_create(&VerifyLabels {
+                outcome: "accepted",
+                reason: "",
+            })
             .clone();
-        InboundMetrics { verifications, accepted }
+        InboundMetrics {
+            verifications,
+            accepted,
+        }
     }
 
     fn count(&self, outcome: &'static str, reason: &'static str) {
-        self.verifications.get_or_create(&VerifyLabels { outcome, reason }).inc();
+        self.verifications
+            .get_or_create(&VerifyLabels { outcome, reason })
+            .inc();
     }
 }
 
@@ -78,7 +86,11 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(spec: &InboundSpec, jwks: Arc<Jwks>, metrics: InboundMetrics) -> Result<Self, String> {
+    pub fn new(
+        spec: &InboundSpec,
+        jwks: Arc<Jwks>,
+        metrics: InboundMetrics,
+    ) -> Result<Self, String> {
         let client = client::build(&ClientSettings {
             ca_file: None,
             connect_timeout: spec.connect_timeout,
@@ -145,9 +157,17 @@ impl Inbound {
         match verify::verify(token, &keys, &self.policy) {
             Err(Invalid::UnknownKid) => {
                 // Maybe the issuer rotated: one refetch, shared and rate-limited.
-                let kid = verify::parse(token).ok().and_then(|p| p.kid).unwrap_or_default();
-                let fresh = self.jwks.refetch_for(&kid).await.ok_or(Refusal::InvalidToken(Invalid::UnknownKid.reason()))?;
-                verify::verify(token, &fresh, &self.policy).map_err(|e| Refusal::InvalidToken(e.reason()))
+                let kid = verify::parse(token)
+                    .ok()
+                    .and_then(|p| p.kid)
+                    .unwrap_or_default();
+                let fresh = self
+                    .jwks
+                    .refetch_for(&kid)
+                    .await
+                    .ok_or(Refusal::InvalidToken(Invalid::UnknownKid.reason()))?;
+                verify::verify(token, &fresh, &self.policy)
+                    .map_err(|e| Refusal::InvalidToken(e.reason()))
             }
             other => other.map_err(|e| Refusal::InvalidToken(e.reason())),
         }
@@ -175,7 +195,11 @@ impl Handler for Inbound {
         self.upstream.affinity()
     }
 
-    async fn handle(self: Arc<Self>, conn: Arc<Self::Conn>, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    async fn handle(
+        self: Arc<Self>,
+        conn: Arc<Self::Conn>,
+        mut req: Request<Incoming>,
+    ) -> Response<ProxyBody> {
         // Identity headers only ever come from us.
         for h in [CLIENT_ID, SUBJECT, SCOPES] {
             req.headers_mut().remove(h);
@@ -199,7 +223,11 @@ impl Handler for Inbound {
         if !self.forward_token {
             headers.remove(header::AUTHORIZATION);
         }
-        match self.upstream.forward(req, None, conn.as_ref().as_ref()).await {
+        match self
+            .upstream
+            .forward(req, None, conn.as_ref().as_ref())
+            .await
+        {
             Ok(resp) => resp.map(Either::Left),
             Err(e) => e.into_response(),
         }

@@ -30,8 +30,17 @@ impl Rules {
     pub fn find(&self, method: &Method, path: &str) -> Option<Need<'_>> {
         self.rules
             .iter()
-            .find(|r| path_matches(r, path) && (r.methods.is_empty() || r.methods.iter().any(|m| m == method.as_str())))
-            .map(|r| if r.public { Need::Public } else { Need::Scopes(&r.scopes) })
+            .find(|r| {
+                path_matches(r, path)
+                    && (r.methods.is_empty() || r.methods.iter().any(|m| m == method.as_str()))
+            })
+            .map(|r| {
+                if r.public {
+                    Need::Public
+                } else {
+                    Need::Scopes(&r.scopes)
+                }
+            })
     }
 }
 

@@ -100,7 +100,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Invalid> {
         return Err(Invalid::TooLarge);
     }
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(Invalid::Malformed);
     };
     let header = object(h)?;
@@ -134,7 +136,9 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, Invalid> {
 }
 
 fn object(segment: &str) -> Result<Map<String, Value>, Invalid> {
-    let bytes = URL_SAFE_NO_PAD.decode(segment).map_err(|_| Invalid::Malformed)?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Invalid::Malformed)?;
     match serde_json::from_slice(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(Invalid::Malformed),
@@ -144,7 +148,9 @@ fn object(segment: &str) -> Result<Map<String, Value>, Invalid> {
 /// Verify `token` against `keys` and `policy`.
 pub fn verify(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, Invalid> {
     let parsed = parse(token)?;
-    let key = keys.find(parsed.kid.as_deref()).ok_or(Invalid::UnknownKid)?;
+    let key = keys
+        .find(parsed.kid.as_deref())
+        .ok_or(Invalid::UnknownKid)?;
     // The key decides the algorithm; a header naming another one is refused.
     if key.alg_name() != parsed.alg {
         return Err(Invalid::AlgNotAllowed);
@@ -171,7 +177,9 @@ fn check_typ(header: &Map<String, Value>, policy: &Policy) -> Result<(), Invalid
 }
 
 fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verified, Invalid> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let leeway = policy.leeway.as_secs();
     match c.get("iss") {
         Some(Value::String(i)) if *i == policy.issuer => {}
@@ -184,7 +192,10 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
             if list.iter().any(|v| !v.is_string()) {
                 return Err(Invalid::BadClaims);
             }
-            list.iter().any(|v| v.as_str().is_some_and(|a| policy.audiences.iter().any(|x| x == a)))
+            list.iter().any(|v| {
+                v.as_str()
+                    .is_some_and(|a| policy.audiences.iter().any(|x| x == a))
+            })
         }
         None => false,
         Some(_) => return Err(Invalid::BadClaims),
@@ -213,7 +224,12 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
     let subject = c.get("sub").map(string).transpose()?;
     let jti = c.get("jti").map(string).transpose()?;
     let scopes = match (c.get("scope"), c.get("scp")) {
-        (Some(Value::String(s)), _) => Some(s.split(' ').filter(|x| !x.is_empty()).collect::<Vec<_>>().join(" ")),
+        (Some(Value::String(s)), _) => Some(
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
         (Some(_), _) => return Err(Invalid::BadClaims),
         (None, Some(Value::Array(list))) => {
             let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
@@ -240,7 +256,11 @@ fn number(c: &Map<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
         None => Ok(None),
         Some(Value::Number(n)) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| f.is_finite() && *f >= 0.0).map(|f| f as u64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .map(|f| f as u64)
+            })
             .map(Some)
             .ok_or(Invalid::BadClaims),
         Some(_) => Err(Invalid::BadClaims),

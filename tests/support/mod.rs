@@ -6,6 +6,7 @@
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod jwt;
 pub mod sidecar;
 pub mod tls;
 pub mod token_server;

@@ -9,24 +9,34 @@ use std::time::Duration;
 
 impl Validator {
     pub(super) fn inbound(&mut self, c: &InboundConfig) -> Option<InboundSpec> {
-        let listen = self.required("inbound.listen", &c.listen).and_then(|t| self.addr("inbound.listen", t));
+        let listen = self
+            .required("inbound.listen", &c.listen)
+            .and_then(|t| self.addr("inbound.listen", t));
         if let Some(addr) = listen {
             self.unique_listener("inbound.listen".into(), addr);
         }
         let upstream = self
             .required("inbound.upstream", &c.upstream)
             .and_then(|t| self.url("inbound.upstream", t));
-        let issuer = self.required("inbound.issuer", &c.issuer).map(str::to_owned);
+        let issuer = self
+            .required("inbound.issuer", &c.issuer)
+            .map(str::to_owned);
         let keys = self.key_source(c, issuer.as_deref());
         if c.audiences.is_empty() {
-            self.issue("inbound.audiences", "list at least one audience the service accepts");
+            self.issue(
+                "inbound.audiences",
+                "list at least one audience the service accepts",
+            );
         }
         let algorithms = self.algorithms(c.algorithms.as_deref());
         let default = match c.default.as_ref().map_or("deny", |t| t.0.as_str()) {
             "deny" => Some(DefaultPolicy::Deny),
             "authenticated" => Some(DefaultPolicy::Authenticated),
             other => {
-                self.issue("inbound.default", format!("must be `deny` or `authenticated`, got `{other}`"));
+                self.issue(
+                    "inbound.default",
+                    format!("must be `deny` or `authenticated`, got `{other}`"),
+                );
                 None
             }
         };
@@ -34,7 +44,10 @@ impl Validator {
             None => false,
             Some("at+jwt") => true,
             Some(other) => {
-                self.issue("inbound.require_typ", format!("only `at+jwt` can be required, got `{other}`"));
+                self.issue(
+                    "inbound.require_typ",
+                    format!("only `at+jwt` can be required, got `{other}`"),
+                );
                 false
             }
         };
@@ -46,12 +59,24 @@ impl Validator {
             None => 10_000,
             Some(Ok(n)) if n <= 10_000_000 => n,
             Some(_) => {
-                self.issue("inbound.cache_size", "must be a whole number up to 10000000 (0 turns the cache off)");
+                self.issue(
+                    "inbound.cache_size",
+                    "must be a whole number up to 10000000 (0 turns the cache off)",
+                );
                 10_000
             }
         };
-        let rules: Vec<RuleSpec> = c.rules.iter().enumerate().filter_map(|(i, r)| self.rule(i, r)).collect();
-        let d = |v: &mut Self, k: &str, t: &Option<crate::config::raw::Text>, default: u64, min: Duration| {
+        let rules: Vec<RuleSpec> = c
+            .rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| self.rule(i, r))
+            .collect();
+        let d = |v: &mut Self,
+                 k: &str,
+                 t: &Option<crate::config::raw::Text>,
+                 default: u64,
+                 min: Duration| {
             v.duration_or(&format!("inbound.{k}"), t, secs(default), min)
         };
         Some(InboundSpec {
@@ -59,7 +84,13 @@ impl Validator {
             jwks_refresh: d(self, "jwks_refresh", &c.jwks_refresh, 300, secs(1)),
             jwks_cooldown: d(self, "jwks_cooldown", &c.jwks_cooldown, 30, Duration::ZERO),
             jwks_timeout: d(self, "jwks_timeout", &c.jwks_timeout, 5, MS),
-            revocations_interval: d(self, "revocations_interval", &c.revocations_interval, 10, secs(1)),
+            revocations_interval: d(
+                self,
+                "revocations_interval",
+                &c.revocations_interval,
+                10,
+                secs(1),
+            ),
             connect_timeout: d(self, "connect_timeout", &c.connect_timeout, 5, MS),
             request_timeout: d(self, "request_timeout", &c.request_timeout, 60, MS),
             idle_timeout: d(self, "idle_timeout", &c.idle_timeout, 90, MS),
@@ -82,7 +113,10 @@ impl Validator {
     fn key_source(&mut self, c: &InboundConfig, issuer: Option<&str>) -> Option<KeySource> {
         match (&c.jwks_url, &c.jwks_file) {
             (Some(_), Some(_)) => {
-                self.issue("inbound.jwks_file", "give either jwks_url or jwks_file, not both");
+                self.issue(
+                    "inbound.jwks_file",
+                    "give either jwks_url or jwks_file, not both",
+                );
                 None
             }
             (Some(u), None) => self.url("inbound.jwks_url", &u.0).map(KeySource::JwksUrl),
@@ -147,7 +181,10 @@ impl Validator {
         let methods: Vec<String> = r.methods.iter().map(|m| m.to_ascii_uppercase()).collect();
         for (j, m) in methods.iter().enumerate() {
             if http::Method::from_bytes(m.as_bytes()).is_err() {
-                self.issue(format!("{}[{j}]", p("methods")), format!("`{m}` is not an HTTP method"));
+                self.issue(
+                    format!("{}[{j}]", p("methods")),
+                    format!("`{m}` is not an HTTP method"),
+                );
             }
         }
         Some(RuleSpec {
