@@ -222,6 +222,17 @@ impl App {
             ));
             let metrics = inbound::InboundMetrics::register(&mut registry);
             let handler = inbound::Inbound::new(spec, keys.clone(), metrics)?;
+            if let Some(url) = &spec.revocations_url {
+                let feed = handler.revocations.clone();
+                let (interval, timeout) = (spec.revocations_interval, spec.jwks_timeout);
+                tasks.spawn(inbound::revocation::run(
+                    feed,
+                    url.clone(),
+                    interval,
+                    timeout,
+                    shutdown.clone(),
+                ));
+            }
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, upstream = %spec.upstream, "inbound listener ready");
             tasks.spawn(proxy::server::serve(

@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod jwks;
+pub mod revocation;
 pub mod rules;
 pub mod verify;
 
@@ -78,6 +79,7 @@ impl InboundMetrics {
 pub struct Inbound {
     upstream: Upstream,
     pub jwks: Arc<Jwks>,
+    pub revocations: Arc<revocation::Revocations>,
     policy: Policy,
     rules: Rules,
     default: DefaultPolicy,
@@ -105,6 +107,7 @@ impl Inbound {
         Ok(Inbound {
             upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?,
             jwks,
+            revocations: Arc::default(),
             policy: Policy {
                 issuer: spec.issuer.clone(),
                 audiences: spec.audiences.clone(),
@@ -153,6 +156,14 @@ impl Inbound {
     }
 
     async fn verify(&self, token: &str) -> Result<Verified, Refusal<'_>> {
+        let v = self.verify_signature(token).await?;
+        self.revocations
+            .check(&v)
+            .map_err(|e| Refusal::InvalidToken(e.reason()))?;
+        Ok(v)
+    }
+
+    async fn verify_signature(&self, token: &str) -> Result<Verified, Refusal<'_>> {
         let keys = self.jwks.keys().ok_or(Refusal::NoKeys)?;
         match verify::verify(token, &keys, &self.policy) {
             Err(Invalid::UnknownKid) => {
