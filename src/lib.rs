@@ -26,6 +26,7 @@ pub mod issuer;
 pub mod metrics;
 pub mod outbound;
 pub mod proxy;
+pub mod quickstart;
 pub mod token;
 
 use config::Config;

@@ -40,6 +40,12 @@ enum Command {
     Run,
     /// Run only the built-in authorization server (`[issuer]`).
     Issuer,
+    /// Issuer, inbound and outbound sidecars and a demo service in one process; prints curl lines.
+    Quickstart {
+        /// Use free ports instead of 15000-15100 (for tests).
+        #[arg(long)]
+        ephemeral_ports: bool,
+    },
     /// Validate a config, print what it would run (secrets redacted), exit non-zero on errors.
     Check,
     /// Fetch a token for one credential and print it alone on stdout.
@@ -58,6 +64,9 @@ enum LogFormat {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Some(Command::Quickstart { ephemeral_ports }) = cli.command {
+        return quickstart(ephemeral_ports);
+    }
     let Some(path) = cli.config.as_deref() else {
         eprintln!("error: --config FILE is required");
         return ExitCode::from(2);
@@ -75,6 +84,7 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(config, false),
         Command::Issuer => run(config, true),
+        Command::Quickstart { .. } => ExitCode::FAILURE,
         Command::Check => check(path, &config),
         Command::Token { credential } => print_token(&config, &credential),
     }
@@ -200,6 +210,29 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn quickstart(ephemeral: bool) -> ExitCode {
+    let result = runtime(None).map_err(|e| e.to_string()).and_then(|rt| {
+        rt.block_on(async {
+            let (stop, stopped) = watch::channel(false);
+            let mut run = tokio::spawn(m2m_sidecar::quickstart::run(ephemeral, stopped));
+            tokio::select! {
+                r = wait_for_signal() => r?,
+                done = &mut run => return done.map_err(|e| e.to_string())?,
+            }
+            let _ = stop.send(true);
+            let _ = tokio::time::timeout(Duration::from_secs(5), run).await;
+            Ok(())
+        })
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn serve_issuer(config: Config) -> Result<(), String> {

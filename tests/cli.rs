@@ -437,3 +437,69 @@ grants = { "https://orders.example.com" = ["orders:read"] }
     assert_eq!(exit.code(), Some(0));
     assert!(!run.lines.lock().unwrap().join("\n").contains(SECRET));
 }
+
+/// The quickstart's printed lines, run as printed, show the seed's flow.
+#[tokio::test]
+async fn the_quickstart_flow_works_as_printed() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(std::env::var_os("CI").is_none(), "curl is needed");
+        eprintln!("SKIPPED: curl is not installed");
+        return;
+    }
+    let mut child = sidecar()
+        .args(["quickstart", "--ephemeral-ports"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let done = line.contains("/readyz");
+            text.push_str(&line);
+            text.push('\n');
+            if done {
+                break;
+            }
+        }
+        let _ = tx.send(text);
+    });
+    let printed = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the quickstart prints its walkthrough");
+    let script: String = printed
+        .lines()
+        .filter(|l| l.starts_with("curl") || l.starts_with("ADMIN=") || l.starts_with("sleep"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("bash").arg("-c").arg(script).output().unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let codes: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.rsplit(" -> ").next().filter(|_| l.contains(" -> ")))
+        .collect();
+    assert_eq!(
+        codes,
+        ["200", "403", "200", "200", "401", "200", "200", "200"],
+        "{text}"
+    );
+    assert!(text.contains(r#""caller":"reader""#), "{text}");
+    assert!(
+        text.contains("insufficient_scope") && text.contains("token revoked"),
+        "{text}"
+    );
+}
