@@ -331,8 +331,9 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
             (doc, None)
         }
         KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
-        KeySource::Discovery(issuer) => {
-            let jwks_uri = discover(client, issuer.as_str()).await?;
+        KeySource::Discovery(base) => {
+            // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
+            let jwks_uri = discover(client, base.as_str(), &spec.issuer).await?;
             get(client, &jwks_uri).await?
         }
     };
@@ -363,26 +364,30 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Dur
     Ok((body.to_vec(), max_age))
 }
 
-/// `jwks_uri` from RFC 8414 metadata, else OIDC discovery.
-async fn discover(client: &reqwest::Client, issuer: &str) -> Result<String, String> {
-    let base = issuer.trim_end_matches('/');
+/// `jwks_uri` from RFC 8414 metadata, else OIDC discovery. RFC 8414 puts the
+/// well-known segment before the issuer's path; OIDC appends it.
+async fn discover(client: &reqwest::Client, base: &str, issuer: &str) -> Result<String, String> {
+    let url = url::Url::parse(base).map_err(|e| format!("issuer {base}: {e}"))?;
+    let path = url.path().trim_end_matches('/');
+    let origin = url.origin().ascii_serialization();
+    let candidates = [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ];
     let mut last = String::new();
-    for path in [
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/openid-configuration",
-    ] {
-        match get(client, &format!("{base}{path}")).await {
+    for doc_url in candidates {
+        match get(client, &doc_url).await {
             Ok((doc, _)) => {
                 let v: serde_json::Value =
-                    serde_json::from_slice(&doc).map_err(|e| format!("{base}{path}: {e}"))?;
+                    serde_json::from_slice(&doc).map_err(|e| format!("{doc_url}: {e}"))?;
                 if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
-                    return Err(format!("{base}{path}: the document names another issuer"));
+                    return Err(format!("{doc_url}: the document names another issuer"));
                 }
                 return v
                     .get("jwks_uri")
                     .and_then(|u| u.as_str())
                     .map(str::to_owned)
-                    .ok_or_else(|| format!("{base}{path}: no jwks_uri"));
+                    .ok_or_else(|| format!("{doc_url}: no jwks_uri"));
             }
             Err(e) => last = e,
         }
