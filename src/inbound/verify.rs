@@ -147,6 +147,17 @@ fn object(segment: &str) -> Result<Map<String, Value>, Invalid> {
 
 /// Verify `token` against `keys` and `policy`.
 pub fn verify(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, Invalid> {
+    let (parsed, kid) = verify_signature(token, keys)?;
+    check_typ(&parsed.header, policy)?;
+    claims(&parsed.claims, policy, kid)
+}
+
+/// The structural checks and the signature, with the key `keys` holds for the
+/// token's `kid` and that key's algorithm. Returns the parts and the key's id.
+pub fn verify_signature<'t>(
+    token: &'t str,
+    keys: &KeySet,
+) -> Result<(Parsed<'t>, String), Invalid> {
     let parsed = parse(token)?;
     let key = keys
         .find(parsed.kid.as_deref())
@@ -158,8 +169,8 @@ pub fn verify(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, I
     if !key.verify(parsed.message.as_bytes(), &parsed.signature) {
         return Err(Invalid::BadSignature);
     }
-    check_typ(&parsed.header, policy)?;
-    claims(&parsed.claims, policy, key.kid.clone())
+    let kid = key.kid.clone();
+    Ok((parsed, kid))
 }
 
 fn check_typ(header: &Map<String, Value>, policy: &Policy) -> Result<(), Invalid> {
