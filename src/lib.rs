@@ -216,23 +216,28 @@ impl App {
         let mut jwks = None;
         if let (Some(spec), Some(listener)) = (&config.inbound, listeners.inbound) {
             let keys = inbound::jwks::Jwks::new(spec);
-            tasks.spawn(inbound::jwks::run(
+            let metrics = inbound::InboundMetrics::register(&mut registry);
+            let fetcher = inbound::jwks::run(
                 keys.clone(),
                 spec.clone(),
+                metrics.clone(),
                 shutdown.clone(),
-            ));
-            let metrics = inbound::InboundMetrics::register(&mut registry);
-            let handler = inbound::Inbound::new(spec, keys.clone(), metrics)?;
+            );
+            tasks.spawn(fetcher);
+            let handler = inbound::Inbound::new(spec, keys.clone(), metrics.clone())?;
             if let Some(url) = &spec.revocations_url {
                 let feed = handler.revocations.clone();
                 let (interval, timeout) = (spec.revocations_interval, spec.jwks_timeout);
-                tasks.spawn(inbound::revocation::run(
+                let gauge = metrics.revocations_fetched.clone();
+                let poller = inbound::revocation::run(
                     feed,
                     url.clone(),
                     interval,
                     timeout,
+                    gauge,
                     shutdown.clone(),
-                ));
+                );
+                tasks.spawn(poller);
             }
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
             tracing::info!(%addr, upstream = %spec.upstream, "inbound listener ready");

@@ -46,11 +46,16 @@ async fn setup(keys: &[&TestKey], extra: &str) -> Setup {
     let file = dir.path().join("jwks.json");
     std::fs::write(&file, jwks(keys)).unwrap();
     let inbound = format!(
-        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\njwks_file = {}\naudiences = [{}]\nleeway = \"5s\"\njwks_cooldown = \"0s\"\n{extra}\n{RULES}",
+        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\njwks_file = {}\naudiences = [{}]\njwks_cooldown = \"0s\"\n{}\n{RULES}",
         quote(&echo.url()),
         quote(ISS),
         quote(file.to_str().unwrap()),
-        quote(AUD)
+        quote(AUD),
+        if extra.contains("leeway") {
+            extra.to_owned()
+        } else {
+            format!("leeway = \"5s\"\n{extra}")
+        }
     );
     let sidecar = Sidecar::start(&SidecarConfig::new().raw(&inbound)).await;
     let url = format!("http://{}", sidecar.handle.inbound_addr.unwrap());
@@ -445,4 +450,71 @@ async fn without_keys_requests_get_503_and_readyz_says_so() {
     assert_eq!(status, 503);
     assert_eq!(body["inbound"]["keys"], 0);
     sidecar.stop().await;
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn the_verified_token_cache_serves_repeats_until_exp_or_key_removal() {
+    let key = TestKey::es256("k1");
+    let s = setup(&[&key], "leeway = \"0s\"\njwks_refresh = \"1s\"").await;
+    // A token that expires in 2 s: cached, then refused once expired.
+    let mut c = claims(ISS, AUD, "orders:read");
+    c["exp"] = (now() + 2).into();
+    let short = key.sign(&key.header(), &c);
+    for _ in 0..5 {
+        assert_eq!(call(&s, "GET", "/orders/1", Some(&short)).await.0, 200);
+    }
+    let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
+    assert_eq!(
+        metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"hit\"}"),
+        4,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"miss\"}"),
+        1
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(&s, "GET", "/orders/1", Some(&short)).await.0 != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "an expired cached token was still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A cached token whose key leaves the JWKS is refused after the next refresh.
+    let long = key.sign(&key.header(), &claims(ISS, AUD, "orders:read"));
+    assert_eq!(call(&s, "GET", "/orders/1", Some(&long)).await.0, 200);
+    let other = TestKey::es256("k2");
+    std::fs::write(s.dir.path().join("jwks.json"), jwks(&[&other])).unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(&s, "GET", "/orders/1", Some(&long)).await.0 != 401 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a token of a removed key was still served"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
+    assert!(
+        metric(
+            &metrics,
+            "m2m_inbound_jwks_fetches_total{outcome=\"success\"}"
+        ) >= 2,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "m2m_inbound_verifications_total{outcome=\"rejected\",reason=\"token expired\"}"
+        ),
+        "{metrics}"
+    );
+    s.sidecar.stop().await;
 }

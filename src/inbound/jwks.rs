@@ -267,7 +267,12 @@ impl Jwks {
 }
 
 /// Keep `jwks` loaded from `spec`'s key source until shutdown.
-pub async fn run(jwks: Arc<Jwks>, spec: InboundSpec, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(
+    jwks: Arc<Jwks>,
+    spec: InboundSpec,
+    metrics: super::InboundMetrics,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let client = match reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -285,7 +290,13 @@ pub async fn run(jwks: Arc<Jwks>, spec: InboundSpec, mut shutdown: watch::Receiv
     loop {
         jwks.last_fetch_ms
             .store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let next = match fetch(&client, &spec).await {
+        let result = fetch(&client, &spec).await;
+        let outcome = if result.is_ok() { "success" } else { "error" };
+        metrics
+            .jwks_fetches
+            .get_or_create(&super::OutcomeLabels { outcome })
+            .inc();
+        let next = match result {
             Ok((set, skipped, max_age)) => {
                 for s in &skipped {
                     tracing::warn!(skipped = %s, "JWKS key not used");

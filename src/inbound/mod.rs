@@ -8,6 +8,7 @@
 //! rule's scopes (or the default policy) → add identity headers → forward.
 
 pub mod answer;
+pub mod cache;
 pub mod jwks;
 pub mod revocation;
 pub mod rules;
@@ -46,6 +47,17 @@ struct VerifyLabels {
 pub struct InboundMetrics {
     verifications: Family<VerifyLabels, Counter>,
     accepted: Counter,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    /// JWKS fetches by outcome (success, error).
+    pub jwks_fetches: Family<OutcomeLabels, Counter>,
+    /// Unix time of the last successful revocation feed poll.
+    pub revocations_fetched: prometheus_client::metrics::gauge::Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 impl InboundMetrics {
@@ -62,9 +74,39 @@ impl InboundMetrics {
                 reason: "",
             })
             .clone();
+        let cache = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "m2m_inbound_token_cache",
+            "Verified-token cache lookups, by outcome (hit, miss)",
+            cache.clone(),
+        );
+        let jwks_fetches = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "m2m_inbound_jwks_fetches",
+            "JWKS fetches, by outcome (success, error)",
+            jwks_fetches.clone(),
+        );
+        let revocations_fetched = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "m2m_inbound_revocations_last_success_timestamp_seconds",
+            "Unix time of the last successful revocation feed poll (feed age = time() - this)",
+            revocations_fetched.clone(),
+        );
+        // One at a time: a guard from get_or_create held across the next
+        // insertion would deadlock the family's lock.
+        let cache_hits = cache
+            .get_or_create(&OutcomeLabels { outcome: "hit" })
+            .clone();
+        let cache_misses = cache
+            .get_or_create(&OutcomeLabels { outcome: "miss" })
+            .clone();
         InboundMetrics {
             verifications,
             accepted,
+            cache_hits,
+            cache_misses,
+            jwks_fetches,
+            revocations_fetched,
         }
     }
 
@@ -80,6 +122,7 @@ pub struct Inbound {
     upstream: Upstream,
     pub jwks: Arc<Jwks>,
     pub revocations: Arc<revocation::Revocations>,
+    cache: cache::TokenCache,
     policy: Policy,
     rules: Rules,
     default: DefaultPolicy,
@@ -108,6 +151,7 @@ impl Inbound {
             upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?,
             jwks,
             revocations: Arc::default(),
+            cache: cache::TokenCache::new(spec.cache_size),
             policy: Policy {
                 issuer: spec.issuer.clone(),
                 audiences: spec.audiences.clone(),
@@ -122,7 +166,7 @@ impl Inbound {
     }
 
     /// Check `req`; `Ok(identity)` to forward (`None` for a public route).
-    async fn admit(&self, req: &Request<Incoming>) -> Result<Option<Verified>, Refusal<'_>> {
+    async fn admit(&self, req: &Request<Incoming>) -> Result<Option<Arc<Verified>>, Refusal<'_>> {
         let need = self.rules.find(req.method(), req.uri().path());
         if need == Some(Need::Public) {
             self.metrics.count("public", "");
@@ -155,8 +199,26 @@ impl Inbound {
         }
     }
 
-    async fn verify(&self, token: &str) -> Result<Verified, Refusal<'_>> {
-        let v = self.verify_signature(token).await?;
+    async fn verify(&self, token: &str) -> Result<Arc<Verified>, Refusal<'_>> {
+        let v = if self.cache.enabled() {
+            let key = cache::digest(token);
+            let keys = self.jwks.keys();
+            let live = |kid: &str| keys.as_ref().is_some_and(|k| k.contains(kid));
+            match self.cache.get(&key, live) {
+                Some(v) => {
+                    self.metrics.cache_hits.inc();
+                    v
+                }
+                None => {
+                    self.metrics.cache_misses.inc();
+                    let v = Arc::new(self.verify_signature(token).await?);
+                    self.cache.insert(key, v.clone());
+                    v
+                }
+            }
+        } else {
+            Arc::new(self.verify_signature(token).await?)
+        };
         self.revocations
             .check(&v)
             .map_err(|e| Refusal::InvalidToken(e.reason()))?;
@@ -227,9 +289,9 @@ impl Handler for Inbound {
                     headers.insert(name, hv);
                 }
             };
-            set(CLIENT_ID, v.client_id);
-            set(SUBJECT, v.subject);
-            set(SCOPES, v.scopes);
+            set(CLIENT_ID, v.client_id.clone());
+            set(SUBJECT, v.subject.clone());
+            set(SCOPES, v.scopes.clone());
         }
         if !self.forward_token {
             headers.remove(header::AUTHORIZATION);

@@ -58,6 +58,7 @@ pub async fn run(
     url: Url,
     interval: Duration,
     timeout: Duration,
+    last_success: prometheus_client::metrics::gauge::Gauge,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = match reqwest::Client::builder()
@@ -74,7 +75,13 @@ pub async fn run(
     };
     loop {
         match poll(&client, &url).await {
-            Ok(list) => revocations.list.store(Arc::new(list)),
+            Ok(list) => {
+                revocations.list.store(Arc::new(list));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                last_success.set(i64::try_from(now).unwrap_or(i64::MAX));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "revocation feed poll failed; keeping the last list")
             }
