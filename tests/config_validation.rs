@@ -47,8 +47,8 @@ fn each_problem_is_named_with_its_path() {
         ),
         (
             "[admin]",
-            "[inbound]\nlisten = \"x\"\n[admin]",
-            "inbound: unknown key",
+            "[forward_proxy]\nlisten = \"x\"\n[admin]",
+            "forward_proxy: unknown key",
         ),
         (
             "token_url = \"https://idp.example.com/oauth/token\"",
