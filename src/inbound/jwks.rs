@@ -273,16 +273,10 @@ pub async fn run(
     metrics: super::InboundMetrics,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(spec.jwks_timeout)
-        .connect_timeout(spec.jwks_timeout)
-        .build()
-    {
+    let client = match super::metadata_client(spec.jwks_timeout) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the JWKS client");
+            tracing::error!(error = %e, "JWKS fetcher not started");
             return;
         }
     };
@@ -352,7 +346,11 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
     Ok((set, skipped, max_age))
 }
 
-async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Duration>), String> {
+/// GET `url`: the body (at most 1 MiB) and its `Cache-Control: max-age`.
+pub(super) async fn get(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<u8>, Option<Duration>), String> {
     let resp = client
         .get(url)
         .send()
@@ -370,7 +368,7 @@ async fn get(client: &reqwest::Client, url: &str) -> Result<(Vec<u8>, Option<Dur
         .map(Duration::from_secs);
     let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
     if body.len() > 1024 * 1024 {
-        return Err(format!("GET {url}: JWKS larger than 1 MiB"));
+        return Err(format!("GET {url}: answer larger than 1 MiB"));
     }
     Ok((body.to_vec(), max_age))
 }

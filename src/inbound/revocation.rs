@@ -61,15 +61,10 @@ pub async fn run(
     last_success: prometheus_client::metrics::gauge::Gauge,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(timeout)
-        .build()
-    {
+    let client = match super::metadata_client(timeout) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "cannot build the revocation feed client");
+            tracing::error!(error = %e, "revocation feed poller not started");
             return;
         }
     };
@@ -94,15 +89,7 @@ pub async fn run(
 }
 
 async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
-    let resp = client
-        .get(url.clone())
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {url}: status {}", resp.status().as_u16()));
-    }
-    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    let (body, _) = super::jwks::get(client, url.as_str()).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
     let mut list = List {
