@@ -116,6 +116,11 @@ async fn a_valid_token_passes_with_its_identity() {
         seen.headers.get("authorization").is_none(),
         "the token is not forwarded by default"
     );
+    assert_eq!(
+        seen.headers["host"],
+        s.url.trim_start_matches("http://"),
+        "the service sees the Host it was called by"
+    );
     s.sidecar.stop().await;
 }
 

@@ -148,7 +148,7 @@ impl Inbound {
             body_idle: spec.body_idle_timeout,
         };
         Ok(Inbound {
-            upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?,
+            upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?.preserving_host(),
             jwks,
             revocations: Arc::default(),
             cache: cache::TokenCache::new(spec.cache_size),

@@ -42,6 +42,8 @@ pub struct Upstream {
     /// Plain-HTTP upstreams: HTTP/1.1 with connection affinity.
     h1: Option<Arc<H1Upstream>>,
     timeouts: Timeouts,
+    /// Keep the client's `Host` (inbound: the service sees the name it was called by).
+    preserve_host: bool,
 }
 
 /// How long each step of an exchange with an upstream may take.
@@ -97,6 +99,7 @@ impl Upstream {
             base_path: uri.path().trim_end_matches('/').to_owned(),
             client,
             timeouts,
+            preserve_host: false,
         })
     }
 
@@ -122,6 +125,12 @@ impl Upstream {
         Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))
     }
 
+    /// Keep the client's `Host` header instead of naming the upstream.
+    pub fn preserving_host(mut self) -> Self {
+        self.preserve_host = true;
+        self
+    }
+
     /// A connection-affinity slot for a new downstream connection (plain-HTTP upstreams).
     pub fn affinity(&self) -> Option<Affinity> {
         self.h1.as_ref().map(H1Upstream::affinity)
@@ -141,10 +150,21 @@ impl Upstream {
         let (mut parts, body) = req.into_parts();
         let body = IdleTimeout::new(body, self.timeouts.body_idle);
         remove_hop_by_hop(&mut parts.headers, upgrade);
-        match &self.host {
-            Some(host) => parts.headers.insert(header::HOST, host.clone()),
-            None => parts.headers.remove(header::HOST),
-        };
+        if self.preserve_host {
+            // HTTP/2 clients name the host in the URI, not in a header.
+            let from_uri = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
+            if let (false, Some(h)) = (parts.headers.contains_key(header::HOST), from_uri) {
+                parts.headers.insert(header::HOST, h);
+            }
+        } else {
+            match &self.host {
+                Some(host) => parts.headers.insert(header::HOST, host.clone()),
+                None => parts.headers.remove(header::HOST),
+            };
+        }
         if let Some(authorization) = authorization {
             parts.headers.insert(header::AUTHORIZATION, authorization);
         }
