@@ -2,11 +2,12 @@
 """bench/inbound-keys.py DIR — keys, JWKS and signed access tokens for bench/inbound.sh.
 
 Stdlib only; all cryptography is done by the `openssl` command line tool. Writes into DIR:
-  rs.key rs.pub.pem rs.crt     RSA-2048 private key, public key, self-signed certificate
-  ec.key ec.pub.pem ec.crt     EC P-256 private key, public key, self-signed certificate
+  rs.key rs.pub.pem            RSA-2048 private key, public key (PEM)
+  ec.key ec.pub.pem            EC P-256 private key, public key (PEM)
   jwks.json                    {"keys": [RSA kid "rs" RS256, EC kid "ec" ES256]}
   token-rs256.txt token-es256.txt   signed at+jwt access tokens (one line, no newline)
-haproxy 2.6's jwt_verify wants "a path to a public certificate", hence the *.crt files.
+haproxy's jwt_verify is given the *.pub.pem files (Debian 12's haproxy 2.6.12 accepts a public key
+there, though its docs say "certificate"; a self-signed certificate got "file not found").
 """
 import base64
 import json
@@ -71,8 +72,6 @@ def main():
     openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", p("ec.key"))
     for k in ("rs", "ec"):
         openssl("pkey", "-in", p(k + ".key"), "-pubout", "-out", p(k + ".pub.pem"))
-        openssl("req", "-x509", "-new", "-key", p(k + ".key"), "-subj", "/CN=bench-" + k,
-                "-days", "2", "-out", p(k + ".crt"))
 
     # RSA: BIT STRING holds SEQUENCE { INTEGER n, INTEGER e }
     _, rsa_seq, _ = der_read(spki(p("rs.pub.pem")), 0)
