@@ -200,6 +200,10 @@ impl Inbound {
     }
 
     async fn verify(&self, token: &str) -> Result<Arc<Verified>, Refusal<'_>> {
+        // Oversized tokens are refused before anything, hashing included.
+        if token.len() > verify::MAX_TOKEN {
+            return Err(Refusal::InvalidToken(Invalid::TooLarge.reason()));
+        }
         let v = if self.cache.enabled() {
             let key = cache::digest(token);
             let keys = self.jwks.keys();
