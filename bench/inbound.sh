@@ -78,21 +78,7 @@ for cmd in nginx wrk haproxy curl python3 openssl taskset getconf timeout; do
     fi
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("${PKG_FOR[$cmd]}")
 done
-if ((${#need_pkgs[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        die "missing packages: ${need_pkgs[*]} (run as root, or: sudo apt-get install -y ${need_pkgs[*]})"
-    fi
-    log "installing: ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; then
-        apt-get update >&2
-        if ! apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; then
-            # nginx-light does not exist everywhere (e.g. Debian 13): fall back to nginx.
-            need_pkgs=("${need_pkgs[@]/#nginx-light/nginx}")
-            apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2
-        fi
-    fi
-fi
+install_packages "${need_pkgs[@]}"
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx)}
 [[ -x $NGINX_BIN ]] || die "nginx not found"
 if [[ $SKIP_HAPROXY != 1 ]]; then

@@ -79,17 +79,7 @@ need_pkgs=()
 for cmd in "${cmds[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || need_pkgs+=("${PKG_FOR[$cmd]}")
 done
-if ((${#need_pkgs[@]})); then
-    if [[ $(id -u) -ne 0 ]]; then
-        die "missing packages: ${need_pkgs[*]} (run as root, or: sudo apt-get install -y ${need_pkgs[*]})"
-    fi
-    log "installing: ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2; then
-        apt-get update >&2
-        apt-get install -y --no-install-recommends "${need_pkgs[@]}" >&2
-    fi
-fi
+install_packages "${need_pkgs[@]}"
 
 check_cpus "$SERVER_CPU" "$WRK_CPU"
 [[ -x $SIDECAR_BIN ]] || die "sidecar binary not found at $SIDECAR_BIN (cargo build --release, or set SIDECAR_BIN)"

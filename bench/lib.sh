@@ -218,3 +218,18 @@ foreign_load() {
         WARNINGS+=("($id) core $cpu ${busy}% busy vs ${used}% used by $who: other load interfered")
     fi
 }
+
+# install_packages PKG...: install missing Debian packages (root only): apt-get
+# install, then `apt-get update` and again if that fails, then with nginx-light
+# replaced by nginx (nginx-light does not exist everywhere, e.g. Debian 13).
+install_packages() {
+    (($#)) || return 0
+    [[ $(id -u) -eq 0 ]] || die "missing packages: $* (run as root, or: sudo apt-get install -y $*)"
+    log "installing: $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends "$@" >&2 && return 0
+    apt-get update >&2
+    apt-get install -y --no-install-recommends "$@" >&2 && return 0
+    local pkgs=("${@/#nginx-light/nginx}")
+    apt-get install -y --no-install-recommends "${pkgs[@]}" >&2
+}
