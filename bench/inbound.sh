@@ -106,14 +106,7 @@ check_load
 # --------------------------------------------------------------------------
 # Temp dir, process bookkeeping, cleanup
 # --------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/m2m-bench-inbound.XXXXXX")
-mkdir -p "$TMP/tmp" "$TMP/logs"
-PIDS=()
-
-# stop_pid and cleanup (the EXIT trap) are in lib.sh.
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_run m2m-bench-inbound  # TMP, PIDS and the cleanup traps (lib.sh)
 
 # --------------------------------------------------------------------------
 # Helpers

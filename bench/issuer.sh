@@ -98,14 +98,7 @@ check_load
 # --------------------------------------------------------------------------
 # Temp dir, process bookkeeping, cleanup
 # --------------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/m2m-issuer-bench.XXXXXX")
-mkdir -p "$TMP/logs"
-PIDS=()
-
-# stop_pid and cleanup (the EXIT trap) are in lib.sh.
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+start_run m2m-issuer-bench  # TMP, PIDS and the cleanup traps (lib.sh)
 
 # --------------------------------------------------------------------------
 # Helpers

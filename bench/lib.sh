@@ -233,3 +233,14 @@ install_packages() {
     local pkgs=("${@/#nginx-light/nginx}")
     apt-get install -y --no-install-recommends "${pkgs[@]}" >&2
 }
+
+# start_run NAME: a temp dir $TMP (with tmp/ and logs/), the $PIDS list, and the
+# traps that stop every started process on exit or interrupt.
+start_run() {
+    TMP=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    mkdir -p "$TMP/tmp" "$TMP/logs"
+    PIDS=()
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
