@@ -352,26 +352,11 @@ grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
         &support::config::issuer_toml(0, dir.path(), tables)
             .replace("http://127.0.0.1:0/", "http://127.0.0.1:1/"),
     );
-    let token = |addr: String, id: &'static str, secret: String, audience: &'static str| async move {
-        let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": id, "client_secret": secret});
-        let resp = support::http::client()
-            .post(format!("http://{addr}/oauth/token"))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (
-            status,
-            serde_json::from_str::<serde_json::Value>(&resp.text().await.unwrap()).unwrap(),
-        )
-    };
     let (mut first, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
-    let (status, admin) = token(
-        addr.clone(),
+    let (status, admin) = support::http::token_json(
+        &format!("http://{addr}/"),
         "admin",
-        SECRET.into(),
+        SECRET,
         "http://127.0.0.1:1/api/v1/",
     )
     .await;
@@ -393,7 +378,13 @@ grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
     first.child.kill().unwrap();
     first.child.wait().unwrap();
     let (mut second, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
-    let (status, body) = token(addr, "shop", secret, "https://orders.example.com").await;
+    let (status, body) = support::http::token_json(
+        &format!("http://{addr}/"),
+        "shop",
+        &secret,
+        "https://orders.example.com",
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let exit = tokio::task::spawn_blocking(move || second.terminate())
         .await
@@ -422,15 +413,14 @@ grants = { "https://orders.example.com" = ["orders:read"] }
         support::http::get_json(&format!("http://{addr}/.well-known/jwks.json")).await;
     assert_eq!(status, 200);
     assert_eq!(jwks["keys"][0]["crv"], "P-256");
-    let body = serde_json::json!({"audience": "https://orders.example.com", "grant_type": "client_credentials", "client_id": "billing", "client_secret": SECRET});
-    let resp = support::http::client()
-        .post(format!("http://{addr}/oauth/token"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    let (status, body) = support::http::token_json(
+        &format!("http://{addr}/"),
+        "billing",
+        SECRET,
+        "https://orders.example.com",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
     let (exit, run) = tokio::task::spawn_blocking(move || (run.terminate(), run))
         .await
         .unwrap();

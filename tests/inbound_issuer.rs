@@ -16,16 +16,8 @@ const ORDERS: &str = "https://orders.example.com";
 const SECRET: &str = "secret-0123456789abcdef0123456789abcdef";
 
 async fn token(issuer: &str, client_id: &str, audience: &str) -> String {
-    let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": client_id, "client_secret": SECRET});
-    let resp = client()
-        .post(format!("{issuer}oauth/token"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let (status, v) = support::http::token_json(issuer, client_id, SECRET, audience).await;
+    assert_eq!(status, 200, "{v}");
     v["access_token"].as_str().unwrap().to_owned()
 }
 

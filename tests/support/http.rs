@@ -40,3 +40,25 @@ pub async fn wait_for_status(url: &str, status: u16, limit: Duration) -> String 
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The seed's JSON token request to `{issuer}oauth/token`: status and answer.
+pub async fn token_json(
+    issuer: &str,
+    client_id: &str,
+    secret: &str,
+    audience: &str,
+) -> (u16, serde_json::Value) {
+    let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret});
+    let resp = client()
+        .post(format!("{issuer}oauth/token"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        serde_json::from_str(&resp.text().await.unwrap()).unwrap(),
+    )
+}
