@@ -286,3 +286,54 @@ fn issuer_problems_are_named() {
     );
     assert_eq!(issues(&admin), Vec::<String>::new());
 }
+
+const INBOUND: &str = r#"
+[inbound]
+listen = "127.0.0.1:15000"
+upstream = "http://127.0.0.1:8080"
+issuer = "https://idp.example.com/"
+audiences = ["https://orders.example.com"]
+"#;
+
+#[test]
+fn hs256_needs_its_own_secret_and_nothing_beside_it() {
+    let with = |extra: &str| issues(&format!("{INBOUND}{extra}"));
+    assert_eq!(with(""), Vec::<String>::new(), "discovery needs no more");
+    assert_eq!(
+        with("algorithms = [\"HS256\"]\nhmac_secret = { env = \"INBOUND_HMAC\" }"),
+        Vec::<String>::new()
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "algorithms = [\"HS256\", \"ES256\"]",
+            "inbound.algorithms: HS256/HS384/HS512 need `inbound.hmac_secret`",
+        ),
+        (
+            "hmac_secret = { env = \"X\" }",
+            "inbound.algorithms: with hmac_secret, list exactly one of HS256",
+        ),
+        (
+            "algorithms = [\"HS256\", \"RS256\"]\nhmac_secret = { env = \"X\" }",
+            "inbound.algorithms: with hmac_secret, list exactly one of HS256",
+        ),
+        (
+            "algorithms = [\"HS256\"]\nhmac_secret = { env = \"X\" }\njwks_url = \"https://idp.example.com/jwks\"",
+            "inbound.hmac_secret: an HMAC secret is never used beside JWKS keys",
+        ),
+        (
+            "algorithms = [\"HS256\"]\nhmac_secret = \"\"",
+            "inbound.hmac_secret: must not be empty",
+        ),
+        (
+            "algorithms = [\"none\"]",
+            "inbound.algorithms[0]: `none` is not allowed",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = with(extra);
+        assert!(
+            got.iter().any(|i| i.starts_with(want)),
+            "{extra}: want {want}, got {got:?}"
+        );
+    }
+}

@@ -523,3 +523,98 @@ async fn the_verified_token_cache_serves_repeats_until_exp_or_key_removal() {
     );
     s.sidecar.stop().await;
 }
+
+/// A compact JWS MACed with `secret` under `alg` (HS256/HS384).
+fn hs(alg: &str, secret: &[u8], claims: &serde_json::Value) -> String {
+    let header = json!({"alg": alg, "typ": "at+jwt", "kid": "whatever"});
+    let msg = format!("{}.{}", b64(&header), b64(claims));
+    let algorithm = match alg {
+        "HS384" => aws_lc_rs::hmac::HMAC_SHA384,
+        _ => aws_lc_rs::hmac::HMAC_SHA256,
+    };
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(algorithm, secret),
+        msg.as_bytes(),
+    );
+    format!("{msg}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+#[tokio::test]
+async fn hs256_works_only_with_the_configured_secret_and_follows_its_rotation() {
+    let echo = Echo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hmac");
+    let old: &[u8] = b"0123456789abcdef0123456789abcdef-old";
+    let new: &[u8] = b"0123456789abcdef0123456789abcdef-new";
+    std::fs::write(&secret_file, old).unwrap();
+    let inbound = format!(
+        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\nalgorithms = [\"HS256\"]\nhmac_secret = {{ file = {} }}\njwks_refresh = \"1s\"\n{RULES}",
+        quote(&echo.url()),
+        quote(ISS),
+        quote(AUD),
+        quote(secret_file.to_str().unwrap()),
+    );
+    let sidecar = Sidecar::start(&SidecarConfig::new().raw(&inbound)).await;
+    support::http::wait_for_status(
+        &sidecar.admin_url("/readyz"),
+        200,
+        std::time::Duration::from_secs(10),
+    )
+    .await;
+    let s = Setup {
+        url: format!("http://{}", sidecar.handle.inbound_addr.unwrap()),
+        sidecar,
+        echo,
+        dir,
+    };
+    let c = claims(ISS, AUD, "orders:read");
+    let good = hs("HS256", old, &c);
+    assert_eq!(call(&s, "GET", "/orders/1", Some(&good)).await.0, 200);
+    assert_eq!(
+        s.echo.seen().pop().unwrap().headers["x-m2m-client-id"],
+        "billing"
+    );
+    let refused = [
+        (
+            "another secret",
+            hs("HS256", b"an-attacker-secret-of-32-bytes-or-more", &c),
+        ),
+        ("HS384 with the right secret", hs("HS384", old, &c)),
+        ("an asymmetric token", {
+            let k = TestKey::es256("k");
+            k.sign(&k.header(), &c)
+        }),
+        (
+            "a wrong audience",
+            hs(
+                "HS256",
+                old,
+                &claims(ISS, "https://other.example.com", "orders:read"),
+            ),
+        ),
+    ];
+    for (what, token) in &refused {
+        let (status, headers, _) = call(&s, "GET", "/orders/1", Some(token)).await;
+        assert_eq!(status, 401, "{what}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    // Rotation: the secret file is re-read every jwks_refresh; the old secret's
+    // tokens (cached ones too) stop working, the new secret's start.
+    std::fs::write(&secret_file, new).unwrap();
+    let fresh = hs("HS256", new, &c);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while call(&s, "GET", "/orders/1", Some(&fresh)).await.0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotated secret not picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(call(&s, "GET", "/orders/1", Some(&good)).await.0, 401);
+    s.sidecar.stop().await;
+}

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use m2m_sidecar::inbound::jwks::KeySet;
 use m2m_sidecar::inbound::verify::{Invalid, verify_signature};
@@ -56,8 +58,22 @@ fn json_web_signature_vectors() {
                 .unwrap()
                 .0
             }
-            // Symmetric (HS256) groups: the verifier never takes a secret from a JWKS.
-            None => KeySet::default(),
+            // Symmetric groups: never from a JWKS, only as the configured
+            // `hmac_secret`, which is what this builds.
+            None => {
+                let private = &group["private"];
+                assert_eq!(private["kty"], "oct");
+                let secret = URL_SAFE_NO_PAD
+                    .decode(private["k"].as_str().unwrap())
+                    .unwrap();
+                let alg = match private["alg"].as_str().unwrap() {
+                    "HS256" => Algorithm::HS256,
+                    "HS384" => Algorithm::HS384,
+                    "HS512" => Algorithm::HS512,
+                    other => panic!("unexpected {other}"),
+                };
+                KeySet::hmac(&secret, alg).unwrap()
+            }
         };
         for t in group["tests"].as_array().unwrap() {
             let id = t["tcId"].as_u64().unwrap();

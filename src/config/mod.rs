@@ -38,12 +38,14 @@ pub struct Config {
 }
 
 /// Where an inbound sidecar gets its verification keys.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum KeySource {
     JwksUrl(Url),
     /// RFC 8414 discovery from the issuer (then OIDC discovery).
     Discovery(Url),
     JwksFile(PathBuf),
+    /// A shared secret for HS256/384/512, the only key when configured.
+    Hmac(SecretSource),
 }
 
 /// What a request that no rule matches needs.

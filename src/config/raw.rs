@@ -36,6 +36,8 @@ pub struct InboundConfig {
     pub issuer: Option<Text>,
     pub jwks_url: Option<Text>,
     pub jwks_file: Option<PathBuf>,
+    /// A shared secret for HS256/384/512; never used beside JWKS keys.
+    pub hmac_secret: Option<SecretConfig>,
     #[serde(default)]
     pub audiences: Vec<String>,
     pub algorithms: Option<Vec<String>>,

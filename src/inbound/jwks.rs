@@ -4,9 +4,15 @@
 //! on a timer (`jwks_refresh`, or the answer's `Cache-Control: max-age`), and
 //! early when a token names an unknown `kid` — at most once per `jwks_cooldown`,
 //! however many requests ask. A failed fetch keeps the last good keys.
+//!
+//! HS256/384/512 only with a secret configured as `hmac_secret`: validation
+//! makes that the sole key source (never beside JWKS keys), and a JWKS `oct`
+//! key is never used. The secret is re-read on the same timer, so a rotated
+//! file is picked up.
 
 use crate::config::{InboundSpec, KeySource};
 use arc_swap::ArcSwapOption;
+use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,7 +28,13 @@ use tokio::time::Instant;
 pub struct VerifyKey {
     pub kid: String,
     alg: Algorithm,
-    key: ParsedPublicKey,
+    key: Key,
+}
+
+enum Key {
+    Public(ParsedPublicKey),
+    /// A configured secret; `hmac::verify` compares in constant time.
+    Hmac(hmac::Key),
 }
 
 impl VerifyKey {
@@ -37,12 +49,18 @@ impl VerifyKey {
             Algorithm::ES256 => "ES256",
             Algorithm::ES384 => "ES384",
             Algorithm::EdDSA => "EdDSA",
+            Algorithm::HS256 => "HS256",
+            Algorithm::HS384 => "HS384",
+            Algorithm::HS512 => "HS512",
             _ => "unsupported",
         }
     }
 
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.key.verify_sig(message, signature).is_ok()
+        match &self.key {
+            Key::Public(k) => k.verify_sig(message, signature).is_ok(),
+            Key::Hmac(k) => hmac::verify(k, message, signature).is_ok(),
+        }
     }
 }
 
@@ -50,11 +68,52 @@ impl VerifyKey {
 #[derive(Default)]
 pub struct KeySet {
     keys: HashMap<String, Arc<VerifyKey>>,
+    /// A configured HMAC secret: the one key, whatever `kid` a token names.
+    single_secret: bool,
 }
 
 impl KeySet {
+    /// The set holding only the configured HMAC `secret`, bound to `alg`
+    /// (HS256/384/512). The secret must be at least as long as the hash output
+    /// (RFC 7518 §3.2).
+    pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<KeySet, String> {
+        let (algorithm, min) = match alg {
+            Algorithm::HS256 => (hmac::HMAC_SHA256, 32),
+            Algorithm::HS384 => (hmac::HMAC_SHA384, 48),
+            Algorithm::HS512 => (hmac::HMAC_SHA512, 64),
+            other => return Err(format!("{other:?} is not an HMAC algorithm")),
+        };
+        if secret.len() < min {
+            return Err(format!(
+                "the HMAC secret has {} bytes; {alg:?} needs at least {min} (RFC 7518 §3.2)",
+                secret.len()
+            ));
+        }
+        // An id that changes with the secret (so cached tokens of a rotated-out
+        // secret are dropped) and says nothing about it.
+        let d = aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &[b"m2m-sidecar hmac key id\0".as_slice(), secret].concat(),
+        );
+        let kid: String = d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+        let key = VerifyKey {
+            kid: format!("hmac-{kid}"),
+            alg,
+            key: Key::Hmac(hmac::Key::new(algorithm, secret)),
+        };
+        let mut keys = HashMap::new();
+        keys.insert(key.kid.clone(), Arc::new(key));
+        Ok(KeySet {
+            keys,
+            single_secret: true,
+        })
+    }
+
     /// The key for `kid`; a token without `kid` may use the only key there is.
     pub fn find(&self, kid: Option<&str>) -> Option<&Arc<VerifyKey>> {
+        if self.single_secret {
+            return self.keys.values().next();
+        }
         match kid {
             Some(k) => self.keys.get(k),
             None if self.keys.len() == 1 => self.keys.values().next(),
@@ -178,7 +237,11 @@ fn key(jwk: &serde_json::Value, allowed: &[Algorithm]) -> Result<VerifyKey, Stri
     }
     let key = ParsedPublicKey::new(verification, public).map_err(|e| format!("bad key: {e}"))?;
     let kid = field(jwk, "kid").unwrap_or_default().to_owned();
-    Ok(VerifyKey { kid, alg, key })
+    Ok(VerifyKey {
+        kid,
+        alg,
+        key: Key::Public(key),
+    })
 }
 
 fn alg_from_name(name: &str) -> Option<Algorithm> {
@@ -335,6 +398,15 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
                 .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             (doc, None)
         }
+        KeySource::Hmac(secret) => {
+            let alg = spec
+                .algorithms
+                .first()
+                .copied()
+                .ok_or("no HMAC algorithm allowed")?;
+            let text = crate::token::secret::read(secret)?;
+            return Ok((KeySet::hmac(text.as_bytes(), alg)?, Vec::new(), None));
+        }
         KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
@@ -434,6 +506,25 @@ mod tests {
         ] {
             assert!(all.contains(want), "{want} in {all}");
         }
+    }
+
+    #[test]
+    fn an_hmac_secret_shorter_than_the_hash_is_refused() {
+        for (alg, min) in [
+            (Algorithm::HS256, 32),
+            (Algorithm::HS384, 48),
+            (Algorithm::HS512, 64),
+        ] {
+            let e = KeySet::hmac(&vec![b'x'; min - 1], alg).err().unwrap();
+            assert!(e.contains(&format!("needs at least {min}")), "{e}");
+            assert!(!e.contains("xxxx"), "the secret is not in the message");
+            let set = KeySet::hmac(&vec![b'x'; min], alg).unwrap();
+            assert_eq!(
+                set.find(Some("any kid")).unwrap().alg_name(),
+                format!("{alg:?}")
+            );
+        }
+        assert!(KeySet::hmac(&[0u8; 64], Algorithm::ES256).is_err());
     }
 
     #[test]

@@ -21,14 +21,14 @@ impl Validator {
         let issuer = self
             .required("inbound.issuer", &c.issuer)
             .map(str::to_owned);
-        let keys = self.key_source(c, issuer.as_deref());
+        let algorithms = self.algorithms(c.algorithms.as_deref());
+        let keys = self.key_source(c, issuer.as_deref(), algorithms.as_deref());
         if c.audiences.is_empty() {
             self.issue(
                 "inbound.audiences",
                 "list at least one audience the service accepts",
             );
         }
-        let algorithms = self.algorithms(c.algorithms.as_deref());
         let default = match c.default.as_ref().map_or("deny", |t| t.0.as_str()) {
             "deny" => Some(DefaultPolicy::Deny),
             "authenticated" => Some(DefaultPolicy::Authenticated),
@@ -110,7 +110,44 @@ impl Validator {
         })
     }
 
-    fn key_source(&mut self, c: &InboundConfig, issuer: Option<&str>) -> Option<KeySource> {
+    fn key_source(
+        &mut self,
+        c: &InboundConfig,
+        issuer: Option<&str>,
+        algorithms: Option<&[Algorithm]>,
+    ) -> Option<KeySource> {
+        let hmac_algs = algorithms
+            .unwrap_or_default()
+            .iter()
+            .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .count();
+        if c.hmac_secret.is_some() {
+            // A shared secret is the only key: never beside JWKS keys (RFC 8725 §3.1).
+            if c.jwks_url.is_some() || c.jwks_file.is_some() {
+                self.issue(
+                    "inbound.hmac_secret",
+                    "an HMAC secret is never used beside JWKS keys: remove jwks_url/jwks_file, or the secret",
+                );
+                return None;
+            }
+            let all = algorithms.map_or(0, <[Algorithm]>::len);
+            if c.algorithms.is_none() || hmac_algs != 1 || all != 1 {
+                self.issue(
+                    "inbound.algorithms",
+                    "with hmac_secret, list exactly one of HS256, HS384, HS512 and nothing else",
+                );
+                return None;
+            }
+            return self
+                .secret("inbound.hmac_secret", c.hmac_secret.as_ref())
+                .map(KeySource::Hmac);
+        }
+        if hmac_algs > 0 {
+            self.issue(
+                "inbound.algorithms",
+                "HS256/HS384/HS512 need `inbound.hmac_secret` (a shared secret is never taken from a JWKS)",
+            );
+        }
         match (&c.jwks_url, &c.jwks_file) {
             (Some(_), Some(_)) => {
                 self.issue(
@@ -146,9 +183,12 @@ impl Validator {
                 "ES256" => out.push(Algorithm::ES256),
                 "ES384" => out.push(Algorithm::ES384),
                 "EdDSA" => out.push(Algorithm::EdDSA),
+                "HS256" => out.push(Algorithm::HS256),
+                "HS384" => out.push(Algorithm::HS384),
+                "HS512" => out.push(Algorithm::HS512),
                 other => self.issue(
                     format!("inbound.algorithms[{i}]"),
-                    format!("`{other}` is not allowed (asymmetric algorithms only: RS256/384/512, PS256/384/512, ES256/384, EdDSA)"),
+                    format!("`{other}` is not allowed (RS256/384/512, PS256/384/512, ES256/384, EdDSA; HS256/384/512 only with hmac_secret)"),
                 ),
             }
         }
