@@ -34,7 +34,7 @@ pub struct VerifyKey {
 enum Key {
     Public(ParsedPublicKey),
     /// A configured secret; `hmac::verify` compares in constant time.
-    Hmac(hmac::Key),
+    Hmac(Box<hmac::Key>),
 }
 
 impl VerifyKey {
@@ -99,7 +99,7 @@ impl KeySet {
         let key = VerifyKey {
             kid: format!("hmac-{kid}"),
             alg,
-            key: Key::Hmac(hmac::Key::new(algorithm, secret)),
+            key: Key::Hmac(Box::new(hmac::Key::new(algorithm, secret))),
         };
         let mut keys = HashMap::new();
         keys.insert(key.kid.clone(), Arc::new(key));
