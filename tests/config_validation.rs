@@ -337,3 +337,29 @@ fn hs256_needs_its_own_secret_and_nothing_beside_it() {
         );
     }
 }
+
+#[test]
+fn introspection_keys_are_checked() {
+    let base = format!("{INBOUND}[inbound.introspection]\n");
+    let good = "url = \"https://idp.example.com/oauth/introspect\"\nclient_id = \"api\"\nclient_secret = { env = \"S\" }\n";
+    assert_eq!(issues(&format!("{base}{good}")), Vec::<String>::new());
+    let got = issues(&format!(
+        "{base}{good}auth_method = \"private_key_jwt\"\non_error = \"maybe\"\ncache_size = \"0\"\ncolour = \"red\""
+    ));
+    for want in [
+        "inbound.introspection.auth_method: must be `client_secret_basic` or `client_secret_post`",
+        "inbound.introspection.on_error: must be `deny` or `allow`",
+        "inbound.introspection.cache_size: must be a whole number from 1",
+        "inbound.introspection.colour: unknown key",
+    ] {
+        assert!(got.iter().any(|i| i.starts_with(want)), "{want} in {got:?}");
+    }
+    let got = issues(&base);
+    for want in [
+        "inbound.introspection.url: is required",
+        "inbound.introspection.client_id: is required",
+        "inbound.introspection.client_secret: is required",
+    ] {
+        assert!(got.iter().any(|i| i.starts_with(want)), "{want} in {got:?}");
+    }
+}

@@ -618,3 +618,35 @@ async fn hs256_works_only_with_the_configured_secret_and_follows_its_rotation() 
     assert_eq!(call(&s, "GET", "/orders/1", Some(&good)).await.0, 401);
     s.sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_introspection_endpoint_denies_or_allows_as_configured() {
+    // A port nothing listens on: the introspection call fails at once.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let key = TestKey::es256("k1");
+    let token = key.sign(&key.header(), &claims(ISS, AUD, "orders:read"));
+    for (on_error, want) in [("deny", 503), ("allow", 200)] {
+        let extra = format!(
+            "[inbound.introspection]\nurl = \"http://{dead}/introspect\"\nclient_id = \"api\"\nclient_secret = \"s3cret-value\"\non_error = \"{on_error}\"\ntimeout = \"2s\"\n"
+        );
+        let s = setup(&[&key], &extra).await;
+        let (status, _, body) = call(&s, "GET", "/orders/1", Some(&token)).await;
+        assert_eq!(status, want, "on_error = {on_error}: {body}");
+        if want == 503 {
+            assert!(body.contains("introspection_unavailable"), "{body}");
+            assert!(!body.contains("s3cret"), "{body}");
+        }
+        let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
+        assert_eq!(
+            metric(
+                &metrics,
+                "m2m_inbound_introspections_total{outcome=\"error\"}"
+            ),
+            1
+        );
+        s.sidecar.stop().await;
+    }
+}

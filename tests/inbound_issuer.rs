@@ -33,7 +33,7 @@ async fn status(url: &str, token: &str) -> u16 {
 }
 
 async fn until_status(url: &str, token: &str, want: u16) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while status(url, token).await != want {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -142,5 +142,109 @@ grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
         .unwrap();
     assert_eq!(revoked.status(), 200);
     until_status(&url, &fresh, 401).await;
+    sidecar.stop().await;
+}
+
+fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
+    let echo = Echo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let issuer = format!("http://127.0.0.1:{port}/");
+    let tables = format!(
+        r#"
+[[issuer.apis]]
+name = "Orders API"
+identifier = "{ORDERS}"
+scopes = ["orders:read"]
+[[issuer.apps]]
+name = "reader"
+client_id = "reader"
+client_secret = "{SECRET}"
+grants = {{ "{ORDERS}" = ["orders:read"] }}
+[[issuer.apps]]
+name = "orders API gateway"
+client_id = "gateway"
+client_secret = "{SECRET}"
+[[issuer.apps]]
+name = "admin"
+client_id = "admin"
+client_secret = "{SECRET}"
+grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
+"#
+    );
+    // No revocation feed: introspection alone must notice the block.
+    let inbound = format!(
+        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n[inbound.introspection]\nurl = {}\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
+        quote(&echo.url()),
+        quote(&issuer),
+        quote(ORDERS),
+        quote(&format!("{issuer}oauth/introspect")),
+        quote(SECRET),
+    );
+    let config = SidecarConfig::new()
+        .raw(&inbound)
+        .raw(&issuer_toml(port, dir.path(), &tables));
+    let sidecar = Sidecar::start_with(&config, Some(listener)).await;
+    let url = format!("http://{}/orders/1", sidecar.handle.inbound_addr.unwrap());
+    support::http::wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(10))
+        .await;
+
+    // 20 concurrent requests with a fresh token: one introspection call.
+    let reader = token(&issuer, "reader", ORDERS).await;
+    let calls: Vec<_> = (0..20).map(|_| status(&url, &reader)).collect();
+    for s in futures_util::future::join_all(calls).await {
+        assert_eq!(s, 200);
+    }
+    let text = support::http::get(&sidecar.admin_url("/metrics")).await.1;
+    assert_eq!(
+        metric(
+            &text,
+            "m2m_inbound_introspections_total{outcome=\"active\"}"
+        ),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "m2m_inbound_introspections_total{outcome=\"cached_active\"}"
+        ),
+        19
+    );
+
+    let admin = token(&issuer, "admin", &format!("{issuer}api/v1/")).await;
+    let blocked = client()
+        .post(format!("{issuer}api/v1/apps/reader/block"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked.status(), 200);
+    // Once the cached answer is older than cache_ttl, the issuer says inactive.
+    until_status(&url, &reader, 401).await;
+    let resp = client()
+        .get(&url)
+        .bearer_auth(&reader)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("inactive"), "{body}");
+    assert!(!body.contains(&reader), "the token is not echoed");
     sidecar.stop().await;
 }

@@ -86,11 +86,27 @@ pub struct InboundSpec {
     pub revocations_url: Option<Url>,
     pub revocations_interval: Duration,
     pub cache_size: usize,
+    pub introspection: Option<IntrospectionSpec>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_idle_timeout: Duration,
     pub rules: Vec<RuleSpec>,
+}
+
+/// `[inbound.introspection]`, validated.
+#[derive(Debug, Clone)]
+pub struct IntrospectionSpec {
+    pub url: Url,
+    pub client_id: String,
+    pub secret: SecretSource,
+    /// `client_secret_basic` (else `client_secret_post`).
+    pub basic: bool,
+    pub cache_ttl: Duration,
+    pub cache_size: usize,
+    pub timeout: Duration,
+    /// Forward on the local checks alone when the issuer cannot be asked.
+    pub allow_on_error: bool,
 }
 
 /// How the issuer signs access tokens.

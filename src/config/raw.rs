@@ -54,12 +54,29 @@ pub struct InboundConfig {
     pub revocations_url: Option<Text>,
     pub revocations_interval: Option<Text>,
     pub cache_size: Option<Text>,
+    /// RFC 7662 introspection of every locally valid token.
+    pub introspection: Option<IntrospectionConfig>,
     pub connect_timeout: Option<Text>,
     pub request_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub body_idle_timeout: Option<Text>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
+}
+
+/// `[inbound.introspection]`
+#[derive(Debug, Default, Deserialize)]
+pub struct IntrospectionConfig {
+    pub url: Option<Text>,
+    pub client_id: Option<Text>,
+    pub client_secret: Option<SecretConfig>,
+    /// `client_secret_basic` | `client_secret_post`
+    pub auth_method: Option<Text>,
+    pub cache_ttl: Option<Text>,
+    pub cache_size: Option<Text>,
+    pub timeout: Option<Text>,
+    /// `deny` | `allow`
+    pub on_error: Option<Text>,
 }
 
 /// `[[inbound.rules]]`

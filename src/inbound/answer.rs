@@ -1,7 +1,7 @@
 //! How inbound refusals look (RFC 6750 §3): 401 with `WWW-Authenticate: Bearer`
 //! (no error code when no token came, `error="invalid_token"` otherwise), 403
 //! with `error="insufficient_scope", scope="…"`, 403 `access_denied` for
-//! default-deny, 503 `keys_unavailable`. gRPC callers get HTTP 200 with
+//! default-deny, 503 `keys_unavailable` or `introspection_unavailable`. gRPC callers get HTTP 200 with
 //! `grpc-status` 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) instead.
 //! Bodies say what failed and never echo the token.
 
@@ -18,6 +18,8 @@ pub enum Refusal<'a> {
     InsufficientScope(&'a [String]),
     AccessDenied,
     NoKeys,
+    /// Introspection is configured with `on_error = "deny"` and failed.
+    IntrospectionUnavailable,
 }
 
 pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
@@ -57,6 +59,12 @@ pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
             StatusCode::SERVICE_UNAVAILABLE,
             "keys_unavailable",
             "no verification keys loaded yet".to_owned(),
+            None,
+        ),
+        Refusal::IntrospectionUnavailable => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "introspection_unavailable",
+            "the token could not be checked with the issuer".to_owned(),
             None,
         ),
     };

@@ -9,6 +9,7 @@
 
 pub mod answer;
 pub mod cache;
+pub mod introspection;
 pub mod jwks;
 pub mod revocation;
 pub mod rules;
@@ -49,6 +50,7 @@ pub struct InboundMetrics {
     accepted: Counter,
     cache_hits: Counter,
     cache_misses: Counter,
+    introspections: Family<OutcomeLabels, Counter>,
     /// JWKS fetches by outcome (success, error).
     pub jwks_fetches: Family<OutcomeLabels, Counter>,
     /// Unix time of the last successful revocation feed poll.
@@ -86,6 +88,12 @@ impl InboundMetrics {
             "JWKS fetches, by outcome (success, error)",
             jwks_fetches.clone(),
         );
+        let introspections = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "m2m_inbound_introspections",
+            "Token introspection checks, by outcome (active, inactive, error; cached_active, cached_inactive from the short cache)",
+            introspections.clone(),
+        );
         let revocations_fetched = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "m2m_inbound_revocations_last_success_timestamp_seconds",
@@ -105,6 +113,7 @@ impl InboundMetrics {
             accepted,
             cache_hits,
             cache_misses,
+            introspections,
             jwks_fetches,
             revocations_fetched,
         }
@@ -123,6 +132,7 @@ pub struct Inbound {
     pub jwks: Arc<Jwks>,
     pub revocations: Arc<revocation::Revocations>,
     cache: cache::TokenCache,
+    introspection: Option<(introspection::Introspection, bool)>,
     policy: Policy,
     rules: Rules,
     default: DefaultPolicy,
@@ -152,6 +162,11 @@ impl Inbound {
             jwks,
             revocations: Arc::default(),
             cache: cache::TokenCache::new(spec.cache_size),
+            introspection: spec
+                .introspection
+                .as_ref()
+                .map(|i| Ok::<_, String>((introspection::Introspection::new(i)?, i.allow_on_error)))
+                .transpose()?,
             policy: Policy {
                 issuer: spec.issuer.clone(),
                 audiences: spec.audiences.clone(),
@@ -179,6 +194,7 @@ impl Inbound {
         let verified = self.verify(token).await.inspect_err(|r| {
             let reason = match r {
                 Refusal::InvalidToken(reason) => reason,
+                Refusal::IntrospectionUnavailable => "introspection failed",
                 _ => "no keys",
             };
             self.metrics.count("rejected", reason);
@@ -204,8 +220,9 @@ impl Inbound {
         if token.len() > verify::MAX_TOKEN {
             return Err(Refusal::InvalidToken(Invalid::TooLarge.reason()));
         }
-        let v = if self.cache.enabled() {
-            let key = cache::digest(token);
+        let key =
+            (self.cache.enabled() || self.introspection.is_some()).then(|| cache::digest(token));
+        let v = if let Some(key) = key.filter(|_| self.cache.enabled()) {
             let keys = self.jwks.keys();
             let live = |kid: &str| keys.as_ref().is_some_and(|k| k.contains(kid));
             match self.cache.get(&key, live) {
@@ -226,6 +243,30 @@ impl Inbound {
         self.revocations
             .check(&v)
             .map_err(|e| Refusal::InvalidToken(e.reason()))?;
+        if let (Some((intro, allow_on_error)), Some(key)) = (&self.introspection, key) {
+            let (status, cached) = intro.check(token, key, &v).await;
+            let outcome = match (status, cached) {
+                (introspection::Status::Active, false) => "active",
+                (introspection::Status::Active, true) => "cached_active",
+                (introspection::Status::Inactive, false) => "inactive",
+                (introspection::Status::Inactive, true) => "cached_inactive",
+                (introspection::Status::Unavailable, _) => "error",
+            };
+            self.metrics
+                .introspections
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc();
+            match status {
+                introspection::Status::Active => {}
+                introspection::Status::Inactive => {
+                    return Err(Refusal::InvalidToken("token inactive (introspection)"));
+                }
+                introspection::Status::Unavailable if *allow_on_error => {}
+                introspection::Status::Unavailable => {
+                    return Err(Refusal::IntrospectionUnavailable);
+                }
+            }
+        }
         Ok(v)
     }
 

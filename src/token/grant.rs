@@ -81,7 +81,7 @@ pub fn build_request(spec: &CredentialSpec, secret: &str) -> GrantRequest {
     }
 }
 
-fn form_encode(s: &str) -> String {
+pub(crate) fn form_encode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 

@@ -2,8 +2,8 @@
 //! audiences, algorithms, and the rule table.
 
 use super::{MS, Validator, secs};
-use crate::config::raw::{InboundConfig, RuleConfig};
-use crate::config::{DefaultPolicy, InboundSpec, KeySource, RuleSpec};
+use crate::config::raw::{InboundConfig, IntrospectionConfig, RuleConfig};
+use crate::config::{DefaultPolicy, InboundSpec, IntrospectionSpec, KeySource, RuleSpec};
 use jsonwebtoken::Algorithm;
 use std::time::Duration;
 
@@ -55,17 +55,8 @@ impl Validator {
             .revocations_url
             .as_ref()
             .and_then(|t| self.url("inbound.revocations_url", &t.0));
-        let cache_size = match c.cache_size.as_ref().map(|t| t.0.trim().parse::<usize>()) {
-            None => 10_000,
-            Some(Ok(n)) if n <= 10_000_000 => n,
-            Some(_) => {
-                self.issue(
-                    "inbound.cache_size",
-                    "must be a whole number up to 10000000 (0 turns the cache off)",
-                );
-                10_000
-            }
-        };
+        let cache_size = self.cache_size("inbound.cache_size", c.cache_size.as_ref(), 0);
+        let introspection = c.introspection.as_ref().map(|i| self.introspection(i));
         let rules: Vec<RuleSpec> = c
             .rules
             .iter()
@@ -106,7 +97,85 @@ impl Validator {
             forward_token: c.forward_token,
             revocations_url,
             cache_size,
+            introspection: introspection.flatten(),
             rules,
+        })
+    }
+
+    /// A cache size: a whole number from `min` up to 10,000,000 (default 10,000).
+    fn cache_size(
+        &mut self,
+        path: &str,
+        t: Option<&crate::config::raw::Text>,
+        min: usize,
+    ) -> usize {
+        match t.map(|t| t.0.trim().parse::<usize>()) {
+            None => 10_000,
+            Some(Ok(n)) if (min..=10_000_000).contains(&n) => n,
+            Some(_) => {
+                self.issue(
+                    path,
+                    format!(
+                        "must be a whole number from {min} up to 10000000{}",
+                        if min == 0 {
+                            " (0 turns the cache off)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+                10_000
+            }
+        }
+    }
+
+    fn introspection(&mut self, c: &IntrospectionConfig) -> Option<IntrospectionSpec> {
+        let p = |k: &str| format!("inbound.introspection.{k}");
+        let url = self
+            .required(&p("url"), &c.url)
+            .and_then(|t| self.url(&p("url"), t));
+        let client_id = self
+            .required(&p("client_id"), &c.client_id)
+            .map(str::to_owned);
+        let secret = self.secret(&p("client_secret"), c.client_secret.as_ref());
+        let basic = match c
+            .auth_method
+            .as_ref()
+            .map_or("client_secret_basic", |t| t.0.as_str())
+        {
+            "client_secret_basic" => true,
+            "client_secret_post" => false,
+            other => {
+                self.issue(
+                    p("auth_method"),
+                    format!("must be `client_secret_basic` or `client_secret_post`, got `{other}`"),
+                );
+                true
+            }
+        };
+        let allow_on_error = match c.on_error.as_ref().map_or("deny", |t| t.0.as_str()) {
+            "deny" => false,
+            "allow" => true,
+            other => {
+                self.issue(
+                    p("on_error"),
+                    format!("must be `deny` or `allow`, got `{other}`"),
+                );
+                false
+            }
+        };
+        let cache_ttl = self.duration_or(&p("cache_ttl"), &c.cache_ttl, secs(10), Duration::ZERO);
+        let timeout = self.duration_or(&p("timeout"), &c.timeout, secs(5), MS);
+        let cache_size = self.cache_size(&p("cache_size"), c.cache_size.as_ref(), 1);
+        Some(IntrospectionSpec {
+            url: url?,
+            client_id: client_id?,
+            secret: secret?,
+            basic,
+            cache_ttl,
+            cache_size,
+            timeout,
+            allow_on_error,
         })
     }
 
