@@ -9,6 +9,7 @@
 //! - [`token`]: the credential manager: grant client, `ArcSwap` cache, refresh task, secret files
 //! - [`proxy`]: the shared proxy core: upstream client, hop-by-hop rules, accept loop
 //! - [`outbound`]: reverse listeners that inject a credential's token
+//! - [`forward`]: the `HTTP_PROXY` listener that injects tokens for mapped hosts only
 //! - [`admin`]: `/healthz`, `/readyz`, `/metrics`
 //! - [`issuer`]: the built-in authorization server (token endpoint, JWKS, discovery)
 //! - [`error`]: the one place request errors become responses
@@ -21,6 +22,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod inbound;
 pub mod issuer;
 pub mod metrics;
@@ -56,6 +58,8 @@ pub struct Listeners {
     pub issuer: Option<TcpListener>,
     /// The `[inbound]` listener, when there is one.
     pub inbound: Option<TcpListener>,
+    /// The `[forward_proxy]` listener, when there is one.
+    pub forward_proxy: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -79,11 +83,16 @@ impl Listeners {
             Some(i) => Some(bind(i.listen, "inbound".into()).await?),
             None => None,
         };
+        let forward_proxy = match &config.forward_proxy {
+            Some(f) => Some(bind(f.listen, "forward_proxy".into()).await?),
+            None => None,
+        };
         Ok(Listeners {
             admin,
             outbound,
             issuer,
             inbound,
+            forward_proxy,
         })
     }
 }
@@ -98,6 +107,8 @@ pub struct Handle {
     pub issuer_addr: Option<SocketAddr>,
     /// The inbound listener's address, when there is one.
     pub inbound_addr: Option<SocketAddr>,
+    /// The forward-proxy listener's address, when there is one.
+    pub forward_proxy_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
     tasks: JoinSet<()>,
 }
@@ -212,6 +223,20 @@ impl App {
             ));
         }
 
+        let mut forward_proxy_addr = None;
+        if let (Some(spec), Some(listener)) = (&config.forward_proxy, listeners.forward_proxy) {
+            let handler = forward::ForwardProxy::new(spec, &credentials, &outbound_metrics)?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tracing::info!(%addr, routes = spec.routes.len(), unmatched = if spec.deny_unmatched { "deny" } else { "pass" }, "forward proxy listener ready");
+            tasks.spawn(proxy::server::serve(
+                listener,
+                Arc::new(handler),
+                shutdown.clone(),
+                config.drain_timeout,
+            ));
+            forward_proxy_addr = Some(addr);
+        }
+
         let mut inbound_addr = None;
         let mut jwks = None;
         if let (Some(spec), Some(listener)) = (&config.inbound, listeners.inbound) {
@@ -273,6 +298,7 @@ impl App {
             credentials,
             issuer_addr,
             inbound_addr,
+            forward_proxy_addr,
             draining,
             tasks,
         })

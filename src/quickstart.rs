@@ -165,6 +165,7 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         _ => return Err("listeners".into()),
     };
     let listeners = Listeners {
+        forward_proxy: None,
         admin: admin_l,
         outbound: vec![reader_l, writer_l],
         issuer: Some(issuer_l),

@@ -47,8 +47,33 @@ fn each_problem_is_named_with_its_path() {
         ),
         (
             "[admin]",
-            "[forward_proxy]\nlisten = \"x\"\n[admin]",
-            "forward_proxy: unknown key",
+            "[forward_proxy]\nlisten = \"x\"\nunmatched = \"block\"\n[[forward_proxy.routes]]\nhost = \"http://orders.internal/x\"\ncredential = \"nope\"\n[admin]",
+            "forward_proxy.listen: invalid listen address `x`",
+        ),
+        (
+            "[admin]",
+            "[forward_proxy]\nlisten = \"127.0.0.1:15080\"\nunmatched = \"block\"\n[admin]",
+            "forward_proxy.unmatched: must be `pass` or `deny`, got `block`",
+        ),
+        (
+            "[admin]",
+            "[forward_proxy]\nlisten = \"127.0.0.1:15080\"\n[[forward_proxy.routes]]\nhost = \"http://orders.internal/x\"\ncredential = \"orders\"\n[admin]",
+            "forward_proxy.routes[0].host: `http://orders.internal/x` is not a host or host:port",
+        ),
+        (
+            "[admin]",
+            "[forward_proxy]\nlisten = \"127.0.0.1:15080\"\n[[forward_proxy.routes]]\nhost = \"orders.internal\"\ncredential = \"nope\"\nupstream_tls = \"yes\"\n[admin]",
+            "forward_proxy.routes[0].credential: no credential named `nope` (defined: orders)",
+        ),
+        (
+            "[admin]",
+            "[forward_proxy]\nlisten = \"127.0.0.1:15080\"\n[[forward_proxy.routes]]\nhost = \"orders.internal\"\ncredential = \"orders\"\nupstream_tls = \"yes\"\n[admin]",
+            "forward_proxy.routes[0].upstream_tls: must be true or false, got `yes`",
+        ),
+        (
+            "[admin]",
+            "[forward_proxy]\nlisten = \"127.0.0.1:15080\"\n[[forward_proxy.routes]]\nhost = \"Orders.internal\"\ncredential = \"orders\"\n[[forward_proxy.routes]]\nhost = \"orders.internal\"\ncredential = \"orders\"\n[admin]",
+            "forward_proxy.routes[1].host: the same host as forward_proxy.routes[0]",
         ),
         (
             "token_url = \"https://idp.example.com/oauth/token\"",

@@ -35,6 +35,8 @@ pub struct Config {
     pub issuer: Option<IssuerSpec>,
     /// `[inbound]`: token verification in front of the local service.
     pub inbound: Option<InboundSpec>,
+    /// `[forward_proxy]`: the `HTTP_PROXY` listener.
+    pub forward_proxy: Option<ForwardProxySpec>,
 }
 
 /// Where an inbound sidecar gets its verification keys.
@@ -65,6 +67,32 @@ pub struct RuleSpec {
     pub methods: Vec<String>,
     pub scopes: Vec<String>,
     pub public: bool,
+}
+
+/// `[forward_proxy]`, validated.
+#[derive(Debug, Clone)]
+pub struct ForwardProxySpec {
+    pub listen: SocketAddr,
+    /// `unmatched = "deny"`: refuse hosts no route maps (else pass them unchanged).
+    pub deny_unmatched: bool,
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_idle_timeout: Duration,
+    pub routes: Vec<ForwardRouteSpec>,
+}
+
+/// `[[forward_proxy.routes]]`, validated.
+#[derive(Debug, Clone)]
+pub struct ForwardRouteSpec {
+    /// Lower case, without brackets for IPv6.
+    pub host: String,
+    /// Only this port matches when given; any port otherwise.
+    pub port: Option<u16>,
+    pub credential: String,
+    /// Reach the upstream over https although the app spoke http.
+    pub upstream_tls: bool,
 }
 
 /// `[inbound]`, validated.

@@ -25,6 +25,33 @@ pub struct FileConfig {
     pub issuer: Option<IssuerConfig>,
     /// Verification of incoming tokens in front of the local service.
     pub inbound: Option<InboundConfig>,
+    /// `HTTP_PROXY` mode: tokens for the mapped hosts of absolute-form requests.
+    pub forward_proxy: Option<ForwardProxyConfig>,
+}
+
+/// `[forward_proxy]`
+#[derive(Debug, Default, Deserialize)]
+pub struct ForwardProxyConfig {
+    pub listen: Option<Text>,
+    /// `pass` | `deny`
+    pub unmatched: Option<Text>,
+    /// Extra PEM roots for `upstream_tls` routes.
+    pub ca_file: Option<PathBuf>,
+    pub connect_timeout: Option<Text>,
+    pub request_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
+    pub body_idle_timeout: Option<Text>,
+    #[serde(default)]
+    pub routes: Vec<ForwardRouteConfig>,
+}
+
+/// `[[forward_proxy.routes]]`
+#[derive(Debug, Default, Deserialize)]
+pub struct ForwardRouteConfig {
+    /// `host` or `host:port`
+    pub host: Option<Text>,
+    pub credential: Option<Text>,
+    pub upstream_tls: Option<Text>,
 }
 
 /// `[inbound]`: verify JWTs for the service this sidecar fronts.

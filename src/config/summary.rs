@@ -42,6 +42,41 @@ pub fn summary(config: &Config) -> String {
             audience,
         );
     }
+    if let Some(f) = &config.forward_proxy {
+        let _ = writeln!(
+            out,
+            "forward_proxy {}  unmatched={}",
+            f.listen,
+            if f.deny_unmatched { "deny" } else { "pass" }
+        );
+        for r in &f.routes {
+            let port = r.port.map(|p| format!(":{p}")).unwrap_or_default();
+            let audience = config
+                .credential(&r.credential)
+                .and_then(|c| c.audience.as_deref().or(c.resource.as_deref()))
+                .unwrap_or("-");
+            let _ = writeln!(
+                out,
+                "  route http://{}{port} -> {}://{}{port}  credential={} audience={}",
+                r.host,
+                if r.upstream_tls { "https" } else { "http" },
+                r.host,
+                r.credential,
+                audience,
+            );
+        }
+    }
+    if let Some(i) = &config.inbound {
+        let _ = writeln!(
+            out,
+            "inbound   {} -> {}  issuer={} audiences=[{}] rules={}",
+            i.listen,
+            redact_url(&i.upstream),
+            i.issuer,
+            i.audiences.join(" "),
+            i.rules.len()
+        );
+    }
     if let Some(i) = &config.issuer {
         issuer_lines(&mut out, i);
     }

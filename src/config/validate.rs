@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
+mod forward;
 mod inbound;
 mod issuer;
 
@@ -70,6 +71,10 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
         .enumerate()
         .filter_map(|(i, o)| v.outbound(i, o, &raw.credentials))
         .collect();
+    let forward_proxy = raw
+        .forward_proxy
+        .as_ref()
+        .and_then(|f| v.forward_proxy(f, &raw.credentials));
     match (v.issues.is_empty(), admin) {
         (true, Some(listen)) => Ok(Config {
             admin: AdminSettings { listen },
@@ -80,6 +85,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             warnings: Vec::new(),
             issuer,
             inbound,
+            forward_proxy,
         }),
         _ => Err(Errors(v.issues)),
     }
@@ -354,21 +360,7 @@ impl Validator {
         {
             self.issue(p("ca_file"), "only applies to an https:// upstream");
         }
-        let credential = self
-            .required(&p("credential"), &o.credential)
-            .map(str::to_owned);
-        if let Some(c) = &credential
-            && !credentials.contains_key(c)
-        {
-            let known: Vec<_> = credentials.keys().map(String::as_str).collect();
-            self.issue(
-                p("credential"),
-                format!(
-                    "no credential named `{c}` (defined: {})",
-                    list_or_none(&known)
-                ),
-            );
-        }
+        let credential = self.credential_ref(&p("credential"), &o.credential, credentials);
         self.file_exists(&p("ca_file"), o.ca_file.as_ref());
         let connect_timeout =
             self.duration_or(&p("connect_timeout"), &o.connect_timeout, secs(5), MS);
@@ -388,6 +380,40 @@ impl Validator {
             idle_timeout,
             body_idle_timeout,
         })
+    }
+
+    /// A reference to a `[credentials.NAME]` that exists.
+    fn credential_ref(
+        &mut self,
+        path: &str,
+        name: &Option<Text>,
+        credentials: &BTreeMap<String, CredentialConfig>,
+    ) -> Option<String> {
+        let c = self.required(path, name)?.to_owned();
+        if !credentials.contains_key(&c) {
+            let known: Vec<_> = credentials.keys().map(String::as_str).collect();
+            self.issue(
+                path,
+                format!(
+                    "no credential named `{c}` (defined: {})",
+                    list_or_none(&known)
+                ),
+            );
+        }
+        Some(c)
+    }
+
+    /// `true` or `false` (as TOML booleans or their text); `default` when absent.
+    fn boolean(&mut self, path: &str, t: Option<&Text>, default: bool) -> bool {
+        match t.map(|t| t.0.trim().to_ascii_lowercase()).as_deref() {
+            None => default,
+            Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                self.issue(path, format!("must be true or false, got `{other}`"));
+                default
+            }
+        }
     }
 
     fn unique_name(&mut self, i: usize, name: &str) {

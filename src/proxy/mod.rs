@@ -103,6 +103,32 @@ impl Upstream {
         })
     }
 
+    /// An upstream named per request (forward-proxy mode): `scheme://authority`,
+    /// no base path, no connection affinity (the pooled client routes by URI).
+    pub fn to_authority(
+        route: &str,
+        scheme: Scheme,
+        authority: Authority,
+        client: UpstreamClient,
+        timeouts: Timeouts,
+    ) -> Result<Self, ProxyError> {
+        let host = (scheme == Scheme::HTTP)
+            .then(|| HeaderValue::from_str(authority.as_str()))
+            .transpose()
+            .map_err(|_| ProxyError::BadRequest("invalid host"))?;
+        Ok(Upstream {
+            route: route.to_owned(),
+            host,
+            h1: None,
+            scheme,
+            authority,
+            base_path: String::new(),
+            client,
+            timeouts,
+            preserve_host: false,
+        })
+    }
+
     /// The upstream request target: origin-form (`/path?query`) when we write
     /// HTTP/1 ourselves, absolute for the pooled client, which routes by it.
     fn uri_for(&self, incoming: &Uri, origin_form: bool) -> Result<Uri, ProxyError> {
