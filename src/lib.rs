@@ -21,6 +21,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod inbound;
@@ -191,9 +192,9 @@ impl App {
         for spec in &config.credentials {
             let fetcher = token::Fetcher::new(spec.clone())?;
             let cred = Credential::new(spec.clone(), token_metrics.clone());
-            if let config::SecretSource::File(path) = &spec.secret {
+            if let Some(path) = spec.auth.watched_file() {
                 watched.push(token::secret::Watched {
-                    path: path.clone(),
+                    path: path.to_path_buf(),
                     on_change: cred.kick_handle(),
                 });
             }

@@ -108,8 +108,13 @@ fn check(path: &Path, config: &Config) -> ExitCode {
     // Secrets are read at run time (a mounted Secret may not exist where `check`
     // runs), so an unreadable one is a warning here, never an error.
     for c in &config.credentials {
-        if let Err(why) = token::secret::read(&c.secret) {
-            eprintln!("warning: credentials.{}.client_secret: {why}", c.name);
+        let (key, source) = match &c.auth {
+            config::ClientAuth::Secret(s) => ("client_secret", s),
+            config::ClientAuth::PrivateKey { key, .. } => ("private_key", key),
+            _ => continue,
+        };
+        if let Err(why) = token::secret::read(source) {
+            eprintln!("warning: credentials.{}.{key}: {why}", c.name);
         }
     }
     println!("{}: OK", path.display());

@@ -34,8 +34,10 @@ pub enum Outcome {
     timeout,
     connect_error,
     invalid_response,
-    /// The client secret could not be read.
+    /// The client secret, key or assertion could not be read or used.
     secret_error,
+    /// The token endpoint could not be found through discovery.
+    discovery_error,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -29,6 +29,7 @@ pub struct Config {
     pub outbound: Vec<OutboundSpec>,
     pub drain_timeout: Duration,
     pub worker_threads: Option<usize>,
+    pub token_cache_dir: Option<PathBuf>,
     /// Problems that do not stop the sidecar (logged at start, printed by `check`).
     pub warnings: Vec<Issue>,
     /// `[issuer]`: the built-in authorization server, when configured.
@@ -226,6 +227,10 @@ pub enum AuthMethod {
     ClientSecretPost,
     /// The JSON body LoginRadius uses.
     ClientSecretJson,
+    /// A signed JWT assertion (RFC 7523 §2.2), ours or a ready-made one.
+    PrivateKeyJwt,
+    /// A client certificate on the TLS connection (RFC 8705 §2.1.1).
+    TlsClientAuth,
 }
 
 impl AuthMethod {
@@ -234,6 +239,8 @@ impl AuthMethod {
             AuthMethod::ClientSecretBasic => "client_secret_basic",
             AuthMethod::ClientSecretPost => "client_secret_post",
             AuthMethod::ClientSecretJson => "client_secret_json",
+            AuthMethod::PrivateKeyJwt => "private_key_jwt",
+            AuthMethod::TlsClientAuth => "tls_client_auth",
         }
     }
 }
@@ -263,14 +270,88 @@ impl SecretSource {
     }
 }
 
+/// How a credential proves itself at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// `client_secret_basic`, `_post`, `_json`.
+    Secret(SecretSource),
+    /// `private_key_jwt`, signed here with a PEM key.
+    PrivateKey {
+        key: SecretSource,
+        kid: Option<String>,
+        /// RS256, PS256, ES256 or EdDSA; `None`: from the key type.
+        alg: Option<jsonwebtoken::Algorithm>,
+        audience: Option<String>,
+    },
+    /// `private_key_jwt` with a ready-made assertion read from a file each time.
+    AssertionFile(PathBuf),
+    /// `tls_client_auth`: the client certificate is the proof.
+    Certificate,
+}
+
+impl ClientAuth {
+    /// How the client authenticates, safe to print: never a secret or key.
+    pub fn describe(&self) -> String {
+        match self {
+            ClientAuth::Secret(s) => format!("secret=<{}>", s.describe()),
+            ClientAuth::PrivateKey { key, kid, alg, .. } => format!(
+                "private_key=<{}> kid={} alg={}",
+                key.describe(),
+                kid.as_deref().unwrap_or("-"),
+                alg.map_or("from key".to_owned(), |a| format!("{a:?}"))
+            ),
+            ClientAuth::AssertionFile(p) => format!("assertion_file={}", p.display()),
+            ClientAuth::Certificate => "client certificate".to_owned(),
+        }
+    }
+
+    /// A file whose change should make the credential fetch again at once.
+    pub fn watched_file(&self) -> Option<&std::path::Path> {
+        match self {
+            ClientAuth::Secret(SecretSource::File(p))
+            | ClientAuth::PrivateKey {
+                key: SecretSource::File(p),
+                ..
+            } => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Where a credential's token endpoint is.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    TokenUrl(Url),
+    /// RFC 8414, then OIDC discovery from this issuer.
+    Discovery(Url),
+}
+
+impl Endpoint {
+    /// The configured URL (token endpoint or issuer), for messages.
+    pub fn url(&self) -> &Url {
+        match self {
+            Endpoint::TokenUrl(u) | Endpoint::Discovery(u) => u,
+        }
+    }
+}
+
+/// A client certificate and its key (PEM files).
+#[derive(Debug, Clone)]
+pub struct ClientCert {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// `[credentials.NAME]`, validated.
 #[derive(Debug, Clone)]
 pub struct CredentialSpec {
     pub name: String,
-    pub token_url: Url,
+    pub endpoint: Endpoint,
     pub client_id: String,
-    pub secret: SecretSource,
+    pub auth: ClientAuth,
     pub auth_method: AuthMethod,
+    pub client_cert: Option<ClientCert>,
+    pub max_requests_per_hour: Option<u32>,
     pub audience: Option<String>,
     pub resource: Option<String>,
     pub scopes: Vec<String>,

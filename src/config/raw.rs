@@ -21,6 +21,8 @@ pub struct FileConfig {
     pub drain_timeout: Option<Text>,
     /// Tokio worker threads (default: one per core).
     pub worker_threads: Option<Text>,
+    /// Where still-valid tokens are kept across restarts (off when absent).
+    pub token_cache_dir: Option<PathBuf>,
     /// The built-in authorization server, run in the same process.
     pub issuer: Option<IssuerConfig>,
     /// Verification of incoming tokens in front of the local service.
@@ -167,9 +169,28 @@ pub struct AdminConfig {
 #[derive(Debug, Default, Deserialize)]
 pub struct CredentialConfig {
     pub token_url: Option<Text>,
+    /// Find `token_endpoint` through RFC 8414 / OIDC discovery instead.
+    pub issuer: Option<Text>,
     pub client_id: Option<Text>,
     pub client_secret: Option<SecretConfig>,
     pub auth_method: Option<Text>,
+    /// `private_key_jwt`: the PEM private key that signs the client assertion.
+    pub private_key: Option<SecretConfig>,
+    /// `private_key_jwt`: the assertion's `kid`.
+    pub key_id: Option<Text>,
+    /// `private_key_jwt`: RS256 | PS256 | ES256 | EdDSA (default: from the key).
+    pub assertion_alg: Option<Text>,
+    /// `private_key_jwt`: the assertion's `aud` (default: the issuer identifier
+    /// when discovered, else the token endpoint).
+    pub assertion_audience: Option<Text>,
+    /// `private_key_jwt` with a ready-made assertion (a Kubernetes service-account
+    /// token), re-read for every token request.
+    pub assertion_file: Option<PathBuf>,
+    /// A client certificate (PEM) for the token endpoint connection (mTLS).
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    /// At most this many token requests per rolling hour.
+    pub max_token_requests_per_hour: Option<Text>,
     pub audience: Option<Text>,
     pub resource: Option<Text>,
     #[serde(default)]

@@ -16,12 +16,20 @@ pub fn summary(config: &Config) -> String {
     for c in &config.credentials {
         let _ = writeln!(
             out,
-            "credential {}: {} {} client_id={} secret=<{}> audience={} resource={} scopes=[{}]",
+            "credential {}: {} {}{} client_id={} {}{} audience={} resource={} scopes=[{}]",
             c.name,
             c.auth_method.as_str(),
-            redact_url(&c.token_url),
+            match c.endpoint {
+                super::Endpoint::TokenUrl(_) => "",
+                super::Endpoint::Discovery(_) => "issuer=",
+            },
+            redact_url(c.endpoint.url()),
             c.client_id,
-            c.secret.describe(),
+            c.auth.describe(),
+            c.client_cert
+                .as_ref()
+                .map(|cc| format!(" client_cert={}", cc.cert.display()))
+                .unwrap_or_default(),
             c.audience.as_deref().unwrap_or("-"),
             c.resource.as_deref().unwrap_or("-"),
             c.scopes.join(" "),

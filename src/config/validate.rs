@@ -3,7 +3,8 @@
 
 use super::raw::{CredentialConfig, FileConfig, OutboundConfig, SecretConfig, Text};
 use super::{
-    AdminSettings, AuthMethod, Config, CredentialSpec, Errors, Issue, OutboundSpec, SecretSource,
+    AdminSettings, AuthMethod, ClientAuth, ClientCert, Config, CredentialSpec, Endpoint, Errors,
+    Issue, OutboundSpec, SecretSource,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -82,6 +83,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             outbound,
             drain_timeout,
             worker_threads,
+            token_cache_dir: raw.token_cache_dir.clone(),
             warnings: Vec::new(),
             issuer,
             inbound,
@@ -219,14 +221,60 @@ impl Validator {
                 "names may use only letters, digits, `-` and `_`",
             );
         }
-        let token_url = self
-            .required(&p("token_url"), &c.token_url)
-            .and_then(|t| self.url(&p("token_url"), t));
+        let endpoint = match (&c.token_url, &c.issuer) {
+            (Some(t), None) => self.url(&p("token_url"), &t.0).map(Endpoint::TokenUrl),
+            (None, Some(i)) => self.url(&p("issuer"), &i.0).map(Endpoint::Discovery),
+            (Some(_), Some(_)) => {
+                self.issue(p("issuer"), "give either token_url or issuer, not both");
+                None
+            }
+            (None, None) => {
+                self.issue(
+                    p("token_url"),
+                    "is required (or `issuer`, to find it through discovery)",
+                );
+                None
+            }
+        };
         let client_id = self
             .required(&p("client_id"), &c.client_id)
             .map(str::to_owned);
         let auth_method = self.auth_method(&p("auth_method"), c.auth_method.as_ref());
-        let secret = self.secret(&p("client_secret"), c.client_secret.as_ref());
+        let auth = auth_method.and_then(|m| self.client_auth(name, m, c));
+        let client_cert = match (&c.client_cert, &c.client_key) {
+            (Some(cert), Some(key)) => {
+                self.file_exists(&p("client_cert"), Some(cert));
+                self.file_exists(&p("client_key"), Some(key));
+                Some(ClientCert {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                })
+            }
+            (None, None) => None,
+            _ => {
+                self.issue(p("client_cert"), "client_cert and client_key go together");
+                None
+            }
+        };
+        if auth_method == Some(AuthMethod::TlsClientAuth) && client_cert.is_none() {
+            self.issue(
+                p("client_cert"),
+                "tls_client_auth needs client_cert and client_key",
+            );
+        }
+        let max_requests_per_hour =
+            c.max_token_requests_per_hour
+                .as_ref()
+                .and_then(|t| match t.0.trim().parse::<u32>() {
+                    Ok(n) if n >= 1 => Some(n),
+                    _ => {
+                        self.issue(
+                            p("max_token_requests_per_hour"),
+                            format!("must be a whole number of at least 1, got `{}`", t.0),
+                        );
+                        None
+                    }
+                });
         let refresh_text = c.refresh_at.as_ref().map_or("0.8", |t| t.0.trim());
         let refresh_at = refresh_text.parse::<f64>().unwrap_or(f64::NAN);
         if !(refresh_at > 0.0 && refresh_at < 1.0) {
@@ -261,10 +309,12 @@ impl Validator {
         self.file_exists(&p("ca_file"), c.ca_file.as_ref());
         Some(Arc::new(CredentialSpec {
             name: name.to_owned(),
-            token_url: token_url?,
+            endpoint: endpoint?,
             client_id: client_id?,
-            secret: secret?,
+            auth: auth?,
             auth_method: auth_method?,
+            client_cert,
+            max_requests_per_hour,
             audience: c.audience.as_ref().map(|t| t.0.clone()),
             resource: c.resource.as_ref().map(|t| t.0.clone()),
             scopes: c.scopes.clone(),
@@ -286,16 +336,100 @@ impl Validator {
             "client_secret_basic" => Some(AuthMethod::ClientSecretBasic),
             "client_secret_post" => Some(AuthMethod::ClientSecretPost),
             "client_secret_json" => Some(AuthMethod::ClientSecretJson),
-            "private_key_jwt" | "tls_client_auth" => {
-                self.issue(path, "this authentication method is not supported yet");
-                None
-            }
+            "private_key_jwt" => Some(AuthMethod::PrivateKeyJwt),
+            "tls_client_auth" => Some(AuthMethod::TlsClientAuth),
             other => {
                 self.issue(
                     path,
-                    format!("unknown method `{other}` (expected client_secret_basic, client_secret_post or client_secret_json)"),
+                    format!("unknown method `{other}` (expected client_secret_basic, client_secret_post, client_secret_json, private_key_jwt or tls_client_auth)"),
                 );
                 None
+            }
+        }
+    }
+
+    /// What proves the client for `method`, and no key that does not belong to it.
+    fn client_auth(
+        &mut self,
+        name: &str,
+        method: AuthMethod,
+        c: &CredentialConfig,
+    ) -> Option<ClientAuth> {
+        let p = |k: &str| format!("credentials.{name}.{k}");
+        let jwt_only: [(&str, bool); 5] = [
+            ("private_key", c.private_key.is_some()),
+            ("key_id", c.key_id.is_some()),
+            ("assertion_alg", c.assertion_alg.is_some()),
+            ("assertion_audience", c.assertion_audience.is_some()),
+            ("assertion_file", c.assertion_file.is_some()),
+        ];
+        if method != AuthMethod::PrivateKeyJwt {
+            for (key, set) in jwt_only {
+                if set {
+                    self.issue(p(key), "only applies to auth_method = \"private_key_jwt\"");
+                }
+            }
+        }
+        match method {
+            AuthMethod::ClientSecretBasic
+            | AuthMethod::ClientSecretPost
+            | AuthMethod::ClientSecretJson => self
+                .secret(&p("client_secret"), c.client_secret.as_ref())
+                .map(ClientAuth::Secret),
+            AuthMethod::TlsClientAuth => {
+                if c.client_secret.is_some() {
+                    self.issue(p("client_secret"), "tls_client_auth sends no secret");
+                }
+                Some(ClientAuth::Certificate)
+            }
+            AuthMethod::PrivateKeyJwt => {
+                if c.client_secret.is_some() {
+                    self.issue(p("client_secret"), "private_key_jwt sends no secret");
+                }
+                match (&c.private_key, &c.assertion_file) {
+                    (Some(_), Some(_)) => {
+                        self.issue(
+                            p("assertion_file"),
+                            "give either private_key (the sidecar signs) or assertion_file (a ready-made assertion), not both",
+                        );
+                        None
+                    }
+                    (None, Some(file)) => {
+                        for (key, set) in &jwt_only[1..4] {
+                            if *set {
+                                self.issue(p(key), "does not apply to a ready-made assertion_file");
+                            }
+                        }
+                        Some(ClientAuth::AssertionFile(file.clone()))
+                    }
+                    (key, None) => {
+                        let key = self.secret(&p("private_key"), key.as_ref())?;
+                        let alg = c.assertion_alg.as_ref().and_then(|t| {
+                            use jsonwebtoken::Algorithm as A;
+                            match t.0.as_str() {
+                                "RS256" => Some(A::RS256),
+                                "PS256" => Some(A::PS256),
+                                "ES256" => Some(A::ES256),
+                                "EdDSA" => Some(A::EdDSA),
+                                other => {
+                                    self.issue(
+                                        p("assertion_alg"),
+                                        format!(
+                                            "must be RS256, PS256, ES256 or EdDSA, got `{other}`"
+                                        ),
+                                    );
+                                    None
+                                }
+                            }
+                        });
+                        Some(ClientAuth::PrivateKey {
+                            key,
+                            kid: c.key_id.as_ref().map(|t| t.0.clone()),
+                            alg,
+                            audience: c.assertion_audience.as_ref().map(|t| t.0.clone()),
+                        })
+                    }
+                }
             }
         }
     }

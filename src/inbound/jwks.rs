@@ -11,6 +11,7 @@
 //! file is picked up.
 
 use crate::config::{InboundSpec, KeySource};
+use crate::discovery::get;
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
@@ -410,70 +411,16 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
         KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
-            let jwks_uri = discover(client, base.as_str(), &spec.issuer).await?;
-            get(client, &jwks_uri).await?
+            let meta = crate::discovery::metadata(client, base.as_str(), &spec.issuer).await?;
+            let jwks_uri = meta
+                .get("jwks_uri")
+                .and_then(|u| u.as_str())
+                .ok_or("the issuer's metadata has no jwks_uri")?;
+            get(client, jwks_uri).await?
         }
     };
     let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;
     Ok((set, skipped, max_age))
-}
-
-/// GET `url`: the body (at most 1 MiB) and its `Cache-Control: max-age`.
-pub(super) async fn get(
-    client: &reqwest::Client,
-    url: &str,
-) -> Result<(Vec<u8>, Option<Duration>), String> {
-    let resp = client
-        .get(url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    if !resp.status().is_success() {
-        return Err(format!("GET {url}: status {}", resp.status().as_u16()));
-    }
-    let max_age = resp
-        .headers()
-        .get(http::header::CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")))
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-    if body.len() > 1024 * 1024 {
-        return Err(format!("GET {url}: answer larger than 1 MiB"));
-    }
-    Ok((body.to_vec(), max_age))
-}
-
-/// `jwks_uri` from RFC 8414 metadata, else OIDC discovery. RFC 8414 puts the
-/// well-known segment before the issuer's path; OIDC appends it.
-async fn discover(client: &reqwest::Client, base: &str, issuer: &str) -> Result<String, String> {
-    let url = url::Url::parse(base).map_err(|e| format!("issuer {base}: {e}"))?;
-    let path = url.path().trim_end_matches('/');
-    let origin = url.origin().ascii_serialization();
-    let candidates = [
-        format!("{origin}/.well-known/oauth-authorization-server{path}"),
-        format!("{origin}{path}/.well-known/openid-configuration"),
-    ];
-    let mut last = String::new();
-    for doc_url in candidates {
-        match get(client, &doc_url).await {
-            Ok((doc, _)) => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&doc).map_err(|e| format!("{doc_url}: {e}"))?;
-                if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
-                    return Err(format!("{doc_url}: the document names another issuer"));
-                }
-                return v
-                    .get("jwks_uri")
-                    .and_then(|u| u.as_str())
-                    .map(str::to_owned)
-                    .ok_or_else(|| format!("{doc_url}: no jwks_uri"));
-            }
-            Err(e) => last = e,
-        }
-    }
-    Err(format!("discovery failed: {last}"))
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ pub async fn run(
 }
 
 async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
-    let (body, _) = super::jwks::get(client, url.as_str()).await?;
+    let (body, _) = crate::discovery::get(client, url.as_str()).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
     let mut list = List {

@@ -1,72 +1,254 @@
 //! Sending a token request over HTTP (reqwest on rustls/aws-lc-rs) and turning
 //! transport failures into [`FetchError`]s that name the credential.
 
-use super::grant::{FetchError, Issued, MAX_BODY, build_request, parse_response, scrub};
+use super::assertion::AssertionKey;
+use super::grant::{FetchError, Issued, MAX_BODY, Proof, build_request, parse_response, scrub};
 use super::secret;
-use crate::config::CredentialSpec;
 use crate::config::redact_url;
+use crate::config::{ClientAuth, CredentialSpec, Endpoint};
 use crate::metrics::Outcome;
 use http::header;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+use tokio::time::Instant;
+use url::Url;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A reqwest client for `spec`'s token endpoint, presenting `identity` (client
+/// certificate and key, PEM) when given.
+fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .connect_timeout(spec.connect_timeout)
+        .timeout(spec.timeout)
+        .user_agent(concat!("m2m-sidecar/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &spec.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("bad PEM in ca_file {}: {e}", path.display()))?;
+        builder = builder.tls_certs_merge(certs);
+    }
+    if let Some(pem) = identity {
+        let id = reqwest::Identity::from_pem(pem).map_err(|e| {
+            format!(
+                "credential {}: bad client_cert/client_key: {}",
+                spec.name,
+                root_cause(&e)
+            )
+        })?;
+        builder = builder.identity(id);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("credential {}: cannot build HTTP client: {e}", spec.name))
+}
+
+/// How long a discovered token endpoint is trusted before it is looked up again
+/// (a failed token request looks it up again sooner).
+const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 
 /// One credential's HTTP client for its token endpoint.
 pub struct Fetcher {
     spec: Arc<CredentialSpec>,
+    client: Mutex<Built>,
+    discovered: Mutex<Option<Discovered>>,
+}
+
+/// The client and the client certificate it was built with (a digest of the
+/// PEM files, so a rotated certificate rebuilds it).
+struct Built {
     client: reqwest::Client,
+    identity: Option<[u8; 32]>,
+}
+
+#[derive(Clone)]
+struct Discovered {
+    token_url: Url,
+    issuer: String,
+    at: Instant,
 }
 
 impl Fetcher {
     /// Build the client: no redirects, no proxy from the environment (the sidecar
-    /// may itself be the `HTTP_PROXY`), the credential's timeouts and extra roots.
+    /// may itself be the `HTTP_PROXY`), the credential's timeouts and extra roots,
+    /// and its client certificate when it has one (read again before each request).
     pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, String> {
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .connect_timeout(spec.connect_timeout)
-            .timeout(spec.timeout)
-            .user_agent(concat!("m2m-sidecar/", env!("CARGO_PKG_VERSION")));
-        if let Some(path) = &spec.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| format!("bad PEM in ca_file {}: {e}", path.display()))?;
-            builder = builder.tls_certs_merge(certs);
-        }
-        let client = builder
-            .build()
-            .map_err(|e| format!("credential {}: cannot build HTTP client: {e}", spec.name))?;
-        Ok(Fetcher { spec, client })
+        let client = build_client(&spec, None)?;
+        Ok(Fetcher {
+            spec,
+            client: Mutex::new(Built {
+                client,
+                identity: None,
+            }),
+            discovered: Mutex::new(None),
+        })
     }
 
     /// Ask the token endpoint for a token once.
     pub async fn fetch(&self) -> Result<Issued, FetchError> {
         let spec = &self.spec;
-        let secret = secret::read(&spec.secret).map_err(|why| {
+        let client = self.client()?;
+        let (token_url, issuer) = self.endpoint(&client).await?;
+        let unreadable = |what: &str, why: String| {
             FetchError::new(
                 Outcome::secret_error,
-                format!("credential {}: cannot read client secret: {why}", spec.name),
+                format!("credential {}: cannot read {what}: {why}", spec.name),
             )
-        })?;
-        let result = self.send(&secret).await;
+        };
+        let proof_text = match &spec.auth {
+            ClientAuth::Secret(source) => {
+                secret::read(source).map_err(|why| unreadable("client secret", why))?
+            }
+            ClientAuth::PrivateKey {
+                key,
+                kid,
+                alg,
+                audience,
+            } => {
+                let pem = secret::read(key).map_err(|why| unreadable("private_key", why))?;
+                let key = AssertionKey::from_pem(&pem, *alg)
+                    .map_err(|why| unreadable("private_key", why))?;
+                // RFC 7523 §3: the issuer identifier where known, else the endpoint.
+                let aud = audience
+                    .clone()
+                    .or(issuer)
+                    .unwrap_or_else(|| token_url.to_string());
+                key.sign(&spec.client_id, &aud, kid.as_deref())
+                    .map_err(|why| unreadable("private_key", why))?
+            }
+            ClientAuth::AssertionFile(path) => {
+                // Kubelet rotates projected tokens: read it for every request.
+                secret::read(&crate::config::SecretSource::File(path.clone()))
+                    .map_err(|why| unreadable("assertion_file", why))?
+            }
+            ClientAuth::Certificate => String::new(),
+        };
+        let proof = match &spec.auth {
+            ClientAuth::Secret(_) => Proof::Secret(&proof_text),
+            ClientAuth::PrivateKey { .. } | ClientAuth::AssertionFile(_) => {
+                Proof::Assertion(&proof_text)
+            }
+            ClientAuth::Certificate => Proof::Certificate,
+        };
+        let result = self.send(&client, &token_url, &proof).await;
+        if result.is_err() {
+            // The endpoint may have moved: look it up again next time.
+            *lock(&self.discovered) = None;
+        }
         result.map_err(|mut e| {
-            scrub(&mut e.message, &self.spec, &secret);
+            scrub(&mut e.message, &self.spec, &proof_text);
             e
         })
     }
 
-    async fn send(&self, secret: &str) -> Result<Issued, FetchError> {
+    /// The client to use now, rebuilt if the client certificate changed on disk.
+    fn client(&self) -> Result<reqwest::Client, FetchError> {
         let spec = &self.spec;
-        let req = build_request(spec, secret);
-        let mut rb = self
-            .client
-            .post(spec.token_url.clone())
+        let Some(cc) = &spec.client_cert else {
+            return Ok(lock(&self.client).client.clone());
+        };
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| {
+                FetchError::new(
+                    Outcome::secret_error,
+                    format!(
+                        "credential {}: cannot read {}: {}",
+                        spec.name,
+                        p.display(),
+                        e.kind()
+                    ),
+                )
+            })
+        };
+        let mut pem = read(&cc.cert)?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&read(&cc.key)?);
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pem);
+        let mut id = [0u8; 32];
+        id.copy_from_slice(digest.as_ref());
+        let mut built = lock(&self.client);
+        if built.identity != Some(id) {
+            let client = build_client(spec, Some(&pem))
+                .map_err(|why| FetchError::new(Outcome::secret_error, why))?;
+            *built = Built {
+                client,
+                identity: Some(id),
+            };
+        }
+        Ok(built.client.clone())
+    }
+
+    /// The token endpoint, and the issuer identifier when it was discovered.
+    async fn endpoint(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<(Url, Option<String>), FetchError> {
+        let spec = &self.spec;
+        let issuer = match &spec.endpoint {
+            Endpoint::TokenUrl(u) => return Ok((u.clone(), None)),
+            Endpoint::Discovery(issuer) => issuer,
+        };
+        if let Some(d) = lock(&self.discovered).clone()
+            && d.at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok((d.token_url, Some(d.issuer)));
+        }
+        let failed = |why: String| {
+            FetchError::new(
+                Outcome::discovery_error,
+                format!(
+                    "credential {}: discovery from {} failed: {why}",
+                    spec.name,
+                    redact_url(issuer)
+                ),
+            )
+        };
+        let meta = crate::discovery::metadata(client, issuer.as_str(), issuer.as_str())
+            .await
+            .map_err(failed)?;
+        let token_url = meta
+            .get("token_endpoint")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| failed("the metadata has no token_endpoint".into()))
+            .and_then(|t| Url::parse(t).map_err(|e| failed(format!("token_endpoint: {e}"))))?;
+        if !matches!(token_url.scheme(), "http" | "https") {
+            return Err(failed("token_endpoint is not http(s)".into()));
+        }
+        let d = Discovered {
+            token_url,
+            issuer: issuer.to_string(),
+            at: Instant::now(),
+        };
+        tracing::info!(credential = %spec.name, token_endpoint = %redact_url(&d.token_url), "token endpoint discovered");
+        *lock(&self.discovered) = Some(d.clone());
+        Ok((d.token_url, Some(d.issuer)))
+    }
+
+    async fn send(
+        &self,
+        client: &reqwest::Client,
+        token_url: &Url,
+        proof: &Proof<'_>,
+    ) -> Result<Issued, FetchError> {
+        let spec = &self.spec;
+        let req = build_request(spec, proof);
+        let mut rb = client
+            .post(token_url.clone())
             .header(header::CONTENT_TYPE, req.content_type)
             .header(header::ACCEPT, "application/json")
             .body(req.body);
         if let Some(auth) = req.authorization {
             rb = rb.header(header::AUTHORIZATION, auth);
         }
-        let mut resp = rb.send().await.map_err(|e| self.transport_error(&e))?;
+        let mut resp = rb
+            .send()
+            .await
+            .map_err(|e| self.transport_error(token_url, &e))?;
         let status = resp.status();
         let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
         let mut body = Vec::new();
@@ -85,15 +267,15 @@ impl Fetcher {
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(e) => return Err(self.transport_error(&e)),
+                Err(e) => return Err(self.transport_error(token_url, &e)),
             }
         }
         parse_response(spec, status, retry_after.as_ref(), &body)
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> FetchError {
+    fn transport_error(&self, token_url: &Url, e: &reqwest::Error) -> FetchError {
         let spec = &self.spec;
-        let url = redact_url(&spec.token_url);
+        let url = redact_url(token_url);
         let (outcome, what) = if e.is_timeout() {
             (
                 Outcome::timeout,

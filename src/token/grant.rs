@@ -22,8 +22,25 @@ pub struct GrantRequest {
     pub body: Vec<u8>,
 }
 
-/// Build the request for `spec` with its current `secret`.
-pub fn build_request(spec: &CredentialSpec, secret: &str) -> GrantRequest {
+/// What the client authenticates with in one token request.
+pub enum Proof<'a> {
+    /// `client_secret_basic`, `_post`, `_json`.
+    Secret(&'a str),
+    /// `private_key_jwt`: a signed JWT (RFC 7523 §2.2).
+    Assertion(&'a str),
+    /// `tls_client_auth`: the certificate on the connection; `client_id` in the body.
+    Certificate,
+}
+
+/// RFC 7523 §2.2.
+pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Build the request for `spec` with its current proof.
+pub fn build_request(spec: &CredentialSpec, proof: &Proof<'_>) -> GrantRequest {
+    let secret = match proof {
+        Proof::Secret(s) => *s,
+        Proof::Assertion(_) | Proof::Certificate => "",
+    };
     match spec.auth_method {
         AuthMethod::ClientSecretJson => {
             let mut body = serde_json::Map::new();
@@ -51,14 +68,27 @@ pub fn build_request(spec: &CredentialSpec, secret: &str) -> GrantRequest {
         method => {
             let mut form = form_urlencoded::Serializer::new(String::new());
             form.append_pair("grant_type", "client_credentials");
-            let authorization = if method == AuthMethod::ClientSecretBasic {
-                // RFC 6749 §2.3.1: form-urlencode id and secret, then base64.
-                let pair = format!("{}:{}", form_encode(&spec.client_id), form_encode(secret));
-                Some(format!("Basic {}", STANDARD.encode(pair)))
-            } else {
-                form.append_pair("client_id", &spec.client_id);
-                form.append_pair("client_secret", secret);
-                None
+            let authorization = match (method, proof) {
+                (AuthMethod::ClientSecretBasic, _) => {
+                    // RFC 6749 §2.3.1: form-urlencode id and secret, then base64.
+                    let pair = format!("{}:{}", form_encode(&spec.client_id), form_encode(secret));
+                    Some(format!("Basic {}", STANDARD.encode(pair)))
+                }
+                (_, Proof::Assertion(jwt)) => {
+                    form.append_pair("client_id", &spec.client_id);
+                    form.append_pair("client_assertion_type", JWT_BEARER);
+                    form.append_pair("client_assertion", jwt);
+                    None
+                }
+                (_, Proof::Certificate) => {
+                    form.append_pair("client_id", &spec.client_id);
+                    None
+                }
+                (_, Proof::Secret(_)) => {
+                    form.append_pair("client_id", &spec.client_id);
+                    form.append_pair("client_secret", secret);
+                    None
+                }
             };
             if let Some(a) = &spec.audience {
                 form.append_pair("audience", a);

@@ -5,6 +5,7 @@
 //! Single flight is structural: only the credential's task ever asks for a token;
 //! requests that find no usable token wait for that task's next result.
 
+pub mod assertion;
 mod fetch;
 pub mod grant;
 mod refresh;

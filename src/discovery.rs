@@ -1,0 +1,63 @@
+//! Authorization server metadata (RFC 8414, then OpenID Connect discovery), and
+//! the bounded GET both the inbound key fetcher and the credential manager use.
+
+use std::time::Duration;
+
+/// GET `url`: the body (at most 1 MiB) and its `Cache-Control: max-age`.
+pub async fn get(
+    client: &reqwest::Client,
+    url: &str,
+) -> Result<(Vec<u8>, Option<Duration>), String> {
+    let resp = client
+        .get(url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !resp.status().is_success() {
+        return Err(format!("GET {url}: status {}", resp.status().as_u16()));
+    }
+    let max_age = resp
+        .headers()
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")))
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
+    if body.len() > 1024 * 1024 {
+        return Err(format!("GET {url}: answer larger than 1 MiB"));
+    }
+    Ok((body.to_vec(), max_age))
+}
+
+/// The authorization server's metadata: RFC 8414's document, else OIDC
+/// discovery's. RFC 8414 puts the well-known segment before the issuer's path;
+/// OIDC appends it. The document must name `issuer` exactly (RFC 8414 §3.3).
+pub async fn metadata(
+    client: &reqwest::Client,
+    base: &str,
+    issuer: &str,
+) -> Result<serde_json::Value, String> {
+    let url = url::Url::parse(base).map_err(|e| format!("issuer {base}: {e}"))?;
+    let path = url.path().trim_end_matches('/');
+    let origin = url.origin().ascii_serialization();
+    let candidates = [
+        format!("{origin}/.well-known/oauth-authorization-server{path}"),
+        format!("{origin}{path}/.well-known/openid-configuration"),
+    ];
+    let mut last = String::new();
+    for doc_url in candidates {
+        match get(client, &doc_url).await {
+            Ok((doc, _)) => {
+                let v: serde_json::Value =
+                    serde_json::from_slice(&doc).map_err(|e| format!("{doc_url}: {e}"))?;
+                if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
+                    return Err(format!("{doc_url}: the document names another issuer"));
+                }
+                return Ok(v);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(format!("discovery failed: {last}"))
+}
