@@ -59,11 +59,13 @@ impl AssertionKey {
             .map_err(|_| "bad EC private key (P-256 only)".to_owned())?,
             _ => return Err("unsupported private key format".into()),
         };
-        let fits = |a: Algorithm| match (&pair, a) {
-            (Pair::Ec(_), Algorithm::ES256)
-            | (Pair::Ed(_), Algorithm::EdDSA)
-            | (Pair::Rsa(_), Algorithm::RS256 | Algorithm::PS256) => true,
-            _ => false,
+        let fits = |a: Algorithm| {
+            matches!(
+                (&pair, a),
+                (Pair::Ec(_), Algorithm::ES256)
+                    | (Pair::Ed(_), Algorithm::EdDSA)
+                    | (Pair::Rsa(_), Algorithm::RS256 | Algorithm::PS256)
+            )
         };
         let alg = match alg {
             Some(a) if fits(a) => a,
