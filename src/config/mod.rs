@@ -199,7 +199,10 @@ pub struct ApiSpec {
 pub struct AppSpec {
     pub name: String,
     pub client_id: String,
-    pub secret: SecretSource,
+    /// `None`: the app authenticates only with `private_key_jwt`.
+    pub secret: Option<SecretSource>,
+    /// Public keys for `private_key_jwt`.
+    pub jwks_file: Option<PathBuf>,
     /// audience → scopes
     pub grants: Vec<(String, Vec<String>)>,
     pub blocked: bool,

@@ -157,6 +157,8 @@ pub struct AppConfig {
     pub grants: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub blocked: bool,
+    /// Public keys (a JWKS file) for `private_key_jwt`.
+    pub jwks_file: Option<PathBuf>,
 }
 
 /// `[admin]`: health, readiness and metrics.

@@ -135,9 +135,16 @@ fn issuer_lines(out: &mut String, i: &super::IssuerSpec) {
         let blocked = if a.blocked { " BLOCKED" } else { "" };
         let _ = writeln!(
             out,
-            "  app {} secret=<{}> grants: {}{blocked}",
+            "  app {} {}{} grants: {}{blocked}",
             a.client_id,
-            a.secret.describe(),
+            a.secret.as_ref().map_or_else(
+                || "secret=none".to_owned(),
+                |s| format!("secret=<{}>", s.describe())
+            ),
+            a.jwks_file
+                .as_ref()
+                .map(|f| format!(" jwks_file={}", f.display()))
+                .unwrap_or_default(),
             grants.join(", ")
         );
     }

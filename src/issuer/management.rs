@@ -282,6 +282,8 @@ struct NewApp {
     name: String,
     #[serde(default)]
     grants: BTreeMap<String, Vec<String>>,
+    /// Public keys for `private_key_jwt`.
+    jwks: Option<serde_json::Value>,
 }
 
 #[derive(Default, Deserialize)]
@@ -290,6 +292,7 @@ struct AppPatch {
     name: Option<String>,
     grants: Option<BTreeMap<String, Vec<String>>>,
     blocked: Option<bool>,
+    jwks: Option<serde_json::Value>,
 }
 
 #[derive(Default, Deserialize)]
@@ -405,6 +408,9 @@ fn create_app(
     new: NewApp,
 ) -> Result<(App, String), MgmtError> {
     check_grants(reg, &new.grants)?;
+    if let Some(j) = &new.jwks {
+        super::registry::check_jwks(j).map_err(MgmtError::BadRequest)?;
+    }
     let client_id = match new.client_id {
         Some(id) => id,
         None => random(16)?,
@@ -423,6 +429,7 @@ fn create_app(
         grants: new.grants,
         blocked: false,
         blocked_at: None,
+        jwks: new.jwks,
     };
     t.apps.remove(&client_id);
     reg.apps.insert(client_id, app.clone());
@@ -437,12 +444,18 @@ fn patch_app(
     if let Some(g) = &patch.grants {
         check_grants(reg, g)?;
     }
+    if let Some(j) = &patch.jwks {
+        super::registry::check_jwks(j).map_err(MgmtError::BadRequest)?;
+    }
     let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
     if let Some(name) = patch.name {
         app.name = name;
     }
     if let Some(grants) = patch.grants {
         app.grants = grants;
+    }
+    if let Some(jwks) = patch.jwks {
+        app.jwks = Some(jwks);
     }
     match patch.blocked {
         Some(true) if !app.blocked => {

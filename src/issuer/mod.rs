@@ -5,6 +5,7 @@
 //! Not yet here (see the README): the management API, runtime state,
 //! introspection and revocation, key rotation, RS256.
 
+pub mod assertion;
 pub mod introspect;
 pub mod keyring;
 pub mod keys;
@@ -54,7 +55,7 @@ pub struct Issuer {
     url: String,
     ttl: Duration,
     store: store::Store,
-    limiter: limit::FailureLimiter,
+    auth: assertion::ClientAuth,
     keys: keyring::KeyRing,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
@@ -68,6 +69,7 @@ impl Issuer {
     pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
+        let auth = assertion::ClientAuth::new(&url);
         let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
@@ -96,9 +98,9 @@ impl Issuer {
         );
         Ok(Issuer {
             url,
+            auth,
             ttl: spec.token_ttl,
             store,
-            limiter: limit::FailureLimiter::default(),
             keys,
             metrics,
             issued,
@@ -126,7 +128,7 @@ impl Issuer {
 
     async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req).await.and_then(|r| {
-            token::authenticate(&self.store.snapshot(), &self.limiter, &r)?;
+            token::authenticate(&self.store.snapshot(), &self.auth, &r)?;
             r.get("token")
                 .map(str::to_owned)
                 .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
@@ -196,7 +198,7 @@ impl Issuer {
     /// Unknown or invalid tokens are answered 200, as the RFC asks.
     async fn revoke(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let parsed = Self::read(req).await.and_then(|r| {
-            let caller = token::authenticate(&self.store.snapshot(), &self.limiter, &r)?
+            let caller = token::authenticate(&self.store.snapshot(), &self.auth, &r)?
                 .client_id
                 .clone();
             let t = r.get("token").map(str::to_owned);
@@ -250,7 +252,7 @@ impl Issuer {
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let result = Self::read(req)
             .await
-            .and_then(|r| token::authorize(&self.store.snapshot(), &self.limiter, &r));
+            .and_then(|r| token::authorize(&self.store.snapshot(), &self.auth, &r));
         let grant = match result {
             Ok(g) => g,
             Err(e) => return self.token_error(&e),
@@ -326,8 +328,9 @@ impl Issuer {
             "jwks_uri": format!("{url}.well-known/jwks.json"),
             "introspection_endpoint": format!("{url}oauth/introspect"),
             "revocation_endpoint": format!("{url}oauth/revoke"),
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "PS256", "ES256", "EdDSA"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
             "grant_types_supported": ["client_credentials"],
             "scopes_supported": scopes,
             "response_types_supported": [],

@@ -41,6 +41,9 @@ pub struct App {
     /// When the app was last blocked (Unix seconds), for the revocation feed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocked_at: Option<u64>,
+    /// Public keys (a JWKS document) for `private_key_jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks: Option<serde_json::Value>,
 }
 
 impl App {
@@ -51,8 +54,39 @@ impl App {
             "name": self.name,
             "grants": self.grants,
             "blocked": self.blocked,
+            "jwks": self.jwks,
         })
     }
+}
+
+/// Check a JWKS an app registers for `private_key_jwt`: a `keys` array with at
+/// least one usable public signing key.
+pub fn check_jwks(doc: &serde_json::Value) -> Result<(), String> {
+    use jsonwebtoken::Algorithm as A;
+    let all = [
+        A::RS256,
+        A::RS384,
+        A::RS512,
+        A::PS256,
+        A::ES256,
+        A::ES384,
+        A::EdDSA,
+    ];
+    let (keys, skipped) = crate::inbound::jwks::KeySet::parse(doc.to_string().as_bytes(), &all)?;
+    if keys.is_empty() {
+        return Err(format!(
+            "the JWKS has no usable public signing key ({})",
+            skipped.join("; ")
+        ));
+    }
+    let private = doc
+        .get("keys")
+        .and_then(|k| k.as_array())
+        .is_some_and(|ks| ks.iter().any(|k| k.get("d").is_some()));
+    if private {
+        return Err("the JWKS holds a private key (`d`): register public keys only".into());
+    }
+    Ok(())
 }
 
 /// Everything the token endpoint checks a request against.

@@ -75,21 +75,48 @@ impl Store {
             .iter()
             .filter(|a| !state.deleted_apps.contains(&a.client_id))
         {
-            let secret =
-                secret::read(&a.secret).map_err(|e| format!("issuer app {}: {e}", a.client_id))?;
-            if secret.chars().count() < MIN_SECRET_LEN {
-                return Err(format!(
-                    "issuer app {}: client secret must be at least {MIN_SECRET_LEN} characters",
-                    a.client_id
-                ));
+            let mut secrets = Vec::new();
+            if let Some(source) = &a.secret {
+                let secret =
+                    secret::read(source).map_err(|e| format!("issuer app {}: {e}", a.client_id))?;
+                if secret.chars().count() < MIN_SECRET_LEN {
+                    return Err(format!(
+                        "issuer app {}: client secret must be at least {MIN_SECRET_LEN} characters",
+                        a.client_id
+                    ));
+                }
+                secrets.push(reg.seal(&secret));
             }
-            let sealed = reg.seal(&secret);
+            let jwks = match &a.jwks_file {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        format!(
+                            "issuer app {}: cannot read {}: {e}",
+                            a.client_id,
+                            path.display()
+                        )
+                    })?;
+                    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                        format!(
+                            "issuer app {}: {}: not JSON: {e}",
+                            a.client_id,
+                            path.display()
+                        )
+                    })?;
+                    super::registry::check_jwks(&doc).map_err(|e| {
+                        format!("issuer app {}: {}: {e}", a.client_id, path.display())
+                    })?;
+                    Some(doc)
+                }
+            };
             reg.apps.insert(
                 a.client_id.clone(),
                 App {
                     client_id: a.client_id.clone(),
                     name: a.name.clone(),
-                    secrets: vec![sealed],
+                    secrets,
+                    jwks,
                     grants: a.grants.iter().cloned().collect(),
                     blocked: a.blocked,
                     blocked_at: a.blocked.then(super::registry::now),

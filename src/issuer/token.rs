@@ -3,8 +3,8 @@
 //! `client_secret_post` or the JSON body; `audience` or `resource` (RFC 8707);
 //! errors as RFC 6749 §5.2 JSON.
 
+use super::assertion::ClientAuth;
 use super::keys::SigningKey;
-use super::limit::FailureLimiter;
 use super::registry::Registry;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -75,6 +75,11 @@ impl TokenRequest {
         Ok(TokenRequest { params, basic })
     }
 
+    /// Whether Basic credentials came in `Authorization`.
+    pub fn has_basic(&self) -> bool {
+        self.basic.is_some()
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
@@ -141,9 +146,13 @@ pub struct Grant {
 /// in the body), throttling repeated failures.
 pub fn authenticate<'r>(
     reg: &'r Registry,
-    limiter: &FailureLimiter,
+    auth: &ClientAuth,
     req: &TokenRequest,
 ) -> Result<&'r super::registry::App, TokenError> {
+    if req.get("client_assertion").is_some() || req.get("client_assertion_type").is_some() {
+        return auth.assertion(reg, req);
+    }
+    let limiter = &auth.limiter;
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -191,10 +200,10 @@ pub fn authenticate<'r>(
 /// audience, scopes.
 pub fn authorize(
     reg: &Registry,
-    limiter: &FailureLimiter,
+    auth: &ClientAuth,
     req: &TokenRequest,
 ) -> Result<Grant, TokenError> {
-    let app = authenticate(reg, limiter, req)?;
+    let app = authenticate(reg, auth, req)?;
     match req.get("grant_type") {
         None => return Err(TokenError::new("invalid_request", "grant_type is required")),
         Some("client_credentials") => {}

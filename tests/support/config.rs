@@ -33,6 +33,12 @@ impl Cred {
     pub fn text(self, key: &str, value: &str) -> Self {
         self.with(key, &quote(value))
     }
+
+    /// Drop a key (say the default secret, for a method that sends none).
+    pub fn remove(mut self, key: &str) -> Self {
+        self.lines.retain(|(k, _)| k != key);
+        self
+    }
 }
 
 /// The default literal client secret.

@@ -20,6 +20,8 @@ pub struct TestKey {
     pub kid: String,
     pub alg: &'static str,
     pair: Pair,
+    /// The private key, PKCS#8 DER.
+    pkcs8: Vec<u8>,
 }
 
 impl TestKey {
@@ -33,6 +35,7 @@ impl TestKey {
             kid: kid.into(),
             alg: "ES256",
             pair: Pair::Ec(pair),
+            pkcs8: doc.as_ref().to_vec(),
         }
     }
 
@@ -42,17 +45,36 @@ impl TestKey {
             kid: kid.into(),
             alg: "EdDSA",
             pair: Pair::Ed(Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap()),
+            pkcs8: doc.as_ref().to_vec(),
         }
     }
 
     /// RSA-2048 for `alg` RS256 or PS256.
     pub fn rsa(kid: &str, alg: &'static str) -> Self {
+        use aws_lc_rs::encoding::AsDer as _;
         let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let pkcs8 = pair.as_der().unwrap().as_ref().to_vec();
         TestKey {
             kid: kid.into(),
             alg,
             pair: Pair::Rsa(pair),
+            pkcs8,
         }
+    }
+
+    /// The private key as a PKCS#8 PEM file's text.
+    pub fn private_pem(&self) -> String {
+        use base64::engine::general_purpose::STANDARD;
+        let b64 = STANDARD.encode(&self.pkcs8);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        )
     }
 
     pub fn jwk(&self) -> Value {

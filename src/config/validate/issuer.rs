@@ -144,7 +144,11 @@ impl Validator {
                 format!("must be at least {MIN_SECRET_LEN} characters (generate one with `openssl rand -base64 32`)"),
             );
         }
-        let secret = self.secret(&p("client_secret"), a.client_secret.as_ref());
+        self.file_exists(&p("jwks_file"), a.jwks_file.as_ref());
+        let secret = match (&a.client_secret, &a.jwks_file) {
+            (None, Some(_)) => Some(None),
+            (s, _) => self.secret(&p("client_secret"), s.as_ref()).map(Some),
+        };
         for (audience, scopes) in &a.grants {
             let path = format!("{}.\"{audience}\"", p("grants"));
             match known.get(audience) {
@@ -163,6 +167,7 @@ impl Validator {
             name: name?,
             client_id: client_id?,
             secret: secret?,
+            jwks_file: a.jwks_file.clone(),
             grants: a
                 .grants
                 .iter()

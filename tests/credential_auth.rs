@@ -1,0 +1,369 @@
+//! Client authentication without a static secret, and discovery: the sidecar's
+//! `private_key_jwt` (RS256, PS256, ES256, EdDSA) and a ready-made assertion file
+//! against the built-in issuer, which refuses replayed and misaddressed
+//! assertions; the token endpoint found through RFC 8414 or OIDC discovery.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use m2m_sidecar::token::assertion::AssertionKey;
+use std::convert::Infallible;
+use std::time::Duration;
+use support::config::{Cred, SidecarConfig, issuer_toml, quote};
+use support::http::{client, wait_for_status};
+use support::jwt::{TestKey, jwks};
+use support::sidecar::Sidecar;
+use support::token_server::TokenServer;
+
+const ORDERS: &str = "https://orders.example.com";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// The claims of the token a credential holds now.
+fn held_claims(s: &Sidecar, name: &str) -> serde_json::Value {
+    let cred = s
+        .handle
+        .credentials
+        .iter()
+        .find(|c| c.name() == name)
+        .unwrap();
+    let header = cred.current().expect("a token").header;
+    let jwt = header.to_str().unwrap().trim_start_matches("Bearer ");
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+struct Issuer {
+    listener: Option<tokio::net::TcpListener>,
+    url: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+async fn issuer() -> Issuer {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    Issuer {
+        listener: Some(listener),
+        url: format!("http://127.0.0.1:{port}/"),
+        port,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Issuer {
+    /// An `[[issuer.apps]]` with only public keys, granted orders:read.
+    fn app(&self, client_id: &str, key: &TestKey) -> String {
+        let file = self.dir.path().join(format!("{client_id}.jwks.json"));
+        std::fs::write(&file, jwks(&[key])).unwrap();
+        format!(
+            "[[issuer.apps]]\nname = {c}\nclient_id = {c}\njwks_file = {}\ngrants = {{ {} = [\"orders:read\"] }}\n",
+            quote(file.to_str().unwrap()),
+            quote(ORDERS),
+            c = quote(client_id),
+        )
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_owned()
+    }
+
+    fn tables(&self, apps: &str) -> String {
+        issuer_toml(
+            self.port,
+            self.dir.path(),
+            &format!(
+                "[[issuer.apis]]\nname = \"Orders\"\nidentifier = {}\nscopes = [\"orders:read\"]\n{apps}",
+                quote(ORDERS)
+            ),
+        )
+    }
+}
+
+#[tokio::test]
+async fn private_key_jwt_with_every_algorithm_and_through_discovery() {
+    let mut iss = issuer().await;
+    let keys = [
+        ("es", TestKey::es256("k-es")),
+        ("ed", TestKey::eddsa("k-ed")),
+        ("rs", TestKey::rsa("k-rs", "RS256")),
+        ("ps", TestKey::rsa("k-ps", "PS256")),
+    ];
+    let mut apps = String::new();
+    let mut config = SidecarConfig::new();
+    for (name, key) in &keys {
+        apps.push_str(&iss.app(name, key));
+        let pem = iss.write(&format!("{name}.pem"), &key.private_pem());
+        let mut cred = Cred::new(name, &format!("{}oauth/token", iss.url))
+            .text("client_id", name)
+            .text("auth_method", "private_key_jwt")
+            .with("private_key", &format!("{{ file = {} }}", quote(&pem)))
+            .text("key_id", &key.kid)
+            .text("audience", ORDERS)
+            .text("assertion_alg", key.alg)
+            .with("client_secret", "\"unused\"");
+        cred = without(cred, "client_secret");
+        config = config.credential(cred);
+    }
+    // The same ES256 app, its token endpoint found from the issuer URL, and the
+    // assertion's aud then the issuer identifier.
+    let pem = iss.write("es-again.pem", &keys[0].1.private_pem());
+    let discovered = without(
+        Cred::new("discovered", "unused")
+            .text("client_id", "es")
+            .text("auth_method", "private_key_jwt")
+            .with("private_key", &format!("{{ file = {} }}", quote(&pem)))
+            .text("audience", ORDERS),
+        "token_url",
+    );
+    let discovered = without(discovered, "client_secret").text("issuer", &iss.url);
+    config = config.credential(discovered).raw(&iss.tables(&apps));
+    let sidecar = Sidecar::start_with(&config, iss.listener.take()).await;
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(20)).await;
+    for (name, _) in &keys {
+        let claims = held_claims(&sidecar, name);
+        assert_eq!(claims["client_id"], *name, "{claims}");
+        assert_eq!(claims["aud"], ORDERS);
+    }
+    assert_eq!(held_claims(&sidecar, "discovered")["client_id"], "es");
+    sidecar.stop().await;
+}
+
+/// `Cred` without `key` (the builder always writes a token_url and a secret).
+fn without(c: Cred, key: &str) -> Cred {
+    c.remove(key)
+}
+
+async fn token_with_assertion(
+    url: &str,
+    assertion: &str,
+    client_id: Option<&str>,
+) -> (u16, String) {
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", JWT_BEARER),
+        ("client_assertion", assertion),
+        ("audience", ORDERS),
+    ];
+    if let Some(id) = client_id {
+        form.push(("client_id", id));
+    }
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let resp = client()
+        .post(format!("{url}oauth/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_issuer_refuses_replayed_and_misaddressed_assertions() {
+    let mut iss = issuer().await;
+    let key = TestKey::es256("k1");
+    let other = TestKey::es256("k1");
+    let apps = iss.app("svc", &key);
+    let config = SidecarConfig::new().raw(&iss.tables(&apps));
+    let sidecar = Sidecar::start_with(&config, iss.listener.take()).await;
+    let url = iss.url.clone();
+    let signer = AssertionKey::from_pem(&key.private_pem(), None).unwrap();
+    let good = signer.sign("svc", &url, Some("k1")).unwrap();
+    let (status, body) = token_with_assertion(&url, &good, Some("svc")).await;
+    assert_eq!(status, 200, "{body}");
+    // The token endpoint URL is an accepted audience too.
+    let to_endpoint = signer
+        .sign("svc", &format!("{url}oauth/token"), Some("k1"))
+        .unwrap();
+    assert_eq!(token_with_assertion(&url, &to_endpoint, None).await.0, 200);
+
+    let (status, body) = token_with_assertion(&url, &good, Some("svc")).await;
+    assert_eq!(status, 401, "replayed jti: {body}");
+    assert!(body.contains("already used"), "{body}");
+
+    let cases = [
+        (
+            "wrong aud",
+            signer
+                .sign("svc", "https://elsewhere.example/", Some("k1"))
+                .unwrap(),
+            "aud must name this server",
+        ),
+        (
+            "another key under the same kid",
+            AssertionKey::from_pem(&other.private_pem(), None)
+                .unwrap()
+                .sign("svc", &url, Some("k1"))
+                .unwrap(),
+            "bad signature",
+        ),
+        (
+            "an unknown client",
+            signer.sign("nobody", &url, Some("k1")).unwrap(),
+            "unknown client",
+        ),
+    ];
+    for (what, assertion, want) in cases {
+        let (status, body) = token_with_assertion(&url, &assertion, None).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert!(body.contains(want), "{what}: {body}");
+        assert!(body.contains("invalid_client"), "{what}: {body}");
+    }
+    // client_id in the body must be the assertion's iss.
+    let fresh = signer.sign("svc", &url, Some("k1")).unwrap();
+    let (status, body) = token_with_assertion(&url, &fresh, Some("other")).await;
+    assert_eq!(status, 401, "{body}");
+    // An assertion living longer than 10 minutes is refused.
+    let long = {
+        let now = support::jwt::now();
+        let claims = serde_json::json!({"iss": "svc", "sub": "svc", "aud": url, "jti": "long", "iat": now, "exp": now + 3600});
+        key.sign(&serde_json::json!({"alg": "ES256", "kid": "k1"}), &claims)
+    };
+    let (status, body) = token_with_assertion(&url, &long, None).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("ahead"), "{body}");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn an_assertion_file_is_read_again_for_every_token_request() {
+    let mut iss = issuer().await;
+    let key = TestKey::eddsa("sa");
+    let apps = iss.app("workload", &key);
+    // Not an assertion yet: token requests fail until the file holds one.
+    let file = iss.write("token", "not-a-jwt");
+    let cred = without(
+        Cred::new("wl", &format!("{}oauth/token", iss.url))
+            .text("client_id", "workload")
+            .text("auth_method", "private_key_jwt")
+            .text("assertion_file", &file)
+            .text("audience", ORDERS),
+        "client_secret",
+    );
+    let config = SidecarConfig::new()
+        .credential(cred)
+        .raw(&iss.tables(&apps));
+    let sidecar = Sidecar::start_with(&config, iss.listener.take()).await;
+    let body = wait_for_status(&sidecar.admin_url("/readyz"), 503, Duration::from_secs(10)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, v) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
+        if v["credentials"]["wl"]["last_error"].is_string() {
+            let e = v["credentials"]["wl"]["last_error"].as_str().unwrap();
+            assert!(e.contains("invalid_client"), "{e}");
+            assert!(!e.contains("not-a-jwt"), "the assertion is not echoed: {e}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Kubelet writes a fresh token: the next retry uses it.
+    let assertion = AssertionKey::from_pem(&key.private_pem(), None)
+        .unwrap()
+        .sign("workload", &iss.url, Some("sa"))
+        .unwrap();
+    std::fs::write(&file, &assertion).unwrap();
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(15)).await;
+    assert_eq!(held_claims(&sidecar, "wl")["client_id"], "workload");
+    sidecar.stop().await;
+}
+
+/// A server that serves `doc` at `path` and 404 elsewhere; its base URL.
+async fn metadata_server(
+    path: &'static str,
+    doc: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/", listener.local_addr().unwrap());
+    let doc = std::sync::Arc::new(doc(&base));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let doc = doc.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let doc = doc.clone();
+                    async move {
+                        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+                        if req.uri().path() == path {
+                            *resp.body_mut() = Full::new(Bytes::from(doc.to_string()));
+                        } else {
+                            *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+                        }
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    base
+}
+
+#[tokio::test]
+async fn discovery_finds_the_token_endpoint_by_rfc_8414_or_oidc() {
+    let idp = TokenServer::start().await;
+    let mut config = SidecarConfig::new();
+    for (name, path) in [
+        ("rfc8414", "/.well-known/oauth-authorization-server"),
+        ("oidc", "/.well-known/openid-configuration"),
+    ] {
+        let token_url = idp.url();
+        let base = metadata_server(path, move |base| {
+            serde_json::json!({"issuer": base, "token_endpoint": token_url}).to_string()
+        })
+        .await;
+        config = config
+            .credential(without(Cred::new(name, "unused"), "token_url").text("issuer", &base));
+    }
+    // One whose metadata names another issuer: refused, with the reason on /readyz.
+    let token_url = idp.url();
+    let liar = metadata_server("/.well-known/oauth-authorization-server", move |_| {
+        serde_json::json!({"issuer": "https://evil.example/", "token_endpoint": token_url})
+            .to_string()
+    })
+    .await;
+    config =
+        config.credential(without(Cred::new("liar", "unused"), "token_url").text("issuer", &liar));
+    let sidecar = Sidecar::start(&config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, v) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
+        let c = &v["credentials"];
+        if c["rfc8414"]["state"] == "valid"
+            && c["oidc"]["state"] == "valid"
+            && c["liar"]["last_error"].is_string()
+        {
+            let e = c["liar"]["last_error"].as_str().unwrap();
+            assert!(
+                e.contains("discovery") && e.contains("another issuer"),
+                "{e}"
+            );
+            assert_eq!(c["liar"]["state"], "failing");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        idp.count(),
+        2,
+        "one token request each for the two honest ones"
+    );
+    sidecar.stop().await;
+}
