@@ -367,3 +367,95 @@ async fn discovery_finds_the_token_endpoint_by_rfc_8414_or_oidc() {
     );
     sidecar.stop().await;
 }
+
+/// A token endpoint over TLS that requires a client certificate; the bodies of
+/// the token requests it answered.
+async fn mtls_token_endpoint(
+    tls: rustls::ServerConfig,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use http_body_util::BodyExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "https://localhost:{}/token",
+        listener.local_addr().unwrap().port()
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, record) = (acceptor.clone(), record.clone());
+            tokio::spawn(async move {
+                // The handshake fails without a certificate the CA signed.
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let record = record.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        record
+                            .lock()
+                            .unwrap()
+                            .push(String::from_utf8_lossy(&body).into_owned());
+                        let token = serde_json::json!({"access_token": "mtls-token", "token_type": "Bearer", "expires_in": 3600});
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
+                            token.to_string(),
+                        ))))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (url, seen)
+}
+
+#[tokio::test]
+async fn tls_client_auth_presents_the_client_certificate() {
+    let pki = support::tls::pki();
+    let (url, seen) = mtls_token_endpoint(pki.server_requiring_client_cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let ca = write("ca.pem", &pki.ca_pem);
+    let cert = write("client.pem", &pki.client_cert_pem);
+    let key = write("client.key", &pki.client_key_pem);
+    let mtls = without(Cred::new("mtls", &url), "client_secret")
+        .text("client_id", "m2m-client")
+        .text("auth_method", "tls_client_auth")
+        .text("ca_file", &ca)
+        .text("client_cert", &cert)
+        .text("client_key", &key);
+    // The same endpoint without a certificate: the handshake is refused.
+    let plain = Cred::new("plain", &url).text("ca_file", &ca);
+    let config = SidecarConfig::new().credential(mtls).credential(plain);
+    let sidecar = Sidecar::start(&config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, v) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
+        let c = &v["credentials"];
+        if c["mtls"]["state"] == "valid" && c["plain"]["last_error"].is_string() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let bodies = seen.lock().unwrap().clone();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "only the certificate holder got through: {bodies:?}"
+    );
+    assert!(bodies[0].contains("client_id=m2m-client"), "{}", bodies[0]);
+    assert!(!bodies[0].contains("client_secret"), "{}", bodies[0]);
+    sidecar.stop().await;
+}
