@@ -198,7 +198,16 @@ impl App {
                     on_change: cred.kick_handle(),
                 });
             }
-            tasks.spawn(token::run(cred.clone(), fetcher, shutdown.clone()));
+            let cache_file = config
+                .token_cache_dir
+                .as_deref()
+                .map(|d| token::disk::path(d, spec));
+            tasks.spawn(token::run(
+                cred.clone(),
+                fetcher,
+                cache_file,
+                shutdown.clone(),
+            ));
             credentials.push(cred);
         }
         tasks.spawn(token::secret::watch_files(watched, shutdown.clone()));

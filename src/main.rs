@@ -146,6 +146,23 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // With token_cache_dir, reuse a token with at least a minute left (the
+    // running sidecar's, or this command's last one).
+    let cache_file = config
+        .token_cache_dir
+        .as_deref()
+        .map(|d| token::disk::path(d, spec));
+    if let Some(c) = cache_file
+        .as_deref()
+        .and_then(|f| token::disk::load(f, Duration::from_secs(60)).ok().flatten())
+    {
+        let _ = writeln!(std::io::stdout().lock(), "{}", c.access_token);
+        eprintln!(
+            "token for {name} (from token_cache_dir) valid for {}",
+            humantime::format_duration(Duration::from_secs(c.remaining.as_secs()))
+        );
+        return ExitCode::SUCCESS;
+    }
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -156,6 +173,11 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
                 fetcher.fetch().await.map_err(|e| e.to_string())
             })
         });
+    if let (Ok(issued), Some(f)) = (&result, &cache_file)
+        && let Err(why) = token::disk::save(f, &issued.access_token, issued.lifetime)
+    {
+        eprintln!("warning: cannot keep the token in token_cache_dir: {why}");
+    }
     match result {
         Ok(issued) => {
             let mut out = std::io::stdout().lock();

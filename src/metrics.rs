@@ -102,6 +102,8 @@ pub struct TokenMetrics {
     pub expires_in: Family<CredentialLabels, Gauge<f64, AtomicU64>>,
     pub unavailable: Family<CredentialLabels, Counter>,
     pub early_refresh: Family<CredentialLabels, Counter>,
+    pub over_budget: Family<CredentialLabels, Counter>,
+    pub disk_reuse: Family<CredentialLabels, Counter>,
 }
 
 impl TokenMetrics {
@@ -112,6 +114,8 @@ impl TokenMetrics {
             expires_in: Family::default(),
             unavailable: Family::default(),
             early_refresh: Family::default(),
+            over_budget: Family::default(),
+            disk_reuse: Family::default(),
         };
         registry.register(
             "m2m_token_requests",
@@ -137,6 +141,16 @@ impl TokenMetrics {
             "m2m_token_early_refreshes",
             "Early refreshes triggered by an upstream answering 401 to our token",
             m.early_refresh.clone(),
+        );
+        registry.register(
+            "m2m_token_requests_over_budget",
+            "Token requests not made because max_token_requests_per_hour was reached (the cached token is kept)",
+            m.over_budget.clone(),
+        );
+        registry.register(
+            "m2m_token_disk_reuses",
+            "Tokens taken from token_cache_dir at start instead of a token request",
+            m.disk_reuse.clone(),
         );
         m
     }

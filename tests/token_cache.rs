@@ -323,3 +323,112 @@ async fn lifetime_counts_from_the_request_not_the_answer() {
     );
     sidecar.stop().await;
 }
+
+fn metric_value(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[tokio::test]
+async fn the_hourly_budget_holds_under_a_refresh_storm() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    // One-second tokens: a refresh every 0.8 s, and after each expiry every
+    // request waits for a new one.
+    idp.set_ttl(1);
+    let sidecar = setup_cred(
+        Cred::new("orders", &idp.url()).with("max_token_requests_per_hour", "3"),
+        &echo,
+    )
+    .await;
+    let metrics = sidecar.admin_url("/metrics");
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let _ = client()
+            .get(format!("{}/storm", sidecar.outbound("orders")))
+            .send()
+            .await
+            .unwrap();
+        let text = get(&metrics).await.1;
+        if metric_value(
+            &text,
+            "m2m_token_requests_over_budget_total{credential=\"orders\"}",
+        ) >= 1
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(idp.count(), 3, "the budget holds");
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_reuses_the_kept_token_unless_expired_or_exposed() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tokens");
+    let start = || {
+        let config = SidecarConfig::new()
+            .top(&format!(
+                "token_cache_dir = {}",
+                support::config::quote(cache.to_str().unwrap())
+            ))
+            .credential(Cred::new("orders", &idp.url()))
+            .outbound("orders", &echo.url(), "orders");
+        async move { Sidecar::start(&config).await }
+    };
+    let first = start().await;
+    wait_for_status(&first.admin_url("/readyz"), 200, LONG).await;
+    first.stop().await;
+    assert_eq!(idp.count(), 1);
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let file = &files[0];
+    let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = &idp.issued()[0].token;
+    assert!(
+        !file.to_str().unwrap().contains(token.as_str()),
+        "the file name says nothing of the token"
+    );
+
+    // Restart: the kept token is used, no token request.
+    let second = start().await;
+    wait_for_status(&second.admin_url("/readyz"), 200, LONG).await;
+    let resp = client()
+        .get(format!("{}/after-restart", second.outbound("orders")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        echo.seen().pop().unwrap().authorization(),
+        Some(format!("Bearer {token}").as_str())
+    );
+    second.stop().await;
+    assert_eq!(idp.count(), 1, "no token request after the restart");
+
+    // Readable by others: ignored, a new token is fetched.
+    std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let third = start().await;
+    wait_for_status(&third.admin_url("/readyz"), 200, LONG).await;
+    third.stop().await;
+    assert_eq!(idp.count(), 2, "an exposed file is not trusted");
+
+    // Expired: ignored too.
+    let mut kept: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    kept["expires_at"] = (support::jwt::now() - 10).into();
+    std::fs::write(file, kept.to_string()).unwrap();
+    let fourth = start().await;
+    wait_for_status(&fourth.admin_url("/readyz"), 200, LONG).await;
+    fourth.stop().await;
+    assert_eq!(idp.count(), 3, "an expired token is not reused");
+}

@@ -6,6 +6,7 @@
 //! requests that find no usable token wait for that task's next result.
 
 pub mod assertion;
+pub mod disk;
 mod fetch;
 pub mod grant;
 mod refresh;

@@ -2,21 +2,72 @@
 //! (or an early wake-up), and on failure keep the current token while retrying
 //! with jittered exponential backoff. It never dies silently: it only returns
 //! when shutdown is signalled.
+//!
+//! Quota safety: with `max_token_requests_per_hour`, a request beyond the budget
+//! of the last rolling hour is not made (the cached token is kept; logged once
+//! per episode, counted). With `token_cache_dir`, a still-valid token from the
+//! previous run is used at start instead of a token request, and every new
+//! token is written there.
 
 use super::schedule::{backoff, refresh_in};
 use super::{Credential, Fetcher, Status};
 use crate::metrics::{Outcome, TokenRequestLabels};
 use rand::Rng as _;
+use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Keep `cred`'s token fresh until `shutdown` turns true.
-pub async fn run(cred: Arc<Credential>, fetcher: Fetcher, mut shutdown: watch::Receiver<bool>) {
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// Keep `cred`'s token fresh until `shutdown` turns true; `cache_file` is where
+/// it survives restarts (`token_cache_dir`).
+pub async fn run(
+    cred: Arc<Credential>,
+    fetcher: Fetcher,
+    cache_file: Option<PathBuf>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let mut failures: u32 = 0;
+    // When the last token requests were made, for the hourly budget.
+    let mut sent: VecDeque<Instant> = VecDeque::new();
+    let mut over_budget_logged = false;
+    if let Some(wait) = cache_file.as_deref().and_then(|f| from_disk(&cred, f)) {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cred.kick.notified() => {}
+            _ = crate::until_shutdown(&mut shutdown) => return,
+        }
+    }
     loop {
-        let wait = attempt(&cred, &fetcher, &mut failures).await;
+        if let Some(budget) = cred.spec.max_requests_per_hour {
+            while sent.front().is_some_and(|t| t.elapsed() >= HOUR) {
+                sent.pop_front();
+            }
+            if sent.len() >= budget as usize {
+                cred.metrics.over_budget.get_or_create(&cred.labels).inc();
+                if !over_budget_logged {
+                    tracing::warn!(
+                        credential = %cred.name,
+                        budget,
+                        "max_token_requests_per_hour reached: keeping the cached token until the budget frees up"
+                    );
+                    over_budget_logged = true;
+                }
+                cred.unstale();
+                let free_at = sent.front().map_or(Instant::now(), |t| *t + HOUR);
+                tokio::select! {
+                    _ = tokio::time::sleep_until(free_at) => {}
+                    _ = crate::until_shutdown(&mut shutdown) => return,
+                }
+                continue;
+            }
+            over_budget_logged = false;
+            sent.push_back(Instant::now());
+        }
+        let wait = attempt(&cred, &fetcher, cache_file.as_deref(), &mut failures).await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
@@ -25,8 +76,46 @@ pub async fn run(cred: Arc<Credential>, fetcher: Fetcher, mut shutdown: watch::R
     }
 }
 
+/// Take a still-valid token from `file`; how long until it should be refreshed.
+fn from_disk(cred: &Credential, file: &std::path::Path) -> Option<Duration> {
+    match super::disk::load(file, Duration::from_secs(5)) {
+        Ok(Some(c)) => {
+            let (started, wall) = (Instant::now(), std::time::SystemTime::now());
+            if let Err(why) = cred.store(&c.access_token, c.remaining, started, wall) {
+                tracing::warn!(credential = %cred.name, error = %why, "token from token_cache_dir not used");
+                return None;
+            }
+            cred.metrics.disk_reuse.get_or_create(&cred.labels).inc();
+            cred.status.send_replace(super::Status::default());
+            // Refresh where the original lifetime says, counted from now.
+            let used = c.lifetime.saturating_sub(c.remaining);
+            let due = c
+                .lifetime
+                .mul_f64(cred.spec.refresh_at)
+                .saturating_sub(used);
+            tracing::info!(
+                credential = %cred.name,
+                expires_in_s = c.remaining.as_secs(),
+                refresh_in_s = due.as_secs(),
+                "reusing the token kept in token_cache_dir"
+            );
+            Some(due)
+        }
+        Ok(None) => None,
+        Err(why) => {
+            tracing::warn!(credential = %cred.name, reason = %why, "token_cache_dir entry ignored");
+            None
+        }
+    }
+}
+
 /// One fetch; returns how long to sleep before the next.
-async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Duration {
+async fn attempt(
+    cred: &Credential,
+    fetcher: &Fetcher,
+    cache_file: Option<&std::path::Path>,
+    failures: &mut u32,
+) -> Duration {
     cred.status.send_modify(|s| s.fetching = true);
     // The lifetime counts from when we asked: a slow answer must not stretch it.
     let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
@@ -49,7 +138,7 @@ async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Du
         .map_err(|e| (e.message, e.retry_after))
         .and_then(|issued| {
             cred.store(&issued.access_token, issued.lifetime, started, started_wall)
-                .map(|()| issued.lifetime)
+                .map(|()| (issued.lifetime, issued.access_token))
                 .map_err(|why| {
                     (
                         format!("credential {}: invalid token response: {why}", cred.name),
@@ -59,7 +148,12 @@ async fn attempt(cred: &Credential, fetcher: &Fetcher, failures: &mut u32) -> Du
         });
     let mut rng = rand::rng();
     match stored {
-        Ok(lifetime) => {
+        Ok((lifetime, token)) => {
+            if let Some(file) = cache_file
+                && let Err(why) = super::disk::save(file, &token, lifetime)
+            {
+                tracing::warn!(credential = %cred.name, error = %why, "cannot keep the token in token_cache_dir");
+            }
             if *failures > 0 {
                 tracing::info!(credential = %cred.name, "token fetch recovered");
             }

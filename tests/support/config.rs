@@ -119,4 +119,10 @@ impl SidecarConfig {
         self.text.push('\n');
         self
     }
+
+    /// A top-level key (before any table), e.g. `token_cache_dir = "..."`.
+    pub fn top(mut self, line: &str) -> Self {
+        self.text.insert_str(0, &format!("{line}\n"));
+        self
+    }
 }
