@@ -32,7 +32,8 @@ pub async fn get(
 
 /// The authorization server's metadata: RFC 8414's document, else OIDC
 /// discovery's. RFC 8414 puts the well-known segment before the issuer's path;
-/// OIDC appends it. The document must name `issuer` exactly (RFC 8414 §3.3).
+/// OIDC appends it. The document must name `issuer` (RFC 8414 §3.3; a trailing
+/// `/` aside, which URL parsing adds to a bare origin).
 pub async fn metadata(
     client: &reqwest::Client,
     base: &str,
@@ -51,7 +52,8 @@ pub async fn metadata(
             Ok((doc, _)) => {
                 let v: serde_json::Value =
                     serde_json::from_slice(&doc).map_err(|e| format!("{doc_url}: {e}"))?;
-                if v.get("issuer").and_then(|i| i.as_str()) != Some(issuer) {
+                let named = v.get("issuer").and_then(|i| i.as_str()).unwrap_or_default();
+                if named.trim_end_matches('/') != issuer.trim_end_matches('/') {
                     return Err(format!("{doc_url}: the document names another issuer"));
                 }
                 return Ok(v);

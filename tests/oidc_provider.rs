@@ -32,6 +32,10 @@ impl Drop for Peer {
 }
 
 fn start_peer() -> Option<Peer> {
+    start_peer_env(&[])
+}
+
+fn start_peer_env(env: &[(&str, &str)]) -> Option<Peer> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oidc-provider");
     if !dir.join("node_modules/oidc-provider").is_dir() {
         let msg = "oidc-provider is not installed: run `npm ci --prefix tests/peers/oidc-provider` (.ci/run does)";
@@ -41,6 +45,7 @@ fn start_peer() -> Option<Peer> {
     }
     let mut child = Command::new("node")
         .arg(dir.join("server.js"))
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -147,5 +152,70 @@ async fn a_wrong_secret_is_reported_by_readyz() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn private_key_jwt_against_oidc_provider() {
+    use support::jwt::{TestKey, jwks};
+    let keys = [
+        TestKey::es256("jwt-es"),
+        TestKey::rsa("jwt-ps", "PS256"),
+        TestKey::eddsa("jwt-ed"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let jwks_file = dir.path().join("client-jwks.json");
+    std::fs::write(&jwks_file, jwks(&keys.iter().collect::<Vec<_>>())).unwrap();
+    let Some(peer) = start_peer_env(&[("JWT_CLIENT_JWKS", jwks_file.to_str().unwrap())]) else {
+        return;
+    };
+    let echo = Echo::start().await;
+    let mut config = SidecarConfig::new();
+    for key in &keys {
+        let pem = dir.path().join(format!("{}.pem", key.kid));
+        std::fs::write(&pem, key.private_pem()).unwrap();
+        let cred = Cred::new(&key.kid, &peer.token_endpoint)
+            .remove("client_secret")
+            .text("client_id", "jwt-client")
+            .text("auth_method", "private_key_jwt")
+            .with(
+                "private_key",
+                &format!("{{ file = {} }}", quote(pem.to_str().unwrap())),
+            )
+            .text("key_id", &key.kid)
+            .text("assertion_alg", key.alg)
+            .text("resource", RESOURCE);
+        config = config.credential(cred);
+    }
+    // Through discovery: the assertion's aud is then the issuer identifier.
+    let pem = dir.path().join("discovered.pem");
+    std::fs::write(&pem, keys[0].private_pem()).unwrap();
+    let discovered = Cred::new("discovered", "unused")
+        .remove("token_url")
+        .remove("client_secret")
+        .text("issuer", &peer.issuer)
+        .text("client_id", "jwt-client")
+        .text("auth_method", "private_key_jwt")
+        .with(
+            "private_key",
+            &format!("{{ file = {} }}", quote(pem.to_str().unwrap())),
+        )
+        .text("key_id", &keys[0].kid)
+        .text("resource", RESOURCE);
+    let config = config
+        .credential(discovered)
+        .outbound("orders", &echo.url(), "discovered");
+    let sidecar = Sidecar::start(&config).await;
+    let body = support::http::wait_for_status(
+        &sidecar.admin_url("/readyz"),
+        200,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
+    let (status, answer) =
+        support::http::get(&format!("{}/orders/1", sidecar.outbound("orders"))).await;
+    assert_eq!(status, 200, "{answer} / {body}");
+    let claims = verify(&peer, echo.seen().pop().unwrap().authorization().unwrap()).await;
+    assert_eq!(claims["client_id"], "jwt-client");
     sidecar.stop().await;
 }

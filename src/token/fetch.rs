@@ -221,7 +221,12 @@ impl Fetcher {
         }
         let d = Discovered {
             token_url,
-            issuer: issuer.to_string(),
+            // The identifier as the server states it: the assertion's `aud`.
+            issuer: meta
+                .get("issuer")
+                .and_then(|i| i.as_str())
+                .unwrap_or(issuer.as_str())
+                .to_owned(),
             at: Instant::now(),
         };
         tracing::info!(credential = %spec.name, token_endpoint = %redact_url(&d.token_url), "token endpoint discovered");
