@@ -249,3 +249,40 @@ async fn upstream_tls_reaches_a_tls_upstream_the_app_called_over_http() {
     assert!(seen.uri.ends_with("/tls"), "{}", seen.uri);
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn a_route_with_a_port_matches_only_that_port() {
+    let echo = Echo::start().await;
+    let other = Echo::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .raw(&format!(
+            "[forward_proxy]\nlisten = \"127.0.0.1:0\"\nunmatched = \"deny\"\n[[forward_proxy.routes]]\nhost = \"LOCALHOST:{}\"\ncredential = \"orders\"\n",
+            echo.addr.port()
+        ));
+    let sidecar = Sidecar::start(&config).await;
+    let client = proxied(&sidecar);
+    let resp = client
+        .get(format!("http://localhost:{}/mapped", echo.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        echo.seen()
+            .pop()
+            .unwrap()
+            .authorization()
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+    let resp = client
+        .get(format!("http://localhost:{}/other-port", other.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403, "same host, another port: not mapped");
+    assert!(other.seen().is_empty());
+    sidecar.stop().await;
+}

@@ -406,7 +406,7 @@ async fn the_signing_key_survives_a_restart_and_is_private() {
 }
 
 #[tokio::test]
-async fn the_outbound_sidecar_uses_the_issuer_as_its_idp() {
+async fn the_outbound_sidecar_uses_the_issuer_as_its_idp_with_every_secret_method() {
     let echo = Echo::start().await;
     let dir = tempfile::tempdir().unwrap();
     // The credential's token URL is the issuer in the same process.
@@ -417,11 +417,27 @@ async fn the_outbound_sidecar_uses_the_issuer_as_its_idp() {
         .text("client_secret", BILLING_SECRET)
         .text("auth_method", "client_secret_json")
         .text("audience", ORDERS);
-    let config = SidecarConfig::new()
-        .credential(cred)
+    // The two form methods as well, each a credential of its own.
+    let mut config = SidecarConfig::new().credential(cred);
+    for method in ["client_secret_basic", "client_secret_post"] {
+        config = config.credential(
+            Cred::new(method, &format!("http://127.0.0.1:{port}/oauth/token"))
+                .text("client_id", "billing")
+                .text("client_secret", BILLING_SECRET)
+                .text("auth_method", method)
+                .text("audience", ORDERS),
+        );
+    }
+    let config = config
         .outbound("orders", &echo.url(), "orders")
         .raw(&issuer_toml(port, dir.path(), TABLES));
     let sidecar = Sidecar::start_with(&config, Some(listener)).await;
+    support::http::wait_for_status(
+        &sidecar.admin_url("/readyz"),
+        200,
+        std::time::Duration::from_secs(20),
+    )
+    .await;
     let s = Setup {
         sidecar,
         url: format!("http://127.0.0.1:{port}/"),
