@@ -457,14 +457,6 @@ async fn without_keys_requests_get_503_and_readyz_says_so() {
     sidecar.stop().await;
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test]
 async fn the_verified_token_cache_serves_repeats_until_exp_or_key_removal() {
     let key = TestKey::es256("k1");
@@ -478,12 +470,12 @@ async fn the_verified_token_cache_serves_repeats_until_exp_or_key_removal() {
     }
     let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
     assert_eq!(
-        metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"hit\"}"),
+        support::metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"hit\"}"),
         4,
         "{metrics}"
     );
     assert_eq!(
-        metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"miss\"}"),
+        support::metric(&metrics, "m2m_inbound_token_cache_total{outcome=\"miss\"}"),
         1
     );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -509,7 +501,7 @@ async fn the_verified_token_cache_serves_repeats_until_exp_or_key_removal() {
     }
     let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
     assert!(
-        metric(
+        support::metric(
             &metrics,
             "m2m_inbound_jwks_fetches_total{outcome=\"success\"}"
         ) >= 2,
@@ -641,7 +633,7 @@ async fn an_unreachable_introspection_endpoint_denies_or_allows_as_configured() 
         }
         let (_, metrics) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
         assert_eq!(
-            metric(
+            support::metric(
                 &metrics,
                 "m2m_inbound_introspections_total{outcome=\"error\"}"
             ),

@@ -32,6 +32,33 @@ async fn status(url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
+/// The Orders API, a reader app, the inbound sidecar's own app (`gateway`, for
+/// introspection) and an admin app allowed to block apps.
+fn tables(issuer: &str) -> String {
+    format!(
+        r#"
+[[issuer.apis]]
+name = "Orders API"
+identifier = "{ORDERS}"
+scopes = ["orders:read", "orders:write"]
+[[issuer.apps]]
+name = "reader"
+client_id = "reader"
+client_secret = "{SECRET}"
+grants = {{ "{ORDERS}" = ["orders:read"] }}
+[[issuer.apps]]
+name = "orders API gateway"
+client_id = "gateway"
+client_secret = "{SECRET}"
+[[issuer.apps]]
+name = "admin"
+client_id = "admin"
+client_secret = "{SECRET}"
+grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
+"#
+    )
+}
+
 async fn until_status(url: &str, token: &str, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while status(url, token).await != want {
@@ -50,24 +77,7 @@ async fn blocking_an_app_reaches_tokens_already_issued() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("http://127.0.0.1:{port}/");
-    let tables = format!(
-        r#"
-[[issuer.apis]]
-name = "Orders API"
-identifier = "{ORDERS}"
-scopes = ["orders:read", "orders:write"]
-[[issuer.apps]]
-name = "reader"
-client_id = "reader"
-client_secret = "{SECRET}"
-grants = {{ "{ORDERS}" = ["orders:read"] }}
-[[issuer.apps]]
-name = "admin"
-client_id = "admin"
-client_secret = "{SECRET}"
-grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
-"#
-    );
+    let tables = tables(&issuer);
     let inbound = format!(
         "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\nrevocations_url = {}\nrevocations_interval = \"1s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
         quote(&echo.url()),
@@ -145,13 +155,6 @@ grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
     sidecar.stop().await;
 }
 
-fn metric(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
     let echo = Echo::start().await;
@@ -159,28 +162,7 @@ async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("http://127.0.0.1:{port}/");
-    let tables = format!(
-        r#"
-[[issuer.apis]]
-name = "Orders API"
-identifier = "{ORDERS}"
-scopes = ["orders:read"]
-[[issuer.apps]]
-name = "reader"
-client_id = "reader"
-client_secret = "{SECRET}"
-grants = {{ "{ORDERS}" = ["orders:read"] }}
-[[issuer.apps]]
-name = "orders API gateway"
-client_id = "gateway"
-client_secret = "{SECRET}"
-[[issuer.apps]]
-name = "admin"
-client_id = "admin"
-client_secret = "{SECRET}"
-grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
-"#
-    );
+    let tables = tables(&issuer);
     // No revocation feed: introspection alone must notice the block.
     let inbound = format!(
         "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n[inbound.introspection]\nurl = {}\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
@@ -206,7 +188,7 @@ grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
     }
     let text = support::http::get(&sidecar.admin_url("/metrics")).await.1;
     assert_eq!(
-        metric(
+        support::metric(
             &text,
             "m2m_inbound_introspections_total{outcome=\"active\"}"
         ),
@@ -214,7 +196,7 @@ grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
         "{text}"
     );
     assert_eq!(
-        metric(
+        support::metric(
             &text,
             "m2m_inbound_introspections_total{outcome=\"cached_active\"}"
         ),

