@@ -5,7 +5,7 @@ use crate::error::json_response;
 use crate::metrics::{CredentialLabels, TokenMetrics};
 use crate::proxy::ProxyBody;
 use crate::proxy::server::Handler;
-use crate::token::{Credential, CredentialState};
+use crate::token::CredentialState;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
@@ -17,11 +17,10 @@ use std::time::SystemTime;
 
 /// Serves the admin endpoints.
 pub struct Admin {
-    pub credentials: Vec<Arc<Credential>>,
+    /// The credentials and inbound keys now (a reload replaces them).
+    pub ready: Arc<crate::supervisor::ReadyState>,
     pub registry: Registry,
     pub token_metrics: TokenMetrics,
-    /// Inbound verification keys: ready only once some are loaded.
-    pub jwks: Option<Arc<crate::inbound::jwks::Jwks>>,
     /// Set once shutdown begins: `/readyz` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
 }
@@ -52,9 +51,11 @@ impl Handler for Admin {
 
 impl Admin {
     fn readyz(&self) -> Response<ProxyBody> {
-        let states: Vec<CredentialState> = self.credentials.iter().map(|c| c.snapshot()).collect();
+        let credentials = self.ready.credentials.load();
+        let states: Vec<CredentialState> = credentials.iter().map(|c| c.snapshot()).collect();
         let draining = self.draining.load(Ordering::Relaxed);
-        let keys = self.jwks.as_ref().map(|j| {
+        let jwks = self.ready.jwks.load_full();
+        let keys = jwks.as_ref().map(|j| {
             let count = j.keys().map_or(0, |k| k.len());
             let error = j
                 .last_error
@@ -88,7 +89,7 @@ impl Admin {
 
     fn metrics(&self) -> Response<ProxyBody> {
         let now = SystemTime::now();
-        for c in &self.credentials {
+        for c in self.ready.credentials.load().iter() {
             if let Some(exp) = c.snapshot().expires_at {
                 let secs = seconds_between(now, exp);
                 self.token_metrics

@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod outbound;
 pub mod proxy;
 pub mod quickstart;
+pub mod supervisor;
 pub mod token;
 
 use config::Config;
@@ -101,21 +102,22 @@ impl Listeners {
 /// A running sidecar.
 pub struct Handle {
     pub admin_addr: SocketAddr,
-    /// `(route name, address)` for each outbound listener.
+    /// `(route name, address)` for each outbound listener at start.
     pub outbound_addrs: Vec<(String, SocketAddr)>,
+    /// The credentials at start.
     pub credentials: Vec<Arc<Credential>>,
     /// The issuer's address, when one runs in this process.
     pub issuer_addr: Option<SocketAddr>,
-    /// The inbound listener's address, when there is one.
+    /// The inbound listener's address at start, when there is one.
     pub inbound_addr: Option<SocketAddr>,
-    /// The forward-proxy listener's address, when there is one.
+    /// The forward-proxy listener's address at start, when there is one.
     pub forward_proxy_addr: Option<SocketAddr>,
     draining: Arc<AtomicBool>,
-    tasks: JoinSet<()>,
+    supervisor: Arc<tokio::sync::Mutex<supervisor::Supervisor>>,
 }
 
 impl Handle {
-    /// The address of the outbound listener called `name`.
+    /// The address of the outbound listener called `name` (at start).
     pub fn outbound_addr(&self, name: &str) -> Option<SocketAddr> {
         self.outbound_addrs
             .iter()
@@ -123,9 +125,44 @@ impl Handle {
             .map(|(_, a)| *a)
     }
 
+    /// Where the listeners are now (reloads may add, move or remove them).
+    pub async fn addresses(&self) -> supervisor::Addresses {
+        self.supervisor.lock().await.addresses()
+    }
+
+    /// Apply `config` to the running sidecar: bind new listeners, start new
+    /// credentials, swap handlers, stop what is gone. On error nothing changed.
+    /// Returns what changed.
+    pub async fn reload(&self, config: Config) -> Result<Vec<String>, String> {
+        let mut sup = self.supervisor.lock().await;
+        let result = match sup.bind_new(&config).await {
+            Ok(bound) => sup.apply(config, bound).await,
+            Err(e) => Err(e),
+        };
+        sup.count_reload(result.is_ok());
+        result
+    }
+
+    /// The limits in force (drain timing included).
+    pub async fn limits(&self) -> config::Limits {
+        self.supervisor.lock().await.limits()
+    }
+
+    /// Count a reload that failed before it reached [`Handle::reload`]
+    /// (the file did not parse or validate).
+    pub async fn reload_failed(&self) {
+        self.supervisor.lock().await.count_reload(false);
+    }
+
     /// Wait until every listener and background task has stopped (after shutdown).
-    pub async fn wait(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+    pub async fn wait(self) {
+        loop {
+            let mut tasks = std::mem::take(&mut self.supervisor.lock().await.tasks);
+            if tasks.is_empty() {
+                return;
+            }
+            while tasks.join_next().await.is_some() {}
+        }
     }
 
     /// Mark the sidecar as draining: `/readyz` answers 503 from now on.
@@ -151,166 +188,73 @@ impl App {
         let issuer = issuer::Issuer::new(spec)?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, url = %spec.url, "issuer ready");
+        let opts = proxy::server::ServeOptions::plain("issuer", config.drain_timeout);
+        opts.limits.store(Arc::new(config.limits.clone()));
         Ok(tokio::spawn(proxy::server::serve(
             listener,
             Arc::new(issuer),
             shutdown,
-            config.drain_timeout,
+            opts,
         )))
     }
 
-    /// Start the credential tasks, the outbound listeners and the admin listener.
+    /// Start the credential tasks, the listeners and the admin listener.
     /// Everything stops when `shutdown` turns true; [`Handle::wait`] awaits that.
-    pub fn spawn(
+    pub async fn spawn(
         config: Config,
         listeners: Listeners,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Handle, String> {
         let mut registry = Registry::default();
-        let token_metrics = metrics::TokenMetrics::register(&mut registry);
-        let outbound_metrics = metrics::OutboundMetrics::register(&mut registry);
-        let mut tasks = JoinSet::new();
+        let mut sup = supervisor::Supervisor::new(
+            shutdown,
+            JoinSet::new(),
+            &mut registry,
+            config.limits.clone(),
+        );
         // The issuer starts first: in-process credentials may use it as their IdP.
         let issuer_addr = match (&config.issuer, listeners.issuer) {
             (Some(spec), Some(listener)) => {
                 let issuer = issuer::Issuer::new(spec)?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 tracing::info!(%addr, url = %spec.url, "issuer ready");
-                tasks.spawn(proxy::server::serve(
-                    listener,
-                    Arc::new(issuer),
-                    shutdown.clone(),
-                    config.drain_timeout,
-                ));
+                sup.serve_fixed(listener, Arc::new(issuer), "issuer");
                 Some(addr)
             }
             _ => None,
         };
-
-        let mut credentials = Vec::new();
-        let mut watched = Vec::new();
-        for spec in &config.credentials {
-            let fetcher = token::Fetcher::new(spec.clone())?;
-            let cred = Credential::new(spec.clone(), token_metrics.clone());
-            if let Some(path) = spec.auth.watched_file() {
-                watched.push(token::secret::Watched {
-                    path: path.to_path_buf(),
-                    on_change: cred.kick_handle(),
-                });
-            }
-            let cache_file = config
-                .token_cache_dir
-                .as_deref()
-                .map(|d| token::disk::path(d, spec));
-            tasks.spawn(token::run(
-                cred.clone(),
-                fetcher,
-                cache_file,
-                shutdown.clone(),
-            ));
-            credentials.push(cred);
-        }
-        tasks.spawn(token::secret::watch_files(watched, shutdown.clone()));
-
-        let mut outbound_addrs = Vec::new();
-        for (spec, listener) in config.outbound.iter().zip(listeners.outbound) {
-            let cred = credentials
+        let bound = supervisor::Bound {
+            outbound: config
+                .outbound
                 .iter()
-                .find(|c| c.name() == spec.credential)
-                .ok_or_else(|| {
-                    format!("outbound {}: no credential {}", spec.name, spec.credential)
-                })?;
-            let route =
-                outbound::Route::new(spec, cred.clone(), outbound_metrics.route(&spec.name))?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(route = %spec.name, %addr, upstream = %config::redact_url(&spec.upstream), "outbound listener ready");
-            outbound_addrs.push((spec.name.clone(), addr));
-            tasks.spawn(proxy::server::serve(
-                listener,
-                Arc::new(route),
-                shutdown.clone(),
-                config.drain_timeout,
-            ));
-        }
-
-        let mut forward_proxy_addr = None;
-        if let (Some(spec), Some(listener)) = (&config.forward_proxy, listeners.forward_proxy) {
-            let handler = forward::ForwardProxy::new(spec, &credentials, &outbound_metrics)?;
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(%addr, routes = spec.routes.len(), unmatched = if spec.deny_unmatched { "deny" } else { "pass" }, "forward proxy listener ready");
-            tasks.spawn(proxy::server::serve(
-                listener,
-                Arc::new(handler),
-                shutdown.clone(),
-                config.drain_timeout,
-            ));
-            forward_proxy_addr = Some(addr);
-        }
-
-        let mut inbound_addr = None;
-        let mut jwks = None;
-        if let (Some(spec), Some(listener)) = (&config.inbound, listeners.inbound) {
-            let keys = inbound::jwks::Jwks::new(spec);
-            let metrics = inbound::InboundMetrics::register(&mut registry);
-            let fetcher = inbound::jwks::run(
-                keys.clone(),
-                spec.clone(),
-                metrics.clone(),
-                shutdown.clone(),
-            );
-            tasks.spawn(fetcher);
-            let handler = inbound::Inbound::new(spec, keys.clone(), metrics.clone())?;
-            if let Some(url) = &spec.revocations_url {
-                let feed = handler.revocations.clone();
-                let (interval, timeout) = (spec.revocations_interval, spec.jwks_timeout);
-                let gauge = metrics.revocations_fetched.clone();
-                let poller = inbound::revocation::run(
-                    feed,
-                    url.clone(),
-                    interval,
-                    timeout,
-                    gauge,
-                    shutdown.clone(),
-                );
-                tasks.spawn(poller);
-            }
-            let addr = listener.local_addr().map_err(|e| e.to_string())?;
-            tracing::info!(%addr, upstream = %spec.upstream, "inbound listener ready");
-            tasks.spawn(proxy::server::serve(
-                listener,
-                Arc::new(handler),
-                shutdown.clone(),
-                config.drain_timeout,
-            ));
-            inbound_addr = Some(addr);
-            jwks = Some(keys);
-        }
-
+                .map(|o| o.name.clone())
+                .zip(listeners.outbound)
+                .collect(),
+            forward_proxy: listeners.forward_proxy,
+            inbound: listeners.inbound,
+        };
+        sup.apply(config, bound).await?;
+        let addrs = sup.addresses();
         let draining = Arc::new(AtomicBool::new(false));
         let admin_addr = listeners.admin.local_addr().map_err(|e| e.to_string())?;
         let admin = admin::Admin {
-            credentials: credentials.clone(),
+            ready: sup.ready.clone(),
             registry,
-            token_metrics,
-            jwks,
+            token_metrics: sup.token_metrics(),
             draining: draining.clone(),
         };
         tracing::info!(addr = %admin_addr, "admin listener ready");
-        tasks.spawn(proxy::server::serve(
-            listeners.admin,
-            Arc::new(admin),
-            shutdown,
-            config.drain_timeout,
-        ));
+        sup.serve_fixed(listeners.admin, Arc::new(admin), "admin");
+        let credentials = sup.ready.credentials.load_full().as_ref().clone();
         Ok(Handle {
             admin_addr,
-            outbound_addrs,
+            outbound_addrs: addrs.outbound,
             credentials,
             issuer_addr,
-            inbound_addr,
-            forward_proxy_addr,
+            inbound_addr: addrs.inbound,
+            forward_proxy_addr: addrs.forward_proxy,
             draining,
-            tasks,
+            supervisor: Arc::new(tokio::sync::Mutex::new(sup)),
         })
     }
 }

@@ -82,8 +82,8 @@ fn main() -> ExitCode {
         tracing::warn!(warning = %w, "config");
     }
     match cli.command.unwrap_or(Command::Run) {
-        Command::Run => run(config, false),
-        Command::Issuer => run(config, true),
+        Command::Run => run(path, config, false),
+        Command::Issuer => run(path, config, true),
         Command::Quickstart { .. } => ExitCode::FAILURE,
         Command::Check => check(path, &config),
         Command::Token { credential } => print_token(&config, &credential),
@@ -195,7 +195,7 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
     }
 }
 
-fn run(config: Config, issuer_only: bool) -> ExitCode {
+fn run(path: &Path, config: Config, issuer_only: bool) -> ExitCode {
     let rt = match runtime(config.worker_threads) {
         Ok(rt) => rt,
         Err(e) => {
@@ -206,7 +206,7 @@ fn run(config: Config, issuer_only: bool) -> ExitCode {
     let served = if issuer_only {
         rt.block_on(serve_issuer(config))
     } else {
-        rt.block_on(serve(config))
+        rt.block_on(serve(path, config))
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,
@@ -217,17 +217,46 @@ fn run(config: Config, issuer_only: bool) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let drain = config.drain_timeout;
+/// Run until SIGTERM/SIGINT; reload on SIGHUP and when the config file changes.
+/// On SIGTERM: `/readyz` turns 503 at once, new connections are still accepted
+/// for `drain_grace` (load balancers and kube-proxy catch up), then listeners
+/// stop accepting and in-flight requests get `drain_timeout`; exit 0.
+async fn serve(path: &Path, config: Config) -> Result<(), String> {
+    use tokio::signal::unix::{SignalKind, signal};
     let listeners = Listeners::bind(&config).await?;
     let (stop, stopped) = watch::channel(false);
-    let handle = App::spawn(config, listeners, stopped)?;
-    wait_for_signal().await?;
-    tracing::info!(
-        drain_timeout_s = drain.as_secs_f64(),
-        "shutting down: no new connections, draining"
-    );
+    let handle = App::spawn(config, listeners, stopped).await?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| format!("cannot handle SIGTERM: {e}"))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(|e| format!("cannot handle SIGINT: {e}"))?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
+    // Held for as long as we serve: dropping it stops the watch.
+    let _watcher = watch_config(path, changed_tx);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break; }
+            _ = hup.recv() => reload(path, &handle, "SIGHUP").await,
+            Some(()) = changed.recv() => {
+                // Editors and ConfigMap updates write in several steps: settle first.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while changed.try_recv().is_ok() {}
+                reload(path, &handle, "config file changed").await;
+            }
+        }
+    }
+    let limits = handle.limits().await;
+    let (grace, drain) = (limits.drain_grace, limits.drain_timeout);
     handle.set_draining();
+    tracing::info!(
+        drain_grace_s = grace.as_secs_f64(),
+        drain_timeout_s = drain.as_secs_f64(),
+        "draining: /readyz is 503; new connections accepted for the grace period"
+    );
+    tokio::time::sleep(grace).await;
+    tracing::info!("no new connections; waiting for in-flight requests");
     let _ = stop.send(true);
     if tokio::time::timeout(drain + Duration::from_secs(1), handle.wait())
         .await
@@ -237,6 +266,74 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Parse → validate → apply; a config that fails keeps the running one.
+async fn reload(path: &Path, handle: &m2m_sidecar::Handle, why: &str) {
+    let started = std::time::Instant::now();
+    match config::load_file(path) {
+        Ok(new) => {
+            for w in &new.warnings {
+                tracing::warn!(warning = %w, "config");
+            }
+            match handle.reload(new).await {
+                Ok(changes) => tracing::info!(
+                    trigger = why,
+                    took_ms = started.elapsed().as_millis() as u64,
+                    changes = %if changes.is_empty() { "none".to_owned() } else { changes.join("; ") },
+                    "configuration reloaded"
+                ),
+                Err(e) => {
+                    tracing::error!(trigger = why, error = %e, "reload failed; the running configuration is kept")
+                }
+            }
+        }
+        Err(errors) => {
+            for issue in &errors.0 {
+                tracing::error!(trigger = why, problem = %issue, "invalid configuration");
+            }
+            tracing::error!(
+                trigger = why,
+                problems = errors.0.len(),
+                "reload refused; the running configuration is kept"
+            );
+            handle.reload_failed().await;
+        }
+    }
+}
+
+/// Watch the config file's directory (a ConfigMap swaps its `..data` symlink;
+/// editors replace the file); each relevant event sends `()`.
+fn watch_config(
+    path: &Path,
+    changed: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name()?.to_owned();
+    let mut watcher = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+        let Ok(ev) = ev else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        let relevant = ev.paths.iter().any(|p| {
+            p.file_name()
+                .is_some_and(|f| f == name.as_os_str() || f == "..data")
+        });
+        if relevant {
+            let _ = changed.send(());
+        }
+    })
+    .map_err(|e| tracing::warn!(error = %e, "cannot watch the config file; SIGHUP still reloads"))
+    .ok()?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the config directory; SIGHUP still reloads"))
+        .ok()?;
+    Some(watcher)
 }
 
 fn quickstart(ephemeral: bool) -> ExitCode {

@@ -216,3 +216,65 @@ impl RouteMetrics {
         self.by_class[StatusClass::index(status)].inc();
     }
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub outcome: &'static str,
+}
+
+/// Listener connections and configuration reloads.
+#[derive(Clone)]
+pub struct ProcessMetrics {
+    pub open_connections: Family<ListenerLabels, Gauge>,
+    pub refused_connections: Family<ListenerLabels, Counter>,
+    pub reloads: Family<ReloadLabels, Counter>,
+    pub last_reload: Gauge,
+}
+
+impl ProcessMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = ProcessMetrics {
+            open_connections: Family::default(),
+            refused_connections: Family::default(),
+            reloads: Family::default(),
+            last_reload: Gauge::default(),
+        };
+        registry.register(
+            "m2m_listener_open_connections",
+            "Open client connections, by listener",
+            m.open_connections.clone(),
+        );
+        registry.register(
+            "m2m_listener_refused_connections",
+            "Client connections closed at once because the listener had limits.max_connections open",
+            m.refused_connections.clone(),
+        );
+        registry.register(
+            "m2m_config_reloads",
+            "Configuration reloads (SIGHUP or a changed file), by outcome (success, error)",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "m2m_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration applied (start or reload)",
+            m.last_reload.clone(),
+        );
+        m
+    }
+
+    /// The connection counters of `listener`.
+    pub fn listener(&self, listener: &str) -> crate::proxy::server::ConnectionMetrics {
+        let labels = ListenerLabels {
+            listener: listener.to_owned(),
+        };
+        // One at a time: a family guard held across the next insertion deadlocks.
+        let open = self.open_connections.get_or_create(&labels).clone();
+        let refused = self.refused_connections.get_or_create(&labels).clone();
+        crate::proxy::server::ConnectionMetrics { open, refused }
+    }
+}

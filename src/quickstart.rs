@@ -175,9 +175,9 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         demo_l,
         Arc::new(Demo),
         shutdown.clone(),
-        Duration::from_secs(1),
+        crate::proxy::server::ServeOptions::plain("demo", Duration::from_secs(1)),
     ));
-    let handle = App::spawn(config, listeners, shutdown)?;
+    let handle = App::spawn(config, listeners, shutdown).await?;
     // Ready when both apps hold a token (the issuer is in this process).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !handle.credentials.iter().all(|c| c.snapshot().valid) {

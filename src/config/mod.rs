@@ -22,7 +22,7 @@ use std::time::Duration;
 use url::Url;
 
 /// A validated sidecar configuration.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub admin: AdminSettings,
     pub credentials: Vec<Arc<CredentialSpec>>,
@@ -30,6 +30,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub worker_threads: Option<usize>,
     pub token_cache_dir: Option<PathBuf>,
+    pub limits: Limits,
     /// Problems that do not stop the sidecar (logged at start, printed by `check`).
     pub warnings: Vec<Issue>,
     /// `[issuer]`: the built-in authorization server, when configured.
@@ -40,8 +41,39 @@ pub struct Config {
     pub forward_proxy: Option<ForwardProxySpec>,
 }
 
+/// What every listener allows a client, and how it stops (reloadable).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Open connections per listener; beyond it a new one is closed at once.
+    pub max_connections: usize,
+    /// The largest request head (request line and headers); beyond it, 431.
+    pub max_header_bytes: usize,
+    /// Time allowed to send a request head, and to start the next one on an idle
+    /// keep-alive connection (slowloris guard).
+    pub header_read_timeout: Duration,
+    /// After SIGTERM: `/readyz` is 503 at once, new connections are still
+    /// accepted for this long, then in-flight requests get `drain_timeout`.
+    pub drain_grace: Duration,
+    pub drain_timeout: Duration,
+    /// One `access` log line per proxied request.
+    pub access_log: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_header_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            drain_grace: Duration::from_secs(1),
+            drain_timeout: Duration::from_secs(15),
+            access_log: true,
+        }
+    }
+}
+
 /// Where an inbound sidecar gets its verification keys.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeySource {
     JwksUrl(Url),
     /// RFC 8414 discovery from the issuer (then OIDC discovery).
@@ -59,7 +91,7 @@ pub enum DefaultPolicy {
 }
 
 /// One `[[inbound.rules]]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RuleSpec {
     /// The path without a trailing `/*`.
     pub path: String,
@@ -71,7 +103,7 @@ pub struct RuleSpec {
 }
 
 /// `[forward_proxy]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForwardProxySpec {
     pub listen: SocketAddr,
     /// `unmatched = "deny"`: refuse hosts no route maps (else pass them unchanged).
@@ -85,7 +117,7 @@ pub struct ForwardProxySpec {
 }
 
 /// `[[forward_proxy.routes]]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ForwardRouteSpec {
     /// Lower case, without brackets for IPv6.
     pub host: String,
@@ -97,7 +129,7 @@ pub struct ForwardRouteSpec {
 }
 
 /// `[inbound]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InboundSpec {
     pub listen: SocketAddr,
     pub upstream: Url,
@@ -124,7 +156,7 @@ pub struct InboundSpec {
 }
 
 /// `[inbound.introspection]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionSpec {
     pub url: Url,
     pub client_id: String,
@@ -157,7 +189,7 @@ impl SigningAlg {
 }
 
 /// `[issuer]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IssuerSpec {
     pub listen: SocketAddr,
     /// Ends with `/`; the `iss` claim.
@@ -186,7 +218,7 @@ pub const MANAGEMENT_SCOPES: [&str; 5] = [
 ];
 
 /// An API: an audience and the scopes tokens for it may carry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiSpec {
     pub id: String,
     pub name: String,
@@ -195,7 +227,7 @@ pub struct ApiSpec {
 }
 
 /// An M2M app declared in config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppSpec {
     pub name: String,
     pub client_id: String,
@@ -216,7 +248,7 @@ impl Config {
 }
 
 /// `[admin]`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AdminSettings {
     pub listen: SocketAddr,
 }
@@ -249,7 +281,7 @@ impl AuthMethod {
 }
 
 /// Where a client secret is read from. A literal never shows in `Debug`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub enum SecretSource {
     Literal(Arc<str>),
     Env(String),
@@ -274,7 +306,7 @@ impl SecretSource {
 }
 
 /// How a credential proves itself at the token endpoint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ClientAuth {
     /// `client_secret_basic`, `_post`, `_json`.
     Secret(SecretSource),
@@ -322,7 +354,7 @@ impl ClientAuth {
 }
 
 /// Where a credential's token endpoint is.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Endpoint {
     TokenUrl(Url),
     /// RFC 8414, then OIDC discovery from this issuer.
@@ -339,14 +371,14 @@ impl Endpoint {
 }
 
 /// A client certificate and its key (PEM files).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientCert {
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
 /// `[credentials.NAME]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CredentialSpec {
     pub name: String,
     pub endpoint: Endpoint,
@@ -367,7 +399,7 @@ pub struct CredentialSpec {
 }
 
 /// `[[outbound]]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OutboundSpec {
     pub name: String,
     pub listen: SocketAddr,

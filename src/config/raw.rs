@@ -23,6 +23,12 @@ pub struct FileConfig {
     pub worker_threads: Option<Text>,
     /// Where still-valid tokens are kept across restarts (off when absent).
     pub token_cache_dir: Option<PathBuf>,
+    /// After SIGTERM, how long new connections are still accepted.
+    pub drain_grace: Option<Text>,
+    /// One log line per proxied request (default true).
+    pub access_log: Option<Text>,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The built-in authorization server, run in the same process.
     pub issuer: Option<IssuerConfig>,
     /// Verification of incoming tokens in front of the local service.
@@ -159,6 +165,14 @@ pub struct AppConfig {
     pub blocked: bool,
     /// Public keys (a JWKS file) for `private_key_jwt`.
     pub jwks_file: Option<PathBuf>,
+}
+
+/// `[limits]`: what every listener allows a client.
+#[derive(Debug, Default, Deserialize)]
+pub struct LimitsConfig {
+    pub max_connections: Option<Text>,
+    pub max_header_bytes: Option<Text>,
+    pub header_read_timeout: Option<Text>,
 }
 
 /// `[admin]`: health, readiness and metrics.

@@ -59,6 +59,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
                     None
                 }
             });
+    let limits = v.limits(raw, drain_timeout);
     let issuer = raw.issuer.as_ref().and_then(|c| v.issuer(c));
     let inbound = raw.inbound.as_ref().and_then(|c| v.inbound(c));
     let credentials: Vec<_> = raw
@@ -84,6 +85,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             drain_timeout,
             worker_threads,
             token_cache_dir: raw.token_cache_dir.clone(),
+            limits,
             warnings: Vec::new(),
             issuer,
             inbound,
@@ -514,6 +516,58 @@ impl Validator {
             idle_timeout,
             body_idle_timeout,
         })
+    }
+
+    fn limits(&mut self, raw: &FileConfig, drain_timeout: Duration) -> super::Limits {
+        let d = super::Limits::default();
+        let l = &raw.limits;
+        let mut count =
+            |path: &str, t: &Option<Text>, default: usize, min: usize, max: usize| match t
+                .as_ref()
+                .map(|t| t.0.trim().parse::<usize>())
+            {
+                None => default,
+                Some(Ok(n)) if (min..=max).contains(&n) => n,
+                Some(_) => {
+                    self.issue(path, format!("must be a whole number from {min} to {max}"));
+                    default
+                }
+            };
+        let max_connections = count(
+            "limits.max_connections",
+            &l.max_connections,
+            d.max_connections,
+            1,
+            1_000_000,
+        );
+        let max_header_bytes = count(
+            "limits.max_header_bytes",
+            &l.max_header_bytes,
+            d.max_header_bytes,
+            8192,
+            1024 * 1024,
+        );
+        let header_read_timeout = self.duration_or(
+            "limits.header_read_timeout",
+            &l.header_read_timeout,
+            d.header_read_timeout,
+            MS,
+        );
+        let drain_grace = self.duration_or(
+            "drain_grace",
+            &raw.drain_grace,
+            d.drain_grace,
+            Duration::ZERO,
+        );
+        let access_log = self.boolean("access_log", raw.access_log.as_ref(), true);
+        super::Limits {
+            max_connections,
+            max_header_bytes,
+            header_read_timeout,
+            drain_grace,
+            drain_timeout,
+            access_log,
+        }
     }
 
     /// A reference to a `[credentials.NAME]` that exists.

@@ -339,6 +339,9 @@ impl Handler for Inbound {
             Ok(identity) => identity,
             Err(refusal) => return refuse(&refusal, grpc),
         };
+        let note = identity.as_ref().map(|v| crate::proxy::server::AccessNote {
+            client_id: v.client_id.clone(),
+        });
         let headers = req.headers_mut();
         if let Some(v) = identity {
             let mut set = |name: HeaderName, value: Option<String>| {
@@ -353,13 +356,17 @@ impl Handler for Inbound {
         if !self.forward_token {
             headers.remove(header::AUTHORIZATION);
         }
-        match self
+        let mut resp = match self
             .upstream
             .forward(req, None, conn.as_ref().as_ref())
             .await
         {
             Ok(resp) => resp.map(Either::Left),
             Err(e) => e.into_response(),
+        };
+        if let Some(n) = note {
+            resp.extensions_mut().insert(n);
         }
+        resp
     }
 }

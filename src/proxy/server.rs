@@ -1,22 +1,28 @@
 //! The accept loop every listener runs: HTTP/1.1 and h2c on one port (hyper-util's
-//! auto builder), upgrades allowed, graceful drain on shutdown.
+//! auto builder), upgrades allowed, the `[limits]` (connection cap, request head
+//! size, head read timeout), an `access` log line per request, and graceful drain
+//! on shutdown. [`Swap`] lets a reload replace a listener's handler while its
+//! connections stay open.
 
 use super::ProxyBody;
+use crate::config::Limits;
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-/// Time allowed to send the request headers (slowloris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+use tokio::time::Instant;
 
 /// Something that answers requests; every error is already a response.
 pub trait Handler: Send + Sync + 'static {
@@ -33,22 +39,69 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
+/// What the access log says of a request beyond what the listener knows, put
+/// in the response's extensions by the handler (inbound: the verified caller).
+#[derive(Clone, Debug)]
+pub struct AccessNote {
+    pub client_id: Option<String>,
+}
+
+/// A listener's connection counters.
+#[derive(Clone, Default)]
+pub struct ConnectionMetrics {
+    pub open: Gauge,
+    pub refused: Counter,
+}
+
+/// How [`serve`] runs a listener.
+#[derive(Clone)]
+pub struct ServeOptions {
+    /// The listener's name in logs (`orders`, `inbound`, `forward_proxy`…).
+    pub name: Arc<str>,
+    /// Where it forwards to, for the access log (forward proxy: the request's host).
+    pub upstream: Option<Arc<str>>,
+    /// Read at each accepted connection, so a reload applies to new connections.
+    pub limits: Arc<ArcSwap<Limits>>,
+    /// Log each request (proxy listeners; not the admin or issuer).
+    pub access_log: bool,
+    pub metrics: ConnectionMetrics,
+}
+
+impl ServeOptions {
+    /// Default limits with `drain` as the drain timeout, no access log.
+    pub fn plain(name: &str, drain: Duration) -> Self {
+        ServeOptions {
+            name: Arc::from(name),
+            upstream: None,
+            limits: Arc::new(ArcSwap::from_pointee(Limits {
+                drain_timeout: drain,
+                ..Limits::default()
+            })),
+            access_log: false,
+            metrics: ConnectionMetrics::default(),
+        }
+    }
+}
+
+/// Decrements a listener's open-connection count when the connection ends.
+struct Open(Gauge);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Serve `listener` until `shutdown` turns true, then stop accepting and let
-/// in-flight requests finish for up to `drain`.
+/// in-flight requests finish for up to the limits' `drain_timeout`.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
+    opts: ServeOptions,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let opts = Arc::new(opts);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -58,34 +111,153 @@ pub async fn serve<H: Handler>(
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(listener = %opts.name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let limits = opts.limits.load_full();
+        if opts.metrics.open.get() >= limits.max_connections as i64 {
+            // Over the cap: closed at once (the client sees the connection end).
+            opts.metrics.refused.inc();
+            drop(stream);
+            continue;
+        }
+        opts.metrics.open.inc();
+        let open = Open(opts.metrics.open.clone());
         let _ = stream.set_nodelay(true);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let h = handler.clone();
         let state = Arc::new(handler.connection());
+        let log = opts.access_log && limits.access_log;
+        let o = opts.clone();
         let svc = service_fn(move |req| {
-            let (h, state) = (h.clone(), state.clone());
-            async move { Ok::<_, Infallible>(h.handle(state, req).await) }
+            let (h, state, o) = (h.clone(), state.clone(), o.clone());
+            async move {
+                if !log {
+                    return Ok::<_, Infallible>(h.handle(state, req).await);
+                }
+                let started = Instant::now();
+                let method = req.method().clone();
+                let path = req.uri().path().to_owned();
+                let host = req.uri().authority().map(|a| a.as_str().to_owned());
+                let resp = h.handle(state, req).await;
+                access_log(&o, &method, &path, host.as_deref(), &resp, started);
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
         let conn = graceful.watch(conn.into_owned());
         tokio::spawn(async move {
+            let _open = open;
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    let drain = opts.limits.load().drain_timeout;
     if tokio::time::timeout(drain, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
+            listener = %opts.name,
             drain_s = drain.as_secs_f64(),
             "drain timeout: closing remaining connections"
         );
+    }
+}
+
+fn access_log(
+    o: &ServeOptions,
+    method: &http::Method,
+    path: &str,
+    host: Option<&str>,
+    resp: &Response<ProxyBody>,
+    started: Instant,
+) {
+    let note = resp.extensions().get::<AccessNote>();
+    let upstream = host.or(o.upstream.as_deref()).unwrap_or("-");
+    tracing::info!(
+        target: "access",
+        listener = %o.name,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        upstream = %upstream,
+        client_id = note.and_then(|n| n.client_id.as_deref()).unwrap_or("-"),
+    );
+}
+
+/// A handler a reload can replace: requests on open connections go to the new
+/// one from their next request on (with fresh per-connection state, since the
+/// old state may belong to the old upstream).
+pub struct Swap<H> {
+    current: ArcSwap<Versioned<H>>,
+    generation: AtomicU64,
+}
+
+struct Versioned<H> {
+    generation: u64,
+    handler: Arc<H>,
+}
+
+impl<H: Handler> Swap<H> {
+    pub fn new(handler: H) -> Self {
+        Swap {
+            current: ArcSwap::from_pointee(Versioned {
+                generation: 0,
+                handler: Arc::new(handler),
+            }),
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    /// Serve new requests with `handler`; in-flight ones finish with the old.
+    pub fn replace(&self, handler: H) {
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current.store(Arc::new(Versioned {
+            generation,
+            handler: Arc::new(handler),
+        }));
+    }
+
+    pub fn current(&self) -> Arc<H> {
+        self.current.load().handler.clone()
+    }
+}
+
+impl<H: Handler> Handler for Swap<H> {
+    type Conn = (u64, Arc<H::Conn>);
+
+    fn connection(&self) -> Self::Conn {
+        let v = self.current.load();
+        (v.generation, Arc::new(v.handler.connection()))
+    }
+
+    fn handle(
+        self: Arc<Self>,
+        conn: Arc<Self::Conn>,
+        req: Request<Incoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        let v = self.current.load_full();
+        let state = if v.generation == conn.0 {
+            conn.1.clone()
+        } else {
+            Arc::new(v.handler.connection())
+        };
+        v.handler.clone().handle(state, req)
     }
 }

@@ -34,7 +34,7 @@ impl Sidecar {
             listeners.issuer = Some(l);
         }
         let (stop, stopped) = watch::channel(false);
-        let handle = App::spawn(config, listeners, stopped).unwrap();
+        let handle = App::spawn(config, listeners, stopped).await.unwrap();
         Sidecar { handle, stop }
     }
 
