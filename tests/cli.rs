@@ -5,29 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::config::{Cred, SECRET, SidecarConfig};
 use support::echo::Echo;
+use support::process::{Running, sidecar, write_config};
 use support::token_server::{Mode, TokenServer};
-
-const BIN: &str = env!("CARGO_BIN_EXE_m2m-sidecar");
-
-fn write_config(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-    f
-}
-
-fn sidecar() -> Command {
-    let mut c = Command::new(BIN);
-    // A clean environment: no stray M2M_ variables from the caller.
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    c
-}
 
 #[test]
 fn check_prints_the_plan_without_secrets() {
@@ -177,81 +161,6 @@ async fn token_prints_the_token_alone_on_stdout() {
     );
 }
 
-/// A running binary whose stderr is collected line by line.
-struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-impl Running {
-    fn start(config: &std::path::Path) -> Self {
-        Self::command("run", config)
-    }
-
-    fn command(subcommand: &str, config: &std::path::Path) -> Self {
-        let mut child = sidecar()
-            .args([subcommand, "--log-format", "json", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "debug")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = lines.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// The `addr` field of the first log line whose message is `message` (and route).
-    async fn addr_of(&self, message: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let found = self.lines.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == message).then(|| v["addr"].as_str().unwrap().to_owned())
-            });
-            if let Some(a) = found {
-                return a;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no `{message}` log line: {:?}",
-                self.lines.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
-
 #[tokio::test]
 async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     let (idp, echo) = (TokenServer::start().await, Echo::start().await);
@@ -314,21 +223,11 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
 async fn start_issuer(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, String) {
     let mut cmd = sidecar();
     cmd.args(["issuer", "--log-format", "json", "--config"])
-        .arg(config)
-        .stderr(Stdio::piped());
+        .arg(config);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let stderr = child.stderr.take().unwrap();
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    let run = Running { child, lines };
+    let run = Running::spawn(cmd);
     let addr = run.addr_of("issuer ready").await;
     (run, addr)
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod echo;
 pub mod http;
 pub mod jwt;
+pub mod process;
 pub mod sidecar;
 pub mod tls;
 pub mod token_server;
