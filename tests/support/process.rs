@@ -109,6 +109,17 @@ impl Running {
             .unwrap();
     }
 
+    /// How many log lines have message `message` and `field` = `value`.
+    pub fn count_logs(&self, message: &str, field: &str, value: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == message && v[field] == value)
+            .count()
+    }
+
     /// Wait (bounded) until `count` log lines have message `message`; the last one.
     pub async fn wait_for_log(&self, message: &str, count: usize) -> serde_json::Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

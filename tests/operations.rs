@@ -1,0 +1,359 @@
+//! Operating the sidecar as a platform team does: configuration reloads (SIGHUP
+//! and a changed file) under steady traffic with no failed request, an invalid
+//! reload that keeps the running config, SIGTERM under load (readiness first, no
+//! request cut, exit 0), and the listener limits (slowloris, connection cap,
+//! header size). The binary runs as a child process where signals matter.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+use support::config::{Cred, SECRET, SidecarConfig};
+use support::echo::Echo;
+use support::http::{client, wait_for_status};
+use support::process::Running;
+use support::sidecar::Sidecar;
+use support::token_server::TokenServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const LONG: Duration = Duration::from_secs(20);
+
+/// Replace `path` the way a ConfigMap update or an editor does: write a new
+/// file beside it, then rename it over.
+fn replace_file(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Requests in a loop until stopped: how many, and how many failed.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    fn start(url: String) -> Self {
+        let stop: Arc<AtomicBool> = Arc::default();
+        let (sent, failed): (Arc<AtomicU64>, Arc<AtomicU64>) = (Arc::default(), Arc::default());
+        let (s, n, f) = (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&failed));
+        let task = tokio::spawn(async move {
+            let c = client();
+            while !s.load(Ordering::Relaxed) {
+                let ok = matches!(c.get(&url).send().await, Ok(r) if r.status() == 200);
+                n.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    f.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        Traffic {
+            stop,
+            sent,
+            failed,
+            task,
+        }
+    }
+
+    async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+async fn until_seen(echo: &Echo, path_start: &str) {
+    support::eventually(LONG, path_start, || {
+        echo.seen().iter().any(|s| s.uri.starts_with(path_start))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reloads_apply_under_traffic_without_a_failed_request() {
+    let idp = TokenServer::start().await;
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let config = |upstream: &str, extra: &str| {
+        SidecarConfig::new()
+            .credential(Cred::new("orders", &idp.url()))
+            .outbound("orders", upstream, "orders")
+            .raw(extra)
+            .toml()
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sidecar.toml");
+    std::fs::write(&path, config(&format!("{}/a", a.url()), "")).unwrap();
+    let run = Running::start(&path);
+    let outbound = run.addr_of("outbound listener ready").await;
+    let admin = run.addr_of("admin listener ready").await;
+    wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+    let traffic = Traffic::start(format!("http://{outbound}/t"));
+    until_seen(&a, "/a/t").await;
+
+    // SIGHUP: the route now goes to B. (Writing the file is seen by the watch
+    // too; a reload by SIGHUP must happen either way.)
+    let reloads = |trigger: &str| run.count_logs("configuration reloaded", "trigger", trigger);
+    std::fs::write(&path, config(&format!("{}/b", b.url()), "")).unwrap();
+    run.signal("-HUP");
+    support::eventually(LONG, "a reload by SIGHUP", || reloads("SIGHUP") == 1).await;
+    until_seen(&b, "/b/t").await;
+
+    // A changed file alone: back to A, and a second listener appears.
+    let by_file = reloads("config file changed");
+    replace_file(
+        &path,
+        &config(
+            &format!("{}/a2", a.url()),
+            &format!(
+                "[[outbound]]\nname = \"extra\"\nlisten = \"127.0.0.1:0\"\nupstream = \"{}/extra\"\ncredential = \"orders\"\n",
+                b.url()
+            ),
+        ),
+    );
+    support::eventually(LONG, "a reload by the file change", || {
+        reloads("config file changed") > by_file
+    })
+    .await;
+    until_seen(&a, "/a2/t").await;
+    let extra = run.wait_for_log("outbound listener ready", 2).await;
+    let (status, _) =
+        support::http::get(&format!("http://{}/x", extra["addr"].as_str().unwrap())).await;
+    assert_eq!(status, 200);
+    until_seen(&b, "/extra/x").await;
+
+    // An invalid config: refused, every problem logged, the old one keeps serving.
+    std::fs::write(
+        &path,
+        "[[outbound]]\nname = \"orders\"\nupstream = \"not a url\"\n",
+    )
+    .unwrap();
+    run.signal("-HUP");
+    let refused = run
+        .wait_for_log("reload refused; the running configuration is kept", 1)
+        .await;
+    assert!(refused["problems"].as_u64().unwrap() >= 2, "{refused}");
+    let before = a.seen().len();
+    support::eventually(LONG, "traffic after the refused reload", || {
+        a.seen().len() > before + 5
+    })
+    .await;
+    let (_, metrics) = support::http::get(&format!("http://{admin}/metrics")).await;
+    // (The write is seen by the file watch as well as by SIGHUP: one or two.)
+    assert!(
+        support::metric(&metrics, "m2m_config_reloads_total{outcome=\"error\"}") >= 1,
+        "{metrics}"
+    );
+    assert!(support::metric(&metrics, "m2m_config_reloads_total{outcome=\"success\"}") >= 2);
+
+    let (sent, failed) = traffic.finish().await;
+    assert!(sent > 20, "{sent} requests");
+    assert_eq!(failed, 0, "{failed} of {sent} requests failed");
+    assert_eq!(idp.count(), 1, "the unchanged credential kept its token");
+    let logs = run.lines.lock().unwrap().join("\n");
+    assert!(!logs.contains(SECRET), "no secret in the logs");
+    assert!(!logs.contains("tok-1"), "no token in the logs");
+    // One access line per request, parseable, without the query string.
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert!(
+        access.len() as u64 >= sent / 2,
+        "{} access lines",
+        access.len()
+    );
+    let line = &access[0];
+    for field in [
+        "listener",
+        "method",
+        "path",
+        "status",
+        "latency_ms",
+        "upstream",
+    ] {
+        assert!(!line[field].is_null(), "{field} in {line}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_flips_readiness_first_and_cuts_no_request() {
+    let idp = TokenServer::start().await;
+    let echo = Echo::start().await;
+    let config = SidecarConfig::new()
+        .top("drain_grace = \"2s\"")
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &echo.url(), "orders");
+    let f = support::process::write_config(config.toml());
+    let mut run = Running::start(f.path());
+    let outbound = run.addr_of("outbound listener ready").await;
+    let admin = run.addr_of("admin listener ready").await;
+    wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+
+    // A response in flight: the upstream holds all but its first chunk.
+    let mut slow = client()
+        .get(format!("http://{outbound}/stream-out/200000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(slow.status(), 200);
+    let first = slow.chunk().await.unwrap().unwrap();
+    run.signal("-TERM");
+    // Readiness turns first, while the listener still accepts (drain_grace).
+    wait_for_status(&format!("http://{admin}/readyz"), 503, LONG).await;
+    let (status, _) = support::http::get(&format!("http://{outbound}/during-grace")).await;
+    assert_eq!(status, 200, "accepted during the grace period");
+    // The in-flight response completes.
+    let mut total = first.len();
+    loop {
+        echo.release();
+        match tokio::time::timeout(LONG, slow.chunk()).await.unwrap() {
+            Ok(Some(c)) => total += c.len(),
+            Ok(None) => break,
+            Err(e) => panic!("the in-flight response was cut: {e}"),
+        }
+    }
+    assert_eq!(total, 200000);
+    let exit = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = run.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.code(), Some(0));
+    assert!(
+        TcpStream::connect(&outbound).await.is_err(),
+        "no new connections after exit"
+    );
+}
+
+async fn limited(limits: &str) -> (Sidecar, Echo, TokenServer) {
+    let idp = TokenServer::start().await;
+    let echo = Echo::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &echo.url(), "orders")
+        .raw(&format!("[limits]\n{limits}"));
+    let sidecar = Sidecar::start(&config).await;
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, LONG).await;
+    (sidecar, echo, idp)
+}
+
+/// Read until the peer closes the connection (bounded); what it sent.
+async fn read_to_close(c: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut buf)).await;
+    assert!(r.is_ok(), "the connection was not closed");
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_off_while_others_are_served() {
+    let (sidecar, _echo, _idp) = limited("header_read_timeout = \"1s\"").await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Drip: ")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    let (status, _) = support::http::get(&format!("{}/fast", sidecar.outbound("orders"))).await;
+    assert_eq!(status, 200);
+    let answer = read_to_close(&mut slow).await;
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn the_connection_cap_holds() {
+    let (sidecar, _echo, _idp) = limited("max_connections = 2").await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let url = sidecar.outbound("orders");
+    // Two connections held open (a request each, kept alive).
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(format!("GET /held/{i} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        held.push(c);
+    }
+    // A third is closed at once.
+    let mut third = TcpStream::connect(addr).await.unwrap();
+    let _ = third
+        .write_all(b"GET /third HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    assert_eq!(read_to_close(&mut third).await, "");
+    let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+    assert!(
+        support::metric(
+            &metrics,
+            "m2m_listener_refused_connections_total{listener=\"orders\"}"
+        ) >= 1,
+        "{metrics}"
+    );
+    // One closed: room for a new connection again.
+    drop(held.pop());
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        if let Ok(r) = reqwest::Client::new()
+            .get(format!("{url}/again"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no room after a close"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431() {
+    let (sidecar, echo, _idp) = limited("max_header_bytes = 16384").await;
+    let resp = client()
+        .get(format!("{}/big", sidecar.outbound("orders")))
+        .header("x-big", "a".repeat(20_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 431);
+    assert!(echo.seen().is_empty());
+    let resp = client()
+        .get(format!("{}/small", sidecar.outbound("orders")))
+        .header("x-small", "a".repeat(8_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    sidecar.stop().await;
+}
