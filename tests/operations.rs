@@ -357,3 +357,104 @@ async fn an_oversized_request_head_gets_431() {
     assert_eq!(resp.status(), 200);
     sidecar.stop().await;
 }
+
+fn load(config: &SidecarConfig) -> m2m_sidecar::config::Config {
+    m2m_sidecar::config::load_str(config.toml(), m2m_sidecar::config::Format::Toml).unwrap()
+}
+
+#[tokio::test]
+async fn a_reload_adds_and_removes_credentials_and_listeners() {
+    let idp = TokenServer::start().await;
+    let echo = Echo::start().await;
+    let base = || {
+        SidecarConfig::new()
+            .credential(Cred::new("orders", &idp.url()))
+            .outbound("orders", &echo.url(), "orders")
+    };
+    let sidecar = Sidecar::start(&base()).await;
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, LONG).await;
+    let orders = sidecar.handle.outbound_addr("orders").unwrap();
+
+    // Add a credential, a forward proxy and an inbound listener.
+    let key = support::jwt::TestKey::es256("k");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, support::jwt::jwks(&[&key])).unwrap();
+    let bigger = base()
+        .credential(Cred::new("stock", &idp.url()))
+        .raw(&format!(
+            "[forward_proxy]\nlisten = \"127.0.0.1:0\"\n[[forward_proxy.routes]]\nhost = \"localhost\"\ncredential = \"stock\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\nissuer = \"https://issuer.test/\"\njwks_file = {}\naudiences = [\"https://orders.example.com\"]\ndefault = \"authenticated\"\n",
+            echo.url(),
+            support::config::quote(jwks.to_str().unwrap())
+        ));
+    let changes = sidecar.handle.reload(load(&bigger)).await.unwrap();
+    assert!(
+        changes.iter().any(|c| c == "credential stock: added"),
+        "{changes:?}"
+    );
+    let addrs = sidecar.handle.addresses().await;
+    let (proxy, inbound) = (addrs.forward_proxy.unwrap(), addrs.inbound.unwrap());
+    assert_eq!(
+        addrs.outbound,
+        vec![("orders".to_owned(), orders)],
+        "kept in place"
+    );
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, LONG).await;
+    let (_, ready) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
+    assert_eq!(ready["credentials"]["stock"]["state"], "valid", "{ready}");
+    let via_proxy = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).unwrap())
+        .build()
+        .unwrap();
+    let resp = via_proxy
+        .get(format!("http://localhost:{}/via-proxy", echo.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = key.sign(
+        &key.header(),
+        &support::jwt::claims("https://issuer.test/", "https://orders.example.com", ""),
+    );
+    let resp = client()
+        .get(format!("http://{inbound}/in"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    // A reload that cannot bind (the admin port is taken) changes nothing.
+    let clash = base().raw(&format!(
+        "[[outbound]]\nname = \"clash\"\nlisten = \"{}\"\nupstream = \"{}\"\ncredential = \"orders\"\n",
+        sidecar.handle.admin_addr,
+        echo.url()
+    ));
+    let err = sidecar.handle.reload(load(&clash)).await.unwrap_err();
+    assert!(err.contains("cannot listen"), "{err}");
+    assert_eq!(sidecar.handle.addresses().await.inbound, Some(inbound));
+
+    // Back to the base: the extra credential and listeners go away.
+    let changes = sidecar.handle.reload(load(&base())).await.unwrap();
+    for want in [
+        "credential stock: removed",
+        "forward_proxy: removed",
+        "inbound: removed",
+    ] {
+        assert!(changes.iter().any(|c| c == want), "{want} in {changes:?}");
+    }
+    let (_, ready) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
+    assert!(ready["credentials"]["stock"].is_null(), "{ready}");
+    assert!(ready["inbound"].is_null(), "{ready}");
+    let deadline = tokio::time::Instant::now() + LONG;
+    while TcpStream::connect(inbound).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "inbound still accepts"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, _) = support::http::get(&format!("http://{orders}/still")).await;
+    assert_eq!(status, 200);
+    sidecar.stop().await;
+}
