@@ -361,6 +361,12 @@ pub async fn run(
                 }
                 tracing::debug!(keys = set.len(), "JWKS loaded");
                 jwks.current.store(Some(Arc::new(set)));
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                metrics
+                    .jwks_loaded
+                    .set(i64::try_from(now).unwrap_or(i64::MAX));
                 *jwks
                     .last_error
                     .lock()

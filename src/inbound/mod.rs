@@ -55,6 +55,8 @@ pub struct InboundMetrics {
     pub jwks_fetches: Family<OutcomeLabels, Counter>,
     /// Unix time of the last successful revocation feed poll.
     pub revocations_fetched: prometheus_client::metrics::gauge::Gauge,
+    /// Unix time of the last successful JWKS load.
+    pub jwks_loaded: prometheus_client::metrics::gauge::Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -94,6 +96,12 @@ impl InboundMetrics {
             "Token introspection checks, by outcome (active, inactive, error; cached_active, cached_inactive from the short cache)",
             introspections.clone(),
         );
+        let jwks_loaded = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "m2m_inbound_jwks_last_success_timestamp_seconds",
+            "Unix time of the last successful JWKS load (key age = time() - this)",
+            jwks_loaded.clone(),
+        );
         let revocations_fetched = prometheus_client::metrics::gauge::Gauge::default();
         registry.register(
             "m2m_inbound_revocations_last_success_timestamp_seconds",
@@ -116,6 +124,7 @@ impl InboundMetrics {
             introspections,
             jwks_fetches,
             revocations_fetched,
+            jwks_loaded,
         }
     }
 
