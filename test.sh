@@ -18,3 +18,5 @@ timeout 300 npm ci --prefix tests/peers/jose --no-audit --no-fund --loglevel=err
 # missing peer is a failure, not a silent skip.
 export CI="${CI:-true}"
 cargo test -j2 --locked --all-targets "$@"
+# The optional OpenTelemetry feature: built and its end-to-end test run.
+cargo test -j2 --locked --features otel --test otel "$@"

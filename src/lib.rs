@@ -27,6 +27,8 @@ pub mod forward;
 pub mod inbound;
 pub mod issuer;
 pub mod metrics;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod outbound;
 pub mod proxy;
 pub mod quickstart;

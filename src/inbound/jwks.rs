@@ -348,7 +348,11 @@ pub async fn run(
     loop {
         jwks.last_fetch_ms
             .store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
-        let result = fetch(&client, &spec).await;
+        let result = tracing::Instrument::instrument(
+            fetch(&client, &spec),
+            tracing::info_span!("jwks_fetch"),
+        )
+        .await;
         let outcome = if result.is_ok() { "success" } else { "error" };
         metrics
             .jwks_fetches

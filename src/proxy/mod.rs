@@ -194,6 +194,8 @@ impl Upstream {
         if let Some(authorization) = authorization {
             parts.headers.insert(header::AUTHORIZATION, authorization);
         }
+        #[cfg(feature = "otel")]
+        let span = crate::otel::upstream_span(&self.route, &parts.method, &mut parts.headers);
         let affinity = affinity.filter(|_| !upgrade);
         parts.uri = self.uri_for(&parts.uri, affinity.is_some())?;
         parts.version = Version::HTTP_11;
@@ -207,6 +209,8 @@ impl Upstream {
                 _ => self.client.request(req).await.map_err(|e| describe(&e)),
             }
         };
+        #[cfg(feature = "otel")]
+        let sent = tracing::Instrument::instrument(sent, span);
         let mut resp = match tokio::time::timeout(self.timeouts.request, sent).await {
             Ok(Ok(resp)) => resp,
             Ok(Err(reason)) => {

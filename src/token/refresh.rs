@@ -119,7 +119,11 @@ async fn attempt(
     cred.status.send_modify(|s| s.fetching = true);
     // The lifetime counts from when we asked: a slow answer must not stretch it.
     let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
-    let result = fetcher.fetch().await;
+    let result = tracing::Instrument::instrument(
+        fetcher.fetch(),
+        tracing::info_span!("token_fetch", credential = %cred.name),
+    )
+    .await;
     cred.metrics
         .latency
         .get_or_create(&cred.labels)
