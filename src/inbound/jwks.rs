@@ -122,6 +122,11 @@ impl KeySet {
         }
     }
 
+    /// The key ids (HMAC: an opaque id that changes with the secret).
+    pub fn kids(&self) -> impl Iterator<Item = &str> {
+        self.keys.keys().map(String::as_str)
+    }
+
     pub fn contains(&self, kid: &str) -> bool {
         self.keys.contains_key(kid)
     }
@@ -363,7 +368,15 @@ pub async fn run(
                 for s in &skipped {
                     tracing::warn!(skipped = %s, "JWKS key not used");
                 }
-                tracing::debug!(keys = set.len(), "JWKS loaded");
+                // Info when the key ids change (first load, rotation), else debug.
+                let changed = jwks.keys().is_none_or(|old| {
+                    old.len() != set.len() || set.kids().any(|k| !old.contains(k))
+                });
+                if changed {
+                    tracing::info!(keys = set.len(), kids = %set.kids().collect::<Vec<_>>().join(","), "JWKS loaded");
+                } else {
+                    tracing::debug!(keys = set.len(), "JWKS unchanged");
+                }
                 jwks.current.store(Some(Arc::new(set)));
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)

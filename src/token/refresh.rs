@@ -163,7 +163,7 @@ async fn attempt(
             }
             *failures = 0;
             let wait = refresh_in(lifetime, cred.spec.refresh_at, rng.random_range(-1.0..=1.0));
-            tracing::debug!(credential = %cred.name, lifetime_s = lifetime.as_secs(), refresh_in_s = wait.as_secs_f64(), "token fetched");
+            tracing::info!(credential = %cred.name, lifetime_s = lifetime.as_secs(), refresh_in_s = wait.as_secs_f64().round(), "token fetched");
             cred.status.send_replace(Status::default());
             wait
         }
