@@ -208,11 +208,11 @@ curl -s -w ' -> %{{http_code}}\n' -X POST http://127.0.0.1:{pw}/orders
 # 4. block the reader through the management API (itself protected by an M2M token)
 ADMIN=$(curl -s {issuer}oauth/token -H 'content-type: application/json' -d '{{"audience":"{issuer}api/v1/","grant_type":"client_credentials","client_id":"admin","client_secret":"{admin}"}}' | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/block
-# 5. within ~2 s the reader's calls fail: 401, its token is revoked
-sleep 2; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
-# 6. unblock: within ~2 s it works again
+# 5. within ~3 s the reader's calls fail: 401, its token is revoked
+sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
+# 6. unblock: within ~3 s it works again
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/unblock
-sleep 2; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
+sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
 # readiness of the sidecar
 curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pa}/readyz
 "#
