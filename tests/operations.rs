@@ -458,3 +458,44 @@ async fn a_reload_adds_and_removes_credentials_and_listeners() {
     assert_eq!(status, 200);
     sidecar.stop().await;
 }
+
+/// A ConfigMap volume as kubelet lays it out: `sidecar.toml` → `..data/sidecar.toml`,
+/// `..data` → a timestamped directory; an update writes a new directory and
+/// renames a `..data_tmp` symlink over `..data`.
+fn configmap_write(dir: &std::path::Path, generation: u32, text: &str) {
+    use std::os::unix::fs::symlink;
+    let versioned = format!("..2026_11_28_{generation}");
+    std::fs::create_dir(dir.join(&versioned)).unwrap();
+    std::fs::write(dir.join(&versioned).join("sidecar.toml"), text).unwrap();
+    symlink(&versioned, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    if generation == 0 {
+        symlink("..data/sidecar.toml", dir.join("sidecar.toml")).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_update_is_picked_up() {
+    let idp = TokenServer::start().await;
+    let (a, b) = (Echo::start().await, Echo::start().await);
+    let config = |upstream: &str| {
+        SidecarConfig::new()
+            .credential(Cred::new("orders", &idp.url()))
+            .outbound("orders", upstream, "orders")
+            .toml()
+            .to_owned()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    configmap_write(dir.path(), 0, &config(&format!("{}/a", a.url())));
+    let run = Running::start(&dir.path().join("sidecar.toml"));
+    let outbound = run.addr_of("outbound listener ready").await;
+    let admin = run.addr_of("admin listener ready").await;
+    wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+    let traffic = Traffic::start(format!("http://{outbound}/cm"));
+    until_seen(&a, "/a/cm").await;
+    configmap_write(dir.path(), 1, &config(&format!("{}/b", b.url())));
+    until_seen(&b, "/b/cm").await;
+    let (sent, failed) = traffic.finish().await;
+    assert_eq!(failed, 0, "{failed} of {sent} failed");
+    assert!(run.count_logs("configuration reloaded", "trigger", "config file changed") >= 1);
+}
