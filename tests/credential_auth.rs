@@ -287,29 +287,16 @@ async fn metadata_server(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
     let doc = std::sync::Arc::new(doc(&base));
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let doc = doc.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let doc = doc.clone();
-                    async move {
-                        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
-                        if req.uri().path() == path {
-                            *resp.body_mut() = Full::new(Bytes::from(doc.to_string()));
-                        } else {
-                            *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
-                        }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    support::http::serve(listener, move |req| {
+        let doc = doc.clone();
+        async move {
+            let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+            if req.uri().path() == path {
+                *resp.body_mut() = Full::new(Bytes::from(doc.to_string()));
+            } else {
+                *resp.status_mut() = hyper::StatusCode::NOT_FOUND;
+            }
+            resp
         }
     });
     base

@@ -10,8 +10,6 @@ mod support;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -172,29 +170,15 @@ impl JwksServer {
             hits: Arc::default(),
         };
         let st = s.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let st = st.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |_req| {
-                        let st = st.clone();
-                        async move {
-                            st.hits.fetch_add(1, Ordering::SeqCst);
-                            let body = st.body.lock().unwrap().clone();
-                            let resp = http::Response::builder()
-                                .status(st.status.load(Ordering::SeqCst))
-                                .body(Full::new(Bytes::from(body)))
-                                .unwrap();
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
+        support::http::serve(listener, move |_req| {
+            let st = st.clone();
+            async move {
+                st.hits.fetch_add(1, Ordering::SeqCst);
+                let body = st.body.lock().unwrap().clone();
+                http::Response::builder()
+                    .status(st.status.load(Ordering::SeqCst))
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap()
             }
         });
         s
