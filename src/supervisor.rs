@@ -212,6 +212,8 @@ impl Supervisor {
     /// Make `new` the running configuration, on the listeners in `bound` (from
     /// [`Self::bind_new`], or bound by the caller at start). Returns what changed.
     pub async fn apply(&mut self, new: Config, mut bound: Bound) -> Result<Vec<String>, String> {
+        // Forget the tasks of parts stopped by earlier reloads.
+        while self.tasks.try_join_next().is_some() {}
         let mut changes = Vec::new();
         if let Some(old) = &self.config {
             for (what, same) in [
