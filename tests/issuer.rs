@@ -656,3 +656,37 @@ async fn rs256_and_eddsa_tokens_verify_against_the_jwks() {
         s.sidecar.stop().await;
     }
 }
+
+#[tokio::test]
+async fn bodies_over_max_body_bytes_are_refused() {
+    let s = start(
+        SidecarConfig::new().raw("[limits]\nmax_body_bytes = 2048"),
+        tempfile::tempdir().unwrap(),
+    )
+    .await;
+    let padding = "x".repeat(4096);
+    let resp = client()
+        .post(format!("{}oauth/token", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id=billing&client_secret={BILLING_SECRET}&audience={ORDERS}&pad={padding}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("larger than 2048 bytes"), "{body}");
+    // The same request without the padding is fine.
+    let resp = client()
+        .post(format!("{}oauth/token", s.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&client_id=billing&client_secret={BILLING_SECRET}&audience={ORDERS}"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    s.sidecar.stop().await;
+}

@@ -51,6 +51,9 @@ pub struct Limits {
     /// Time allowed to send a request head, and to start the next one on an idle
     /// keep-alive connection (slowloris guard).
     pub header_read_timeout: Duration,
+    /// The largest request body the sidecar reads itself (the issuer's token,
+    /// introspection and management requests); proxied bodies are streamed.
+    pub max_body_bytes: usize,
     /// After SIGTERM: `/readyz` is 503 at once, new connections are still
     /// accepted for this long, then in-flight requests get `drain_timeout`.
     pub drain_grace: Duration,
@@ -65,6 +68,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
             drain_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(15),
             access_log: true,

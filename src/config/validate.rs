@@ -547,6 +547,13 @@ impl Validator {
             8192,
             1024 * 1024,
         );
+        let max_body_bytes = count(
+            "limits.max_body_bytes",
+            &l.max_body_bytes,
+            d.max_body_bytes,
+            1024,
+            16 * 1024 * 1024,
+        );
         let header_read_timeout = self.duration_or(
             "limits.header_read_timeout",
             &l.header_read_timeout,
@@ -564,6 +571,7 @@ impl Validator {
             max_connections,
             max_header_bytes,
             header_read_timeout,
+            max_body_bytes,
             drain_grace,
             drain_timeout,
             access_log,

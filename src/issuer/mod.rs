@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Token requests larger than this are refused.
-const MAX_BODY: usize = 64 * 1024;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuedLabels {
@@ -56,6 +55,7 @@ pub struct Issuer {
     ttl: Duration,
     store: store::Store,
     auth: assertion::ClientAuth,
+    max_body: usize,
     keys: keyring::KeyRing,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
@@ -66,7 +66,8 @@ pub struct Issuer {
 
 impl Issuer {
     /// Load (or create) keys and build the registry from the config.
-    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
+    /// `max_body`: the largest request body read (`limits.max_body_bytes`).
+    pub fn new(spec: &IssuerSpec, max_body: usize) -> Result<Self, String> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
         let auth = assertion::ClientAuth::new(&url);
@@ -99,6 +100,7 @@ impl Issuer {
         Ok(Issuer {
             url,
             auth,
+            max_body,
             ttl: spec.token_ttl,
             store,
             keys,
@@ -110,15 +112,16 @@ impl Issuer {
         })
     }
 
-    /// Read a form or JSON request body (at most 64 KiB) with its headers.
-    async fn read(req: Request<Incoming>) -> Result<token::TokenRequest, token::TokenError> {
+    /// Read a form or JSON request body (at most `limits.max_body_bytes`) with its headers.
+    async fn read(&self, req: Request<Incoming>) -> Result<token::TokenRequest, token::TokenError> {
+        let max = self.max_body;
         let (parts, body) = req.into_parts();
-        let body = Limited::new(body, MAX_BODY)
+        let body = Limited::new(body, max)
             .collect()
             .await
             .map_err(|_| token::TokenError {
                 code: "invalid_request",
-                description: format!("the body is larger than {MAX_BODY} bytes or unreadable"),
+                description: format!("the body is larger than {max} bytes or unreadable"),
                 basic: false,
                 retry_after: None,
             })?
@@ -127,7 +130,7 @@ impl Issuer {
     }
 
     async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let result = Self::read(req).await.and_then(|r| {
+        let result = self.read(req).await.and_then(|r| {
             token::authenticate(&self.store.snapshot(), &self.auth, &r)?;
             r.get("token")
                 .map(str::to_owned)
@@ -155,7 +158,8 @@ impl Issuer {
 
     async fn management_call(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let result = match Limited::new(body, MAX_BODY).collect().await {
+        let max = self.max_body;
+        let result = match Limited::new(body, max).collect().await {
             Ok(body) => {
                 let body = body.to_bytes();
                 let path = parts.uri.path();
@@ -170,7 +174,7 @@ impl Issuer {
                 .await
             }
             Err(_) => Err(management::MgmtError::BadRequest(format!(
-                "the body is larger than {MAX_BODY} bytes"
+                "the body is larger than {max} bytes"
             ))),
         };
         match result {
@@ -197,7 +201,7 @@ impl Issuer {
     /// `POST /oauth/revoke` (RFC 7009): an app revokes a token issued to it.
     /// Unknown or invalid tokens are answered 200, as the RFC asks.
     async fn revoke(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let parsed = Self::read(req).await.and_then(|r| {
+        let parsed = self.read(req).await.and_then(|r| {
             let caller = token::authenticate(&self.store.snapshot(), &self.auth, &r)?
                 .client_id
                 .clone();
@@ -250,7 +254,8 @@ impl Issuer {
     }
 
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let result = Self::read(req)
+        let result = self
+            .read(req)
             .await
             .and_then(|r| token::authorize(&self.store.snapshot(), &self.auth, &r));
         let grant = match result {
