@@ -499,3 +499,41 @@ async fn a_configmap_update_is_picked_up() {
     assert_eq!(failed, 0, "{failed} of {sent} failed");
     assert!(run.count_logs("configuration reloaded", "trigger", "config file changed") >= 1);
 }
+
+#[tokio::test]
+async fn the_access_log_can_be_turned_off() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    for (setting, want) in [("access_log = true", 1), ("access_log = false", 0)] {
+        let config = SidecarConfig::new()
+            .top(setting)
+            .credential(Cred::new("orders", &idp.url()))
+            .outbound("orders", &echo.url(), "orders");
+        let f = support::process::write_config(config.toml());
+        let mut run = Running::start(f.path());
+        let outbound = run.addr_of("outbound listener ready").await;
+        let admin = run.addr_of("admin listener ready").await;
+        wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+        let (status, _) = support::http::get(&format!("http://{outbound}/logged?secret=q")).await;
+        assert_eq!(status, 200);
+        let exit = tokio::task::spawn_blocking(move || {
+            let s = run.terminate();
+            (s, run)
+        })
+        .await
+        .unwrap();
+        let (status, run) = exit;
+        assert_eq!(status.code(), Some(0));
+        let lines = run.lines.lock().unwrap().clone();
+        let access: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["target"] == "access")
+            .collect();
+        assert_eq!(access.len(), want, "{setting}: {lines:?}");
+        if let Some(a) = access.first() {
+            assert_eq!(a["path"], "/logged", "no query string: {a}");
+            assert_eq!(a["status"], 200);
+            assert_eq!(a["listener"], "orders");
+        }
+    }
+}
