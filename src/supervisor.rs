@@ -278,6 +278,7 @@ impl Supervisor {
                     _ => Jwks::new(spec),
                 };
                 let mut handler = Inbound::new(spec, jwks.clone(), self.inbound_metrics.clone())?;
+                handler.access_log = new.limits.access_log;
                 if let (Some(o), true) = (old, rev_same) {
                     handler.revocations = o.revocations.clone();
                 }

@@ -59,6 +59,17 @@ grants = {{ "{issuer}api/v1/" = ["apps:write"] }}
     )
 }
 
+/// `POST {issuer}api/v1/apps/{action}` (e.g. `reader/block`) as the admin app.
+async fn manage(issuer: &str, admin: &str, action: &str) {
+    let resp = client()
+        .post(format!("{issuer}api/v1/apps/{action}"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{action}");
+}
+
 async fn until_status(url: &str, token: &str, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while status(url, token).await != want {
@@ -105,13 +116,7 @@ async fn blocking_an_app_reaches_tokens_already_issued() {
     );
 
     let admin = token(&issuer, "admin", &format!("{issuer}api/v1/")).await;
-    let blocked = client()
-        .post(format!("{issuer}api/v1/apps/reader/block"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(blocked.status(), 200);
+    manage(&issuer, &admin, "reader/block").await;
     // The token was issued before the block: refused within a poll or two.
     until_status(&url, &reader, 401).await;
     let body = client()
@@ -125,13 +130,7 @@ async fn blocking_an_app_reaches_tokens_already_issued() {
         .unwrap();
     assert!(body.contains("revoked"), "{body}");
 
-    let unblocked = client()
-        .post(format!("{issuer}api/v1/apps/reader/unblock"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unblocked.status(), 200);
+    manage(&issuer, &admin, "reader/unblock").await;
     let fresh = token(&issuer, "reader", ORDERS).await;
     until_status(&url, &fresh, 200).await;
 
@@ -204,13 +203,7 @@ async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
     );
 
     let admin = token(&issuer, "admin", &format!("{issuer}api/v1/")).await;
-    let blocked = client()
-        .post(format!("{issuer}api/v1/apps/reader/block"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(blocked.status(), 200);
+    manage(&issuer, &admin, "reader/block").await;
     // Once the cached answer is older than cache_ttl, the issuer says inactive.
     until_status(&url, &reader, 401).await;
     let resp = client()
