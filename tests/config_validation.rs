@@ -388,3 +388,17 @@ fn introspection_keys_are_checked() {
         assert!(got.iter().any(|i| i.starts_with(want)), "{want} in {got:?}");
     }
 }
+
+#[test]
+fn token_adding_listeners_beyond_loopback_are_warned_about() {
+    let loopback = load_str(GOOD, Format::Toml).unwrap();
+    assert!(loopback.warnings.is_empty(), "{:?}", loopback.warnings);
+    let exposed = load_str(
+        &GOOD.replace("listen = \"127.0.0.1:15001\"", "listen = \"0.0.0.0:15001\""),
+        Format::Toml,
+    )
+    .unwrap();
+    let w: Vec<String> = exposed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].starts_with("outbound[0].listen: listens beyond loopback"), "{w:?}");
+}

@@ -72,13 +72,10 @@ fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Conf
         unknown.into_iter().partition(|i| in_file.contains(&i.path));
     match validate(&raw) {
         Ok(mut config) if issues.is_empty() => {
-            config.warnings = warnings
-                .into_iter()
-                .map(|mut w| {
-                    w.message = "unknown key (from an M2M_ environment variable), ignored".into();
-                    w
-                })
-                .collect();
+            config.warnings.extend(warnings.into_iter().map(|mut w| {
+                w.message = "unknown key (from an M2M_ environment variable), ignored".into();
+                w
+            }));
             Ok(config)
         }
         Ok(_) => Err(Errors(issues)),

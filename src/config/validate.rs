@@ -77,6 +77,26 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
         .forward_proxy
         .as_ref()
         .and_then(|f| v.forward_proxy(f, &raw.credentials));
+    // Token-adding listeners reachable from outside the pod let anyone who can
+    // reach them call the mapped upstreams with this workload's identity.
+    let mut warnings = Vec::new();
+    let exposed = "listens beyond loopback: anyone who can reach it can call the upstream with this workload's token (bind 127.0.0.1 unless a NetworkPolicy restricts it)";
+    for (i, o) in outbound.iter().enumerate() {
+        if !o.listen.ip().is_loopback() {
+            warnings.push(Issue {
+                path: format!("outbound[{i}].listen"),
+                message: exposed.into(),
+            });
+        }
+    }
+    if let Some(f) = &forward_proxy
+        && !f.listen.ip().is_loopback()
+    {
+        warnings.push(Issue {
+            path: "forward_proxy.listen".into(),
+            message: exposed.into(),
+        });
+    }
     match (v.issues.is_empty(), admin) {
         (true, Some(listen)) => Ok(Config {
             admin: AdminSettings { listen },
@@ -86,7 +106,7 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             worker_threads,
             token_cache_dir: raw.token_cache_dir.clone(),
             limits,
-            warnings: Vec::new(),
+            warnings,
             issuer,
             inbound,
             forward_proxy,
