@@ -100,8 +100,10 @@ fn configs() -> Vec<PathBuf> {
 
 #[test]
 fn every_config_passes_check() {
-    let configs = configs();
+    let mut configs = configs();
     assert_eq!(configs.len(), 5, "{configs:?}");
+    // The README's example too.
+    configs.push(root().join("config/example.toml"));
     for c in configs {
         let out = Command::new(BIN)
             .args(["check", "--config"])
