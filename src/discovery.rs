@@ -23,11 +23,27 @@ pub async fn get(
         .and_then(|v| v.split(',').find_map(|d| d.trim().strip_prefix("max-age=")))
         .and_then(|s| s.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = resp.bytes().await.map_err(|e| format!("GET {url}: {e}"))?;
-    if body.len() > 1024 * 1024 {
-        return Err(format!("GET {url}: answer larger than 1 MiB"));
+    let body = read_capped(resp, 1024 * 1024)
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    Ok((body, max_age))
+}
+
+/// The body of `resp`, refused as soon as it exceeds `max` bytes (never
+/// buffered whole first).
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+    let too_large = || format!("answer larger than {max} bytes");
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
     }
-    Ok((body.to_vec(), max_age))
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+        if body.len() + chunk.len() > max {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The authorization server's metadata: RFC 8414's document, else OIDC

@@ -76,10 +76,19 @@ impl ForwardProxy {
         })
     }
 
+    /// The route for `host:port`: one naming that port wins over one for any port.
     fn find(&self, host: &str, port: u16) -> Option<&Route> {
+        let same_host = |r: &&Route| r.host.eq_ignore_ascii_case(host);
         self.routes
             .iter()
-            .find(|r| r.host.eq_ignore_ascii_case(host) && r.port.is_none_or(|p| p == port))
+            .filter(same_host)
+            .find(|r| r.port == Some(port))
+            .or_else(|| {
+                self.routes
+                    .iter()
+                    .filter(same_host)
+                    .find(|r| r.port.is_none())
+            })
     }
 
     async fn proxy(&self, req: Request<Incoming>) -> Response<ProxyBody> {

@@ -400,5 +400,18 @@ fn token_adding_listeners_beyond_loopback_are_warned_about() {
     .unwrap();
     let w: Vec<String> = exposed.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(w.len(), 1, "{w:?}");
-    assert!(w[0].starts_with("outbound[0].listen: listens beyond loopback"), "{w:?}");
+    assert!(
+        w[0].starts_with("outbound[0].listen: listens beyond loopback"),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn outbound_names_of_other_listeners_are_reserved() {
+    let got = issues(&GOOD.replace("name = \"orders\"", "name = \"inbound\""));
+    assert!(
+        got.iter()
+            .any(|i| i.starts_with("outbound[0].name: `inbound` is reserved")),
+        "{got:?}"
+    );
 }

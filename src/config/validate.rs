@@ -496,6 +496,10 @@ impl Validator {
         let name = self.required(&p("name"), &o.name).map(str::to_owned);
         if let Some(n) = &name {
             self.unique_name(i, n);
+            // The other listeners' names in logs and metrics.
+            if ["admin", "issuer", "inbound", "forward_proxy"].contains(&n.as_str()) {
+                self.issue(p("name"), format!("`{n}` is reserved for another listener"));
+            }
         }
         let listen = self
             .required(&p("listen"), &o.listen)

@@ -149,10 +149,9 @@ impl Introspection {
         if code != 200 {
             return Err(format!("POST {url}: status {code}"));
         }
-        let body = resp.bytes().await.map_err(|e| format!("POST {url}: {e}"))?;
-        if body.len() > 64 * 1024 {
-            return Err(format!("POST {url}: answer larger than 64 KiB"));
-        }
+        let body = crate::discovery::read_capped(resp, 64 * 1024)
+            .await
+            .map_err(|e| format!("POST {url}: {e}"))?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|_| format!("POST {url}: the answer is not JSON"))?;
         match v.get("active") {

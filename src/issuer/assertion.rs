@@ -138,14 +138,14 @@ impl ClientAuth {
         let now = super::registry::now();
         let number = |name: &str| c.get(name).and_then(Value::as_u64);
         let exp = number("exp").ok_or("exp is required")?;
-        if exp + LEEWAY <= now {
+        if exp.saturating_add(LEEWAY) <= now {
             return Err("the assertion has expired".into());
         }
-        if exp > now + MAX_LIFETIME {
+        if exp > now.saturating_add(MAX_LIFETIME) {
             return Err(format!("exp is more than {MAX_LIFETIME} s ahead"));
         }
-        if number("nbf").is_some_and(|n| n > now + LEEWAY)
-            || number("iat").is_some_and(|i| i > now + LEEWAY)
+        if number("nbf").is_some_and(|n| n > now.saturating_add(LEEWAY))
+            || number("iat").is_some_and(|i| i > now.saturating_add(LEEWAY))
         {
             return Err("the assertion is not valid yet".into());
         }
@@ -154,11 +154,14 @@ impl ClientAuth {
             .ok_or("jti is required")?;
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
         let key = format!("{client_id}\0{jti}");
-        if seen.get(&key).is_some_and(|e| *e + LEEWAY > now) {
+        if seen
+            .get(&key)
+            .is_some_and(|e| e.saturating_add(LEEWAY) > now)
+        {
             return Err("this assertion's jti was already used".into());
         }
         if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, e| *e + LEEWAY > now);
+            seen.retain(|_, e| e.saturating_add(LEEWAY) > now);
             if seen.len() >= MAX_REMEMBERED {
                 return Err("too many assertions in flight; retry shortly".into());
             }

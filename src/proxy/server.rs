@@ -150,7 +150,16 @@ pub async fn serve<H: Handler>(
                 let started = Instant::now();
                 let method = req.method().clone();
                 let path = req.uri().path().to_owned();
-                let host = req.uri().authority().map(|a| a.as_str().to_owned());
+                // Forward proxy: the host the request named (never its user info).
+                let host = o
+                    .upstream
+                    .is_none()
+                    .then(|| req.uri().authority())
+                    .flatten()
+                    .map(|a| match a.port() {
+                        Some(p) => format!("{}:{p}", a.host()),
+                        None => a.host().to_owned(),
+                    });
                 let resp = h.handle(state, req).await;
                 access_log(&o, &method, &path, host.as_deref(), &resp, started);
                 Ok::<_, Infallible>(resp)

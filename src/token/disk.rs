@@ -66,6 +66,13 @@ pub fn load(path: &Path, min_left: Duration) -> Result<Option<Cached>, String> {
     if !meta.is_file() {
         return Err("the token cache entry is not a regular file".into());
     }
+    // Another user able to write the directory could plant a file of its own.
+    use std::os::unix::fs::MetadataExt as _;
+    if let Ok(me) = std::fs::metadata("/proc/self")
+        && me.uid() != meta.uid()
+    {
+        return Err("the token cache file belongs to another user; ignored".into());
+    }
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         return Err(format!(
@@ -77,7 +84,12 @@ pub fn load(path: &Path, min_left: Duration) -> Result<Option<Cached>, String> {
     let f: File = serde_json::from_slice(&text)
         .map_err(|_| "the token cache file is not what this sidecar writes".to_owned())?;
     let now = now();
-    if f.expires_at <= now + min_left.as_secs() || f.obtained_at > now || f.access_token.is_empty()
+    // As for token responses: no lifetime beyond what clocks can add.
+    const MAX_LIFETIME: u64 = 10_000_000_000;
+    if f.expires_at <= now.saturating_add(min_left.as_secs())
+        || f.obtained_at > now
+        || f.expires_at.saturating_sub(f.obtained_at) > MAX_LIFETIME
+        || f.access_token.is_empty()
     {
         return Ok(None);
     }

@@ -56,10 +56,14 @@ pub async fn run(
                     );
                     over_budget_logged = true;
                 }
+                // Requests use the token we have rather than wait for a fetch
+                // that will not happen; an upstream 401 wakes us to say so again.
                 cred.unstale();
+                cred.status.send_modify(|s| s.fetching = false);
                 let free_at = sent.front().map_or(Instant::now(), |t| *t + HOUR);
                 tokio::select! {
                     _ = tokio::time::sleep_until(free_at) => {}
+                    _ = cred.kick.notified() => {}
                     _ = crate::until_shutdown(&mut shutdown) => return,
                 }
                 continue;
