@@ -247,19 +247,46 @@ impl Supervisor {
             }
         }
         let find = |name: &str| all_creds.iter().find(|c| c.name() == name).cloned();
+        // A handler whose settings and credentials did not change is kept as it
+        // is: its upstream connections and caches survive the reload.
+        let fresh: Vec<String> = fresh_creds.iter().map(|(s, _, _)| s.name.clone()).collect();
+        let is_fresh = |name: &str| fresh.iter().any(|f| f == name);
+        let old_config = self.config.as_ref();
         let mut routes = Vec::new();
         for spec in &new.outbound {
-            let cred = find(&spec.credential).ok_or_else(|| {
-                format!("outbound {}: no credential {}", spec.name, spec.credential)
-            })?;
-            let route = outbound::Route::new(spec, cred, self.outbound_metrics.route(&spec.name))?;
+            let unchanged = !is_fresh(&spec.credential)
+                && self.outbound.contains_key(&spec.name)
+                && old_config.is_some_and(|o| o.outbound.iter().any(|x| x == spec));
+            let route = if unchanged {
+                None
+            } else {
+                let cred = find(&spec.credential).ok_or_else(|| {
+                    format!("outbound {}: no credential {}", spec.name, spec.credential)
+                })?;
+                Some(outbound::Route::new(
+                    spec,
+                    cred,
+                    self.outbound_metrics.route(&spec.name),
+                )?)
+            };
             routes.push((spec, route));
         }
         let forward_handler = match &new.forward_proxy {
-            Some(spec) => Some((
-                spec,
-                forward::ForwardProxy::new(spec, &all_creds, &self.outbound_metrics)?,
-            )),
+            Some(spec) => {
+                let unchanged = self.forward.is_some()
+                    && old_config.is_some_and(|o| o.forward_proxy.as_ref() == Some(spec))
+                    && spec.routes.iter().all(|r| !is_fresh(&r.credential));
+                let handler = if unchanged {
+                    None
+                } else {
+                    Some(forward::ForwardProxy::new(
+                        spec,
+                        &all_creds,
+                        &self.outbound_metrics,
+                    )?)
+                };
+                Some((spec, handler))
+            }
             None => None,
         };
         // Inbound: keys and revocation list are kept when their settings are.
@@ -277,17 +304,32 @@ impl Supervisor {
                     Some(o) if keys_same => o.jwks.clone(),
                     _ => Jwks::new(spec),
                 };
-                let mut handler = Inbound::new(spec, jwks.clone(), self.inbound_metrics.clone())?;
-                handler.access_log = new.limits.access_log;
-                if let (Some(o), true) = (old, rev_same) {
-                    handler.revocations = o.revocations.clone();
-                }
-                Some((spec, handler, jwks, keys_same, rev_same))
+                let unchanged = old.is_some_and(|o| o.spec == *spec)
+                    && old_config.map(|c| c.limits.access_log) == Some(new.limits.access_log);
+                let handler = if unchanged {
+                    None
+                } else {
+                    let mut h = Inbound::new(spec, jwks.clone(), self.inbound_metrics.clone())?;
+                    h.access_log = new.limits.access_log;
+                    if let (Some(o), true) = (old, rev_same) {
+                        h.revocations = o.revocations.clone();
+                    }
+                    Some(h)
+                };
+                let revocations = match (&handler, old) {
+                    (Some(h), _) => h.revocations.clone(),
+                    (None, Some(o)) => o.revocations.clone(),
+                    (None, None) => Arc::default(),
+                };
+                Some((spec, handler, jwks, keys_same, rev_same, revocations))
             }
         };
 
         // 2. Commit.
         // Credentials: start the new, stop the replaced and the removed.
+        let reloading = self.config.is_some();
+        let starting: Vec<Arc<Credential>> =
+            fresh_creds.iter().map(|(_, c, _)| c.clone()).collect();
         for (spec, cred, fetcher) in fresh_creds {
             let (stop, stopped) = child(&self.global, &mut self.tasks);
             let cache_file = new
@@ -323,6 +365,19 @@ impl Supervisor {
                 changes.push(format!("credential {name}: removed"));
             }
         }
+        if reloading && !starting.is_empty() {
+            // Routes switch to a new credential once it holds a token (bounded
+            // by its token request timeout), so requests do not wait for it.
+            let first = starting.iter().map(|c| {
+                let wait = c.spec.timeout + Duration::from_secs(1);
+                async move {
+                    if c.bearer(wait).await.is_err() {
+                        tracing::warn!(credential = %c.name(), "no token yet after the reload; routes switch to it anyway");
+                    }
+                }
+            });
+            futures_util::future::join_all(first).await;
+        }
         self.restart_secret_watch(&new);
         self.limits.store(Arc::new(new.limits.clone()));
 
@@ -335,10 +390,16 @@ impl Supervisor {
                 bound.outbound.remove(&spec.name),
             ) {
                 (Some(s), None) => {
-                    s.swap.replace(route);
+                    if let Some(route) = route {
+                        s.swap.replace(route);
+                    }
                     keep.insert(spec.name.clone(), s);
                 }
                 (old, Some(listener)) => {
+                    // A new listener means a new or moved route: it was built.
+                    let Some(route) = route else {
+                        return Err(format!("outbound {}: no route built", spec.name));
+                    };
                     if let Some(o) = old {
                         let _ = o.stop.send(true);
                         changes.push(format!("outbound {}: moved to {}", spec.name, spec.listen));
@@ -346,7 +407,7 @@ impl Supervisor {
                         changes.push(format!("outbound {}: added on {}", spec.name, spec.listen));
                     }
                     let served =
-                        self.serve(listener, route, &spec.name, Some(upstream), spec.listen)?;
+                        self.serve(listener, route, &spec.name, Some(upstream), spec.listen);
                     tracing::info!(route = %spec.name, addr = %served.addr, upstream = %crate::config::redact_url(&spec.upstream), "outbound listener ready");
                     keep.insert(spec.name.clone(), served);
                 }
@@ -366,14 +427,19 @@ impl Supervisor {
             bound.forward_proxy.take(),
         ) {
             (Some((_, h)), Some(s), None) => {
-                s.swap.replace(h);
+                if let Some(h) = h {
+                    s.swap.replace(h);
+                }
                 self.forward = Some(s);
             }
             (Some((spec, h)), old, Some(listener)) => {
+                let Some(h) = h else {
+                    return Err("forward_proxy: no handler built".into());
+                };
                 if let Some(o) = old {
                     let _ = o.stop.send(true);
                 }
-                let served = self.serve(listener, h, "forward_proxy", None, spec.listen)?;
+                let served = self.serve(listener, h, "forward_proxy", None, spec.listen);
                 tracing::info!(addr = %served.addr, routes = spec.routes.len(), "forward proxy listener ready");
                 self.forward = Some(served);
             }
@@ -392,7 +458,7 @@ impl Supervisor {
                 changes.push("inbound: removed".into());
             }
             (None, None, _) => {}
-            (Some((spec, handler, jwks, keys_same, rev_same)), old, listener) => {
+            (Some((spec, handler, jwks, keys_same, rev_same, revocations)), old, listener) => {
                 let jwks_stop = match (&old, keys_same) {
                     (Some(o), true) => o.jwks_stop.clone(),
                     _ => {
@@ -415,7 +481,6 @@ impl Supervisor {
                         stop
                     }
                 };
-                let revocations = handler.revocations.clone();
                 let revocations_stop = match (&old, rev_same) {
                     (Some(o), true) => o.revocations_stop.clone(),
                     _ => spec.revocations_url.as_ref().map(|url| {
@@ -433,7 +498,9 @@ impl Supervisor {
                 };
                 let served = match (old, listener) {
                     (Some(o), None) => {
-                        o.served.swap.replace(handler);
+                        if let Some(h) = handler {
+                            o.served.swap.replace(h);
+                        }
                         if !keys_same {
                             let _ = o.jwks_stop.send(true);
                         }
@@ -446,6 +513,9 @@ impl Supervisor {
                         o.served
                     }
                     (old, Some(listener)) => {
+                        let Some(handler) = handler else {
+                            return Err("inbound: no handler built".into());
+                        };
                         if let Some(o) = old {
                             let _ = o.served.stop.send(true);
                             if !keys_same {
@@ -458,7 +528,7 @@ impl Supervisor {
                         }
                         let upstream = crate::config::redact_url(&spec.upstream);
                         let served =
-                            self.serve(listener, handler, "inbound", Some(upstream), spec.listen)?;
+                            self.serve(listener, handler, "inbound", Some(upstream), spec.listen);
                         tracing::info!(addr = %served.addr, upstream = %spec.upstream, "inbound listener ready");
                         served
                     }
@@ -505,8 +575,9 @@ impl Supervisor {
         name: &str,
         upstream: Option<String>,
         listen: SocketAddr,
-    ) -> Result<Served<H>, String> {
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    ) -> Served<H> {
+        // Bound moments ago; the configured address is the fallback of a fallback.
+        let addr = listener.local_addr().unwrap_or(listen);
         let swap = Arc::new(Swap::new(handler));
         let (stop, stopped) = child(&self.global, &mut self.tasks);
         let opts = ServeOptions {
@@ -518,12 +589,12 @@ impl Supervisor {
         };
         self.tasks
             .spawn(serve(listener, swap.clone(), stopped, opts));
-        Ok(Served {
+        Served {
             listen,
             addr,
             swap,
             stop,
-        })
+        }
     }
 
     /// The admin or issuer listener: no access log, no reload.
