@@ -192,7 +192,7 @@ impl ForwardProxy {
             return host_not_allowed(host);
         }
         let connect = tokio::net::TcpStream::connect(authority.as_str());
-        let mut upstream = match tokio::time::timeout(self.timeouts.connect, connect).await {
+        let upstream = match tokio::time::timeout(self.timeouts.connect, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 return ProxyError::Upstream {
@@ -210,12 +210,10 @@ impl ForwardProxy {
         };
         let _ = upstream.set_nodelay(true);
         let upgraded = hyper::upgrade::on(&mut req);
+        let idle = self.timeouts.body_idle;
         tokio::spawn(async move {
             match upgraded.await {
-                Ok(client) => {
-                    let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(client), &mut upstream)
-                        .await;
-                }
+                Ok(client) => crate::proxy::splice(TokioIo::new(client), upstream, idle).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),
             }
         });

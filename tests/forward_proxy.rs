@@ -286,3 +286,26 @@ async fn a_route_with_a_port_matches_only_that_port() {
     assert!(other.seen().is_empty());
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_tunnel_is_closed_after_body_idle_timeout() {
+    let echo = Echo::start().await;
+    let (_idp, sidecar) = setup("pass", "", "body_idle_timeout = \"1s\"").await;
+    let port = echo.addr.port();
+    let mut c = TcpStream::connect(sidecar.handle.forward_proxy_addr.unwrap())
+        .await
+        .unwrap();
+    c.write_all(
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = [0u8; 12];
+    c.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // Nothing sent either way: the tunnel ends within the idle timeout (bounded here).
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the idle tunnel was not closed");
+    sidecar.stop().await;
+}

@@ -230,22 +230,76 @@ impl Upstream {
         remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
         if let (true, Some(client_side)) = (switching, client_side) {
             let upstream_side = hyper::upgrade::on(&mut resp);
+            let idle = self.timeouts.body_idle;
             let route = self.route.clone();
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, upstream_side) {
-                    Ok((c, u)) => {
-                        let _ = tokio::io::copy_bidirectional(
-                            &mut TokioIo::new(c),
-                            &mut TokioIo::new(u),
-                        )
-                        .await;
-                    }
+                    Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), idle).await,
                     Err(e) => tracing::debug!(route = %route, error = %e, "upgrade failed"),
                 }
             });
         }
         Ok(resp.map(|b| IdleTimeout::new(b, self.timeouts.body_idle)))
     }
+}
+
+/// Copy bytes both ways until both sides have closed, or nothing moved either
+/// way for `idle` (an upgraded connection or a CONNECT tunnel must not outlive
+/// its peers forever). A side that closes its write half is passed on as a
+/// half-close.
+pub async fn splice<A, B>(a: A, b: B, idle: Duration)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let start = tokio::time::Instant::now();
+    let last = std::sync::atomic::AtomicU64::new(0);
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let quiet = Quiet {
+        start,
+        last: &last,
+        idle,
+    };
+    tokio::join!(one_way(ar, bw, &quiet), one_way(br, aw, &quiet));
+}
+
+/// When a spliced connection last moved a byte, either way.
+struct Quiet<'a> {
+    start: tokio::time::Instant,
+    last: &'a std::sync::atomic::AtomicU64,
+    idle: Duration,
+}
+
+async fn one_way<R, W>(mut from: R, mut to: W, quiet: &Quiet<'_>)
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout(quiet.idle, from.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => {
+                if to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+                let now = quiet.start.elapsed().as_millis() as u64;
+                quiet.last.store(now, Ordering::Relaxed);
+            }
+            // Quiet this way: the end only if quiet the other way too.
+            Err(_) => {
+                let now = quiet.start.elapsed().as_millis() as u64;
+                let since = now.saturating_sub(quiet.last.load(Ordering::Relaxed));
+                if since >= quiet.idle.as_millis() as u64 {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 /// A client error's innermost cause ("Connection refused (os error 111)").
