@@ -381,7 +381,6 @@ fn introspection_keys_are_checked() {
     }
     let got = issues(&base);
     for want in [
-        "inbound.introspection.url: is required",
         "inbound.introspection.client_id: is required",
         "inbound.introspection.client_secret: is required",
     ] {

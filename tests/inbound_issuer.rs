@@ -162,13 +162,13 @@ async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("http://127.0.0.1:{port}/");
     let tables = tables(&issuer);
-    // No revocation feed: introspection alone must notice the block.
+    // No revocation feed: introspection alone must notice the block. No url
+    // either: the issuer's metadata names its introspection_endpoint.
     let inbound = format!(
-        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n[inbound.introspection]\nurl = {}\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
+        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n[inbound.introspection]\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
         quote(&echo.url()),
         quote(&issuer),
         quote(ORDERS),
-        quote(&format!("{issuer}oauth/introspect")),
         quote(SECRET),
     );
     let config = SidecarConfig::new()

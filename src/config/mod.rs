@@ -162,7 +162,10 @@ pub struct InboundSpec {
 /// `[inbound.introspection]`, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntrospectionSpec {
-    pub url: Url,
+    /// `None`: the issuer's metadata names it (`introspection_endpoint`).
+    pub url: Option<Url>,
+    /// The issuer whose metadata is read when `url` is not given.
+    pub issuer: String,
     pub client_id: String,
     pub secret: SecretSource,
     /// `client_secret_basic` (else `client_secret_post`).

@@ -11,7 +11,7 @@ use crate::config::{IntrospectionSpec, SecretSource};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
@@ -45,26 +45,29 @@ pub enum Status {
 
 pub struct Introspection {
     client: reqwest::Client,
-    url: String,
+    /// Configured, or found once in the issuer's metadata.
+    url: OnceCell<String>,
+    issuer: String,
     client_id: String,
     secret: SecretSource,
     basic: bool,
     cache_ttl: Duration,
     capacity: usize,
-    slots: Mutex<HashMap<Digest, Arc<Slot>>>,
+    slots: RwLock<HashMap<Digest, Arc<Slot>>>,
 }
 
 impl Introspection {
     pub fn new(spec: &IntrospectionSpec) -> Result<Self, String> {
         Ok(Introspection {
             client: super::metadata_client(spec.timeout)?,
-            url: spec.url.to_string(),
+            url: OnceCell::new_with(spec.url.as_ref().map(ToString::to_string)),
+            issuer: spec.issuer.clone(),
             client_id: spec.client_id.clone(),
             secret: spec.secret.clone(),
             basic: spec.basic,
             cache_ttl: spec.cache_ttl,
             capacity: spec.cache_size,
-            slots: Mutex::new(HashMap::new()),
+            slots: RwLock::new(HashMap::new()),
         })
     }
 
@@ -105,8 +108,19 @@ impl Introspection {
     /// The live slot for `key`: the cached one if its answer still holds (or is
     /// being fetched), else a new one.
     fn slot(&self, key: Digest) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();
+        let live = |s: &Arc<Slot>| s.answer.get().is_none_or(|a| a.until > now);
+        // Cache hits share a read lock.
+        if let Some(s) = self
+            .slots
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .filter(|s| live(s))
+        {
+            return s.clone();
+        }
+        let mut slots = self.slots.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = slots.get(&key)
             && s.answer.get().is_none_or(|a| a.until > now)
         {
@@ -127,9 +141,22 @@ impl Introspection {
     async fn ask(&self, token: &str) -> Result<bool, String> {
         let secret = crate::token::secret::read(&self.secret)?;
         let (body, authorization) = self.form(token, &secret);
+        let url = self
+            .url
+            .get_or_try_init(|| async {
+                let meta =
+                    crate::discovery::metadata(&self.client, &self.issuer, &self.issuer).await?;
+                meta.get("introspection_endpoint")
+                    .and_then(|u| u.as_str())
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        "the issuer's metadata names no introspection_endpoint".to_owned()
+                    })
+            })
+            .await?;
         let mut req = self
             .client
-            .post(&self.url)
+            .post(url)
             .header(http::header::ACCEPT, "application/json")
             .header(
                 http::header::CONTENT_TYPE,
@@ -138,7 +165,6 @@ impl Introspection {
         if let Some(a) = authorization {
             req = req.header(http::header::AUTHORIZATION, a);
         }
-        let url = &self.url;
         // reqwest's errors name the URL, never the body we sent.
         let resp = req
             .body(body)

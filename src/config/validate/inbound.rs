@@ -56,7 +56,10 @@ impl Validator {
             .as_ref()
             .and_then(|t| self.url("inbound.revocations_url", &t.0));
         let cache_size = self.cache_size("inbound.cache_size", c.cache_size.as_ref(), 0);
-        let introspection = c.introspection.as_ref().map(|i| self.introspection(i));
+        let introspection = c
+            .introspection
+            .as_ref()
+            .map(|i| self.introspection(i, issuer.as_deref()));
         let rules: Vec<RuleSpec> = c
             .rules
             .iter()
@@ -129,11 +132,13 @@ impl Validator {
         }
     }
 
-    fn introspection(&mut self, c: &IntrospectionConfig) -> Option<IntrospectionSpec> {
+    fn introspection(
+        &mut self,
+        c: &IntrospectionConfig,
+        issuer: Option<&str>,
+    ) -> Option<IntrospectionSpec> {
         let p = |k: &str| format!("inbound.introspection.{k}");
-        let url = self
-            .required(&p("url"), &c.url)
-            .and_then(|t| self.url(&p("url"), t));
+        let url = c.url.as_ref().map(|t| self.url(&p("url"), &t.0));
         let client_id = self
             .required(&p("client_id"), &c.client_id)
             .map(str::to_owned);
@@ -168,7 +173,11 @@ impl Validator {
         let timeout = self.duration_or(&p("timeout"), &c.timeout, secs(5), MS);
         let cache_size = self.cache_size(&p("cache_size"), c.cache_size.as_ref(), 1);
         Some(IntrospectionSpec {
-            url: url?,
+            url: match url {
+                Some(u) => Some(u?),
+                None => None,
+            },
+            issuer: issuer.unwrap_or_default().to_owned(),
             client_id: client_id?,
             secret: secret?,
             basic,
