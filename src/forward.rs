@@ -211,7 +211,12 @@ impl ForwardProxy {
         let _ = upstream.set_nodelay(true);
         let upgraded = hyper::upgrade::on(&mut req);
         let idle = self.timeouts.body_idle;
+        // The tunnel keeps counting toward the listener's connection cap.
+        let held = req
+            .extensions_mut()
+            .remove::<crate::proxy::server::HeldConnection>();
         tokio::spawn(async move {
+            let _held = held;
             match upgraded.await {
                 Ok(client) => crate::proxy::splice(TokioIo::new(client), upstream, idle).await,
                 Err(e) => tracing::debug!(error = %e, "CONNECT upgrade failed"),

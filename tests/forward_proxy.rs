@@ -309,3 +309,64 @@ async fn an_idle_tunnel_is_closed_after_body_idle_timeout() {
     assert!(closed.is_ok(), "the idle tunnel was not closed");
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn an_open_tunnel_counts_toward_the_connection_cap() {
+    let echo = Echo::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .raw("[limits]\nmax_connections = 1\n[forward_proxy]\nlisten = \"127.0.0.1:0\"\n");
+    let sidecar = Sidecar::start(&config).await;
+    let proxy = sidecar.handle.forward_proxy_addr.unwrap();
+    let port = echo.addr.port();
+    let mut tunnel = TcpStream::connect(proxy).await.unwrap();
+    tunnel
+        .write_all(
+            format!("CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    tunnel.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    // The tunnel holds the only place: another connection is closed at once.
+    let mut other = TcpStream::connect(proxy).await.unwrap();
+    let _ = other
+        .write_all(
+            format!("GET http://127.0.0.1:{port}/x HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+    let mut buf = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(10), other.read_to_end(&mut buf)).await;
+    assert!(
+        r.is_ok() && buf.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    // The tunnel ends: room again.
+    drop(tunnel);
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).unwrap())
+        .build()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/again"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no room after the tunnel ended"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sidecar.stop().await;
+}

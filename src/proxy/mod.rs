@@ -173,6 +173,10 @@ impl Upstream {
         let upgrade = wants_upgrade(req.headers());
         let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+        // The spliced connection keeps counting toward the listener's cap.
+        let held = upgrade
+            .then(|| req.extensions_mut().remove::<server::HeldConnection>())
+            .flatten();
         let (mut parts, body) = req.into_parts();
         let body = IdleTimeout::new(body, self.timeouts.body_idle);
         remove_hop_by_hop(&mut parts.headers, upgrade);
@@ -233,6 +237,7 @@ impl Upstream {
             let idle = self.timeouts.body_idle;
             let route = self.route.clone();
             tokio::spawn(async move {
+                let _held = held;
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), idle).await,
                     Err(e) => tracing::debug!(route = %route, error = %e, "upgrade failed"),

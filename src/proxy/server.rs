@@ -86,6 +86,17 @@ impl ServeOptions {
 /// Decrements a listener's open-connection count when the connection ends.
 struct Open(Gauge);
 
+/// A connection's place in its listener's count, carried by a `CONNECT` or
+/// `Upgrade` request so the tunnel that outlives the HTTP connection keeps
+/// counting toward `limits.max_connections` until it ends.
+#[derive(Clone)]
+pub struct HeldConnection(#[allow(dead_code)] Arc<Open>);
+
+/// Whether `req` may turn its connection into a tunnel.
+fn may_tunnel<B>(req: &Request<B>) -> bool {
+    req.method() == http::Method::CONNECT || req.headers().contains_key(http::header::UPGRADE)
+}
+
 impl Drop for Open {
     fn drop(&mut self) {
         self.0.dec();
@@ -124,7 +135,8 @@ pub async fn serve<H: Handler>(
             continue;
         }
         opts.metrics.open.inc();
-        let open = Open(opts.metrics.open.clone());
+        let open = Arc::new(Open(opts.metrics.open.clone()));
+        let held = open.clone();
         let _ = stream.set_nodelay(true);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -141,8 +153,11 @@ pub async fn serve<H: Handler>(
         let state = Arc::new(handler.connection());
         let log = opts.access_log && limits.access_log;
         let o = opts.clone();
-        let svc = service_fn(move |req| {
+        let svc = service_fn(move |mut req: Request<Incoming>| {
             let (h, state, o) = (h.clone(), state.clone(), o.clone());
+            if may_tunnel(&req) {
+                req.extensions_mut().insert(HeldConnection(held.clone()));
+            }
             async move {
                 if !log {
                     return Ok::<_, Infallible>(h.handle(state, req).await);
