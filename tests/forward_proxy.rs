@@ -352,21 +352,11 @@ async fn an_open_tunnel_counts_toward_the_connection_cap() {
         .proxy(reqwest::Proxy::http(format!("http://{proxy}")).unwrap())
         .build()
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/again"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no room after the tunnel ended"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::http::until_ok(
+        &client,
+        &format!("http://127.0.0.1:{port}/again"),
+        Duration::from_secs(20),
+    )
+    .await;
     sidecar.stop().await;
 }

@@ -81,28 +81,62 @@ async fn until_status(url: &str, token: &str, want: u16) {
     }
 }
 
-#[tokio::test]
-async fn blocking_an_app_reaches_tokens_already_issued() {
+/// An inbound sidecar (`checking`: its revocation settings, TOML lines) in front
+/// of an echo, with the built-in issuer of [`tables`] in the same process; ready.
+struct Setup {
+    sidecar: Sidecar,
+    echo: Echo,
+    issuer: String,
+    /// `http://inbound/orders/1`
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(checking: impl FnOnce(&str) -> String) -> Setup {
     let echo = Echo::start().await;
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let issuer = format!("http://127.0.0.1:{port}/");
-    let tables = tables(&issuer);
     let inbound = format!(
-        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\nrevocations_url = {}\nrevocations_interval = \"1s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
+        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n{}\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
         quote(&echo.url()),
         quote(&issuer),
         quote(ORDERS),
-        quote(&format!("{issuer}api/v1/revocations"))
+        checking(&issuer),
     );
-    let config = SidecarConfig::new()
-        .raw(&inbound)
-        .raw(&issuer_toml(port, dir.path(), &tables));
+    let config =
+        SidecarConfig::new()
+            .raw(&inbound)
+            .raw(&issuer_toml(port, dir.path(), &tables(&issuer)));
     let sidecar = Sidecar::start_with(&config, Some(listener)).await;
     let url = format!("http://{}/orders/1", sidecar.handle.inbound_addr.unwrap());
     support::http::wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(10))
         .await;
+    Setup {
+        sidecar,
+        echo,
+        issuer,
+        url,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn blocking_an_app_reaches_tokens_already_issued() {
+    let Setup {
+        sidecar,
+        echo,
+        issuer,
+        url,
+        _dir,
+    } = setup(|issuer| {
+        format!(
+            "revocations_url = {}\nrevocations_interval = \"1s\"",
+            quote(&format!("{issuer}api/v1/revocations"))
+        )
+    })
+    .await;
 
     let reader = token(&issuer, "reader", ORDERS).await;
     assert_eq!(
@@ -156,28 +190,21 @@ async fn blocking_an_app_reaches_tokens_already_issued() {
 
 #[tokio::test]
 async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
-    let echo = Echo::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let issuer = format!("http://127.0.0.1:{port}/");
-    let tables = tables(&issuer);
     // No revocation feed: introspection alone must notice the block. No url
     // either: the issuer's metadata names its introspection_endpoint.
-    let inbound = format!(
-        "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = {}\nissuer = {}\naudiences = [{}]\n[inbound.introspection]\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"\n[[inbound.rules]]\npath = \"/orders/*\"\nscopes = [\"orders:read\"]\n",
-        quote(&echo.url()),
-        quote(&issuer),
-        quote(ORDERS),
-        quote(SECRET),
-    );
-    let config = SidecarConfig::new()
-        .raw(&inbound)
-        .raw(&issuer_toml(port, dir.path(), &tables));
-    let sidecar = Sidecar::start_with(&config, Some(listener)).await;
-    let url = format!("http://{}/orders/1", sidecar.handle.inbound_addr.unwrap());
-    support::http::wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(10))
-        .await;
+    let Setup {
+        sidecar,
+        issuer,
+        url,
+        _dir,
+        ..
+    } = setup(|_| {
+        format!(
+            "[inbound.introspection]\nclient_id = \"gateway\"\nclient_secret = {}\ncache_ttl = \"5s\"",
+            quote(SECRET)
+        )
+    })
+    .await;
 
     // 20 concurrent requests with a fresh token: one introspection call.
     let reader = token(&issuer, "reader", ORDERS).await;

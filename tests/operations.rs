@@ -195,10 +195,7 @@ async fn sigterm_flips_readiness_first_and_cuts_no_request() {
         .credential(Cred::new("orders", &idp.url()))
         .outbound("orders", &echo.url(), "orders");
     let f = support::process::write_config(config.toml());
-    let mut run = Running::start(f.path());
-    let outbound = run.addr_of("outbound listener ready").await;
-    let admin = run.addr_of("admin listener ready").await;
-    wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+    let (mut run, outbound, admin) = Running::start_ready(f.path()).await;
 
     // A response in flight: the upstream holds all but its first chunk.
     let mut slow = client()
@@ -318,22 +315,7 @@ async fn the_connection_cap_holds() {
     );
     // One closed: room for a new connection again.
     drop(held.pop());
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
-        if let Ok(r) = reqwest::Client::new()
-            .get(format!("{url}/again"))
-            .send()
-            .await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no room after a close"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::http::until_ok(&reqwest::Client::new(), &format!("{url}/again"), LONG).await;
     sidecar.stop().await;
 }
 
@@ -509,10 +491,7 @@ async fn the_access_log_can_be_turned_off() {
             .credential(Cred::new("orders", &idp.url()))
             .outbound("orders", &echo.url(), "orders");
         let f = support::process::write_config(config.toml());
-        let mut run = Running::start(f.path());
-        let outbound = run.addr_of("outbound listener ready").await;
-        let admin = run.addr_of("admin listener ready").await;
-        wait_for_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+        let (mut run, outbound, _admin) = Running::start_ready(f.path()).await;
         let (status, _) = support::http::get(&format!("http://{outbound}/logged?secret=q")).await;
         assert_eq!(status, 200);
         let exit = tokio::task::spawn_blocking(move || {

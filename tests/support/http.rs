@@ -92,3 +92,20 @@ where
         }
     });
 }
+
+/// GET `url` with `client` until it answers 200 (for at most `limit`).
+pub async fn until_ok(client: &reqwest::Client, url: &str, limit: Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status() == 200
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered 200"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -41,6 +41,20 @@ impl Running {
         Self::spawn(cmd)
     }
 
+    /// `run` on `config` (one outbound listener), ready: the outbound and admin addresses.
+    pub async fn start_ready(config: &std::path::Path) -> (Self, String, String) {
+        let run = Self::start(config);
+        let outbound = run.addr_of("outbound listener ready").await;
+        let admin = run.addr_of("admin listener ready").await;
+        super::http::wait_for_status(
+            &format!("http://{admin}/readyz"),
+            200,
+            Duration::from_secs(20),
+        )
+        .await;
+        (run, outbound, admin)
+    }
+
     /// Spawn `cmd` with its stderr collected.
     pub fn spawn(mut cmd: Command) -> Self {
         let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
