@@ -446,3 +446,95 @@ async fn tls_client_auth_presents_the_client_certificate() {
     assert!(!bodies[0].contains("client_secret"), "{}", bodies[0]);
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn apps_registered_with_a_pem_public_key_authenticate_with_private_key_jwt() {
+    let mut iss = issuer().await;
+    let keys = [
+        ("pem-es", TestKey::es256("ignored-kid")),
+        ("pem-ed", TestKey::eddsa("ignored-kid")),
+        ("pem-rs", TestKey::rsa("ignored-kid", "RS256")),
+    ];
+    let mut apps = String::new();
+    let mut config = SidecarConfig::new();
+    for (name, key) in &keys {
+        let public = iss.write(&format!("{name}.pub.pem"), &key.public_pem());
+        apps.push_str(&format!(
+            "[[issuer.apps]]\nname = {n}\nclient_id = {n}\npublic_key_file = {}\ngrants = {{ {} = [\"orders:read\"] }}\n",
+            quote(&public),
+            quote(ORDERS),
+            n = quote(name),
+        ));
+        let pem = iss.write(&format!("{name}.pem"), &key.private_pem());
+        config = config.credential(
+            Cred::new(name, &format!("{}oauth/token", iss.url))
+                .remove("client_secret")
+                .text("client_id", name)
+                .text("auth_method", "private_key_jwt")
+                .with("private_key", &format!("{{ file = {} }}", quote(&pem)))
+                // The PEM has no kid: whatever the assertion names, the app's one key is used.
+                .text("key_id", "some-kid")
+                .text("audience", ORDERS),
+        );
+    }
+    let config = config.raw(&iss.tables(&apps));
+    let sidecar = Sidecar::start_with(&config, iss.listener.take()).await;
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(20)).await;
+    for (name, _) in &keys {
+        assert_eq!(held_claims(&sidecar, name)["client_id"], *name);
+    }
+    sidecar.stop().await;
+}
+
+#[tokio::test]
+async fn the_management_api_registers_a_pem_public_key() {
+    let mut iss = issuer().await;
+    let admin_secret = "admin-secret-0123456789abcdef0123456789";
+    let apps = format!(
+        "[[issuer.apps]]\nname = \"admin\"\nclient_id = \"admin\"\nclient_secret = {}\ngrants = {{ {} = [\"apps:write\"] }}\n",
+        quote(admin_secret),
+        quote(&format!("{}api/v1/", iss.url))
+    );
+    let config = SidecarConfig::new().raw(&iss.tables(&apps));
+    let sidecar = Sidecar::start_with(&config, iss.listener.take()).await;
+    let url = iss.url.clone();
+    let (status, admin) =
+        support::http::token_json(&url, "admin", admin_secret, &format!("{url}api/v1/")).await;
+    assert_eq!(status, 200, "{admin}");
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+    let key = TestKey::es256("k");
+    let create = |body: serde_json::Value| {
+        let (url, admin) = (url.clone(), admin.clone());
+        async move {
+            let resp = client()
+                .post(format!("{url}api/v1/apps"))
+                .bearer_auth(&admin)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    let (status, body) = create(serde_json::json!({
+        "name": "late", "client_id": "late",
+        "grants": {ORDERS: ["orders:read"]},
+        "public_key_pem": key.public_pem(),
+    }))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = create(serde_json::json!({
+        "name": "both", "client_id": "both",
+        "jwks": {"keys": [key.jwk()]}, "public_key_pem": key.public_pem(),
+    }))
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let assertion = AssertionKey::from_pem(&key.private_pem(), None)
+        .unwrap()
+        .sign("late", &url, None)
+        .unwrap();
+    let (status, body) = token_with_assertion(&url, &assertion, None).await;
+    assert_eq!(status, 200, "{body}");
+    sidecar.stop().await;
+}

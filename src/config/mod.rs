@@ -240,8 +240,9 @@ pub struct AppSpec {
     pub client_id: String,
     /// `None`: the app authenticates only with `private_key_jwt`.
     pub secret: Option<SecretSource>,
-    /// Public keys for `private_key_jwt`.
+    /// Public keys for `private_key_jwt`: a JWKS file, or one PEM public key.
     pub jwks_file: Option<PathBuf>,
+    pub public_key_file: Option<PathBuf>,
     /// audience → scopes
     pub grants: Vec<(String, Vec<String>)>,
     pub blocked: bool,

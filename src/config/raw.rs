@@ -165,6 +165,8 @@ pub struct AppConfig {
     pub blocked: bool,
     /// Public keys (a JWKS file) for `private_key_jwt`.
     pub jwks_file: Option<PathBuf>,
+    /// Or its one public key as a PEM file (`-----BEGIN PUBLIC KEY-----`).
+    pub public_key_file: Option<PathBuf>,
 }
 
 /// `[limits]`: what every listener allows a client.

@@ -110,6 +110,15 @@ impl KeySet {
         })
     }
 
+    /// With exactly one key: use it whatever `kid` a token names (an app's one
+    /// registered key, perhaps from a PEM file without a kid).
+    pub fn any_kid_for_a_sole_key(mut self) -> Self {
+        if self.keys.len() == 1 {
+            self.single_secret = true;
+        }
+        self
+    }
+
     /// The key for `kid`; a token without `kid` may use the only key there is.
     pub fn find(&self, kid: Option<&str>) -> Option<&Arc<VerifyKey>> {
         if self.single_secret {

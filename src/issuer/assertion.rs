@@ -112,6 +112,7 @@ impl ClientAuth {
     fn check(&self, app: &App, jwt: &str, client_id: &str) -> Result<(), String> {
         let doc = app.jwks.as_ref().map(Value::to_string).unwrap_or_default();
         let (keys, _) = KeySet::parse(doc.as_bytes(), &ALGS)?;
+        let keys = keys.any_kid_for_a_sole_key();
         let (parsed, _) = verify::verify_signature(jwt, &keys).map_err(|e| match e {
             Invalid::UnknownKid => "no registered key matches the kid".to_owned(),
             other => other.reason().to_owned(),

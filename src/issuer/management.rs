@@ -282,8 +282,9 @@ struct NewApp {
     name: String,
     #[serde(default)]
     grants: BTreeMap<String, Vec<String>>,
-    /// Public keys for `private_key_jwt`.
+    /// Public keys for `private_key_jwt`: a JWKS, or one PEM public key.
     jwks: Option<serde_json::Value>,
+    public_key_pem: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -293,6 +294,7 @@ struct AppPatch {
     grants: Option<BTreeMap<String, Vec<String>>>,
     blocked: Option<bool>,
     jwks: Option<serde_json::Value>,
+    public_key_pem: Option<String>,
 }
 
 #[derive(Default, Deserialize)]
@@ -408,9 +410,7 @@ fn create_app(
     new: NewApp,
 ) -> Result<(App, String), MgmtError> {
     check_grants(reg, &new.grants)?;
-    if let Some(j) = &new.jwks {
-        super::registry::check_jwks(j).map_err(MgmtError::BadRequest)?;
-    }
+    let jwks = keys(new.jwks, new.public_key_pem)?;
     let client_id = match new.client_id {
         Some(id) => id,
         None => random(16)?,
@@ -429,11 +429,30 @@ fn create_app(
         grants: new.grants,
         blocked: false,
         blocked_at: None,
-        jwks: new.jwks,
+        jwks,
     };
     t.apps.remove(&client_id);
     reg.apps.insert(client_id, app.clone());
     Ok((app, secret))
+}
+
+/// An app's public keys from `jwks` or `public_key_pem` (not both), checked.
+fn keys(
+    jwks: Option<serde_json::Value>,
+    pem: Option<String>,
+) -> Result<Option<serde_json::Value>, MgmtError> {
+    let doc = match (jwks, pem) {
+        (Some(_), Some(_)) => {
+            return Err(MgmtError::BadRequest(
+                "give jwks or public_key_pem, not both".into(),
+            ));
+        }
+        (Some(j), None) => j,
+        (None, Some(p)) => super::registry::pem_to_jwks(&p).map_err(MgmtError::BadRequest)?,
+        (None, None) => return Ok(None),
+    };
+    super::registry::check_jwks(&doc).map_err(MgmtError::BadRequest)?;
+    Ok(Some(doc))
 }
 
 fn patch_app(
@@ -444,9 +463,7 @@ fn patch_app(
     if let Some(g) = &patch.grants {
         check_grants(reg, g)?;
     }
-    if let Some(j) = &patch.jwks {
-        super::registry::check_jwks(j).map_err(MgmtError::BadRequest)?;
-    }
+    let jwks = keys(patch.jwks, patch.public_key_pem)?;
     let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
     if let Some(name) = patch.name {
         app.name = name;
@@ -454,8 +471,8 @@ fn patch_app(
     if let Some(grants) = patch.grants {
         app.grants = grants;
     }
-    if let Some(jwks) = patch.jwks {
-        app.jwks = Some(jwks);
+    if jwks.is_some() {
+        app.jwks = jwks;
     }
     match patch.blocked {
         Some(true) if !app.blocked => {

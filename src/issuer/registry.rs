@@ -148,3 +148,51 @@ mod b64 {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+/// A PEM public key (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo) as a
+/// JWKS of that one key: RSA, EC P-256 or Ed25519.
+pub fn pem_to_jwks(pem: &str) -> Result<serde_json::Value, String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use rustls_pki_types::SubjectPublicKeyInfoDer;
+    use rustls_pki_types::pem::PemObject as _;
+    use simple_asn1::{ASN1Block, oid};
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| "not a PEM public key (-----BEGIN PUBLIC KEY-----)".to_owned())?;
+    let blocks =
+        simple_asn1::from_der(spki.as_ref()).map_err(|_| "bad public key DER".to_owned())?;
+    let (algorithm, key) = match blocks.as_slice() {
+        [ASN1Block::Sequence(_, parts)] => match parts.as_slice() {
+            [ASN1Block::Sequence(_, alg), ASN1Block::BitString(_, _, key)] => (alg, key),
+            _ => return Err("bad SubjectPublicKeyInfo".into()),
+        },
+        _ => return Err("bad SubjectPublicKeyInfo".into()),
+    };
+    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+    let jwk = match algorithm.as_slice() {
+        [ASN1Block::ObjectIdentifier(_, o), ..] if *o == oid!(1, 2, 840, 113549, 1, 1, 1) => {
+            let inner = simple_asn1::from_der(key).map_err(|_| "bad RSA public key".to_owned())?;
+            let [ASN1Block::Sequence(_, ne)] = inner.as_slice() else {
+                return Err("bad RSA public key".into());
+            };
+            let [ASN1Block::Integer(_, n), ASN1Block::Integer(_, e)] = ne.as_slice() else {
+                return Err("bad RSA public key".into());
+            };
+            serde_json::json!({"kty": "RSA", "n": b64(&n.to_bytes_be().1), "e": b64(&e.to_bytes_be().1)})
+        }
+        [
+            ASN1Block::ObjectIdentifier(_, o),
+            ASN1Block::ObjectIdentifier(_, curve),
+        ] if *o == oid!(1, 2, 840, 10045, 2, 1) => {
+            if *curve != oid!(1, 2, 840, 10045, 3, 1, 7) || key.len() != 65 || key[0] != 4 {
+                return Err("EC keys must be uncompressed P-256".into());
+            }
+            serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&key[1..33]), "y": b64(&key[33..])})
+        }
+        [ASN1Block::ObjectIdentifier(_, o)] if *o == oid!(1, 3, 101, 112) => {
+            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)})
+        }
+        _ => return Err("unsupported public key type (RSA, EC P-256 or Ed25519)".into()),
+    };
+    Ok(serde_json::json!({"keys": [jwk]}))
+}

@@ -87,9 +87,25 @@ impl Store {
                 }
                 secrets.push(reg.seal(&secret));
             }
-            let jwks = match &a.jwks_file {
-                None => None,
-                Some(path) => {
+            let jwks = match (&a.jwks_file, &a.public_key_file) {
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| {
+                        format!(
+                            "issuer app {}: cannot read {}: {e}",
+                            a.client_id,
+                            path.display()
+                        )
+                    })?;
+                    let doc = super::registry::pem_to_jwks(&text).map_err(|e| {
+                        format!("issuer app {}: {}: {e}", a.client_id, path.display())
+                    })?;
+                    super::registry::check_jwks(&doc).map_err(|e| {
+                        format!("issuer app {}: {}: {e}", a.client_id, path.display())
+                    })?;
+                    Some(doc)
+                }
+                (None, None) => None,
+                (Some(path), _) => {
                     let text = std::fs::read_to_string(path).map_err(|e| {
                         format!(
                             "issuer app {}: cannot read {}: {e}",

@@ -77,6 +77,27 @@ impl TestKey {
         )
     }
 
+    /// The public key as a PEM file's text (SubjectPublicKeyInfo).
+    pub fn public_pem(&self) -> String {
+        use aws_lc_rs::encoding::{AsDer as _, PublicKeyX509Der};
+        use base64::engine::general_purpose::STANDARD;
+        let der: PublicKeyX509Der<'static> = match &self.pair {
+            Pair::Ec(p) => p.public_key().as_der().unwrap(),
+            Pair::Ed(p) => p.public_key().as_der().unwrap(),
+            Pair::Rsa(p) => p.public_key().as_der().unwrap(),
+        };
+        let b64 = STANDARD.encode(der.as_ref());
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+            lines.join("\n")
+        )
+    }
+
     pub fn jwk(&self) -> Value {
         let mut jwk = match &self.pair {
             Pair::Ec(p) => {

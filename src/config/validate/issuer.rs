@@ -145,8 +145,16 @@ impl Validator {
             );
         }
         self.file_exists(&p("jwks_file"), a.jwks_file.as_ref());
-        let secret = match (&a.client_secret, &a.jwks_file) {
-            (None, Some(_)) => Some(None),
+        self.file_exists(&p("public_key_file"), a.public_key_file.as_ref());
+        if a.jwks_file.is_some() && a.public_key_file.is_some() {
+            self.issue(
+                p("public_key_file"),
+                "give either jwks_file or public_key_file, not both",
+            );
+        }
+        let has_keys = a.jwks_file.is_some() || a.public_key_file.is_some();
+        let secret = match (&a.client_secret, has_keys) {
+            (None, true) => Some(None),
             (s, _) => self.secret(&p("client_secret"), s.as_ref()).map(Some),
         };
         for (audience, scopes) in &a.grants {
@@ -168,6 +176,7 @@ impl Validator {
             client_id: client_id?,
             secret: secret?,
             jwks_file: a.jwks_file.clone(),
+            public_key_file: a.public_key_file.clone(),
             grants: a
                 .grants
                 .iter()
