@@ -2,8 +2,9 @@
 //! token endpoint, JWKS and discovery. It runs alone (`m2m-sidecar issuer`) or
 //! inside the sidecar when the config has an `[issuer]` table.
 //!
-//! Not yet here (see the README): the management API, runtime state,
-//! introspection and revocation, key rotation, RS256.
+//! Also: client authentication by secret or `private_key_jwt` ([`assertion`]),
+//! introspection and revocation ([`introspect`]), the management API
+//! ([`management`]), runtime state ([`store`]) and key rotation ([`keyring`]).
 
 pub mod assertion;
 pub mod introspect;
