@@ -459,8 +459,38 @@ impl Supervisor {
             }
             (None, None, _) => {}
             (Some((spec, handler, jwks, keys_same, rev_same, revocations)), old, listener) => {
-                let jwks_stop = match (&old, keys_same) {
-                    (Some(o), true) => o.jwks_stop.clone(),
+                // New key settings on a running listener: they must yield keys
+                // (bounded) before requests see them, else the running inbound
+                // settings stay.
+                let prestarted = if old.is_some() && !keys_same {
+                    let (stop, stopped) = child(&self.global, &mut self.tasks);
+                    self.tasks.spawn(crate::inbound::jwks::run(
+                        jwks.clone(),
+                        spec.clone(),
+                        self.inbound_metrics.clone(),
+                        stopped,
+                    ));
+                    let deadline =
+                        tokio::time::Instant::now() + spec.jwks_timeout + Duration::from_secs(1);
+                    while jwks.keys().is_none() && tokio::time::Instant::now() < deadline {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    if jwks.keys().is_none() {
+                        let _ = stop.send(true);
+                        tracing::warn!(
+                            "inbound: the new key settings gave no keys; the running inbound settings are kept"
+                        );
+                        changes.push("inbound: not changed (the new key settings gave no keys within jwks_timeout)".into());
+                        self.inbound = old;
+                        return Ok(self.finish(new, changes));
+                    }
+                    Some(stop)
+                } else {
+                    None
+                };
+                let jwks_stop = match (&old, keys_same, prestarted) {
+                    (Some(o), true, _) => o.jwks_stop.clone(),
+                    (_, _, Some(stop)) => stop,
                     _ => {
                         let (stop, stopped) = child(&self.global, &mut self.tasks);
                         self.tasks.spawn(crate::inbound::jwks::run(
@@ -469,15 +499,6 @@ impl Supervisor {
                             self.inbound_metrics.clone(),
                             stopped,
                         ));
-                        if old.is_some() {
-                            // Let the new keys load before requests see them.
-                            let deadline = tokio::time::Instant::now()
-                                + spec.jwks_timeout
-                                + Duration::from_secs(1);
-                            while jwks.keys().is_none() && tokio::time::Instant::now() < deadline {
-                                tokio::time::sleep(Duration::from_millis(20)).await;
-                            }
-                        }
                         stop
                     }
                 };
@@ -545,6 +566,11 @@ impl Supervisor {
                 });
             }
         }
+        Ok(self.finish(new, changes))
+    }
+
+    /// The end of a commit: what `/readyz` looks at, and the running config.
+    fn finish(&mut self, new: Config, mut changes: Vec<String>) -> Vec<String> {
         if self.inbound.is_none() {
             self.ready.jwks.store(None);
         }
@@ -565,7 +591,7 @@ impl Supervisor {
         }
         self.config = Some(new);
         self.mark_applied();
-        Ok(changes)
+        changes
     }
 
     fn serve<H: crate::proxy::server::Handler>(

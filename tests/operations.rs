@@ -516,3 +516,64 @@ async fn the_access_log_can_be_turned_off() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reload_whose_new_keys_do_not_load_keeps_the_running_inbound() {
+    let echo = Echo::start().await;
+    let key = support::jwt::TestKey::es256("k");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, support::jwt::jwks(&[&key])).unwrap();
+    let config = |jwks_file: &str| {
+        SidecarConfig::new().raw(&format!(
+            "[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = \"{}\"\nissuer = \"https://issuer.test/\"\njwks_file = {}\njwks_timeout = \"200ms\"\naudiences = [\"https://orders.example.com\"]\ndefault = \"authenticated\"\n",
+            echo.url(),
+            support::config::quote(jwks_file)
+        ))
+    };
+    let sidecar = Sidecar::start(&config(jwks.to_str().unwrap())).await;
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, LONG).await;
+    let url = format!("http://{}/in", sidecar.handle.inbound_addr.unwrap());
+    let token = key.sign(
+        &key.header(),
+        &support::jwt::claims("https://issuer.test/", "https://orders.example.com", ""),
+    );
+    let ok = || async {
+        client()
+            .get(&url)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    };
+    assert_eq!(ok().await, 200);
+    // A typo in the key source: no keys, so the running inbound stays.
+    let changes = sidecar
+        .handle
+        .reload(load(&config("/nonexistent/jwks.json")))
+        .await
+        .unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| c.starts_with("inbound: not changed")),
+        "{changes:?}"
+    );
+    assert_eq!(ok().await, 200, "still verified with the running keys");
+    wait_for_status(&sidecar.admin_url("/readyz"), 200, LONG).await;
+    // Fixed: the next reload applies.
+    let jwks2 = dir.path().join("jwks2.json");
+    std::fs::write(&jwks2, support::jwt::jwks(&[&key])).unwrap();
+    let changes = sidecar
+        .handle
+        .reload(load(&config(jwks2.to_str().unwrap())))
+        .await
+        .unwrap();
+    assert!(
+        changes.iter().any(|c| c == "inbound: changed"),
+        "{changes:?}"
+    );
+    assert_eq!(ok().await, 200);
+    sidecar.stop().await;
+}
