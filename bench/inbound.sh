@@ -192,37 +192,10 @@ measure() {
     local id=$1 url=$2 tok=$3 pids=$4 warm=${WARMUP%s} out="$TMP/logs/wrk-$1.txt"
     log "[$id] warm-up ${warm}s: $url"
     run_wrk "$url" "$tok" "$warm" "$TMP/logs/wrk-$id-warmup.txt"
-    local c0 c1 u0 u1
-    # shellcheck disable=SC2086
-    c0=$(cpu_ticks $pids)
-    # shellcheck disable=SC2086
-    u0=$(cpu_ticks $UPSTREAM_PIDS)
-    window_open "$PROXY_CPU" "$WRK_CPU"
-    log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
-    run_wrk "$url" "$tok" "$DURATION_S" "$out"
-    window_close "$PROXY_CPU" "$WRK_CPU"
-    # shellcheck disable=SC2086
-    c1=$(cpu_ticks $pids)
-    # shellcheck disable=SC2086
-    u1=$(cpu_ticks $UPSTREAM_PIDS)
-
-    local errs
-    parse_wrk "$id" "$out" # sets WRK_RPS WRK_REQS WRK_P50 WRK_P99, R_RPS R_P50 R_P99
-    # Socket errors (connect/read/write/timeout) + non-2xx/3xx responses.
-    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
-                /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$out")
-    R_ERR[$id]=$errs
-    # CPU µs per request = Δticks / CLK_TCK * 1e6 / requests ; CPU % over the wall window.
-    read -r "R_CPU[$id]" "R_UPCPU[$id]" "R_PCT[$id]" "R_UPPCT[$id]" < <(awk \
-        -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$WRK_REQS" \
-        -v t0="$WIN_T0" -v t1="$WIN_T1" 'BEGIN {
-            w = t1 - t0
-            printf "%.2f %.2f %.0f %.0f\n", c / hz * 1e6 / n, u / hz * 1e6 / n,
-                   100 * c / hz / w, 100 * u / hz / w }')
-    window_stats "$id" # sets R_CORE0 R_CORE1 R_WRKPCT
+    measured_run "$id" "$out" "$pids" run_wrk "$url" "$tok" "$DURATION_S" "$out"
+    local errs=${R_ERR[$id]}
     # shellcheck disable=SC2086
     R_RSS[$id]=$(rss_mb ${pids%% *})
-    log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}% (wrk ${R_WRKPCT[$id]}%)"
     foreign_load "$id" "$WRK_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" wrk
     foreign_load "$id" "$PROXY_CPU" "${R_CORE0[$id]}" "$((R_PCT[$id] + R_UPPCT[$id]))" "the measured processes"
     if ((errs > 0)); then

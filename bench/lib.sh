@@ -211,6 +211,43 @@ parse_wrk() {
 
 # foreign_load ID CPU BUSY USED WHO: when core CPU was more than 15 points busier (BUSY %)
 # than what WHO used (USED %), something else ran there: log it and add it to WARNINGS.
+
+# measured_run ID OUT "PIDS" CMD...: run CMD (a wrk run that writes OUT) inside a
+# measurement window and account it for scenario ID: requests and latencies
+# (parse_wrk), errors (R_ERR), CPU µs per request and % of a core for PIDS and
+# $UPSTREAM_PIDS (R_CPU R_UPCPU R_PCT R_UPPCT), core usage (window_stats).
+measured_run() {
+    local id=$1 out=$2 pids=$3
+    shift 3
+    local c0 c1 u0 u1
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    u0=$(cpu_ticks $UPSTREAM_PIDS)
+    window_open "$PROXY_CPU" "$WRK_CPU"
+    log "[$id] measuring ${DURATION_S}s, $CONNECTIONS connections"
+    "$@"
+    window_close "$PROXY_CPU" "$WRK_CPU"
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    # shellcheck disable=SC2086
+    u1=$(cpu_ticks $UPSTREAM_PIDS)
+    parse_wrk "$id" "$out" # sets WRK_RPS WRK_REQS WRK_P50 WRK_P99, R_RPS R_P50 R_P99
+    # Socket errors (connect/read/write/timeout) + non-2xx/3xx responses.
+    # shellcheck disable=SC2004 # R_ERR is an associative array of the caller
+    R_ERR[$id]=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
+                /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$out")
+    # CPU µs per request = Δticks / CLK_TCK * 1e6 / requests ; CPU % over the wall window.
+    read -r "R_CPU[$id]" "R_UPCPU[$id]" "R_PCT[$id]" "R_UPPCT[$id]" < <(awk \
+        -v c="$((c1 - c0))" -v u="$((u1 - u0))" -v hz="$CLK_TCK" -v n="$WRK_REQS" \
+        -v t0="$WIN_T0" -v t1="$WIN_T1" 'BEGIN {
+            w = t1 - t0
+            printf "%.2f %.2f %.0f %.0f\n", c / hz * 1e6 / n, u / hz * 1e6 / n,
+                   100 * c / hz / w, 100 * u / hz / w }')
+    window_stats "$id" # sets R_CORE0 R_CORE1 R_WRKPCT
+    log "[$id] core busy: cpu$PROXY_CPU ${R_CORE0[$id]}%, cpu$WRK_CPU ${R_CORE1[$id]}% (wrk ${R_WRKPCT[$id]}%)"
+}
+
 foreign_load() {
     local id=$1 cpu=$2 busy=$3 used=$4 who=$5
     if ((busy - used > 15)); then
