@@ -14,6 +14,13 @@ use support::sidecar::Sidecar;
 
 const ORDERS: &str = "https://orders.example.com";
 const BILLING_SECRET: &str = "billing-secret-0123456789abcdef0123456789";
+/// The billing app's token request for the Orders API, as a form.
+const BILLING_FORM: [(&str, &str); 4] = [
+    ("grant_type", "client_credentials"),
+    ("audience", ORDERS),
+    ("client_id", "billing"),
+    ("client_secret", BILLING_SECRET),
+];
 const TABLES: &str = r#"
 [[issuer.apis]]
 name = "Orders API"
@@ -158,30 +165,10 @@ async fn basic_and_post_with_resource_and_a_scope_subset() {
     assert_eq!(status, 200, "{body}");
     let (_, claims) = verify(&s, body["access_token"].as_str().unwrap()).await;
     assert_eq!(claims["scp"], serde_json::json!(["orders:read"]));
-    let (status, _, body) = token_form(
-        &s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("audience", ORDERS),
-            ("client_id", "billing"),
-            ("client_secret", BILLING_SECRET),
-        ],
-        None,
-    )
-    .await;
+    let (status, _, body) = token_form(&s, &BILLING_FORM, None).await;
     assert_eq!(status, 200, "{body}");
     let (_, a) = verify(&s, body["access_token"].as_str().unwrap()).await;
-    let (status, _, body) = token_form(
-        &s,
-        &[
-            ("grant_type", "client_credentials"),
-            ("audience", ORDERS),
-            ("client_id", "billing"),
-            ("client_secret", BILLING_SECRET),
-        ],
-        None,
-    )
-    .await;
+    let (status, _, body) = token_form(&s, &BILLING_FORM, None).await;
     assert_eq!(status, 200);
     let (_, b) = verify(&s, body["access_token"].as_str().unwrap()).await;
     assert_ne!(a["jti"], b["jti"], "jti is unique");
@@ -200,12 +187,7 @@ type Case = (
 #[tokio::test]
 async fn every_error_case() {
     let s = issuer().await;
-    let ok = [
-        ("grant_type", "client_credentials"),
-        ("audience", ORDERS),
-        ("client_id", "billing"),
-        ("client_secret", BILLING_SECRET),
-    ];
+    let ok = BILLING_FORM;
     let with = |k: &'static str, v: &'static str| -> Vec<(&'static str, &'static str)> {
         ok.iter()
             .map(|&(a, b)| if a == k { (a, v) } else { (a, b) })
