@@ -52,6 +52,20 @@ async fn start(dir: &std::path::Path, port: Option<u16>) -> Issuer {
 }
 
 impl Issuer {
+    /// Stop this issuer and start a new one on the same port and state.
+    async fn restart(self, dir: &std::path::Path) -> Issuer {
+        let port = self
+            .url
+            .trim_end_matches('/')
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        self.sidecar.stop().await;
+        start(dir, Some(port)).await
+    }
+
     /// A token for `audience` (JSON body), or the error answer.
     async fn token(
         &self,
@@ -360,18 +374,9 @@ async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
         .call("DELETE", "api/v1/apps/reader", Some(&admin), None)
         .await;
     assert_eq!(status, 204);
-    let port = s
-        .url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    s.sidecar.stop().await;
 
     // A new issuer on the same state: every change is still there.
-    let s = start(dir.path(), Some(port)).await;
+    let s = s.restart(dir.path()).await;
     let admin = s.admin_token("admin").await;
     let (_, apps) = s.call("GET", "api/v1/apps", Some(&admin), None).await;
     assert_eq!(
@@ -506,16 +511,7 @@ async fn key_rotation_keeps_old_tokens_verifiable() {
         assert!(active.contains(r#""active":true"#), "{active}");
     }
     // The rotation survives a restart.
-    let port = s
-        .url
-        .trim_end_matches('/')
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    s.sidecar.stop().await;
-    let s = start(dir.path(), Some(port)).await;
+    let s = s.restart(dir.path()).await;
     let (_, jwks) = s.call("GET", ".well-known/jwks.json", None, None).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
     let (_, tok) = s.token("reader", ADMIN_SECRET, ORDERS).await;
