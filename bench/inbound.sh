@@ -128,20 +128,6 @@ render() {
     if grep -q '@[A-Z_]*@' "$2"; then die "unsubstituted placeholder in $2"; fi
 }
 
-# Direct children of PID (nginx workers), from /proc.
-children_of() {
-    local parent=$1 f s fld
-    for f in /proc/[0-9]*/stat; do
-        { s=$(<"$f"); } 2>/dev/null || continue
-        s=${s##*) }
-        read -r -a fld <<<"$s"
-        if [[ ${fld[1]} == "$parent" ]]; then
-            f=${f#/proc/}
-            echo "${f%/stat}"
-        fi
-    done
-}
-
 run_wrk() { # run_wrk URL TOKEN DURATION OUTFILE
     timeout --kill-after=5 "$(($3 + 30))" \
         taskset -c "$WRK_CPU" wrk -t1 -c"$CONNECTIONS" -d"$3"s --latency \

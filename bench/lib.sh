@@ -212,6 +212,20 @@ parse_wrk() {
 # foreign_load ID CPU BUSY USED WHO: when core CPU was more than 15 points busier (BUSY %)
 # than what WHO used (USED %), something else ran there: log it and add it to WARNINGS.
 
+# Direct children of PID (nginx workers), from /proc.
+children_of() {
+    local parent=$1 f s fld
+    for f in /proc/[0-9]*/stat; do
+        { s=$(<"$f"); } 2>/dev/null || continue
+        s=${s##*) }
+        read -r -a fld <<<"$s"
+        if [[ ${fld[1]} == "$parent" ]]; then
+            f=${f#/proc/}
+            echo "${f%/stat}"
+        fi
+    done
+}
+
 # measured_run ID OUT "PIDS" CMD...: run CMD (a wrk run that writes OUT) inside a
 # measurement window and account it for scenario ID: requests and latencies
 # (parse_wrk), errors (R_ERR), CPU µs per request and % of a core for PIDS and

@@ -451,12 +451,7 @@ async fn a_third_party_verifier_accepts_the_tokens() {
         return;
     }
     let s = issuer().await;
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("audience", ORDERS),
-        ("client_id", "billing"),
-        ("client_secret", BILLING_SECRET),
-    ];
+    let form = BILLING_FORM;
     let (status, _, body) = token_form(&s, &form, None).await;
     assert_eq!(status, 200);
     let token = body["access_token"].as_str().unwrap().to_owned();
@@ -504,12 +499,7 @@ async fn failed_authentication_is_rate_limited_per_client() {
         assert_eq!(status, 401, "attempt {i}: {body}");
     }
     // Now even the right secret waits: guessing goes no faster than the refill.
-    let right = [
-        ("grant_type", "client_credentials"),
-        ("audience", ORDERS),
-        ("client_id", "billing"),
-        ("client_secret", BILLING_SECRET),
-    ];
+    let right = BILLING_FORM;
     let (status, headers, body) = token_form(&s, &right, None).await;
     assert_eq!(status, 429, "{body}");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -533,12 +523,7 @@ async fn failed_authentication_is_rate_limited_per_client() {
 #[tokio::test]
 async fn introspection_says_which_tokens_are_active() {
     let s = issuer().await;
-    let form = [
-        ("grant_type", "client_credentials"),
-        ("audience", ORDERS),
-        ("client_id", "billing"),
-        ("client_secret", BILLING_SECRET),
-    ];
+    let form = BILLING_FORM;
     let (_, _, body) = token_form(&s, &form, None).await;
     let token = body["access_token"].as_str().unwrap().to_owned();
     let introspect = |t: String, basic: Option<(&'static str, &'static str)>| {
@@ -611,12 +596,7 @@ async fn rs256_and_eddsa_tokens_verify_against_the_jwks() {
             url: format!("http://127.0.0.1:{port}/"),
             _dir: dir,
         };
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("audience", ORDERS),
-            ("client_id", "billing"),
-            ("client_secret", BILLING_SECRET),
-        ];
+        let form = BILLING_FORM;
         let (status, _, body) = token_form(&s, &form, None).await;
         assert_eq!(status, 200, "{alg}: {body}");
         let token = body["access_token"].as_str().unwrap();
