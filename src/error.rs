@@ -23,6 +23,12 @@ pub enum ProxyError {
     /// The client sent something we cannot forward.
     #[error("bad request: {0}")]
     BadRequest(&'static str),
+    /// The request path has no unambiguous normal form.
+    #[error("bad request: {0}")]
+    BadPath(#[from] crate::path::BadPath),
+    /// A method this listener never forwards (`CONNECT` on inbound).
+    #[error("method not allowed: {0}")]
+    MethodNotAllowed(&'static str),
 }
 
 impl ProxyError {
@@ -51,6 +57,16 @@ impl ProxyError {
             ProxyError::BadRequest(reason) => (
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({"error": "bad_request", "reason": reason}),
+                None,
+            ),
+            ProxyError::BadPath(why) => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "bad_request", "reason": why.to_string()}),
+                None,
+            ),
+            ProxyError::MethodNotAllowed(reason) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                serde_json::json!({"error": "method_not_allowed", "reason": reason}),
                 None,
             ),
         };

@@ -164,8 +164,10 @@ impl ForwardProxy {
     }
 
     async fn connect(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let Some(authority) = req.uri().authority().cloned() else {
-            return ProxyError::BadRequest("CONNECT needs host:port").into_response();
+        let authority = match req.uri().authority().map(without_user_info) {
+            Some(Ok(a)) => a,
+            Some(Err(e)) => return e.into_response(),
+            None => return ProxyError::BadRequest("CONNECT needs host:port").into_response(),
         };
         let Some(port) = authority.port_u16() else {
             return ProxyError::BadRequest("CONNECT needs host:port").into_response();
@@ -275,9 +277,13 @@ fn target(req: &Request<Incoming>) -> Result<(Authority, u16), ProxyError> {
     }
     let authority = uri
         .authority()
-        .cloned()
-        .ok_or(ProxyError::BadRequest("the request URI has no host"))?;
+        .ok_or(ProxyError::BadRequest("the request URI has no host"))
+        .and_then(without_user_info)?;
     let port = authority.port_u16().unwrap_or(80);
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    if let (Some(_), Some(_)) = (hosts.next(), hosts.next()) {
+        return Err(ProxyError::BadRequest("more than one Host header"));
+    }
     if let Some(h) = req.headers().get(header::HOST) {
         let same = h
             .to_str()
@@ -294,6 +300,17 @@ fn target(req: &Request<Incoming>) -> Result<(Authority, u16), ProxyError> {
         }
     }
     Ok((authority, port))
+}
+
+/// `host[:port]` of an authority, never its `user:password@` (which would
+/// otherwise travel on in `Host`).
+fn without_user_info(a: &Authority) -> Result<Authority, ProxyError> {
+    match a.as_str().rsplit_once('@') {
+        None => Ok(a.clone()),
+        Some((_, host)) => {
+            Authority::try_from(host).map_err(|_| ProxyError::BadRequest("invalid host"))
+        }
+    }
 }
 
 fn host_not_allowed(host: &str) -> Response<ProxyBody> {

@@ -7,6 +7,7 @@
 //! Module map:
 //! - [`config`]: loading (figment), validation (every error with its key path), `check` summary
 //! - [`token`]: the credential manager: grant client, `ArcSwap` cache, refresh task, secret files
+//! - [`path`]: request path normalisation (RFC 3986), shared by inbound and outbound
 //! - [`proxy`]: the shared proxy core: upstream client, hop-by-hop rules, accept loop
 //! - [`outbound`]: reverse listeners that inject a credential's token
 //! - [`forward`]: the `HTTP_PROXY` listener that injects tokens for mapped hosts only
@@ -30,6 +31,7 @@ pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod outbound;
+pub mod path;
 pub mod proxy;
 pub mod quickstart;
 pub mod supervisor;

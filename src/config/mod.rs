@@ -156,6 +156,10 @@ pub struct InboundSpec {
     pub request_timeout: Duration,
     pub idle_timeout: Duration,
     pub body_idle_timeout: Duration,
+    /// How request paths are normalised before rules see them.
+    pub paths: crate::path::PathPolicy,
+    /// Upgrade protocols spliced through, lower-case (never `h2c`).
+    pub upgrades: Vec<String>,
     pub rules: Vec<RuleSpec>,
 }
 

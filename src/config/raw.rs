@@ -95,6 +95,12 @@ pub struct InboundConfig {
     pub request_timeout: Option<Text>,
     pub idle_timeout: Option<Text>,
     pub body_idle_timeout: Option<Text>,
+    /// `reject` | `unescape` | `keep`: what `%2F` and `%5C` in a path get.
+    pub escaped_slashes: Option<Text>,
+    /// `reject` | `strip`: what `;` path parameters get.
+    pub path_parameters: Option<Text>,
+    /// Upgrade protocols spliced through (default `["websocket"]`; never `h2c`).
+    pub upgrades: Option<Vec<String>>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
 }

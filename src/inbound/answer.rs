@@ -1,8 +1,10 @@
 //! How inbound refusals look (RFC 6750 §3): 401 with `WWW-Authenticate: Bearer`
 //! (no error code when no token came, `error="invalid_token"` otherwise), 403
 //! with `error="insufficient_scope", scope="…"`, 403 `access_denied` for
-//! default-deny, 503 `keys_unavailable` or `introspection_unavailable`. gRPC callers get HTTP 200 with
-//! `grpc-status` 16 (UNAUTHENTICATED) or 7 (PERMISSION_DENIED) instead.
+//! default-deny, 400 `invalid_request` for two `Authorization` headers, 503
+//! `keys_unavailable` or `introspection_unavailable`. gRPC callers get HTTP
+//! 200 with `grpc-status` 16 (UNAUTHENTICATED), 7 (PERMISSION_DENIED) or 3
+//! (INVALID_ARGUMENT) instead.
 //! Bodies say what failed and never echo the token.
 
 use crate::error::json_response;
@@ -13,6 +15,8 @@ use http_body_util::{Either, Full};
 
 /// Why a request was not forwarded.
 pub enum Refusal<'a> {
+    /// The request is ambiguous about its credentials (two `Authorization`s).
+    InvalidRequest(&'static str),
     NoToken,
     InvalidToken(&'static str),
     InsufficientScope(&'a [String]),
@@ -24,6 +28,12 @@ pub enum Refusal<'a> {
 
 pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
     let (status, code, message, challenge) = match r {
+        Refusal::InvalidRequest(reason) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            (*reason).to_owned(),
+            Some("Bearer error=\"invalid_request\"".to_owned()),
+        ),
         Refusal::NoToken => (
             StatusCode::UNAUTHORIZED,
             "invalid_token",
@@ -70,6 +80,7 @@ pub fn refuse(r: &Refusal<'_>, grpc: bool) -> Response<ProxyBody> {
     };
     if grpc {
         let grpc_status = match status {
+            StatusCode::BAD_REQUEST => "3",
             StatusCode::UNAUTHORIZED => "16",
             StatusCode::FORBIDDEN => "7",
             _ => "14",

@@ -2,10 +2,13 @@
 //! requests whose access token is valid and carries the scopes the route needs
 //! are forwarded, with the verified identity in `x-m2m-*` headers.
 //!
-//! A request's life: drop identity headers that came from outside → find the
-//! rule → (public: forward) → take the bearer token → verify it against the
-//! current keys (an unknown `kid` may trigger one shared refetch) → check the
-//! rule's scopes (or the default policy) → add identity headers → forward.
+//! A request's life: screen it (method case, `CONNECT`, `OPTIONS *`, `Host`,
+//! the path normalised once: rules match and the service receives that one
+//! path) → drop `x-m2m-*` headers that came from outside, in any spelling →
+//! find the rule → (public: forward) → take the one bearer token → verify it
+//! against the current keys (an unknown `kid` may trigger one shared
+//! refetch) → check the rule's scopes (or the default policy) → remove
+//! hop-by-hop headers, then add identity headers → forward.
 
 pub mod answer;
 pub mod cache;
@@ -16,12 +19,16 @@ pub mod rules;
 pub mod verify;
 
 use crate::config::{DefaultPolicy, InboundSpec};
+use crate::error::ProxyError;
+use crate::path::PathPolicy;
 use crate::proxy::client::{self, ClientSettings};
 use crate::proxy::h1pool::Affinity;
+use crate::proxy::headers::{remove_hop_by_hop, remove_m2m, wants_upgrade};
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, Timeouts, Upstream};
 use answer::{Refusal, refuse};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, header};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use jwks::Jwks;
@@ -30,6 +37,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use rules::{Need, Rules};
+use std::borrow::Cow;
 use std::sync::Arc;
 use verify::{Invalid, Policy, Verified};
 
@@ -144,6 +152,7 @@ pub struct Inbound {
     introspection: Option<(introspection::Introspection, bool)>,
     policy: Policy,
     rules: Rules,
+    paths: PathPolicy,
     default: DefaultPolicy,
     forward_token: bool,
     /// Whether the access log is on (then the caller is noted for it).
@@ -169,7 +178,10 @@ impl Inbound {
             body_idle: spec.body_idle_timeout,
         };
         Ok(Inbound {
-            upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?.preserving_host(),
+            upstream: Upstream::new("inbound", &spec.upstream, client, timeouts)?
+                .preserving_host()
+                .allowing_upgrades(&spec.upgrades),
+            paths: spec.paths,
             jwks,
             revocations: Arc::default(),
             cache: cache::TokenCache::new(spec.cache_size),
@@ -195,6 +207,18 @@ impl Inbound {
     /// Check `req`; `Ok(identity)` to forward (`None` for a public route).
     async fn admit(&self, req: &Request<Incoming>) -> Result<Option<Arc<Verified>>, Refusal<'_>> {
         let need = self.rules.find(req.method(), req.uri().path());
+        if req
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .nth(1)
+            .is_some()
+        {
+            self.metrics.count("rejected", "two authorization headers");
+            return Err(Refusal::InvalidRequest(
+                "more than one Authorization header",
+            ));
+        }
         if need == Some(Need::Public) {
             self.metrics.count("public", "");
             return Ok(None);
@@ -205,7 +229,7 @@ impl Inbound {
         };
         let verified = self.verify(token).await.inspect_err(|r| {
             let reason = match r {
-                Refusal::InvalidToken(reason) => reason,
+                Refusal::InvalidToken(reason) | Refusal::InvalidRequest(reason) => reason,
                 Refusal::IntrospectionUnavailable => "introspection failed",
                 _ => "no keys",
             };
@@ -304,6 +328,66 @@ impl Inbound {
     }
 }
 
+impl Inbound {
+    /// What is refused before any rule is looked at, and the path put in
+    /// normal form (the one rules match and the service receives).
+    fn screen(&self, req: &mut Request<Incoming>) -> Result<(), ProxyError> {
+        let method = req.method();
+        if *method == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed(
+                "CONNECT is not forwarded to the service",
+            ));
+        }
+        if is_miscased_standard(method) {
+            return Err(ProxyError::BadRequest(
+                "methods are case-sensitive: standard methods are upper-case (RFC 9110 §9.1)",
+            ));
+        }
+        let mut hosts = req.headers().get_all(header::HOST).iter();
+        match (hosts.next(), hosts.next()) {
+            (_, Some(_)) => return Err(ProxyError::BadRequest("more than one Host header")),
+            (None, None) if req.version() == Version::HTTP_11 => {
+                return Err(ProxyError::BadRequest("HTTP/1.1 requires a Host header"));
+            }
+            _ => {}
+        }
+        let uri = req.uri();
+        if uri.path() == "*" {
+            return Err(ProxyError::BadRequest(
+                "asterisk-form (OPTIONS *) is not forwarded",
+            ));
+        }
+        let normal = match crate::path::normalize(uri.path(), self.paths)? {
+            Cow::Borrowed(_) => return Ok(()),
+            Cow::Owned(p) => p,
+        };
+        let pq = match uri.query() {
+            Some(q) => format!("{normal}?{q}"),
+            None => normal,
+        };
+        let mut parts = uri.clone().into_parts();
+        parts.path_and_query = Some(
+            PathAndQuery::try_from(pq)
+                .map_err(|_| ProxyError::BadRequest("invalid request target"))?,
+        );
+        *req.uri_mut() =
+            Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
+        Ok(())
+    }
+}
+
+/// `post`, `Get`: a standard method's name in another case. Servers that fold
+/// case would run the method a rule listing `POST` never saw.
+fn is_miscased_standard(m: &Method) -> bool {
+    const STANDARD: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    let s = m.as_str();
+    STANDARD
+        .iter()
+        .any(|std| *std != s && std.eq_ignore_ascii_case(s))
+}
+
 /// The token after `Bearer ` (scheme case-insensitive), if that is how the
 /// request authenticates.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -342,11 +426,12 @@ impl Handler for Inbound {
         conn: Arc<Self::Conn>,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
-        // Identity headers only ever come from us.
-        for h in [CLIENT_ID, SUBJECT, SCOPES] {
-            req.headers_mut().remove(h);
-        }
         let grpc = is_grpc(req.headers());
+        if let Err(e) = self.screen(&mut req) {
+            return e.into_response();
+        }
+        // Identity headers only ever come from us.
+        remove_m2m(req.headers_mut());
         let identity = match self.admit(&req).await {
             Ok(identity) => identity,
             Err(refusal) => return refuse(&refusal, grpc),
@@ -358,15 +443,22 @@ impl Handler for Inbound {
             }
         });
         let headers = req.headers_mut();
+        // Hop-by-hop headers go first, so `Connection` can never name what we add.
+        remove_hop_by_hop(headers, wants_upgrade(headers));
         if let Some(v) = identity {
-            let mut set = |name: HeaderName, value: Option<String>| {
-                if let Some(hv) = value.and_then(|s| HeaderValue::try_from(s).ok()) {
-                    headers.insert(name, hv);
-                }
-            };
-            set(CLIENT_ID, v.client_id.clone());
-            set(SUBJECT, v.subject.clone());
-            set(SCOPES, v.scopes.clone());
+            for (name, value) in [
+                (CLIENT_ID, &v.client_id),
+                (SUBJECT, &v.subject),
+                (SCOPES, &v.scopes),
+            ] {
+                let Some(value) = value else { continue };
+                // Verification refused control characters, so this holds; if it
+                // did not, the request must not go on without its identity.
+                let Ok(hv) = HeaderValue::try_from(value.as_str()) else {
+                    return refuse(&Refusal::InvalidToken(Invalid::BadClaims.reason()), grpc);
+                };
+                headers.insert(name, hv);
+            }
         }
         if !self.forward_token {
             headers.remove(header::AUTHORIZATION);

@@ -1,7 +1,14 @@
 //! The rule table, compiled once: `path` exact or a prefix ending `/*` (which
 //! matches the prefix itself and everything below it, not `/ordersx`), optional
 //! methods, required scopes, or public. The first matching rule wins; matching
-//! allocates nothing.
+//! allocates nothing. Paths arrive normalised (`proxy::path`).
+//!
+//! Matching is asymmetric, because many services fold path case (Windows and
+//! macOS file systems, IIS, some routers): a rule that protects matches a path
+//! regardless of ASCII case (`/ADMIN/x` needs what `/admin/*` needs), a public
+//! rule only in its exact case (`/PUBLIC/x` is not public). Likewise a
+//! protecting rule that lists `GET` also covers `HEAD`, which most frameworks
+//! answer with the `GET` handler; a public one covers only what it lists.
 
 use crate::config::RuleSpec;
 use http::Method;
@@ -31,8 +38,8 @@ impl Rules {
         self.rules
             .iter()
             .find(|r| {
-                path_matches(r, path)
-                    && (r.methods.is_empty() || r.methods.iter().any(|m| m == method.as_str()))
+                let exact_case = r.public;
+                path_matches(r, path, exact_case) && method_matches(r, method)
             })
             .map(|r| {
                 if r.public {
@@ -44,13 +51,34 @@ impl Rules {
     }
 }
 
-fn path_matches(rule: &RuleSpec, path: &str) -> bool {
+fn method_matches(rule: &RuleSpec, method: &Method) -> bool {
+    let m = method.as_str();
+    rule.methods.is_empty()
+        || rule
+            .methods
+            .iter()
+            .any(|r| r == m || (!rule.public && *method == Method::HEAD && r == "GET"))
+}
+
+fn path_matches(rule: &RuleSpec, path: &str, exact_case: bool) -> bool {
+    let n = rule.path.len();
+    let same = |a: &str| {
+        if exact_case {
+            a == rule.path
+        } else {
+            a.eq_ignore_ascii_case(&rule.path)
+        }
+    };
     if !rule.prefix {
-        return path == rule.path;
+        return path.len() == n && same(path);
     }
-    match path.strip_prefix(rule.path.as_str()) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/') || rule.path.is_empty(),
-        None => false,
+    if rule.path.is_empty() {
+        return true;
+    }
+    // Byte-wise: a normalised path is ASCII, and `get` refuses a split char.
+    match (path.get(..n), path.get(n..)) {
+        (Some(head), Some(rest)) => same(head) && (rest.is_empty() || rest.starts_with('/')),
+        _ => false,
     }
 }
 
@@ -83,7 +111,7 @@ mod tests {
         ]);
         let read = ["orders:read".to_owned()];
         let write = ["orders:write".to_owned()];
-        let cases: [(&str, &str, Option<Need<'_>>); 12] = [
+        let cases = [
             ("GET", "/healthz", Some(Need::Public)),
             ("GET", "/healthz/x", None),
             ("GET", "/orders", Some(Need::Scopes(&read))),
@@ -96,8 +124,17 @@ mod tests {
             ("GET", "/any/more", None),
             ("OPTIONS", "/whatever/deep", Some(Need::Public)),
             ("GET", "/", None),
+            // Protecting rules ignore case, public ones do not.
+            ("GET", "/ORDERS/42", Some(Need::Scopes(&read))),
+            ("GET", "/Orders", Some(Need::Scopes(&read))),
+            ("GET", "/HEALTHZ", None),
+            ("GET", "/ANY", Some(Need::Scopes(&[]))),
+            // HEAD falls under a protecting GET rule.
+            ("HEAD", "/orders/1", Some(Need::Scopes(&read))),
+            ("HEAD", "/healthz", Some(Need::Public)),
         ];
         for (method, path, want) in cases {
+            let want: Option<Need<'_>> = want;
             let m = Method::from_bytes(method.as_bytes()).unwrap();
             assert_eq!(rules.find(&m, path), want, "{method} {path}");
         }

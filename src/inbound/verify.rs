@@ -227,24 +227,41 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
     if iat.is_some_and(|iat| iat > now.saturating_add(leeway)) {
         return Err(Invalid::NotYetValid);
     }
+    // Identity claims reach the service as headers: no control characters.
+    let identity = |v: &Value| {
+        string(v).and_then(|s| {
+            if s.chars().any(char::is_control) {
+                Err(Invalid::BadClaims)
+            } else {
+                Ok(s)
+            }
+        })
+    };
     let client_id = ["client_id", "cid", "azp", "sub"]
         .iter()
         .find_map(|k| c.get(*k))
-        .map(string)
+        .map(identity)
         .transpose()?;
-    let subject = c.get("sub").map(string).transpose()?;
+    let subject = c.get("sub").map(identity).transpose()?;
     let jti = c.get("jti").map(string).transpose()?;
+    // RFC 6749 §3.3: scope = scope-token *( SP scope-token ), nothing else; a
+    // value with a space inside an `scp` element would count as two scopes.
     let scopes = match (c.get("scope"), c.get("scp")) {
-        (Some(Value::String(s)), _) => Some(
-            s.split(' ')
-                .filter(|x| !x.is_empty())
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+        (Some(Value::String(s)), _) if s.is_empty() => None,
+        (Some(Value::String(s)), _) => {
+            if !s.split(' ').all(is_scope_token) {
+                return Err(Invalid::BadClaims);
+            }
+            Some(s.clone())
+        }
         (Some(_), _) => return Err(Invalid::BadClaims),
         (None, Some(Value::Array(list))) => {
             let names: Option<Vec<&str>> = list.iter().map(Value::as_str).collect();
-            Some(names.ok_or(Invalid::BadClaims)?.join(" "))
+            let names = names.ok_or(Invalid::BadClaims)?;
+            if !names.iter().all(|n| is_scope_token(n)) {
+                return Err(Invalid::BadClaims);
+            }
+            Some(names.join(" "))
         }
         (None, Some(_)) => return Err(Invalid::BadClaims),
         (None, None) => None,
@@ -276,6 +293,13 @@ fn number(c: &Map<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
             .ok_or(Invalid::BadClaims),
         Some(_) => Err(Invalid::BadClaims),
     }
+}
+
+/// RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).
+pub fn is_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e))
 }
 
 fn string(v: &Value) -> Result<String, Invalid> {

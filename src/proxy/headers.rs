@@ -65,14 +65,58 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// `Connection` tokens that name no header, or one removed (or kept) anyway.
+/// `Connection` tokens that name no header, one removed (or kept) anyway, or
+/// one a client may never nominate: `Authorization` (the token checked or
+/// injected), `Host`, and the sidecar's own `x-m2m-*` identity headers.
 fn removed_anyway(token: &str) -> bool {
     token.is_empty()
         || token.eq_ignore_ascii_case("close")
         || token.eq_ignore_ascii_case("upgrade")
+        || token.eq_ignore_ascii_case("authorization")
+        || token.eq_ignore_ascii_case("host")
+        || is_m2m_name(token)
         || HOP_BY_HOP
             .iter()
             .any(|h| token.eq_ignore_ascii_case(h.as_str()))
+}
+
+/// A header name in the sidecar's `x-m2m-` space, however spelled: any case,
+/// `_` for `-` (WSGI and CGI servers fold the two together).
+pub fn is_m2m_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 6
+        && b[..6]
+            .iter()
+            .zip(b"x-m2m-")
+            .all(|(c, w)| c.to_ascii_lowercase() == *w || (*w == b'-' && *c == b'_'))
+}
+
+/// Remove every `x-m2m-*` header (and underscore variants) a client sent.
+pub fn remove_m2m(headers: &mut HeaderMap) {
+    // Most requests carry none: one scan without allocating.
+    if !headers.keys().any(|k| is_m2m_name(k.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_m2m_name(k.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
+/// The protocols an `Upgrade` header names, lower-case, without versions'
+/// case changed (`websocket`, `h2c`, `foo/2`).
+pub fn upgrade_protocols(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {
+    headers
+        .get_all(header::UPGRADE)
+        .iter()
+        // A value that is not text names no protocol anyone may allow.
+        .flat_map(|v| v.to_str().unwrap_or("(not text)").split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
 }
 
 fn te_is_trailers(headers: &HeaderMap) -> bool {
@@ -122,6 +166,57 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         let names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["x-keep"]);
+    }
+
+    #[test]
+    fn connection_cannot_nominate_protected_headers() {
+        let mut h = map(&[
+            (
+                "connection",
+                "authorization, Host, x-m2m-client-id, X-M2M-Scopes, x_m2m_subject, x-other",
+            ),
+            ("authorization", "Bearer t"),
+            ("host", "svc"),
+            ("x-m2m-client-id", "a"),
+            ("x-m2m-scopes", "s"),
+            ("x-m2m-subject", "b"),
+            ("x-other", "1"),
+        ]);
+        remove_hop_by_hop(&mut h, false);
+        let mut names: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            [
+                "authorization",
+                "host",
+                "x-m2m-client-id",
+                "x-m2m-scopes",
+                "x-m2m-subject"
+            ]
+        );
+    }
+
+    #[test]
+    fn m2m_names_in_every_spelling() {
+        for n in [
+            "x-m2m-client-id",
+            "X_M2M_CLIENT_ID",
+            "x_m2m-scopes",
+            "x-m2m_anything",
+        ] {
+            assert!(is_m2m_name(n), "{n}");
+        }
+        for n in ["x-m2m", "x-m2mx-a", "xm2m-a", "authorization"] {
+            assert!(!is_m2m_name(n), "{n}");
+        }
+        let mut h = map(&[
+            ("x_m2m_client_id", "admin"),
+            ("x-keep", "1"),
+            ("X-M2M-Scopes", "a"),
+        ]);
+        remove_m2m(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 
     #[test]

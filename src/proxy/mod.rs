@@ -9,6 +9,7 @@ pub mod idle;
 pub mod server;
 
 use crate::error::ProxyError;
+use crate::path::PathPolicy;
 use bytes::Bytes;
 use client::UpstreamClient;
 use h1pool::{Affinity, H1Upstream};
@@ -44,6 +45,8 @@ pub struct Upstream {
     timeouts: Timeouts,
     /// Keep the client's `Host` (inbound: the service sees the name it was called by).
     preserve_host: bool,
+    /// The upgrade protocols spliced through (lower-case); `None`: any.
+    upgrades: Option<Arc<[String]>>,
 }
 
 /// How long each step of an exchange with an upstream may take.
@@ -100,6 +103,7 @@ impl Upstream {
             client,
             timeouts,
             preserve_host: false,
+            upgrades: None,
         })
     }
 
@@ -126,11 +130,15 @@ impl Upstream {
             client,
             timeouts,
             preserve_host: false,
+            upgrades: None,
         })
     }
 
     /// The upstream request target: origin-form (`/path?query`) when we write
     /// HTTP/1 ourselves, absolute for the pooled client, which routes by it.
+    /// Below a base path, the incoming path is normalised first (strictly:
+    /// encoded slashes and `;` refused), so no `..` in any encoding climbs
+    /// above the base.
     fn uri_for(&self, incoming: &Uri, origin_form: bool) -> Result<Uri, ProxyError> {
         let bad = |_| ProxyError::BadRequest("invalid request target");
         // Without a base path the incoming path and query is reused as is (no copy).
@@ -138,8 +146,13 @@ impl Upstream {
             (true, Some(pq)) => pq.clone(),
             (true, None) => PathAndQuery::from_static("/"),
             (false, pq) => {
-                let pq = pq.map_or("/", PathAndQuery::as_str);
-                PathAndQuery::try_from(format!("{}{pq}", self.base_path)).map_err(bad)?
+                let path = crate::path::normalize(incoming.path(), PathPolicy::default())?;
+                let query = pq.and_then(PathAndQuery::query);
+                let joined = match query {
+                    Some(q) => format!("{}{path}?{q}", self.base_path),
+                    None => format!("{}{path}", self.base_path),
+                };
+                PathAndQuery::try_from(joined).map_err(bad)?
             }
         };
         let mut parts = http::uri::Parts::default();
@@ -157,6 +170,28 @@ impl Upstream {
         self
     }
 
+    /// Splice only these upgrade protocols (lower-case); a request asking for
+    /// any other is forwarded as a plain request, without its `Upgrade`.
+    pub fn allowing_upgrades(mut self, protocols: &[String]) -> Self {
+        self.upgrades = Some(protocols.into());
+        self
+    }
+
+    /// Whether every protocol the request's `Upgrade` names may be spliced.
+    fn upgrade_allowed(&self, headers: &http::HeaderMap) -> bool {
+        match &self.upgrades {
+            None => true,
+            Some(allowed) => {
+                let mut any = false;
+                let all = headers::upgrade_protocols(headers).all(|p| {
+                    any = true;
+                    allowed.iter().any(|a| *a == p)
+                });
+                any && all
+            }
+        }
+    }
+
     /// A connection-affinity slot for a new downstream connection (plain-HTTP upstreams).
     pub fn affinity(&self) -> Option<Affinity> {
         self.h1.as_ref().map(H1Upstream::affinity)
@@ -170,7 +205,14 @@ impl Upstream {
         authorization: Option<HeaderValue>,
         affinity: Option<&Affinity>,
     ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
-        let upgrade = wants_upgrade(req.headers());
+        let mut upgrade = wants_upgrade(req.headers());
+        if upgrade && !self.upgrade_allowed(req.headers()) {
+            // Not spliced: the request goes on as a plain one, which the
+            // upstream cannot switch (`HTTP2-Settings` belongs to h2c).
+            req.headers_mut().remove(header::UPGRADE);
+            req.headers_mut().remove("http2-settings");
+            upgrade = false;
+        }
         let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         // The spliced connection keeps counting toward the listener's cap.
@@ -231,6 +273,18 @@ impl Upstream {
             }
         };
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+        if switching && (!upgrade || !self.upgrade_allowed(resp.headers())) {
+            // A switch nobody asked for (or to another protocol): whatever
+            // follows on that connection would pass unchecked.
+            return Err(ProxyError::Upstream {
+                route: self.route.clone(),
+                reason: "the upstream switched protocols unasked".into(),
+            });
+        }
+        // Both framings (RFC 9112 §6.3): the body is chunked, the length is wrong.
+        if resp.headers().contains_key(header::TRANSFER_ENCODING) {
+            resp.headers_mut().remove(header::CONTENT_LENGTH);
+        }
         remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
         if let (true, Some(client_side)) = (switching, client_side) {
             let upstream_side = hyper::upgrade::on(&mut resp);

@@ -4,6 +4,7 @@
 use super::{MS, Validator, secs};
 use crate::config::raw::{InboundConfig, IntrospectionConfig, RuleConfig};
 use crate::config::{DefaultPolicy, InboundSpec, IntrospectionSpec, KeySource, RuleSpec};
+use crate::path::{EscapedSlashes, PathParameters, PathPolicy};
 use jsonwebtoken::Algorithm;
 use std::time::Duration;
 
@@ -60,6 +61,8 @@ impl Validator {
             .introspection
             .as_ref()
             .map(|i| self.introspection(i, issuer.as_deref()));
+        let paths = self.path_policy(c);
+        let upgrades = self.upgrades(c.upgrades.as_deref());
         let rules: Vec<RuleSpec> = c
             .rules
             .iter()
@@ -101,6 +104,8 @@ impl Validator {
             revocations_url,
             cache_size,
             introspection: introspection.flatten(),
+            paths,
+            upgrades,
             rules,
         })
     }
@@ -276,6 +281,65 @@ impl Validator {
         Some(out)
     }
 
+    fn path_policy(&mut self, c: &InboundConfig) -> PathPolicy {
+        let escaped_slashes = match c.escaped_slashes.as_ref().map(|t| t.0.as_str()) {
+            None | Some("reject") => EscapedSlashes::Reject,
+            Some("unescape") => EscapedSlashes::Unescape,
+            Some("keep") => EscapedSlashes::Keep,
+            Some(other) => {
+                self.issue(
+                    "inbound.escaped_slashes",
+                    format!("must be `reject`, `unescape` or `keep`, got `{other}`"),
+                );
+                EscapedSlashes::Reject
+            }
+        };
+        let path_parameters = match c.path_parameters.as_ref().map(|t| t.0.as_str()) {
+            None | Some("reject") => PathParameters::Reject,
+            Some("strip") => PathParameters::Strip,
+            Some(other) => {
+                self.issue(
+                    "inbound.path_parameters",
+                    format!("must be `reject` or `strip`, got `{other}`"),
+                );
+                PathParameters::Reject
+            }
+        };
+        PathPolicy {
+            escaped_slashes,
+            path_parameters,
+        }
+    }
+
+    /// Upgrade protocol names (RFC 9110 §7.8 tokens), lower-case; `h2c` never.
+    fn upgrades(&mut self, given: Option<&[String]>) -> Vec<String> {
+        let Some(given) = given else {
+            return vec!["websocket".to_owned()];
+        };
+        let mut out = Vec::with_capacity(given.len());
+        for (j, u) in given.iter().enumerate() {
+            let name = u.trim().to_ascii_lowercase();
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if name == "h2c" || name.starts_with("h2c/") {
+                self.issue(
+                    format!("inbound.upgrades[{j}]"),
+                    "`h2c` upgrades are never forwarded: the upgraded connection would carry requests the sidecar cannot check",
+                );
+            } else if !token {
+                self.issue(
+                    format!("inbound.upgrades[{j}]"),
+                    format!("`{u}` is not a protocol name"),
+                );
+            } else {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     fn rule(&mut self, i: usize, r: &RuleConfig) -> Option<RuleSpec> {
         let p = |k: &str| format!("inbound.rules[{i}].{k}");
         let path = self.required(&p("path"), &r.path)?.to_owned();
@@ -290,6 +354,18 @@ impl Validator {
             }
             None => (path, false),
         };
+        // Requests are matched in normal form, so a rule must be written in it.
+        match crate::path::normalize(&path, PathPolicy::default()) {
+            Ok(n) if n == path || (prefix && path.is_empty()) => {}
+            Ok(n) => self.issue(
+                p("path"),
+                format!("write it in normal form, as requests are matched: `{n}`"),
+            ),
+            Err(e) if !(prefix && path.is_empty()) => {
+                self.issue(p("path"), format!("never matches a request: {e}"))
+            }
+            Err(_) => {}
+        }
         for (j, s) in r.scopes.iter().enumerate() {
             self.scope(&format!("{}[{j}]", p("scopes")), s);
         }
