@@ -59,6 +59,8 @@ pub enum BadPath {
     NonAscii,
     #[error("invalid percent-encoding in the path")]
     InvalidEscape,
+    #[error("percent-encoded bytes in the path that are not UTF-8")]
+    NotUtf8,
     #[error("the path climbs above the root")]
     AboveRoot,
     #[error("path parameters (;) are not allowed")]
@@ -98,6 +100,9 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
     // Decode into segments; `segments[i]` holds segment i in normal form.
     let mut segments: Vec<String> = Vec::new();
     let mut cur = String::with_capacity(b.len());
+    // The encoded non-ASCII bytes of the current segment, which must be UTF-8
+    // (an overlong `%C0%AF` is a `/` to some decoders).
+    let mut high: Vec<u8> = Vec::new();
     let mut i = 1;
     // Whether the current segment's `;` parameters are being skipped (Strip).
     let mut in_params = false;
@@ -106,6 +111,7 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
         i += 1;
         match c {
             b'/' => {
+                utf8(&mut high)?;
                 segments.push(std::mem::take(&mut cur));
                 in_params = false;
                 continue;
@@ -128,11 +134,18 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
             },
             b'%' => {
                 let d = decode_escape(b, &mut i)?;
+                if d >= 0x80 {
+                    high.push(d);
+                } else {
+                    utf8(&mut high)?;
+                }
                 match d {
                     _ if is_unreserved(d) => cur.push(char::from(d)),
                     b'/' | b'\\' => match policy.escaped_slashes {
                         EscapedSlashes::Reject => return Err(BadPath::EncodedSlash),
-                        EscapedSlashes::Unescape => segments.push(std::mem::take(&mut cur)),
+                        EscapedSlashes::Unescape => {
+                            segments.push(std::mem::take(&mut cur));
+                        }
                         EscapedSlashes::Keep => push_escape(&mut cur, d),
                     },
                     0..=0x1f | 0x7f => return Err(BadPath::ControlCharacter),
@@ -144,10 +157,12 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
             }
             _ => {
                 check_raw(c)?;
+                utf8(&mut high)?;
                 cur.push(char::from(c));
             }
         }
     }
+    utf8(&mut high)?;
     segments.push(cur);
     for s in &segments {
         if has_double_encoding(s) {
@@ -182,6 +197,15 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
         normal.push('/');
     }
     Ok(normal)
+}
+
+/// The run of encoded non-ASCII bytes just ended: it must be UTF-8.
+fn utf8(high: &mut Vec<u8>) -> Result<(), BadPath> {
+    if !high.is_empty() {
+        std::str::from_utf8(high).map_err(|_| BadPath::NotUtf8)?;
+        high.clear();
+    }
+    Ok(())
 }
 
 /// A raw byte that may stand in a path as it is (visible ASCII).
@@ -284,6 +308,11 @@ mod tests {
             ("/a%2", BadPath::InvalidEscape),
             ("/a%zz", BadPath::InvalidEscape),
             ("/a%u0041", BadPath::InvalidEscape),
+            ("/..%c0%af", BadPath::NotUtf8),
+            ("/%c0%ae%c0%ae/", BadPath::NotUtf8),
+            ("/a%ff", BadPath::NotUtf8),
+            ("/a%c3", BadPath::NotUtf8),
+            ("/a%c3x", BadPath::NotUtf8),
             ("/a%252e", BadPath::DoubleEncoding),
             ("/a%25%32%65", BadPath::DoubleEncoding),
             ("/a%2541", BadPath::DoubleEncoding),
@@ -328,6 +357,163 @@ mod tests {
                 matches!(normalize(p, PathPolicy::default()), Ok(Cow::Borrowed(_))),
                 "{p}"
             );
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// RFC 3986 §5.2.4, step by step on a string buffer (the reference).
+        fn remove_dot_segments(input: &str) -> String {
+            let mut input = input.to_owned();
+            let mut output = String::new();
+            while !input.is_empty() {
+                if let Some(rest) = input.strip_prefix("../") {
+                    input = rest.to_owned();
+                } else if let Some(rest) = input.strip_prefix("./") {
+                    input = rest.to_owned();
+                } else if input.starts_with("/./") {
+                    input = input[2..].to_owned();
+                } else if input == "/." {
+                    input = "/".to_owned();
+                } else if input.starts_with("/../") || input == "/.." {
+                    input = if input == "/.." {
+                        "/".to_owned()
+                    } else {
+                        input[3..].to_owned()
+                    };
+                    match output.rfind('/') {
+                        Some(i) => output.truncate(i),
+                        None => output.clear(),
+                    }
+                } else if input == "." || input == ".." {
+                    input.clear();
+                } else {
+                    let start = usize::from(input.starts_with('/'));
+                    let end = input[start..].find('/').map_or(input.len(), |i| i + start);
+                    output.push_str(&input[..end]);
+                    input = input[end..].to_owned();
+                }
+            }
+            output
+        }
+
+        /// Whether resolving `p`'s dot segments ever climbs above the root.
+        fn climbs(p: &str) -> bool {
+            let mut depth = 0i32;
+            for s in p.split('/').skip(1) {
+                match s {
+                    ".." if depth == 0 => return true,
+                    ".." => depth -= 1,
+                    "." | "" => {}
+                    _ => depth += 1,
+                }
+            }
+            false
+        }
+
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just("a.".to_owned()),
+                Just("..b".to_owned()),
+                Just("...".to_owned()),
+            ]
+        }
+
+        /// Paths without empty segments (RFC 3986 keeps `//`, we merge it),
+        /// maybe with a trailing `/`.
+        fn dotted_path() -> impl Strategy<Value = String> {
+            (prop::collection::vec(segment(), 0..8), any::<bool>()).prop_map(|(segs, slash)| {
+                let mut p = format!("/{}", segs.join("/"));
+                if slash && !p.ends_with('/') {
+                    p.push('/');
+                }
+                p
+            })
+        }
+
+        /// Arbitrary path-ish strings, weighted towards what matters.
+        fn hostile_path() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("/".to_owned()),
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                Just(";".to_owned()),
+                Just("\\".to_owned()),
+                Just("%".to_owned()),
+                Just("%2e".to_owned()),
+                Just("%2E".to_owned()),
+                Just("%2f".to_owned()),
+                Just("%5c".to_owned()),
+                Just("%25".to_owned()),
+                Just("%3b".to_owned()),
+                Just("%00".to_owned()),
+                Just("%c3%a9".to_owned()),
+                Just("%c0%af".to_owned()),
+                Just("%41".to_owned()),
+                "[a-zA-Z0-9]{1,3}",
+                any::<char>().prop_map(String::from),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|v| format!("/{}", v.concat()))
+        }
+
+        fn policy() -> impl Strategy<Value = PathPolicy> {
+            (0..3u8, any::<bool>()).prop_map(|(s, p)| PathPolicy {
+                escaped_slashes: [EscapedSlashes::Reject, EscapedSlashes::Unescape, EscapedSlashes::Keep]
+                    [usize::from(s)],
+                path_parameters: if p { PathParameters::Strip } else { PathParameters::Reject },
+            })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn agrees_with_remove_dot_segments(p in dotted_path()) {
+                match normalize(&p, PathPolicy::default()) {
+                    Ok(n) => {
+                        prop_assert!(!climbs(&p));
+                        let want = remove_dot_segments(&p);
+                        prop_assert_eq!(n.as_ref(), want.as_str());
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e, BadPath::AboveRoot);
+                        prop_assert!(climbs(&p));
+                    }
+                }
+            }
+
+            #[test]
+            fn idempotent_and_without_dot_segments(p in hostile_path(), pol in policy()) {
+                if let Ok(n) = normalize(&p, pol) {
+                    prop_assert!(n.starts_with('/'));
+                    for s in n.split('/').skip(1) {
+                        prop_assert!(s != ".." && s != ".", "{:?} from {:?}", n, p);
+                    }
+                    let n_slash_free_middle = n.trim_end_matches('/');
+                    prop_assert!(!n_slash_free_middle.contains("//"), "{:?}", n);
+                    prop_assert!(!n.contains('\\') && !n.bytes().any(|b| b < 0x21 || b > 0x7e));
+                    let again = normalize(&n, pol);
+                    prop_assert_eq!(again.as_deref(), Ok(n.as_ref()));
+                    prop_assert!(matches!(again, Ok(Cow::Borrowed(_))) || n.contains('%') || n.contains(';') || n.contains("/."));
+                }
+            }
+
+            #[test]
+            fn encoding_an_unreserved_character_changes_nothing(p in dotted_path(), at in any::<prop::sample::Index>()) {
+                let chars: Vec<(usize, char)> = p.char_indices().filter(|(_, c)| *c != '/').collect();
+                prop_assume!(!chars.is_empty());
+                let (i, c) = chars[at.index(chars.len())];
+                let encoded = format!("{}%{:02X}{}", &p[..i], c as u32, &p[i + c.len_utf8()..]);
+                let plain = normalize(&p, PathPolicy::default()).map(Cow::into_owned);
+                let other = normalize(&encoded, PathPolicy::default()).map(Cow::into_owned);
+                prop_assert_eq!(plain, other);
+            }
         }
     }
 }

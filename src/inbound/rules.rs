@@ -139,4 +139,56 @@ mod tests {
             assert_eq!(rules.find(&m, path), want, "{method} {path}");
         }
     }
+
+    mod properties {
+        use super::*;
+        use crate::path::{PathPolicy, normalize};
+        use proptest::prelude::*;
+
+        fn hostile_path() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("/"),
+                Just("."),
+                Just(".."),
+                Just("%2e"),
+                Just("%2f"),
+                Just(";"),
+                Just("admin"),
+                Just("ADMIN"),
+                Just("Admin"),
+                Just("%61dmin"),
+                Just("public"),
+                Just("PUBLIC"),
+                Just("%70ublic"),
+                Just("x"),
+            ];
+            prop::collection::vec(piece, 0..8).prop_map(|v| format!("/{}", v.concat()))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Whatever the spelling, once normalised: a path under `/admin`
+            /// in any case needs `admin`, and only `/public` in its exact case
+            /// is public.
+            #[test]
+            fn protection_follows_the_normal_path(p in hostile_path()) {
+                let rules = Rules::new(&[
+                    rule("/public/*", &[], &[], true),
+                    rule("/admin/*", &[], &["admin"], false),
+                ]);
+                let admin = ["admin".to_owned()];
+                if let Ok(n) = normalize(&p, PathPolicy::default()) {
+                    let lower = n.to_ascii_lowercase();
+                    let found = rules.find(&Method::GET, &n);
+                    if lower == "/admin" || lower.starts_with("/admin/") {
+                        prop_assert_eq!(found, Some(Need::Scopes(&admin)), "{} -> {}", p, n);
+                    }
+                    if found == Some(Need::Public) {
+                        prop_assert!(n == "/public" || n.starts_with("/public/"), "{} -> {}", p, n);
+                    }
+                }
+            }
+        }
+    }
 }

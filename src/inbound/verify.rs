@@ -305,3 +305,98 @@ pub fn is_scope_token(s: &str) -> bool {
 fn string(v: &Value) -> Result<String, Invalid> {
     v.as_str().map(str::to_owned).ok_or(Invalid::BadClaims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn seg(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    fn token(header: &Value, claims: &Value, sig: &[u8]) -> String {
+        format!("{}.{}.{}", seg(header), seg(claims), URL_SAFE_NO_PAD.encode(sig))
+    }
+
+    #[test]
+    fn scope_tokens() {
+        for ok in ["a", "orders:read", "!#[]~", "https://x/y"] {
+            assert!(is_scope_token(ok), "{ok}");
+        }
+        for bad in ["", "a b", "a\"b", "a\\b", "caf\u{e9}", "a\u{0}", "a\tb", "\u{7f}"] {
+            assert!(!is_scope_token(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn structure() {
+        let h = serde_json::json!({"alg": "ES256", "kid": "k"});
+        let c = serde_json::json!({"sub": "a"});
+        let good = token(&h, &c, b"sig");
+        assert!(parse(&good).is_ok());
+        for bad in [
+            format!("{good}."),
+            format!(".{good}"),
+            good.replacen('.', "..", 1),
+            format!("{good}="),
+            format!("{good} "),
+            good.replace('.', ". "),
+            "a.b".to_owned(),
+            "".to_owned(),
+            format!("{}.{}.{}", seg(&serde_json::json!([1])), seg(&c), "c2ln"),
+            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "none"})), seg(&c), ""),
+            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "ES256", "crit": ["x"]})), seg(&c), "c2ln"),
+            format!("{}.{}.{}", seg(&serde_json::json!({"alg": 1})), seg(&c), "c2ln"),
+            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "ES256", "kid": 1})), seg(&c), "c2ln"),
+        ] {
+            assert!(parse(&bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse(&"a".repeat(MAX_TOKEN + 1)).err(), Some(Invalid::TooLarge));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics(s in any::<String>()) {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn never_panics_on_three_segments(a in "[A-Za-z0-9_=+/-]{0,40}", b in "[A-Za-z0-9_=+/-]{0,40}", c in "[A-Za-z0-9_=+/-]{0,40}") {
+            let _ = parse(&format!("{a}.{b}.{c}"));
+        }
+
+        /// Only the canonical encoding of a segment is accepted: no padding,
+        /// no standard alphabet, no stray trailing bits.
+        #[test]
+        fn refuses_non_canonical_encodings(kid in "[a-z]{0,12}", sig in prop::collection::vec(any::<u8>(), 1..70), which in 0..3usize) {
+            let h = serde_json::json!({"alg": "ES256", "kid": kid});
+            let c = serde_json::json!({"sub": "a"});
+            let good = token(&h, &c, &sig);
+            prop_assert!(parse(&good).is_ok());
+            let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+            let p = parts[which].clone();
+            // Padding.
+            if p.len() % 4 != 0 {
+                parts[which] = format!("{p}{}", "=".repeat(4 - p.len() % 4));
+                prop_assert!(parse(&parts.join(".")).is_err());
+            }
+            // The standard alphabet instead of the URL-safe one.
+            if p.contains('-') || p.contains('_') {
+                parts[which] = p.replace('-', "+").replace('_', "/");
+                prop_assert!(parse(&parts.join(".")).is_err());
+            }
+            // Non-zero unused bits in the last character.
+            if p.len() % 4 == 2 || p.len() % 4 == 3 {
+                const ALPHA: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+                let last = p.as_bytes()[p.len() - 1];
+                let v = ALPHA.iter().position(|x| *x == last).unwrap_or(0);
+                let flipped = ALPHA[v ^ 1] as char;
+                parts[which] = format!("{}{flipped}", &p[..p.len() - 1]);
+                prop_assert!(parse(&parts.join(".")).is_err());
+            }
+        }
+    }
+}

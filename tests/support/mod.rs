@@ -8,6 +8,7 @@ pub mod echo;
 pub mod http;
 pub mod jwt;
 pub mod process;
+pub mod raw;
 pub mod sidecar;
 pub mod tls;
 pub mod token_server;
