@@ -464,9 +464,16 @@ mod tests {
 
         fn policy() -> impl Strategy<Value = PathPolicy> {
             (0..3u8, any::<bool>()).prop_map(|(s, p)| PathPolicy {
-                escaped_slashes: [EscapedSlashes::Reject, EscapedSlashes::Unescape, EscapedSlashes::Keep]
-                    [usize::from(s)],
-                path_parameters: if p { PathParameters::Strip } else { PathParameters::Reject },
+                escaped_slashes: [
+                    EscapedSlashes::Reject,
+                    EscapedSlashes::Unescape,
+                    EscapedSlashes::Keep,
+                ][usize::from(s)],
+                path_parameters: if p {
+                    PathParameters::Strip
+                } else {
+                    PathParameters::Reject
+                },
             })
         }
 

@@ -414,3 +414,59 @@ fn outbound_names_of_other_listeners_are_reserved() {
         "{got:?}"
     );
 }
+
+#[test]
+fn path_policy_upgrades_and_rule_paths_are_checked() {
+    let with = |extra: &str| issues(&format!("{INBOUND}{extra}"));
+    assert_eq!(
+        with(
+            "escaped_slashes = \"unescape\"\npath_parameters = \"strip\"\nupgrades = [\"websocket\", \"Foo/2\"]\n[[inbound.rules]]\npath = \"/a/b.c/*\"\npublic = true\n[[inbound.rules]]\npath = \"/*\"\n[[inbound.rules]]\npath = \"/x/\""
+        ),
+        Vec::<String>::new()
+    );
+    let cases: &[(&str, &str)] = &[
+        (
+            "escaped_slashes = \"decode\"",
+            "inbound.escaped_slashes: must be `reject`, `unescape` or `keep`",
+        ),
+        (
+            "path_parameters = \"keep\"",
+            "inbound.path_parameters: must be `reject` or `strip`",
+        ),
+        (
+            "upgrades = [\"websocket\", \"h2c\"]",
+            "inbound.upgrades[1]: `h2c` upgrades are never forwarded",
+        ),
+        (
+            "upgrades = [\"a b\"]",
+            "inbound.upgrades[0]: `a b` is not a protocol name",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/a/../admin/*\"\npublic = true",
+            "inbound.rules[0].path: write it in normal form, as requests are matched: `/admin`",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"//admin\"",
+            "inbound.rules[0].path: write it in normal form, as requests are matched: `/admin`",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/%61dmin/*\"",
+            "inbound.rules[0].path: write it in normal form",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/a%2fb\"",
+            "inbound.rules[0].path: never matches a request: an encoded / or \\ in the path",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/a;b\"",
+            "inbound.rules[0].path: never matches a request: path parameters",
+        ),
+    ];
+    for (extra, want) in cases {
+        let got = with(extra);
+        assert!(
+            got.iter().any(|i| i.starts_with(want)),
+            "{extra}: want {want}, got {got:?}"
+        );
+    }
+}

@@ -110,10 +110,37 @@ fn bearer(token: &str) -> String {
 /// Every spelling of `..` and of a separator an attacker might try.
 fn traversals(from: &str, to: &str) -> Vec<String> {
     let dots = [
-        "..", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "%2E.", ".%2E", "%252e%252e", "%25%32%65%25%32%65",
-        "..;", "..;x", "%2e%2e;", "..%00", "..%0d%0a", "..%c0%af", "%u002e%u002e", "..%2500",
+        "..",
+        "%2e%2e",
+        "%2E%2E",
+        ".%2e",
+        "%2e.",
+        "%2E.",
+        ".%2E",
+        "%252e%252e",
+        "%25%32%65%25%32%65",
+        "..;",
+        "..;x",
+        "%2e%2e;",
+        "..%00",
+        "..%0d%0a",
+        "..%c0%af",
+        "%u002e%u002e",
+        "..%2500",
     ];
-    let seps = ["/", "%2f", "%2F", "%5c", "%5C", "\\", "//", "%252f", "/./", "%2f%2e%2f", ";/"];
+    let seps = [
+        "/",
+        "%2f",
+        "%2F",
+        "%5c",
+        "%5C",
+        "\\",
+        "//",
+        "%252f",
+        "/./",
+        "%2f%2e%2f",
+        ";/",
+    ];
     let mut out = Vec::new();
     for d in dots {
         for s in seps {
@@ -156,7 +183,10 @@ async fn no_spelling_of_dot_dot_leaves_a_public_prefix() {
         assert!(
             forwarded.is_empty() && (st == 400 || st == 401),
             "{target}: {st}, upstream got {:?}",
-            forwarded.iter().map(|r| r.target().to_owned()).collect::<Vec<_>>()
+            forwarded
+                .iter()
+                .map(|r| r.target().to_owned())
+                .collect::<Vec<_>>()
         );
         // And the same through absolute-form.
         let answer = s.raw("GET", &format!("http://svc{target}"), "").await;
@@ -252,7 +282,9 @@ async fn public_rules_match_their_exact_case_only() {
 async fn methods_are_case_sensitive_and_forms_refused() {
     let s = inbound("authenticated", "", RawUpstream::start().await).await;
     let read_only = bearer(&s.token("orders:read"));
-    for method in ["post", "Post", "pOST", "get", "Get", "put", "delete", "patch", "options", "head", "trace"] {
+    for method in [
+        "post", "Post", "pOST", "get", "Get", "put", "delete", "patch", "options", "head", "trace",
+    ] {
         let answer = s.raw(method, "/orders/1", &read_only).await;
         assert_eq!(status(&answer), 400, "{method}: {answer}");
     }
@@ -267,7 +299,13 @@ async fn methods_are_case_sensitive_and_forms_refused() {
     assert_eq!(status(&answer), 400, "{answer}");
     assert!(s.up.requests().is_empty());
     // Upper-case POST is what a POST rule sees.
-    let answer = s.raw("POST", "/orders/1", &format!("{read_only}Content-Length: 0\r\n")).await;
+    let answer = s
+        .raw(
+            "POST",
+            "/orders/1",
+            &format!("{read_only}Content-Length: 0\r\n"),
+        )
+        .await;
     assert_eq!(status(&answer), 403, "{answer}");
     // Unknown methods are not standard ones: they pass to the rules as they are.
     let answer = s.raw("PURGE", "/orders/1", &read_only).await;
@@ -295,15 +333,31 @@ async fn header_tricks_never_remove_or_forge_identity() {
         let answer = s.raw("GET", "/orders/1", &headers).await;
         assert_eq!(status(&answer), 200, "{connection}: {answer}");
         let got = &s.up.requests()[0];
-        assert_eq!(got.header("x-m2m-client-id"), ["billing"], "{connection}: {}", got.head);
+        assert_eq!(
+            got.header("x-m2m-client-id"),
+            ["billing"],
+            "{connection}: {}",
+            got.head
+        );
         assert_eq!(got.header("x-m2m-scopes"), ["orders:read"], "{connection}");
-        assert_eq!(got.header("x-m2m-subject"), ["billing@client"], "{connection}");
-        assert_eq!(got.header("authorization"), [format!("Bearer {token}").as_str()]);
+        assert_eq!(
+            got.header("x-m2m-subject"),
+            ["billing@client"],
+            "{connection}"
+        );
+        assert_eq!(
+            got.header("authorization"),
+            [format!("Bearer {token}").as_str()]
+        );
         assert_eq!(got.header("host"), ["svc"], "{connection}");
         let forged: Vec<_> = got
             .header_names()
             .into_iter()
-            .filter(|n| n.to_ascii_lowercase().replace('_', "-").starts_with("x-m2m-"))
+            .filter(|n| {
+                n.to_ascii_lowercase()
+                    .replace('_', "-")
+                    .starts_with("x-m2m-")
+            })
             .filter(|n| !["x-m2m-client-id", "x-m2m-scopes", "x-m2m-subject"].contains(n))
             .collect();
         assert!(forged.is_empty(), "{connection}: {forged:?}");
@@ -311,11 +365,19 @@ async fn header_tricks_never_remove_or_forge_identity() {
     // Underscore variants never reach a public route either.
     s.up.clear();
     let answer = s
-        .raw("GET", "/public/x", "x_m2m_client_id: admin\r\nX-M2M-SCOPES: admin\r\n")
+        .raw(
+            "GET",
+            "/public/x",
+            "x_m2m_client_id: admin\r\nX-M2M-SCOPES: admin\r\n",
+        )
         .await;
     assert_eq!(status(&answer), 200);
     let got = &s.up.requests()[0];
-    assert!(got.header("x_m2m_client_id").is_empty() && got.header("x-m2m-scopes").is_empty(), "{}", got.head);
+    assert!(
+        got.header("x_m2m_client_id").is_empty() && got.header("x-m2m-scopes").is_empty(),
+        "{}",
+        got.head
+    );
 
     // A second Authorization (forged after a valid one), in any order or case.
     s.up.clear();
@@ -355,7 +417,16 @@ async fn host_must_be_there_once() {
 async fn hostile_identity_claims_are_refused() {
     let s = inbound("authenticated", "", RawUpstream::start().await).await;
     let mut cases: Vec<Value> = Vec::new();
-    for bad in ["a\r\nx-m2m-scopes: admin", "a\nb", "a\rb", "a\u{0}b", "a\tb", "a\u{7f}", "a\u{85}b", "a\u{1b}[31m"] {
+    for bad in [
+        "a\r\nx-m2m-scopes: admin",
+        "a\nb",
+        "a\rb",
+        "a\u{0}b",
+        "a\tb",
+        "a\u{7f}",
+        "a\u{85}b",
+        "a\u{1b}[31m",
+    ] {
         for claim in ["client_id", "sub"] {
             let mut m = serde_json::Map::new();
             m.insert(claim.to_owned(), json!(bad));
@@ -373,7 +444,14 @@ async fn hostile_identity_claims_are_refused() {
     ] {
         cases.push(json!({ "scope": null, "scp": scp }));
     }
-    for scope in ["orders:read  admin", " orders:read", "orders:read ", "orders:read\tadmin", "a\"b", "orders:read\nadmin"] {
+    for scope in [
+        "orders:read  admin",
+        " orders:read",
+        "orders:read ",
+        "orders:read\tadmin",
+        "a\"b",
+        "orders:read\nadmin",
+    ] {
         cases.push(json!({ "scope": scope }));
     }
     for extra in &cases {
@@ -396,7 +474,11 @@ async fn hostile_identity_claims_are_refused() {
     assert!(s.up.requests().is_empty());
     // The control: a clean token passes with its identity.
     let answer = s
-        .raw("GET", "/anything", &bearer(&s.token_with(json!({"sub": "svc@clients"}))))
+        .raw(
+            "GET",
+            "/anything",
+            &bearer(&s.token_with(json!({"sub": "svc@clients"}))),
+        )
         .await;
     assert_eq!(status(&answer), 200, "{answer}");
 }
@@ -419,8 +501,16 @@ async fn only_configured_upgrades_are_spliced() {
         assert_eq!(status(&answer), 502, "{upgrade}: {answer}");
         let got = s.up.requests();
         assert_eq!(got.len(), 1, "{upgrade}");
-        assert!(got[0].header("upgrade").is_empty(), "{upgrade}: {}", got[0].head);
-        assert!(got[0].header("http2-settings").is_empty(), "{upgrade}: {}", got[0].head);
+        assert!(
+            got[0].header("upgrade").is_empty(),
+            "{upgrade}: {}",
+            got[0].head
+        );
+        assert!(
+            got[0].header("http2-settings").is_empty(),
+            "{upgrade}: {}",
+            got[0].head
+        );
     }
     // A websocket request that the upstream answers with a switch to h2c.
     s.up.clear();
@@ -442,7 +532,10 @@ async fn an_upstream_answer_with_both_framings_is_relayed_by_its_chunks() {
     let lower = answer.to_ascii_lowercase();
     assert!(!lower.contains("content-length: 3"), "{answer}");
     let body = answer.split("\r\n\r\n").nth(1).unwrap_or("");
-    assert!(body.contains("hello") && body.contains(" world"), "{answer}");
+    assert!(
+        body.contains("hello") && body.contains(" world"),
+        "{answer}"
+    );
 }
 
 #[tokio::test]
@@ -463,7 +556,12 @@ async fn path_knobs_unescape_keep_and_strip() {
     assert_eq!(status(&answer), 200, "{answer}");
     assert_eq!(s.up.requests()[0].target(), "/public/a/b/c");
 
-    let k = inbound("deny", "escaped_slashes = \"keep\"", RawUpstream::start().await).await;
+    let k = inbound(
+        "deny",
+        "escaped_slashes = \"keep\"",
+        RawUpstream::start().await,
+    )
+    .await;
     let answer = k.raw("GET", "/public/..%2fadmin", "").await;
     assert_eq!(status(&answer), 200, "{answer}");
     assert_eq!(k.up.requests()[0].target(), "/public/..%2Fadmin");
@@ -498,11 +596,17 @@ async fn nothing_climbs_above_an_outbound_base_path() {
         assert!(
             status(&answer) == 400 || got.iter().all(|r| r.target().starts_with("/v2/")),
             "{target}: {answer} / {:?}",
-            got.iter().map(|r| r.target().to_owned()).collect::<Vec<_>>()
+            got.iter()
+                .map(|r| r.target().to_owned())
+                .collect::<Vec<_>>()
         );
         up.clear();
     }
-    let answer = send(addr, b"GET /a/../b?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    let answer = send(
+        addr,
+        b"GET /a/../b?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert_eq!(status(&answer), 200, "{answer}");
     assert_eq!(up.requests()[0].target(), "/v2/b?x=1");
 }
@@ -528,8 +632,16 @@ async fn forward_proxy_never_forwards_user_info() {
             let got = up.requests();
             if status(&answer) == 200 {
                 assert_eq!(got.len(), 1);
-                assert_eq!(got[0].header("host"), [format!("{host}:{port}").as_str()], "{userinfo}");
-                assert!(!got[0].head.contains("pass") && !got[0].head.contains("user"), "{}", got[0].head);
+                assert_eq!(
+                    got[0].header("host"),
+                    [format!("{host}:{port}").as_str()],
+                    "{userinfo}"
+                );
+                assert!(
+                    !got[0].head.contains("pass") && !got[0].head.contains("user"),
+                    "{}",
+                    got[0].head
+                );
             } else {
                 assert!(got.is_empty(), "{userinfo}{host}: {answer}");
             }

@@ -316,7 +316,12 @@ mod tests {
     }
 
     fn token(header: &Value, claims: &Value, sig: &[u8]) -> String {
-        format!("{}.{}.{}", seg(header), seg(claims), URL_SAFE_NO_PAD.encode(sig))
+        format!(
+            "{}.{}.{}",
+            seg(header),
+            seg(claims),
+            URL_SAFE_NO_PAD.encode(sig)
+        )
     }
 
     #[test]
@@ -324,7 +329,16 @@ mod tests {
         for ok in ["a", "orders:read", "!#[]~", "https://x/y"] {
             assert!(is_scope_token(ok), "{ok}");
         }
-        for bad in ["", "a b", "a\"b", "a\\b", "caf\u{e9}", "a\u{0}", "a\tb", "\u{7f}"] {
+        for bad in [
+            "",
+            "a b",
+            "a\"b",
+            "a\\b",
+            "caf\u{e9}",
+            "a\u{0}",
+            "a\tb",
+            "\u{7f}",
+        ] {
             assert!(!is_scope_token(bad), "{bad:?}");
         }
     }
@@ -345,14 +359,37 @@ mod tests {
             "a.b".to_owned(),
             "".to_owned(),
             format!("{}.{}.{}", seg(&serde_json::json!([1])), seg(&c), "c2ln"),
-            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "none"})), seg(&c), ""),
-            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "ES256", "crit": ["x"]})), seg(&c), "c2ln"),
-            format!("{}.{}.{}", seg(&serde_json::json!({"alg": 1})), seg(&c), "c2ln"),
-            format!("{}.{}.{}", seg(&serde_json::json!({"alg": "ES256", "kid": 1})), seg(&c), "c2ln"),
+            format!(
+                "{}.{}.{}",
+                seg(&serde_json::json!({"alg": "none"})),
+                seg(&c),
+                ""
+            ),
+            format!(
+                "{}.{}.{}",
+                seg(&serde_json::json!({"alg": "ES256", "crit": ["x"]})),
+                seg(&c),
+                "c2ln"
+            ),
+            format!(
+                "{}.{}.{}",
+                seg(&serde_json::json!({"alg": 1})),
+                seg(&c),
+                "c2ln"
+            ),
+            format!(
+                "{}.{}.{}",
+                seg(&serde_json::json!({"alg": "ES256", "kid": 1})),
+                seg(&c),
+                "c2ln"
+            ),
         ] {
             assert!(parse(&bad).is_err(), "{bad}");
         }
-        assert_eq!(parse(&"a".repeat(MAX_TOKEN + 1)).err(), Some(Invalid::TooLarge));
+        assert_eq!(
+            parse(&"a".repeat(MAX_TOKEN + 1)).err(),
+            Some(Invalid::TooLarge)
+        );
     }
 
     proptest! {

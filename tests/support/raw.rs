@@ -158,7 +158,9 @@ async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, req: &RawRequest) 
         .any(|v| v.eq_ignore_ascii_case("chunked"));
     let need = |buf: &Vec<u8>| -> Option<usize> {
         if chunked {
-            buf.windows(5).position(|w| w == b"0\r\n\r\n").map(|i| i + 5)
+            buf.windows(5)
+                .position(|w| w == b"0\r\n\r\n")
+                .map(|i| i + 5)
         } else {
             let len: usize = req
                 .header("content-length")

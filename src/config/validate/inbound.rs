@@ -319,10 +319,16 @@ impl Validator {
         let mut out = Vec::with_capacity(given.len());
         for (j, u) in given.iter().enumerate() {
             let name = u.trim().to_ascii_lowercase();
-            let token = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            // protocol-name ["/" protocol-version], both tokens (RFC 9110 §7.8).
+            let is_token = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+            };
+            let token = match name.split_once('/') {
+                Some((n, v)) => is_token(n) && is_token(v),
+                None => is_token(&name),
+            };
             if name == "h2c" || name.starts_with("h2c/") {
                 self.issue(
                     format!("inbound.upgrades[{j}]"),
