@@ -196,6 +196,22 @@ async fn no_spelling_of_dot_dot_leaves_a_public_prefix() {
             "absolute-form {target}: {st}"
         );
     }
+    // A fragment never carries a traversal along: cut, or refused.
+    for target in [
+        "/public/x#/../../admin/secret.txt",
+        "/public/x%23/../../admin/secret.txt",
+    ] {
+        let answer = s.raw("GET", target, "").await;
+        let got = s.up.requests();
+        assert!(
+            got.iter().all(|r| r.target() == "/public/x"),
+            "{target}: {answer} / {:?}",
+            got.iter()
+                .map(|r| r.target().to_owned())
+                .collect::<Vec<_>>()
+        );
+        s.up.clear();
+    }
     // The control: the public route itself passes, as it was checked.
     let answer = s.raw("GET", "/public/a/./b/../c", "").await;
     assert_eq!(status(&answer), 200, "{answer}");

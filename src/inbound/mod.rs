@@ -379,6 +379,21 @@ impl Inbound {
 /// `post`, `Get`: a standard method's name in another case. Servers that fold
 /// case would run the method a rule listing `POST` never saw.
 fn is_miscased_standard(m: &Method) -> bool {
+    // The standard methods themselves are enum variants: one comparison.
+    if matches!(
+        *m,
+        Method::GET
+            | Method::POST
+            | Method::PUT
+            | Method::DELETE
+            | Method::HEAD
+            | Method::OPTIONS
+            | Method::PATCH
+            | Method::TRACE
+            | Method::CONNECT
+    ) {
+        return false;
+    }
     const STANDARD: [&str; 9] = [
         "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
     ];
