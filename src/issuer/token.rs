@@ -10,7 +10,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, StatusCode, header};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::Duration;
 
 /// A token endpoint error: the §5.2 code, a description, and whether the client
 /// authenticated with Basic (then a 401 carries `WWW-Authenticate: Basic`).
@@ -39,17 +40,54 @@ impl TokenError {
         }
         match self.code {
             "invalid_client" => StatusCode::UNAUTHORIZED,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 }
 
 /// The parameters of a token request, however they were sent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TokenRequest {
     params: HashMap<String, String>,
     /// `(client_id, secret)` from a Basic header.
     basic: Option<(String, String)>,
+    /// The address the request came from (failures are throttled per address).
+    pub peer: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Parameter names only: values hold secrets and assertions.
+        let mut names: Vec<&str> = self.params.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("TokenRequest")
+            .field("params", &names)
+            .field("basic", &self.basic.is_some())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Whether a `Content-Type` value is JSON: `application/json`, in any case,
+/// with or without parameters (RFC 9110 §8.3.1, RFC 6838 §4.2).
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default();
+    essence
+        .trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case("application/json")
+}
+
+/// The value after `scheme` in an `Authorization` header, the scheme matched
+/// case-insensitively (RFC 9110 §11.1) and followed by one or more spaces.
+pub fn credentials_after<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
+    let n = scheme.len();
+    let (head, rest) = (value.get(..n)?, value.get(n..)?);
+    if !head.eq_ignore_ascii_case(scheme.as_bytes()) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let rest = rest.trim_ascii();
+    (!rest.is_empty()).then_some(rest)
 }
 
 impl TokenRequest {
@@ -58,13 +96,21 @@ impl TokenRequest {
         let json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+            .is_some_and(is_json);
         let params = if json {
             json_params(body)?
         } else {
             form_params(body)?
         };
-        let basic = match headers.get(header::AUTHORIZATION) {
+        let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+        let (first, second) = (auth.next(), auth.next());
+        if second.is_some() {
+            return Err(TokenError::new(
+                "invalid_request",
+                "more than one Authorization header",
+            ));
+        }
+        let basic = match first {
             None => None,
             Some(v) => Some(basic_credentials(v.as_bytes()).ok_or_else(|| {
                 let mut e = TokenError::new("invalid_client", "malformed Basic credentials");
@@ -72,7 +118,11 @@ impl TokenRequest {
                 e
             })?),
         };
-        Ok(TokenRequest { params, basic })
+        Ok(TokenRequest {
+            params,
+            basic,
+            peer: None,
+        })
     }
 
     /// Whether Basic credentials came in `Authorization`.
@@ -89,8 +139,14 @@ impl TokenRequest {
 }
 
 fn json_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| TokenError::new("invalid_request", "the body is not valid JSON"))?;
+    let value = super::strict_json::parse(body).map_err(|e| {
+        let why = if e.to_string().contains("duplicate key") {
+            "the JSON body repeats a key"
+        } else {
+            "the body is not valid JSON"
+        };
+        TokenError::new("invalid_request", why)
+    })?;
     let obj = value
         .as_object()
         .ok_or_else(|| TokenError::new("invalid_request", "the body must be a JSON object"))?;
@@ -120,10 +176,8 @@ fn form_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
 
 /// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
 fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
-    let b64 = value
-        .strip_prefix(b"Basic ")
-        .or_else(|| value.strip_prefix(b"basic "))?;
-    let decoded = STANDARD.decode(b64.trim_ascii()).ok()?;
+    let b64 = credentials_after(value, "Basic")?;
+    let decoded = STANDARD.decode(b64).ok()?;
     let pair = std::str::from_utf8(&decoded).ok()?;
     let (id, secret) = pair.split_once(':')?;
     let unform = |s: &str| -> String {
@@ -143,7 +197,8 @@ pub struct Grant {
 }
 
 /// The app a request authenticates as (Basic, or `client_id` + `client_secret`
-/// in the body), throttling repeated failures.
+/// in the body, or a client assertion). Correct credentials always pass;
+/// failures are counted and, past the budget, answered 429 (see [`super::limit`]).
 pub fn authenticate<'r>(
     reg: &'r Registry,
     auth: &ClientAuth,
@@ -152,7 +207,6 @@ pub fn authenticate<'r>(
     if req.get("client_assertion").is_some() || req.get("client_assertion_type").is_some() {
         return auth.assertion(reg, req);
     }
-    let limiter = &auth.limiter;
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -178,22 +232,14 @@ pub fn authenticate<'r>(
             "client_id in the body differs from the Basic credentials",
         ));
     }
-    if let Err(wait) = limiter.check(client_id) {
-        let mut e = TokenError::new(
-            "invalid_client",
-            "too many failed authentications for this client; retry later",
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
-    reg.authenticate(client_id, secret).ok_or_else(|| {
-        if reg.apps.contains_key(client_id) {
-            limiter.failed(client_id);
+    match reg.authenticate(client_id, secret) {
+        Some(app) => Ok(app),
+        None => {
+            let mut e = auth.failure(client_id, req.peer);
+            e.basic = basic;
+            Err(e)
         }
-        let mut e = TokenError::new("invalid_client", "client authentication failed");
-        e.basic = basic;
-        e
-    })
+    }
 }
 
 /// Check a token request against the registry: authentication, grant type,
@@ -283,16 +329,16 @@ fn truncate(s: &str) -> String {
 }
 
 /// Sign an RFC 9068 access token for `grant`.
+/// `now` (Unix seconds) is `iat`: read before the registry snapshot that
+/// allowed the grant, so a block or deletion after that snapshot has a later
+/// (or equal) time and revokes this token too.
 pub fn mint(
     key: &SigningKey,
     issuer: &str,
     ttl: Duration,
     grant: &Grant,
+    now: u64,
 ) -> Result<String, String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
     let mut jti = [0u8; 16];
     aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_owned())?;
     let claims = serde_json::json!({
