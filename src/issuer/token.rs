@@ -359,3 +359,141 @@ pub fn mint(
     header.kid = Some(key.kid.clone());
     key.sign_jwt(&header, &claims)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_str(content_type).unwrap(),
+        );
+        h
+    }
+
+    /// Parameter names: distinct, and never empty.
+    fn names() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_set("[a-z_]{1,12}", 1..8).prop_map(|s| s.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn the_parsers_never_panic(body in prop::collection::vec(any::<u8>(), 0..512),
+                                   json in any::<bool>()) {
+            let h = headers(if json { "application/json" } else { "application/x-www-form-urlencoded" });
+            let _ = TokenRequest::parse(&h, &body);
+        }
+
+        #[test]
+        fn forms_round_trip(names in names(), values in prop::collection::vec(".{1,24}", 8)) {
+            let pairs: Vec<(String, String)> = names.iter().cloned().zip(values).collect();
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let r = TokenRequest::parse(&headers("application/x-www-form-urlencoded"), body.as_bytes()).unwrap();
+            for (k, v) in &pairs {
+                prop_assert_eq!(r.get(k), Some(v.as_str()));
+            }
+            prop_assert_eq!(r.params.len(), pairs.len());
+        }
+
+        #[test]
+        fn json_round_trips(names in names(), values in prop::collection::vec(".{1,24}", 8),
+                            media in prop_oneof![
+                                Just("application/json"), Just("APPLICATION/JSON"),
+                                Just("Application/Json; charset=utf-8"), Just("application/json ;charset=UTF-8"),
+                            ]) {
+            let pairs: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .cloned()
+                .zip(values.into_iter().map(serde_json::Value::String))
+                .collect();
+            let body = serde_json::Value::Object(pairs.clone()).to_string();
+            let r = TokenRequest::parse(&headers(media), body.as_bytes()).unwrap();
+            for (k, v) in &pairs {
+                prop_assert_eq!(r.get(k), v.as_str());
+            }
+        }
+
+        #[test]
+        fn a_repeated_form_parameter_is_always_refused(names in names(), dup in 0usize..8,
+                                                        a in ".{0,16}", b in ".{0,16}") {
+            let dup = &names[dup % names.len()];
+            let mut pairs: Vec<(String, String)> = names.iter().map(|n| (n.clone(), "v".into())).collect();
+            pairs.push((dup.clone(), a));
+            pairs.push((dup.clone(), b));
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let e = TokenRequest::parse(&headers("application/x-www-form-urlencoded"), body.as_bytes()).unwrap_err();
+            prop_assert_eq!(e.code, "invalid_request");
+        }
+
+        #[test]
+        fn a_repeated_json_key_is_always_refused(names in names(), dup in 0usize..8,
+                                                  first in ".{0,16}", second in ".{0,16}",
+                                                  escape in any::<bool>()) {
+            let dup = &names[dup % names.len()];
+            let mut members: Vec<String> = names
+                .iter()
+                .map(|n| format!("{}:\"v\"", serde_json::Value::String(n.clone())))
+                .collect();
+            // The same key again, possibly spelled with escapes.
+            let spelled = if escape {
+                format!("\"{}\"", dup.chars().map(|c| format!("\\u{:04x}", c as u32)).collect::<String>())
+            } else {
+                serde_json::Value::String(dup.clone()).to_string()
+            };
+            members.insert(0, format!("{spelled}:{}", serde_json::Value::String(first)));
+            members.push(format!("{spelled}:{}", serde_json::Value::String(second)));
+            let body = format!("{{{}}}", members.join(","));
+            let e = TokenRequest::parse(&headers("application/json"), body.as_bytes()).unwrap_err();
+            prop_assert_eq!(e.code, "invalid_request");
+            prop_assert!(e.description.contains("repeats a key"), "{}", e.description);
+        }
+    }
+
+    #[test]
+    fn basic_and_media_types_are_case_insensitive() {
+        let enc = STANDARD.encode("billing:s3cret");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            for sep in [" ", "  "] {
+                let mut h = headers("application/x-www-form-urlencoded");
+                h.insert(
+                    header::AUTHORIZATION,
+                    http::HeaderValue::from_str(&format!("{scheme}{sep}{enc}")).unwrap(),
+                );
+                let r = TokenRequest::parse(&h, b"grant_type=client_credentials").unwrap();
+                assert_eq!(
+                    r.basic,
+                    Some(("billing".into(), "s3cret".into())),
+                    "{scheme:?}{sep:?}"
+                );
+            }
+        }
+        for bad in ["Basicx", "Bearer abc", "Basic", "Basic "] {
+            let mut h = headers("application/x-www-form-urlencoded");
+            h.insert(header::AUTHORIZATION, http::HeaderValue::from_static(bad));
+            assert!(TokenRequest::parse(&h, b"").is_err(), "{bad}");
+        }
+        for media in [
+            "application/json",
+            "APPLICATION/JSON",
+            "application/JSON; charset=utf-8",
+            " application/json\t;x=y",
+        ] {
+            assert!(is_json(media), "{media}");
+        }
+        for media in [
+            "application/jsonx",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!is_json(media), "{media}");
+        }
+    }
+}
