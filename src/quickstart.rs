@@ -238,7 +238,7 @@ ADMIN=$(curl -s {issuer}oauth/token -H 'content-type: application/json' -d '{{"a
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/block
 # 5. within ~3 s the reader's calls fail: 401, its token is revoked
 sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
-# 6. unblock: within ~3 s it works again
+# 6. unblock: the old token stays revoked for good; the sidecar fetches a new one and within ~3 s it works again
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/unblock
 sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
 # readiness of the sidecar

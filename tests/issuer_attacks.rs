@@ -1489,7 +1489,11 @@ async fn known_and_unknown_client_ids_answer_alike() {
     // throttled: each step answers the same. (A fresh issuer per method, so
     // the per-address budget, shared by both, stays out of the way.)
     let mut timing = (Vec::new(), Vec::new());
-    for (how, known_id) in [("post", "billing"), ("basic", "billing"), ("json", "billing")] {
+    for (how, known_id) in [
+        ("post", "billing"),
+        ("basic", "billing"),
+        ("json", "billing"),
+    ] {
         let s = start("", "").await;
         let unknown = format!("nobody-{how}");
         for step in 0..12 {
