@@ -127,6 +127,14 @@ mod tests {
         assert!(parse(br#"{"a":1} x"#).is_err(), "trailing data");
     }
 
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for open in ["[", "{\"a\":"] {
+            let body = open.repeat(100_000);
+            assert!(parse(body.as_bytes()).is_err());
+        }
+    }
+
     fn json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
