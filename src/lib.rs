@@ -189,7 +189,7 @@ impl App {
             .issuer
             .as_ref()
             .ok_or("the config has no [issuer] table")?;
-        let issuer = issuer::Issuer::new(spec, config.limits.max_body_bytes)?;
+        let issuer = issuer::Issuer::new(spec, &config.limits)?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, url = %spec.url, "issuer ready");
         let opts = proxy::server::ServeOptions::plain("issuer", config.drain_timeout);
@@ -219,7 +219,7 @@ impl App {
         // The issuer starts first: in-process credentials may use it as their IdP.
         let issuer_addr = match (&config.issuer, listeners.issuer) {
             (Some(spec), Some(listener)) => {
-                let issuer = issuer::Issuer::new(spec, config.limits.max_body_bytes)?;
+                let issuer = issuer::Issuer::new(spec, &config.limits)?;
                 let addr = listener.local_addr().map_err(|e| e.to_string())?;
                 tracing::info!(%addr, url = %spec.url, "issuer ready");
                 sup.serve_fixed(listener, Arc::new(issuer), "issuer");

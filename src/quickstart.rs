@@ -14,7 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -59,6 +59,35 @@ async fn bind(port: u16, ephemeral: bool) -> Result<TcpListener, String> {
         .map_err(|e| format!("cannot listen: {e}"))
 }
 
+/// A fresh directory under `parent` only this user can enter: a random name
+/// (128 bits), created with mode 0700 by one `mkdir` that fails if anything is
+/// already there (a directory or a symlink planted by another user), so the
+/// demo issuer's signing key and state cannot be planted or read.
+fn private_dir(parent: &Path) -> Result<PathBuf, String> {
+    let mut b = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness".to_owned())?;
+    let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let dir = parent.join(format!("m2m-quickstart-{name}"));
+    create_private(&dir)?;
+    Ok(dir)
+}
+
+/// `mkdir dir` with mode 0700; an existing file, directory or symlink there is
+/// refused.
+fn create_private(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // The umask can only take bits away; check anyway.
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() || meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!("{} is not a private directory", dir.display()));
+    }
+    Ok(())
+}
+
 fn secret() -> Result<String, String> {
     let mut b = [0u8; 32];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness".to_owned())?;
@@ -74,8 +103,7 @@ pub async fn run(ephemeral: bool, shutdown: watch::Receiver<bool>) -> Result<(),
     }
     let port = |i: usize| ls[i].local_addr().map(|a| a.port()).unwrap_or(0);
     let (pi, pin, pr, pw, pa, pd) = (port(0), port(1), port(2), port(3), port(4), port(5));
-    let dir: PathBuf = std::env::temp_dir().join(format!("m2m-quickstart-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let dir = private_dir(&std::env::temp_dir())?;
     let (reader, writer, admin) = (secret()?, secret()?, secret()?);
     let issuer = format!("http://127.0.0.1:{pi}/");
     let toml = format!(
@@ -210,11 +238,49 @@ ADMIN=$(curl -s {issuer}oauth/token -H 'content-type: application/json' -d '{{"a
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/block
 # 5. within ~3 s the reader's calls fail: 401, its token is revoked
 sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
-# 6. unblock: within ~3 s it works again
+# 6. unblock: the old token stays revoked for good; the sidecar fetches a new one and within ~3 s it works again
 curl -s -w ' -> %{{http_code}}\n' -X POST -H "Authorization: Bearer $ADMIN" {issuer}api/v1/apps/reader/unblock
 sleep 3; curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pr}/orders/42
 # readiness of the sidecar
 curl -s -w ' -> %{{http_code}}\n' http://127.0.0.1:{pa}/readyz
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    #[test]
+    fn the_state_directory_is_fresh_private_and_unpredictable() {
+        let parent = tempfile::tempdir().unwrap();
+        let a = private_dir(parent.path()).unwrap();
+        let b = private_dir(parent.path()).unwrap();
+        assert_ne!(a, b, "a random name each time");
+        let mode = std::fs::metadata(&a).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // The old predictable name is not used.
+        let name = a.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(!name.ends_with(&std::process::id().to_string()), "{name}");
+        assert_eq!(name.len(), "m2m-quickstart-".len() + 32);
+    }
+
+    #[test]
+    fn an_existing_directory_or_symlink_is_refused() {
+        let parent = tempfile::tempdir().unwrap();
+        let planted = parent.path().join("m2m-quickstart-planted");
+        std::fs::create_dir(&planted).unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = create_private(&planted).unwrap_err();
+        assert!(err.contains("exists"), "{err}");
+        let link = parent.path().join("m2m-quickstart-link");
+        std::os::unix::fs::symlink(&planted, &link).unwrap();
+        assert!(create_private(&link).is_err());
+        let file = parent.path().join("m2m-quickstart-file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(create_private(&file).is_err());
+        let fresh = parent.path().join("m2m-quickstart-fresh");
+        create_private(&fresh).unwrap();
+    }
 }

@@ -32,8 +32,9 @@ async fn status(url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-/// The Orders API, a reader app, the inbound sidecar's own app (`gateway`, for
-/// introspection) and an admin app allowed to block apps.
+/// The Orders API, a reader app, the inbound sidecar's own app (`gateway`,
+/// granted `tokens:introspect` for introspection) and an admin app allowed to
+/// block apps.
 fn tables(issuer: &str) -> String {
     format!(
         r#"
@@ -50,6 +51,7 @@ grants = {{ "{ORDERS}" = ["orders:read"] }}
 name = "orders API gateway"
 client_id = "gateway"
 client_secret = "{SECRET}"
+grants = {{ "{issuer}api/v1/" = ["tokens:introspect"] }}
 [[issuer.apps]]
 name = "admin"
 client_id = "admin"

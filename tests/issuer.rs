@@ -40,6 +40,14 @@ client_secret = "blocked-secret-0123456789abcdef0123456789"
 grants = { "https://orders.example.com" = ["orders:read"] }
 blocked = true
 "#;
+const GATEWAY_SECRET: &str = "gateway-secret-0123456789abcdef0123456789";
+
+/// [`TABLES`] and an app `gateway` granted `tokens:introspect` (the issuer at `port`).
+fn tables(port: u16) -> String {
+    format!(
+        "{TABLES}\n[[issuer.apps]]\nname = \"gateway\"\nclient_id = \"gateway\"\nclient_secret = \"{GATEWAY_SECRET}\"\ngrants = {{ \"http://127.0.0.1:{port}/api/v1/\" = [\"tokens:introspect\"] }}\n"
+    )
+}
 
 struct Setup {
     sidecar: Sidecar,
@@ -50,7 +58,7 @@ struct Setup {
 async fn start(extra: SidecarConfig, dir: tempfile::TempDir) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let config = extra.raw(&issuer_toml(port, dir.path(), TABLES));
+    let config = extra.raw(&issuer_toml(port, dir.path(), &tables(port)));
     let sidecar = Sidecar::start_with(&config, Some(listener)).await;
     Setup {
         sidecar,
@@ -486,7 +494,7 @@ async fn a_third_party_verifier_accepts_the_tokens() {
 }
 
 #[tokio::test]
-async fn failed_authentication_is_rate_limited_per_client() {
+async fn failed_authentication_is_throttled_without_locking_out_the_right_secret() {
     let s = issuer().await;
     let wrong = [
         ("grant_type", "client_credentials"),
@@ -498,12 +506,14 @@ async fn failed_authentication_is_rate_limited_per_client() {
         let (status, _, body) = token_form(&s, &wrong, None).await;
         assert_eq!(status, 401, "attempt {i}: {body}");
     }
-    // Now even the right secret waits: guessing goes no faster than the refill.
-    let right = BILLING_FORM;
-    let (status, headers, body) = token_form(&s, &right, None).await;
+    // Past the budget, failures are answered 429 with Retry-After...
+    let (status, headers, body) = token_form(&s, &wrong, None).await;
     assert_eq!(status, 429, "{body}");
     let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=6).contains(&retry), "{retry}");
+    // ...but the right secret still gets its token.
+    let (status, _, body) = token_form(&s, &BILLING_FORM, None).await;
+    assert_eq!(status, 200, "{body}");
     // Another client is not affected.
     let other = [
         ("grant_type", "client_credentials"),
@@ -555,7 +565,15 @@ async fn introspection_says_which_tokens_are_active() {
             )
         }
     };
+    // Only an app granted tokens:introspect may introspect (RFC 7662 §2.1).
     let (status, v) = introspect(token.clone(), Some(("billing", BILLING_SECRET))).await;
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (403, Some("insufficient_scope")),
+        "{v}"
+    );
+    assert!(v.get("active").is_none(), "{v}");
+    let (status, v) = introspect(token.clone(), Some(("gateway", GATEWAY_SECRET))).await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["active"], true);
     assert_eq!(v["client_id"], "billing");
@@ -572,7 +590,7 @@ async fn introspection_says_which_tokens_are_active() {
     let (_, _, body) = token_form(&other, &form, None).await;
     let foreign = body["access_token"].as_str().unwrap().to_owned();
     for t in [tampered, "not.a.jwt".to_owned(), foreign] {
-        let (status, v) = introspect(t, Some(("billing", BILLING_SECRET))).await;
+        let (status, v) = introspect(t, Some(("gateway", GATEWAY_SECRET))).await;
         assert_eq!(
             (status, v.clone()),
             (200, serde_json::json!({"active": false})),

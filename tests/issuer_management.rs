@@ -24,7 +24,7 @@ scopes = ["orders:read", "orders:write"]
 name = "admin"
 client_id = "admin"
 client_secret = "{ADMIN_SECRET}"
-grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apis:read", "apis:write", "apps:read", "apps:write", "keys:write"] }}
+grants = {{ "http://127.0.0.1:{port}/api/v1/" = ["apis:read", "apis:write", "apps:read", "apps:write", "keys:write", "tokens:introspect"] }}
 
 [[issuer.apps]]
 name = "reader"

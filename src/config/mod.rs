@@ -54,6 +54,9 @@ pub struct Limits {
     /// The largest request body the sidecar reads itself (the issuer's token,
     /// introspection and management requests); proxied bodies are streamed.
     pub max_body_bytes: usize,
+    /// Time allowed to send such a body in full; beyond it, 408 (as nginx's
+    /// `client_body_timeout`, but for the whole body).
+    pub body_read_timeout: Duration,
     /// After SIGTERM: `/readyz` is 503 at once, new connections are still
     /// accepted for this long, then in-flight requests get `drain_timeout`.
     pub drain_grace: Duration,
@@ -69,6 +72,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
+            body_read_timeout: Duration::from_secs(10),
             drain_grace: Duration::from_secs(1),
             drain_timeout: Duration::from_secs(15),
             access_log: true,
@@ -219,13 +223,14 @@ impl IssuerSpec {
     }
 }
 
-/// The management API's scopes.
-pub const MANAGEMENT_SCOPES: [&str; 5] = [
+/// The management API's scopes (`tokens:introspect`: may call `/oauth/introspect`).
+pub const MANAGEMENT_SCOPES: [&str; 6] = [
     "apis:read",
     "apis:write",
     "apps:read",
     "apps:write",
     "keys:write",
+    "tokens:introspect",
 ];
 
 /// An API: an audience and the scopes tokens for it may carry.
@@ -467,6 +472,18 @@ impl Errors {
             message: message.into(),
         }])
     }
+}
+
+/// Whether `id` is a valid client id or API id: `[A-Za-z0-9._~-]{1,128}`
+/// (URL-safe, so it can always be named in a management API path), other than
+/// `.` and `..` (which URL libraries resolve away).
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
 }
 
 /// "Orders API" → "orders-api": the id an API gets when none is given.

@@ -584,6 +584,12 @@ impl Validator {
             d.header_read_timeout,
             MS,
         );
+        let body_read_timeout = self.duration_or(
+            "limits.body_read_timeout",
+            &l.body_read_timeout,
+            d.body_read_timeout,
+            MS,
+        );
         let drain_grace = self.duration_or(
             "drain_grace",
             &raw.drain_grace,
@@ -596,6 +602,7 @@ impl Validator {
             max_header_bytes,
             header_read_timeout,
             max_body_bytes,
+            body_read_timeout,
             drain_grace,
             drain_timeout,
             access_log,

@@ -2,6 +2,12 @@
 //! `GET /api/v1/revocations`), polled every `revocations_interval`: tokens of a
 //! client blocked after they were issued, and revoked `jti`s, are refused. A
 //! failed poll keeps the last list.
+//!
+//! Feed format: `blocked_clients` (`client_id`, `blocked_at`: apps blocked now),
+//! `client_not_before` (`client_id`, `not_before`: every token of that client
+//! with `iat <= not_before` is refused, even after an unblock or for an app
+//! created again under the same id) and `revoked_tokens` (`jti`, `exp`). A
+//! feed without `client_not_before` (an older issuer) still works.
 
 use super::verify::{Invalid, Verified};
 use arc_swap::ArcSwap;
@@ -14,7 +20,8 @@ use url::Url;
 
 #[derive(Default)]
 struct List {
-    /// client id → blocked since (Unix seconds)
+    /// client id → tokens issued at or before this Unix second are refused
+    /// (blocked since, or the issuer's `not_before` for it)
     blocked: HashMap<String, u64>,
     revoked: HashSet<String>,
     fetched_at: Option<Instant>,
@@ -92,6 +99,11 @@ async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
     let (body, _) = crate::discovery::get(client, url.as_str()).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+    Ok(parse(&v))
+}
+
+/// The list a feed document describes.
+fn parse(v: &serde_json::Value) -> List {
     let mut list = List {
         fetched_at: Some(Instant::now()),
         ..List::default()
@@ -107,8 +119,25 @@ async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
             b.get("blocked_at").and_then(serde_json::Value::as_u64),
         ) {
             // Without a time, every token of the client is refused.
-            list.blocked
-                .insert(id.to_owned(), since.unwrap_or(u64::MAX));
+            let since = since.unwrap_or(u64::MAX);
+            let entry = list.blocked.entry(id.to_owned()).or_insert(since);
+            *entry = (*entry).max(since);
+        }
+    }
+    for b in v
+        .get("client_not_before")
+        .and_then(|b| b.as_array())
+        .into_iter()
+        .flatten()
+    {
+        if let Some(id) = b.get("client_id").and_then(|c| c.as_str()) {
+            // Without a time, every token of the client is refused.
+            let nb = b
+                .get("not_before")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(u64::MAX);
+            let entry = list.blocked.entry(id.to_owned()).or_insert(nb);
+            *entry = (*entry).max(nb);
         }
     }
     for r in v
@@ -121,5 +150,61 @@ async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
             list.revoked.insert(jti.to_owned());
         }
     }
-    Ok(list)
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(client: &str, iat: u64) -> Verified {
+        Verified {
+            client_id: Some(client.into()),
+            subject: None,
+            scopes: None,
+            jti: Some(format!("{client}-{iat}")),
+            kid: String::new(),
+            exp: iat + 3600,
+            iat: Some(iat),
+        }
+    }
+
+    #[test]
+    fn not_before_outlives_the_block() {
+        let r = Revocations::default();
+        r.list.store(Arc::new(parse(&serde_json::json!({
+            "blocked_clients": [{"client_id": "blocked", "blocked_at": 100, "not_before": 100}],
+            "client_not_before": [
+                {"client_id": "blocked", "not_before": 100},
+                {"client_id": "unblocked", "not_before": 200},
+                {"client_id": "no-time"},
+            ],
+            "revoked_tokens": [{"jti": "ok-1", "exp": 9}],
+        }))));
+        let cases = [
+            ("blocked", 99, false),
+            ("blocked", 100, false),
+            ("blocked", 101, true),
+            ("unblocked", 150, false),
+            ("unblocked", 200, false),
+            ("unblocked", 201, true),
+            ("no-time", 1 << 40, false),
+            ("ok", 1, false),
+            ("ok", 2, true),
+            ("other", 5, true),
+        ];
+        for (client, iat, accepted) in cases {
+            assert_eq!(
+                r.check(&token(client, iat)).is_ok(),
+                accepted,
+                "{client} iat={iat}"
+            );
+        }
+        // An older feed (blocked_clients only) still works.
+        r.list.store(Arc::new(parse(&serde_json::json!({
+            "blocked_clients": [{"client_id": "old", "blocked_at": 50}],
+        }))));
+        assert!(r.check(&token("old", 50)).is_err());
+        assert!(r.check(&token("old", 51)).is_ok());
+    }
 }

@@ -3,16 +3,23 @@
 //! must name the app as `iss` and `sub`, this server (its issuer identifier or
 //! token endpoint) in `aud`, carry `exp` (at most 10 minutes ahead) and a `jti`
 //! never seen before: each `jti` is remembered until its `exp`, so a replayed
-//! assertion is refused.
+//! assertion is refused. A `jti` longer than [`MAX_JTI_LEN`] bytes is refused,
+//! and what is remembered is a SHA-256 of client id and `jti`: 32 bytes per
+//! entry whatever the client sends.
+//!
+//! Failures are throttled like secrets ([`super::limit`]): a valid assertion
+//! always passes, and whether the client id exists, has keys, or the signature
+//! is wrong, the answer is the same.
 
 use super::limit::FailureLimiter;
 use super::registry::{App, Registry};
 use super::token::{TokenError, TokenRequest};
 use crate::inbound::jwks::KeySet;
-use crate::inbound::verify::{self, Invalid};
+use crate::inbound::verify;
 use jsonwebtoken::Algorithm;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
 pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
@@ -23,6 +30,10 @@ const MAX_LIFETIME: u64 = 600;
 /// `jti`s remembered at most; past this, expired ones are dropped first, then
 /// new assertions are refused until room frees up.
 const MAX_REMEMBERED: usize = 100_000;
+/// The longest `jti` accepted, in bytes.
+pub const MAX_JTI_LEN: usize = 256;
+/// What every failure that depends on the app's registration says.
+const NOT_VERIFIED: &str = "the assertion is not signed by a key registered for its client";
 
 const ALGS: [Algorithm; 7] = [
     Algorithm::RS256,
@@ -40,8 +51,8 @@ pub struct ClientAuth {
     pub limiter: FailureLimiter,
     /// What `aud` may name: the issuer identifier and the token endpoint.
     audiences: [String; 2],
-    /// `client_id\0jti` → `exp`.
-    seen: Mutex<HashMap<String, u64>>,
+    /// SHA-256(`client_id\0jti`) → `exp`.
+    seen: Mutex<HashMap<[u8; 32], u64>>,
 }
 
 impl ClientAuth {
@@ -51,6 +62,23 @@ impl ClientAuth {
             limiter: FailureLimiter::default(),
             audiences: [url.to_owned(), format!("{url}oauth/token")],
             seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A failed authentication naming `client_id` from `peer`: counted, and
+    /// the error to answer (429 once past the budget). The same for every
+    /// client id, known or not.
+    pub fn failure(&self, client_id: &str, peer: Option<IpAddr>) -> TokenError {
+        match self.limiter.failed(client_id, peer) {
+            None => TokenError::new("invalid_client", "client authentication failed"),
+            Some(wait) => {
+                let mut e = TokenError::new(
+                    "invalid_client",
+                    "client authentication failed; too many failures, retry later",
+                );
+                e.retry_after = Some(wait);
+                e
+            }
         }
     }
 
@@ -86,38 +114,38 @@ impl ClientAuth {
         if req.get("client_id").is_some_and(|id| id != client_id) {
             return Err(fail("client_id differs from the assertion's iss"));
         }
-        if let Err(wait) = self.limiter.check(&client_id) {
-            let mut e = TokenError::new(
-                "invalid_client",
-                "too many failed authentications for this client; retry later",
-            );
-            e.retry_after = Some(wait);
-            return Err(e);
-        }
-        let app = match reg.apps.get(&client_id) {
-            Some(app) if app.jwks.is_some() => app,
-            Some(_) => {
-                self.limiter.failed(&client_id);
-                return Err(fail("the app has no registered keys (jwks)"));
+        // Until the signature verifies, every failure says the same.
+        let refused = |why: &str| {
+            let mut e = self.failure(&client_id, req.peer);
+            e.description = format!("client assertion refused: {why}");
+            if e.retry_after.is_some() {
+                e.description.push_str("; too many failures, retry later");
             }
-            None => return Err(fail("unknown client")),
+            e
         };
-        let result = self.check(app, jwt, &client_id);
-        if result.is_err() {
-            self.limiter.failed(&client_id);
+        let Some(app) = reg.apps.get(&client_id) else {
+            return Err(refused(NOT_VERIFIED));
+        };
+        match self.check(app, jwt, &client_id) {
+            Ok(()) => Ok(app),
+            Err(Check::Signature) => Err(refused(NOT_VERIFIED)),
+            Err(Check::Claims(why)) => Err(refused(&why)),
         }
-        result.map_err(|why| fail(&why)).map(|()| app)
     }
 
-    fn check(&self, app: &App, jwt: &str, client_id: &str) -> Result<(), String> {
-        let doc = app.jwks.as_ref().map(Value::to_string).unwrap_or_default();
-        let (keys, _) = KeySet::parse(doc.as_bytes(), &ALGS)?;
+    fn check(&self, app: &App, jwt: &str, client_id: &str) -> Result<(), Check> {
+        let Some(doc) = app.jwks.as_ref().map(Value::to_string) else {
+            return Err(Check::Signature);
+        };
+        let (keys, _) = KeySet::parse(doc.as_bytes(), &ALGS).map_err(|_| Check::Signature)?;
         let keys = keys.any_kid_for_a_sole_key();
-        let (parsed, _) = verify::verify_signature(jwt, &keys).map_err(|e| match e {
-            Invalid::UnknownKid => "no registered key matches the kid".to_owned(),
-            other => other.reason().to_owned(),
-        })?;
-        let c = &parsed.claims;
+        let (parsed, _) = verify::verify_signature(jwt, &keys).map_err(|_| Check::Signature)?;
+        self.claims(&parsed.claims, client_id)
+            .map_err(Check::Claims)
+    }
+
+    /// The claims of an assertion whose signature verified.
+    fn claims(&self, c: &serde_json::Map<String, Value>, client_id: &str) -> Result<(), String> {
         let text = |name: &str| c.get(name).and_then(Value::as_str);
         if text("sub") != Some(client_id) {
             return Err("sub must equal iss (the client id)".into());
@@ -153,8 +181,16 @@ impl ClientAuth {
         let jti = text("jti")
             .filter(|j| !j.is_empty())
             .ok_or("jti is required")?;
+        if jti.len() > MAX_JTI_LEN {
+            return Err(format!("jti is longer than {MAX_JTI_LEN} bytes"));
+        }
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(client_id.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(jti.as_bytes());
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let key = format!("{client_id}\0{jti}");
         if seen
             .get(&key)
             .is_some_and(|e| e.saturating_add(LEEWAY) > now)
@@ -170,4 +206,11 @@ impl ClientAuth {
         seen.insert(key, exp);
         Ok(())
     }
+}
+
+/// Why an assertion failed: its signature (said the same for every client), or
+/// a claim of an assertion its client did sign.
+enum Check {
+    Signature,
+    Claims(String),
 }

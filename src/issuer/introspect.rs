@@ -1,6 +1,8 @@
-//! `POST /oauth/introspect` (RFC 7662): callers authenticate as apps; a token is
-//! active when the issuer signed it, it has not expired, and its app still
-//! exists and is not blocked.
+//! `POST /oauth/introspect` (RFC 7662): callers authenticate as apps granted
+//! `tokens:introspect` on the management API's audience; a token is active when
+//! the issuer signed it, it has not expired, it was not revoked, and its app
+//! still exists, is not blocked and was not blocked or deleted (then created
+//! again) after the token was issued ([`Registry::token_app`]).
 
 use super::registry::Registry;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -56,20 +58,8 @@ pub fn answer(verifier: &Verifier, reg: &Registry, token: &str) -> serde_json::V
     let Some(claims) = verifier.verify(token) else {
         return inactive;
     };
-    let jti = claims
-        .get("jti")
-        .and_then(|j| j.as_str())
-        .unwrap_or_default();
-    if reg.revoked.contains_key(jti) {
+    if reg.token_app(&claims).is_err() {
         return inactive;
-    }
-    let client = claims
-        .get("client_id")
-        .and_then(|c| c.as_str())
-        .unwrap_or_default();
-    match reg.apps.get(client) {
-        Some(app) if !app.blocked => {}
-        _ => return inactive,
     }
     let mut out = serde_json::json!({"active": true, "token_type": "Bearer"});
     for k in [

@@ -1,7 +1,11 @@
 //! The signing key and the keys retired by rotation. After `POST
 //! /api/v1/keys/rotate` the new key signs; the old one's public half stays in
 //! JWKS (and verifies for introspection) until every token it signed has expired.
-//! Retired public keys are kept in `keys.json` beside the state.
+//! Retired public keys are kept in `keys.json` beside the state. At most
+//! [`MAX_RETIRED`] retired keys are kept (so JWKS holds at most five keys,
+//! a few KiB): a rotation beyond that retires the oldest at once, and tokens
+//! it signed stop verifying (rotating that often within one token lifetime is
+//! an emergency measure, and then that is the point).
 
 use super::introspect::Verifier;
 use super::keys::{self, SigningKey, dir_of, write_private};
@@ -13,6 +17,9 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Retired keys kept in JWKS at most.
+pub const MAX_RETIRED: usize = 4;
 
 /// A retired key: its public JWK and when it leaves JWKS (Unix seconds).
 #[derive(Clone, Serialize, Deserialize)]
@@ -94,6 +101,9 @@ impl KeyRing {
             // Tokens it signed live at most `ttl`; a minute more for clock skew.
             retire_after: now() + self.ttl.as_secs() + 60,
         });
+        if retired.len() > MAX_RETIRED {
+            retired.drain(..retired.len() - MAX_RETIRED);
+        }
         let json = serde_json::to_vec_pretty(&retired).map_err(|e| e.to_string())?;
         write_private(&retired_path(&self.state), &json)?;
         let signing = keys::replace(&self.state, self.alg)?;
@@ -129,7 +139,11 @@ fn read_retired(state: &Path) -> Result<Vec<Retired>, String> {
             let all: Vec<Retired> =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
             let now = now();
-            Ok(all.into_iter().filter(|r| r.retire_after > now).collect())
+            let mut kept: Vec<Retired> = all.into_iter().filter(|r| r.retire_after > now).collect();
+            if kept.len() > MAX_RETIRED {
+                kept.drain(..kept.len() - MAX_RETIRED);
+            }
+            Ok(kept)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),

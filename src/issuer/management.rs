@@ -1,7 +1,12 @@
 //! The management API under `/api/v1`, protected by the issuer's own access
 //! tokens: audience `{url}api/v1/`, scopes `apis:read apis:write apps:read
-//! apps:write`. Missing or invalid token → 401, missing scope → 403 (RFC 6750).
-//! JSON in and out; unknown fields are refused with a message.
+//! apps:write keys:write tokens:introspect`. Missing, invalid, revoked token, or
+//! one whose app is blocked or deleted (or was since the token was issued) →
+//! 401; missing scope → 403 (RFC 6750). No escalation: on the management
+//! audience a caller grants only scopes it has itself, and cannot touch an app
+//! that holds management scopes it lacks (403). JSON in and out; duplicate keys
+//! and unknown fields are refused with a message. Ids in paths are
+//! percent-decoded.
 
 use super::introspect::Verifier;
 use super::keyring::KeyRing;
@@ -12,7 +17,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Method, StatusCode, header};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a management call failed; each maps to one status.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +26,9 @@ pub enum MgmtError {
     Unauthorized { token_sent: bool },
     #[error("the token lacks the scope {0}")]
     Forbidden(&'static str),
+    /// The call would hand out or touch a management scope the caller lacks.
+    #[error("the caller lacks the management scope {0}, which the app would hold or holds")]
+    Escalation(String),
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -41,7 +49,7 @@ impl MgmtError {
     pub fn status(&self) -> StatusCode {
         match self {
             MgmtError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            MgmtError::Forbidden(_) => StatusCode::FORBIDDEN,
+            MgmtError::Forbidden(_) | MgmtError::Escalation(_) => StatusCode::FORBIDDEN,
             MgmtError::BadRequest(_) => StatusCode::BAD_REQUEST,
             MgmtError::NotFound(_) => StatusCode::NOT_FOUND,
             MgmtError::Conflict(_) => StatusCode::CONFLICT,
@@ -65,6 +73,13 @@ impl MgmtError {
                     "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{scope}\""
                 )),
             ),
+            MgmtError::Escalation(scope) => (
+                "insufficient_scope",
+                Some(format!(
+                    "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{}\"",
+                    scope.replace(['"', '\\'], "")
+                )),
+            ),
             MgmtError::BadRequest(_) => ("invalid_request", None),
             MgmtError::NotFound(_) => ("not_found", None),
             MgmtError::Conflict(_) => ("conflict", None),
@@ -73,20 +88,42 @@ impl MgmtError {
     }
 }
 
-/// Check the bearer token: ours, for the management audience, with `scope`.
-fn require(
+/// Who is calling: the app behind a valid management token, and the
+/// management scopes it may use now (those its token carries *and* its app is
+/// still granted).
+pub struct Caller {
+    pub client_id: String,
+    pub scopes: BTreeSet<String>,
+}
+
+/// The bearer token of `headers`: the scheme is case-insensitive (RFC 6750
+/// §2.1, RFC 9110 §11.1); more than one `Authorization` header is refused.
+pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, MgmtError> {
+    let mut all = headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (all.next(), all.next());
+    if second.is_some() {
+        return Err(MgmtError::BadRequest(
+            "more than one Authorization header".into(),
+        ));
+    }
+    Ok(first
+        .and_then(|v| super::token::credentials_after(v.as_bytes(), "Bearer"))
+        .and_then(|t| std::str::from_utf8(t).ok()))
+}
+
+/// Check the caller's bearer token exactly as introspection would (ours,
+/// unexpired, not revoked, its app present, unblocked, and not blocked or
+/// deleted since the token was issued), and for the management audience.
+pub fn caller(
     verifier: &Verifier,
+    reg: &Registry,
     audience: &str,
     headers: &HeaderMap,
-    scope: &'static str,
-) -> Result<(), MgmtError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(token) = token else {
+) -> Result<Caller, MgmtError> {
+    let Some(token) = bearer(headers)? else {
         return Err(MgmtError::Unauthorized { token_sent: false });
     };
+    let bad = MgmtError::Unauthorized { token_sent: true };
     let claims = verifier
         .verify(token)
         .ok_or(MgmtError::Unauthorized { token_sent: true })?;
@@ -96,17 +133,81 @@ fn require(
         _ => false,
     };
     if !aud_ok {
-        return Err(MgmtError::Unauthorized { token_sent: true });
+        return Err(bad);
     }
-    let has = claims
+    let app = reg
+        .token_app(&claims)
+        .map_err(|_| MgmtError::Unauthorized { token_sent: true })?;
+    let granted = app.granted(audience);
+    let scopes = claims
         .get("scp")
         .and_then(|s| s.as_array())
-        .is_some_and(|s| s.iter().any(|x| x == scope));
-    if has {
-        Ok(())
-    } else {
-        Err(MgmtError::Forbidden(scope))
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str())
+        .filter(|s| granted.iter().any(|g| g == s))
+        .map(str::to_owned)
+        .collect();
+    Ok(Caller {
+        client_id: app.client_id.clone(),
+        scopes,
+    })
+}
+
+impl Caller {
+    fn need(&self, scope: &'static str) -> Result<(), MgmtError> {
+        if self.scopes.contains(scope) {
+            Ok(())
+        } else {
+            Err(MgmtError::Forbidden(scope))
+        }
     }
+
+    /// No escalation: `grants` may hold, on the management audience, only
+    /// scopes the caller has.
+    fn may_grant(
+        &self,
+        grants: &BTreeMap<String, Vec<String>>,
+        audience: &str,
+    ) -> Result<(), MgmtError> {
+        self.covers(grants.get(audience).map_or(&[], Vec::as_slice))
+    }
+
+    /// No escalation: an app holding management scopes the caller lacks may
+    /// not be changed, blocked, unblocked, rotated or deleted by it.
+    fn may_manage(&self, app: &App, audience: &str) -> Result<(), MgmtError> {
+        self.covers(app.granted(audience))
+    }
+
+    fn covers(&self, scopes: &[String]) -> Result<(), MgmtError> {
+        match scopes.iter().find(|s| !self.scopes.contains(*s)) {
+            Some(s) => Err(MgmtError::Escalation(s.clone())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The longest grace period a secret rotation accepts.
+pub const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Percent-decode one path segment (RFC 3986 §2.1); `None` if it is not valid
+/// percent-encoding of UTF-8.
+fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Handle one management call; `Ok((status, body))`.
@@ -118,34 +219,43 @@ pub async fn handle(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(StatusCode, serde_json::Value), MgmtError> {
-    let segments: Vec<&str> = path
-        .trim_start_matches("/api/v1/")
+    let no_route = || {
+        let shown: String = path.chars().take(200).collect();
+        MgmtError::NotFound(format!("no route {method} {shown}"))
+    };
+    let segments: Vec<String> = path
+        .strip_prefix("/api/v1/")
+        .unwrap_or_default()
         .split('/')
         .filter(|s| !s.is_empty())
-        .collect();
+        .map(decode_segment)
+        .collect::<Option<_>>()
+        .ok_or_else(no_route)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let audience = store.management_audience().to_owned();
+    let aud = audience.as_str();
     let current = keys.current();
-    let need = |scope| require(&current.verifier, &audience, headers, scope);
+    let who = || caller(&current.verifier, &store.snapshot(), aud, headers);
     let ok = |v| Ok((StatusCode::OK, v));
     match (method, segments.as_slice()) {
         (&Method::GET, ["revocations"]) => ok(revocations(&store.snapshot())),
         (&Method::POST, ["keys", "rotate"]) => {
-            need("keys:write")?;
+            who()?.need("keys:write")?;
             let kid = keys.rotate().await?;
             ok(serde_json::json!({"kid": kid}))
         }
         (&Method::GET, ["apis"]) => {
-            need("apis:read")?;
+            who()?.need("apis:read")?;
             ok(serde_json::json!(store.snapshot().apis))
         }
         (&Method::POST, ["apis"]) => {
-            need("apis:write")?;
+            who()?.need("apis:write")?;
             let new: NewApi = json(body)?;
             let api = store.change(|reg, t| create_api(reg, t, new)).await?;
             Ok((StatusCode::CREATED, serde_json::json!(api)))
         }
         (&Method::GET, ["apis", id]) => {
-            need("apis:read")?;
+            who()?.need("apis:read")?;
             let reg = store.snapshot();
             let api = reg
                 .apis
@@ -155,52 +265,60 @@ pub async fn handle(
             ok(serde_json::json!(api))
         }
         (&Method::PATCH, ["apis", id]) => {
-            need("apis:write")?;
+            who()?.need("apis:write")?;
             let patch: ApiPatch = json(body)?;
             let api = store.change(|reg, _| patch_api(reg, id, patch)).await?;
             ok(serde_json::json!(api))
         }
         (&Method::DELETE, ["apis", id]) => {
-            need("apis:write")?;
+            who()?.need("apis:write")?;
             store.change(|reg, t| delete_api(reg, t, id)).await?;
             Ok((StatusCode::NO_CONTENT, serde_json::Value::Null))
         }
         (&Method::GET, ["apps"]) => {
-            need("apps:read")?;
+            who()?.need("apps:read")?;
             let reg = store.snapshot();
             let mut apps: Vec<&App> = reg.apps.values().collect();
             apps.sort_by(|a, b| a.client_id.cmp(&b.client_id));
             ok(serde_json::Value::Array(
-                apps.iter().map(|a| a.public()).collect(),
+                apps.iter().map(|a| shown(&reg, a)).collect(),
             ))
         }
         (&Method::POST, ["apps"]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             let new: NewApp = json(body)?;
+            c.may_grant(&new.grants, aud)?;
             let (app, secret) = store.change(|reg, t| create_app(reg, t, new)).await?;
             let mut out = app.public();
             out["client_secret"] = secret.into();
             Ok((StatusCode::CREATED, out))
         }
         (&Method::GET, ["apps", id]) => {
-            need("apps:read")?;
-            ok(store
-                .snapshot()
-                .apps
-                .get(*id)
-                .ok_or_else(|| not_found("app", id))?
-                .public())
+            who()?.need("apps:read")?;
+            let reg = store.snapshot();
+            let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+            ok(shown(&reg, app))
         }
         (&Method::PATCH, ["apps", id]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             let patch: AppPatch = json(body)?;
-            ok(store.change(|reg, _| patch_app(reg, id, patch)).await?)
+            ok(store
+                .change(|reg, _| patch_app(reg, &c, aud, id, patch))
+                .await?)
         }
         (&Method::DELETE, ["apps", id]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             store
                 .change(|reg, t| {
-                    reg.apps.remove(*id).ok_or_else(|| not_found("app", id))?;
+                    let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+                    c.may_manage(app, aud)?;
+                    reg.apps.remove(*id);
+                    // Its tokens stay revoked, even for an app created again
+                    // under the same id.
+                    reg.revoke_all_until_now(id);
                     t.apps.insert((*id).to_owned());
                     Ok::<_, MgmtError>(())
                 })
@@ -208,24 +326,31 @@ pub async fn handle(
             Ok((StatusCode::NO_CONTENT, serde_json::Value::Null))
         }
         (&Method::PUT, ["apps", id, "grants"]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             let grants: BTreeMap<String, Vec<String>> = json(body)?;
             let patch = AppPatch {
                 grants: Some(grants),
                 ..AppPatch::default()
             };
-            ok(store.change(|reg, _| patch_app(reg, id, patch)).await?)
+            ok(store
+                .change(|reg, _| patch_app(reg, &c, aud, id, patch))
+                .await?)
         }
         (&Method::POST, ["apps", id, action @ ("block" | "unblock")]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             let patch = AppPatch {
                 blocked: Some(*action == "block"),
                 ..AppPatch::default()
             };
-            ok(store.change(|reg, _| patch_app(reg, id, patch)).await?)
+            ok(store
+                .change(|reg, _| patch_app(reg, &c, aud, id, patch))
+                .await?)
         }
         (&Method::POST, ["apps", id, "secrets"]) => {
-            need("apps:write")?;
+            let c = who()?;
+            c.need("apps:write")?;
             let rotate: Rotate = if body.is_empty() {
                 Rotate::default()
             } else {
@@ -233,24 +358,49 @@ pub async fn handle(
             };
             let grace = match rotate.grace.as_deref().map(str::trim) {
                 None | Some("") => 0,
-                Some(g) => humantime::parse_duration(g)
-                    .map_err(|e| {
+                Some(g) => {
+                    let d = humantime::parse_duration(g).map_err(|e| {
                         MgmtError::BadRequest(format!("grace: invalid duration `{g}`: {e}"))
-                    })?
-                    .as_secs(),
+                    })?;
+                    if d > MAX_GRACE {
+                        return Err(MgmtError::BadRequest(format!(
+                            "grace: at most {} (30 days)",
+                            humantime::format_duration(MAX_GRACE)
+                        )));
+                    }
+                    d.as_secs()
+                }
             };
-            let secret = store.change(|reg, _| rotate_secret(reg, id, grace)).await?;
+            let secret = store
+                .change(|reg, _| {
+                    let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+                    c.may_manage(app, aud)?;
+                    rotate_secret(reg, id, grace)
+                })
+                .await?;
             Ok((
                 StatusCode::CREATED,
                 serde_json::json!({"client_id": id, "client_secret": secret}),
             ))
         }
-        _ => Err(MgmtError::NotFound(format!("no route {method} {path}"))),
+        _ => Err(no_route()),
     }
 }
 
+/// An app as the management API shows it, with its `not_before` if any.
+fn shown(reg: &Registry, app: &App) -> serde_json::Value {
+    let mut v = app.public();
+    if let Some(nb) = reg.not_before.get(&app.client_id) {
+        v["not_before"] = (*nb).into();
+    }
+    v
+}
+
+/// A JSON body: strict (no duplicate keys at any depth), then typed.
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, MgmtError> {
-    serde_json::from_slice(body)
+    let value = super::strict_json::parse(body)
+        .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))?;
+    serde_json::from_value(value)
         .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
@@ -303,11 +453,14 @@ struct Rotate {
     grace: Option<String>,
 }
 
+/// Scope values: RFC 6749 §3.3's `scope-token` (`%x21 / %x23-5B / %x5D-7E`).
 fn check_scopes(scopes: &[String]) -> Result<(), MgmtError> {
     match scopes.iter().find(|s| {
         s.is_empty()
-            || s.chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == '\\')
+            || s.len() > 256
+            || !s
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
     }) {
         Some(bad) => Err(MgmtError::BadRequest(format!("invalid scope `{bad}`"))),
         None => Ok(()),
@@ -322,6 +475,12 @@ fn create_api(reg: &mut Registry, t: &mut Tombstones, new: NewApi) -> Result<Api
         ));
     }
     let id = new.id.unwrap_or_else(|| crate::config::slug(&new.name));
+    if !crate::config::valid_id(&id) {
+        return Err(MgmtError::BadRequest(format!(
+            "API id `{}` is invalid: use 1 to 128 of A-Z a-z 0-9 . _ ~ -",
+            id.escape_debug()
+        )));
+    }
     if reg
         .apis
         .iter()
@@ -415,9 +574,15 @@ fn create_app(
         Some(id) => id,
         None => random(16)?,
     };
-    if client_id.is_empty() || reg.apps.contains_key(&client_id) {
+    if !crate::config::valid_id(&client_id) {
+        return Err(MgmtError::BadRequest(format!(
+            "client id `{}` is invalid: use 1 to 128 of A-Z a-z 0-9 . _ ~ -",
+            client_id.escape_debug()
+        )));
+    }
+    if reg.apps.contains_key(&client_id) {
         return Err(MgmtError::Conflict(format!(
-            "client id `{client_id}` is taken or empty"
+            "client id `{client_id}` is taken"
         )));
     }
     // 256 bits of entropy: a keyed hash is enough to store it.
@@ -457,13 +622,23 @@ fn keys(
 
 fn patch_app(
     reg: &mut Registry,
+    caller: &Caller,
+    audience: &str,
     id: &str,
     patch: AppPatch,
 ) -> Result<serde_json::Value, MgmtError> {
+    let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
+    caller.may_manage(app, audience)?;
     if let Some(g) = &patch.grants {
+        caller.may_grant(g, audience)?;
         check_grants(reg, g)?;
     }
     let jwks = keys(patch.jwks, patch.public_key_pem)?;
+    if patch.blocked == Some(true) {
+        // Every token issued so far is revoked, for good (until it expires).
+        reg.revoke_all_until_now(id);
+    }
+    let not_before = reg.not_before.get(id).copied();
     let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
     if let Some(name) = patch.name {
         app.name = name;
@@ -480,19 +655,24 @@ fn patch_app(
             app.blocked_at = Some(now());
         }
         Some(false) => {
+            // New tokens only: `not_before` stays.
             app.blocked = false;
             app.blocked_at = None;
         }
         _ => {}
     }
-    Ok(app.public())
+    let mut shown = app.public();
+    if let Some(nb) = not_before {
+        shown["not_before"] = nb.into();
+    }
+    Ok(shown)
 }
 
 fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String, MgmtError> {
     let secret = random(32)?;
     let sealed = reg.seal(&secret);
     let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
-    let until = now() + grace_secs;
+    let until = now().saturating_add(grace_secs);
     if grace_secs == 0 {
         app.secrets.clear();
     } else {
@@ -506,21 +686,42 @@ fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String
     Ok(secret)
 }
 
-/// The feed inbound sidecars poll: blocked apps and since when.
+/// The feed inbound sidecars poll. `blocked_clients`: apps blocked now and
+/// since when (as before). `client_not_before`: for every client id blocked or
+/// deleted at some time, the Unix second at or before which all its tokens are
+/// revoked, even after an unblock or a new app under the same id.
+/// `revoked_tokens`: revoked `jti`s until the token would have expired.
 fn revocations(reg: &Registry) -> serde_json::Value {
+    let now = now();
     let mut blocked: Vec<serde_json::Value> = reg
         .apps
         .values()
         .filter(|a| a.blocked)
-        .map(|a| serde_json::json!({"client_id": a.client_id, "blocked_at": a.blocked_at}))
+        .map(|a| {
+            serde_json::json!({
+                "client_id": a.client_id,
+                "blocked_at": a.blocked_at,
+                "not_before": reg.not_before.get(&a.client_id),
+            })
+        })
         .collect();
     blocked.sort_by(|a, b| a["client_id"].as_str().cmp(&b["client_id"].as_str()));
+    let not_before: Vec<serde_json::Value> = reg
+        .not_before
+        .iter()
+        .map(|(id, nb)| serde_json::json!({"client_id": id, "not_before": nb}))
+        .collect();
     let revoked: Vec<serde_json::Value> = reg
         .revoked
         .iter()
+        .filter(|(_, exp)| **exp > now)
         .map(|(jti, exp)| serde_json::json!({"jti": jti, "exp": exp}))
         .collect();
-    serde_json::json!({"blocked_clients": blocked, "revoked_tokens": revoked})
+    serde_json::json!({
+        "blocked_clients": blocked,
+        "client_not_before": not_before,
+        "revoked_tokens": revoked,
+    })
 }
 
 /// `n` random bytes, base64url.

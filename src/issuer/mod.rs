@@ -14,9 +14,10 @@ pub mod limit;
 pub mod management;
 pub mod registry;
 pub mod store;
+pub mod strict_json;
 pub mod token;
 
-use crate::config::IssuerSpec;
+use crate::config::{IssuerSpec, Limits};
 use crate::error::json_response;
 use crate::proxy::ProxyBody;
 use crate::proxy::server::Handler;
@@ -31,8 +32,6 @@ use prometheus_client::registry::Registry as Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Token requests larger than this are refused.
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct IssuedLabels {
     client_id: String,
@@ -46,8 +45,60 @@ struct ErrorLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ManagementLabels {
-    method: String,
+    /// One of the standard methods, else `other`: never the request's own
+    /// text, so invented methods cannot grow `/metrics`.
+    method: &'static str,
     status: u16,
+}
+
+/// The metric label for `method`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the body is larger than {0} bytes or unreadable")]
+    TooLarge(usize),
+    #[error("the body was not received within {0:?}")]
+    Timeout(Duration),
+}
+
+impl BodyError {
+    /// 400 (as before) for a body over the cap; 408 and the connection closed
+    /// for one that did not arrive in time (nginx's `client_body_timeout`).
+    fn response(&self) -> Response<ProxyBody> {
+        let status = match self {
+            BodyError::TooLarge(_) => StatusCode::BAD_REQUEST,
+            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+        };
+        let mut resp = json_response(
+            status,
+            &serde_json::json!({"error": "invalid_request", "error_description": self.to_string()}),
+        );
+        if matches!(self, BodyError::Timeout(_)) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        no_store(resp)
+    }
+}
+
+/// The address a request came from, if the listener recorded it.
+fn peer(req: &Request<Incoming>) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<crate::proxy::server::PeerAddr>()
+        .map(|p| p.0.ip())
 }
 
 /// The running issuer.
@@ -56,7 +107,9 @@ pub struct Issuer {
     ttl: Duration,
     store: store::Store,
     auth: assertion::ClientAuth,
+    revokes: limit::RevokeLimiter,
     max_body: usize,
+    body_timeout: Duration,
     keys: keyring::KeyRing,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
@@ -67,8 +120,9 @@ pub struct Issuer {
 
 impl Issuer {
     /// Load (or create) keys and build the registry from the config.
-    /// `max_body`: the largest request body read (`limits.max_body_bytes`).
-    pub fn new(spec: &IssuerSpec, max_body: usize) -> Result<Self, String> {
+    /// `limits`: the largest request body read (`max_body_bytes`) and how long
+    /// it may take to arrive (`body_read_timeout`).
+    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, String> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
         let auth = assertion::ClientAuth::new(&url);
@@ -95,13 +149,15 @@ impl Issuer {
         let throttled = Counter::default();
         metrics.register(
             "m2m_issuer_auth_throttled",
-            "Token requests refused with 429 after too many failed authentications of one client",
+            "Failed client authentications answered 429 (too many failures for the client id or source address)",
             throttled.clone(),
         );
         Ok(Issuer {
             url,
             auth,
-            max_body,
+            revokes: limit::RevokeLimiter::default(),
+            max_body: limits.max_body_bytes,
+            body_timeout: limits.body_read_timeout,
             ttl: spec.token_ttl,
             store,
             keys,
@@ -113,41 +169,78 @@ impl Issuer {
         })
     }
 
-    /// Read a form or JSON request body (at most `limits.max_body_bytes`) with its headers.
-    async fn read(&self, req: Request<Incoming>) -> Result<token::TokenRequest, token::TokenError> {
+    /// Read a request body: at most `limits.max_body_bytes`, in full within
+    /// `limits.body_read_timeout`.
+    async fn body(&self, body: Incoming) -> Result<Bytes, BodyError> {
         let max = self.max_body;
-        let (parts, body) = req.into_parts();
-        let body = Limited::new(body, max)
-            .collect()
-            .await
-            .map_err(|_| token::TokenError {
-                code: "invalid_request",
-                description: format!("the body is larger than {max} bytes or unreadable"),
-                basic: false,
-                retry_after: None,
-            })?
-            .to_bytes();
-        token::TokenRequest::parse(&parts.headers, &body)
-    }
-
-    async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let result = self.read(req).await.and_then(|r| {
-            token::authenticate(&self.store.snapshot(), &self.auth, &r)?;
-            r.get("token")
-                .map(str::to_owned)
-                .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
-        });
-        match result {
-            Ok(t) => no_store(json_response(
-                StatusCode::OK,
-                &introspect::answer(&self.keys.current().verifier, &self.store.snapshot(), &t),
-            )),
-            Err(e) => self.token_error(&e),
+        match tokio::time::timeout(self.body_timeout, Limited::new(body, max).collect()).await {
+            Err(_) => Err(BodyError::Timeout(self.body_timeout)),
+            Ok(Err(_)) => Err(BodyError::TooLarge(max)),
+            Ok(Ok(b)) => Ok(b.to_bytes()),
         }
     }
 
+    /// Read a form or JSON request body with its headers and source address.
+    async fn read(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<Result<token::TokenRequest, token::TokenError>, BodyError> {
+        let peer = peer(&req);
+        let (parts, body) = req.into_parts();
+        let body = self.body(body).await?;
+        Ok(
+            token::TokenRequest::parse(&parts.headers, &body).map(|mut r| {
+                r.peer = peer;
+                r
+            }),
+        )
+    }
+
+    /// `POST /oauth/introspect` (RFC 7662): the caller authenticates as an app
+    /// granted `tokens:introspect` on the management audience (RFC 7662 §2.1
+    /// asks for authorization); an authenticated app without it gets 403.
+    async fn introspect(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let r = match self.read(req).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.fail(e).await,
+            Err(e) => return e.response(),
+        };
+        let reg = self.store.snapshot();
+        let app = match token::authenticate(&reg, &self.auth, &r) {
+            Ok(app) => app,
+            Err(e) => return self.fail(e).await,
+        };
+        let audience = self.store.management_audience();
+        if app.blocked
+            || !app
+                .granted(audience)
+                .iter()
+                .any(|s| s == "tokens:introspect")
+        {
+            let body = serde_json::json!({
+                "error": "insufficient_scope",
+                "error_description": format!(
+                    "introspection needs the scope tokens:introspect granted on {audience}"
+                ),
+            });
+            return no_store(json_response(StatusCode::FORBIDDEN, &body));
+        }
+        let Some(t) = r.get("token") else {
+            return self
+                .fail(token::TokenError::new(
+                    "invalid_request",
+                    "token is required",
+                ))
+                .await;
+        };
+        no_store(json_response(
+            StatusCode::OK,
+            &introspect::answer(&self.keys.current().verifier, &reg, t),
+        ))
+    }
+
     async fn management(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let method = req.method().to_string();
+        let method = method_label(req.method());
         let resp = self.management_call(req).await;
         let labels = ManagementLabels {
             method,
@@ -159,25 +252,19 @@ impl Issuer {
 
     async fn management_call(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let (parts, body) = req.into_parts();
-        let max = self.max_body;
-        let result = match Limited::new(body, max).collect().await {
-            Ok(body) => {
-                let body = body.to_bytes();
-                let path = parts.uri.path();
-                management::handle(
-                    &self.store,
-                    &self.keys,
-                    &parts.method,
-                    path,
-                    &parts.headers,
-                    &body,
-                )
-                .await
-            }
-            Err(_) => Err(management::MgmtError::BadRequest(format!(
-                "the body is larger than {max} bytes"
-            ))),
+        let body = match self.body(body).await {
+            Ok(b) => b,
+            Err(e) => return e.response(),
         };
+        let result = management::handle(
+            &self.store,
+            &self.keys,
+            &parts.method,
+            parts.uri.path(),
+            &parts.headers,
+            &body,
+        )
+        .await;
         match result {
             Ok((StatusCode::NO_CONTENT, _)) => {
                 let mut resp = Response::new(Either::Right(Full::new(Bytes::new())));
@@ -201,18 +288,21 @@ impl Issuer {
 
     /// `POST /oauth/revoke` (RFC 7009): an app revokes a token issued to it.
     /// Unknown or invalid tokens are answered 200, as the RFC asks.
+    /// Revocations are rate-limited per app ([`limit::RevokeLimiter`]): 429.
     async fn revoke(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let parsed = self.read(req).await.and_then(|r| {
-            let caller = token::authenticate(&self.store.snapshot(), &self.auth, &r)?
-                .client_id
-                .clone();
+        let r = match self.read(req).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.fail(e).await,
+            Err(e) => return e.response(),
+        };
+        let parsed = token::authenticate(&self.store.snapshot(), &self.auth, &r).and_then(|app| {
             let t = r.get("token").map(str::to_owned);
-            t.map(|t| (caller, t))
+            t.map(|t| (app.client_id.clone(), t))
                 .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
         });
         let (caller, token) = match parsed {
             Ok(p) => p,
-            Err(e) => return self.token_error(&e),
+            Err(e) => return self.fail(e).await,
         };
         let Some(claims) = self.keys.current().verifier.verify(&token) else {
             return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
@@ -237,6 +327,18 @@ impl Issuer {
             .get("exp")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or_default();
+        if self.store.snapshot().token_app(&claims).is_err() {
+            // Revoked already (or its app is gone): nothing to record.
+            return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
+        }
+        if let Err(wait) = self.revokes.take(&caller) {
+            let mut e = token::TokenError::new(
+                "slow_down",
+                "too many revocations by this client; retry later",
+            );
+            e.retry_after = Some(wait);
+            return self.token_error(&e);
+        }
         let stored = self
             .store
             .change(|reg, _| {
@@ -255,25 +357,49 @@ impl Issuer {
     }
 
     async fn token(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let result = self
-            .read(req)
-            .await
-            .and_then(|r| token::authorize(&self.store.snapshot(), &self.auth, &r));
-        let grant = match result {
-            Ok(g) => g,
-            Err(e) => return self.token_error(&e),
+        let r = match self.read(req).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return self.fail(e).await,
+            Err(e) => return e.response(),
         };
-        let access_token =
-            match token::mint(&self.keys.current().signing, &self.url, self.ttl, &grant) {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot sign a token");
-                    return no_store(json_response(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        &serde_json::json!({"error": "server_error"}),
-                    ));
-                }
+        // `iat` is read before the snapshot, and must be after the app's last
+        // block or deletion: within that same second, wait for the next one.
+        let mut tries = 0;
+        let (grant, now) = loop {
+            let now = registry::now();
+            let reg = self.store.snapshot();
+            let grant = match token::authorize(&reg, &self.auth, &r) {
+                Ok(g) => g,
+                Err(e) => return self.fail(e).await,
             };
+            match reg.not_before.get(&grant.client_id) {
+                Some(nb) if now <= *nb && tries < 3 => {
+                    tries += 1;
+                    tokio::time::sleep(until_next_second()).await;
+                }
+                Some(nb) if now <= *nb => {
+                    let e = token::TokenError::new("temporarily_unavailable", "retry in a second");
+                    return self.token_error(&e);
+                }
+                _ => break (grant, now),
+            }
+        };
+        let access_token = match token::mint(
+            &self.keys.current().signing,
+            &self.url,
+            self.ttl,
+            &grant,
+            now,
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot sign a token");
+                return no_store(json_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &serde_json::json!({"error": "server_error"}),
+                ));
+            }
+        };
         self.issued
             .get_or_create(&IssuedLabels {
                 client_id: grant.client_id.clone(),
@@ -291,6 +417,15 @@ impl Issuer {
         no_store(json_response(StatusCode::OK, &body))
     }
 
+    /// [`Self::token_error`], after [`limit::THROTTLED_DELAY`] when the
+    /// failure is throttled.
+    async fn fail(&self, e: token::TokenError) -> Response<ProxyBody> {
+        if e.retry_after.is_some() {
+            tokio::time::sleep(limit::THROTTLED_DELAY).await;
+        }
+        self.token_error(&e)
+    }
+
     fn token_error(&self, e: &token::TokenError) -> Response<ProxyBody> {
         self.errors
             .get_or_create(&ErrorLabels {
@@ -302,7 +437,9 @@ impl Issuer {
             &serde_json::json!({"error": e.code, "error_description": e.description}),
         );
         if let Some(wait) = e.retry_after {
-            self.throttled.inc();
+            if e.code == "invalid_client" {
+                self.throttled.inc();
+            }
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(wait.as_secs().max(1)),
@@ -392,6 +529,15 @@ impl Handler for Issuer {
             ),
         }
     }
+}
+
+/// Time until the next whole Unix second.
+fn until_next_second() -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    Duration::from_nanos(u64::from(1_000_000_000u32.saturating_sub(nanos)))
+        + Duration::from_millis(1)
 }
 
 fn no_store(mut resp: Response<ProxyBody>) -> Response<ProxyBody> {

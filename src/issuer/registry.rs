@@ -46,6 +46,19 @@ pub struct App {
     pub jwks: Option<serde_json::Value>,
 }
 
+/// Why a token the issuer signed is not accepted any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Inactive {
+    #[error("the token was revoked")]
+    Revoked,
+    #[error("the token's app does not exist")]
+    NoApp,
+    #[error("the token's app is blocked")]
+    Blocked,
+    #[error("the token was issued before its app was last blocked or deleted")]
+    BeforeNotBefore,
+}
+
 impl App {
     /// The app as the management API shows it: never a secret or its MAC.
     pub fn public(&self) -> serde_json::Value {
@@ -56,6 +69,11 @@ impl App {
             "blocked": self.blocked,
             "jwks": self.jwks,
         })
+    }
+
+    /// The scopes this app is granted on `audience`.
+    pub fn granted(&self, audience: &str) -> &[String] {
+        self.grants.get(audience).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -97,6 +115,11 @@ pub struct Registry {
     pub apps: HashMap<String, App>,
     /// Revoked token ids and their `exp` (dropped once expired).
     pub revoked: BTreeMap<String, u64>,
+    /// client id → Unix second at or before which every token issued to that
+    /// client id is revoked: the app's last block, or its deletion (kept after
+    /// the app is gone, so an app created again under the same id never
+    /// revives the old tokens).
+    pub not_before: BTreeMap<String, u64>,
 }
 
 impl Registry {
@@ -108,14 +131,59 @@ impl Registry {
     /// The app `client_id` if `secret` is one of its current secrets
     /// (constant-time comparison of the MACs).
     pub fn authenticate(&self, client_id: &str, secret: &str) -> Option<&App> {
-        let app = self.apps.get(client_id)?;
+        let Some(app) = self.apps.get(client_id) else {
+            // The same work as for a known id, so timing does not tell them apart.
+            let _ = hmac::verify(&self.key, secret.as_bytes(), &[0u8; 32]);
+            return None;
+        };
         let now = now();
-        let ok = app
+        let mut ok = false;
+        for s in app
             .secrets
             .iter()
             .filter(|s| s.not_after.is_none_or(|t| now < t))
-            .any(|s| hmac::verify(&self.key, secret.as_bytes(), &s.mac).is_ok());
+        {
+            ok |= hmac::verify(&self.key, secret.as_bytes(), &s.mac).is_ok();
+        }
         ok.then_some(app)
+    }
+
+    /// Mark every token issued to `client_id` up to now as revoked.
+    pub fn revoke_all_until_now(&mut self, client_id: &str) {
+        let t = now();
+        let entry = self.not_before.entry(client_id.to_owned()).or_insert(t);
+        *entry = (*entry).max(t);
+    }
+
+    /// The app of a token this issuer signed (its verified `claims`), if the
+    /// token is still accepted: not revoked, its app exists and is not
+    /// blocked, and it was issued after the app's last block or deletion.
+    pub fn token_app(
+        &self,
+        claims: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<&App, Inactive> {
+        let jti = claims
+            .get("jti")
+            .and_then(|j| j.as_str())
+            .unwrap_or_default();
+        if self.revoked.contains_key(jti) {
+            return Err(Inactive::Revoked);
+        }
+        let client = claims
+            .get("client_id")
+            .and_then(|c| c.as_str())
+            .unwrap_or_default();
+        let app = self.apps.get(client).ok_or(Inactive::NoApp)?;
+        if app.blocked {
+            return Err(Inactive::Blocked);
+        }
+        let iat = claims.get("iat").and_then(serde_json::Value::as_u64);
+        let not_before = self.not_before.get(client).copied();
+        match (iat, not_before) {
+            (None, _) => Err(Inactive::BeforeNotBefore),
+            (Some(iat), Some(nb)) if iat <= nb => Err(Inactive::BeforeNotBefore),
+            _ => Ok(app),
+        }
     }
 
     /// The stored form of `secret`.

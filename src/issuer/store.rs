@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,7 +37,11 @@ struct State {
     deleted_apps: BTreeSet<String>,
     /// Revoked token ids → their `exp`.
     #[serde(default)]
-    revoked: std::collections::BTreeMap<String, u64>,
+    revoked: BTreeMap<String, u64>,
+    /// client id → tokens issued at or before this Unix second are revoked
+    /// (the app's last block or its deletion).
+    #[serde(default)]
+    not_before: BTreeMap<String, u64>,
 }
 
 /// The issuer's registry, its state file and the lock that orders changes.
@@ -53,12 +57,13 @@ impl Store {
     /// Build the registry from `spec` and the state file, if there is one.
     pub fn open(spec: &IssuerSpec) -> Result<Self, String> {
         let key = load_or_create_key(&spec.state)?;
-        let state = read_state(&spec.state)?;
+        let mut state = read_state(&spec.state)?;
         let mut reg = Registry {
             key,
             apis: Vec::new(),
             apps: Default::default(),
             revoked: Default::default(),
+            not_before: state.not_before.clone(),
         };
         for a in &spec.apis {
             if !state.deleted_apis.contains(&a.id) {
@@ -140,19 +145,34 @@ impl Store {
             );
         }
         // The state wins for what it names.
-        for api in state.apis {
+        for api in &state.apis {
             reg.apis.retain(|a| a.id != api.id);
-            reg.apis.push(api);
+            reg.apis.push(api.clone());
         }
-        for app in state.apps {
-            reg.apps.insert(app.client_id.clone(), app);
+        for app in &state.apps {
+            reg.apps.insert(app.client_id.clone(), app.clone());
         }
-        let now = super::registry::now();
-        reg.revoked = state
-            .revoked
-            .into_iter()
-            .filter(|(_, exp)| *exp > now)
+        // A blocked app: none of its tokens so far are valid, whenever (and
+        // however: config or runtime) it was blocked.
+        let blocked: Vec<String> = reg
+            .apps
+            .values()
+            .filter(|a| a.blocked)
+            .map(|a| a.client_id.clone())
             .collect();
+        let now = super::registry::now();
+        state.revoked.retain(|_, exp| *exp > now);
+        reg.revoked = state.revoked.clone();
+        if !blocked.is_empty() {
+            for id in blocked {
+                state.not_before.insert(id, now);
+            }
+            reg.not_before = state.not_before.clone();
+            // Recorded at once (and nothing else: config apps are not copied
+            // into the state), so removing `blocked` from the config later
+            // does not revive the tokens issued before.
+            write_state(&spec.state, &state)?;
+        }
         let management = Api {
             id: "management".into(),
             name: "m2m-sidecar management API".into(),
@@ -222,15 +242,9 @@ impl Store {
             deleted_apis: tombstones.apis.clone(),
             deleted_apps: tombstones.apps.clone(),
             revoked: reg.revoked.clone(),
+            not_before: reg.not_before.clone(),
         };
-        let json = serde_json::to_vec_pretty(&state)
-            .map_err(|e| format!("cannot encode the state: {e}"))?;
-        write_private(&self.state_path, &json)?;
-        // Make the rename itself durable.
-        if let Ok(dir) = std::fs::File::open(dir_of(&self.state_path)) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        write_state(&self.state_path, &state)
     }
 }
 
@@ -238,6 +252,17 @@ impl Store {
 pub struct Tombstones {
     pub apis: BTreeSet<String>,
     pub apps: BTreeSet<String>,
+}
+
+fn write_state(path: &Path, state: &State) -> Result<(), String> {
+    let json =
+        serde_json::to_vec_pretty(state).map_err(|e| format!("cannot encode the state: {e}"))?;
+    write_private(path, &json)?;
+    // Make the rename itself durable.
+    if let Ok(dir) = std::fs::File::open(dir_of(path)) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 fn read_state(path: &Path) -> Result<State, String> {

@@ -10,7 +10,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::{HeaderMap, StatusCode, header};
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::time::Duration;
 
 /// A token endpoint error: the §5.2 code, a description, and whether the client
 /// authenticated with Basic (then a 401 carries `WWW-Authenticate: Basic`).
@@ -39,17 +40,54 @@ impl TokenError {
         }
         match self.code {
             "invalid_client" => StatusCode::UNAUTHORIZED,
+            "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
     }
 }
 
 /// The parameters of a token request, however they were sent.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct TokenRequest {
     params: HashMap<String, String>,
     /// `(client_id, secret)` from a Basic header.
     basic: Option<(String, String)>,
+    /// The address the request came from (failures are throttled per address).
+    pub peer: Option<IpAddr>,
+}
+
+impl std::fmt::Debug for TokenRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Parameter names only: values hold secrets and assertions.
+        let mut names: Vec<&str> = self.params.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        f.debug_struct("TokenRequest")
+            .field("params", &names)
+            .field("basic", &self.basic.is_some())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// Whether a `Content-Type` value is JSON: `application/json`, in any case,
+/// with or without parameters (RFC 9110 §8.3.1, RFC 6838 §4.2).
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default();
+    essence
+        .trim_matches([' ', '\t'])
+        .eq_ignore_ascii_case("application/json")
+}
+
+/// The value after `scheme` in an `Authorization` header, the scheme matched
+/// case-insensitively (RFC 9110 §11.1) and followed by one or more spaces.
+pub fn credentials_after<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
+    let n = scheme.len();
+    let (head, rest) = (value.get(..n)?, value.get(n..)?);
+    if !head.eq_ignore_ascii_case(scheme.as_bytes()) || rest.first() != Some(&b' ') {
+        return None;
+    }
+    let rest = rest.trim_ascii();
+    (!rest.is_empty()).then_some(rest)
 }
 
 impl TokenRequest {
@@ -58,13 +96,21 @@ impl TokenRequest {
         let json = headers
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+            .is_some_and(is_json);
         let params = if json {
             json_params(body)?
         } else {
             form_params(body)?
         };
-        let basic = match headers.get(header::AUTHORIZATION) {
+        let mut auth = headers.get_all(header::AUTHORIZATION).iter();
+        let (first, second) = (auth.next(), auth.next());
+        if second.is_some() {
+            return Err(TokenError::new(
+                "invalid_request",
+                "more than one Authorization header",
+            ));
+        }
+        let basic = match first {
             None => None,
             Some(v) => Some(basic_credentials(v.as_bytes()).ok_or_else(|| {
                 let mut e = TokenError::new("invalid_client", "malformed Basic credentials");
@@ -72,7 +118,11 @@ impl TokenRequest {
                 e
             })?),
         };
-        Ok(TokenRequest { params, basic })
+        Ok(TokenRequest {
+            params,
+            basic,
+            peer: None,
+        })
     }
 
     /// Whether Basic credentials came in `Authorization`.
@@ -89,8 +139,14 @@ impl TokenRequest {
 }
 
 fn json_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
-    let value: serde_json::Value = serde_json::from_slice(body)
-        .map_err(|_| TokenError::new("invalid_request", "the body is not valid JSON"))?;
+    let value = super::strict_json::parse(body).map_err(|e| {
+        let why = if e.to_string().contains("duplicate key") {
+            "the JSON body repeats a key"
+        } else {
+            "the body is not valid JSON"
+        };
+        TokenError::new("invalid_request", why)
+    })?;
     let obj = value
         .as_object()
         .ok_or_else(|| TokenError::new("invalid_request", "the body must be a JSON object"))?;
@@ -120,10 +176,8 @@ fn form_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
 
 /// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
 fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
-    let b64 = value
-        .strip_prefix(b"Basic ")
-        .or_else(|| value.strip_prefix(b"basic "))?;
-    let decoded = STANDARD.decode(b64.trim_ascii()).ok()?;
+    let b64 = credentials_after(value, "Basic")?;
+    let decoded = STANDARD.decode(b64).ok()?;
     let pair = std::str::from_utf8(&decoded).ok()?;
     let (id, secret) = pair.split_once(':')?;
     let unform = |s: &str| -> String {
@@ -143,7 +197,8 @@ pub struct Grant {
 }
 
 /// The app a request authenticates as (Basic, or `client_id` + `client_secret`
-/// in the body), throttling repeated failures.
+/// in the body, or a client assertion). Correct credentials always pass;
+/// failures are counted and, past the budget, answered 429 (see [`super::limit`]).
 pub fn authenticate<'r>(
     reg: &'r Registry,
     auth: &ClientAuth,
@@ -152,7 +207,6 @@ pub fn authenticate<'r>(
     if req.get("client_assertion").is_some() || req.get("client_assertion_type").is_some() {
         return auth.assertion(reg, req);
     }
-    let limiter = &auth.limiter;
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
         (Some(_), Some(_)) => {
@@ -178,22 +232,14 @@ pub fn authenticate<'r>(
             "client_id in the body differs from the Basic credentials",
         ));
     }
-    if let Err(wait) = limiter.check(client_id) {
-        let mut e = TokenError::new(
-            "invalid_client",
-            "too many failed authentications for this client; retry later",
-        );
-        e.retry_after = Some(wait);
-        return Err(e);
-    }
-    reg.authenticate(client_id, secret).ok_or_else(|| {
-        if reg.apps.contains_key(client_id) {
-            limiter.failed(client_id);
+    match reg.authenticate(client_id, secret) {
+        Some(app) => Ok(app),
+        None => {
+            let mut e = auth.failure(client_id, req.peer);
+            e.basic = basic;
+            Err(e)
         }
-        let mut e = TokenError::new("invalid_client", "client authentication failed");
-        e.basic = basic;
-        e
-    })
+    }
 }
 
 /// Check a token request against the registry: authentication, grant type,
@@ -283,16 +329,16 @@ fn truncate(s: &str) -> String {
 }
 
 /// Sign an RFC 9068 access token for `grant`.
+/// `now` (Unix seconds) is `iat`: read before the registry snapshot that
+/// allowed the grant, so a block or deletion after that snapshot has a later
+/// (or equal) time and revokes this token too.
 pub fn mint(
     key: &SigningKey,
     issuer: &str,
     ttl: Duration,
     grant: &Grant,
+    now: u64,
 ) -> Result<String, String> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|e| e.to_string())?
-        .as_secs();
     let mut jti = [0u8; 16];
     aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_owned())?;
     let claims = serde_json::json!({
@@ -312,4 +358,142 @@ pub fn mint(
     header.typ = Some("at+jwt".into());
     header.kid = Some(key.kid.clone());
     key.sign_jwt(&header, &claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(content_type: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_str(content_type).unwrap(),
+        );
+        h
+    }
+
+    /// Parameter names: distinct, and never empty.
+    fn names() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::btree_set("[a-z_]{1,12}", 1..8).prop_map(|s| s.into_iter().collect())
+    }
+
+    proptest! {
+        #[test]
+        fn the_parsers_never_panic(body in prop::collection::vec(any::<u8>(), 0..512),
+                                   json in any::<bool>()) {
+            let h = headers(if json { "application/json" } else { "application/x-www-form-urlencoded" });
+            let _ = TokenRequest::parse(&h, &body);
+        }
+
+        #[test]
+        fn forms_round_trip(names in names(), values in prop::collection::vec(".{1,24}", 8)) {
+            let pairs: Vec<(String, String)> = names.iter().cloned().zip(values).collect();
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let r = TokenRequest::parse(&headers("application/x-www-form-urlencoded"), body.as_bytes()).unwrap();
+            for (k, v) in &pairs {
+                prop_assert_eq!(r.get(k), Some(v.as_str()));
+            }
+            prop_assert_eq!(r.params.len(), pairs.len());
+        }
+
+        #[test]
+        fn json_round_trips(names in names(), values in prop::collection::vec(".{1,24}", 8),
+                            media in prop_oneof![
+                                Just("application/json"), Just("APPLICATION/JSON"),
+                                Just("Application/Json; charset=utf-8"), Just("application/json ;charset=UTF-8"),
+                            ]) {
+            let pairs: serde_json::Map<String, serde_json::Value> = names
+                .iter()
+                .cloned()
+                .zip(values.into_iter().map(serde_json::Value::String))
+                .collect();
+            let body = serde_json::Value::Object(pairs.clone()).to_string();
+            let r = TokenRequest::parse(&headers(media), body.as_bytes()).unwrap();
+            for (k, v) in &pairs {
+                prop_assert_eq!(r.get(k), v.as_str());
+            }
+        }
+
+        #[test]
+        fn a_repeated_form_parameter_is_always_refused(names in names(), dup in 0usize..8,
+                                                        a in ".{0,16}", b in ".{0,16}") {
+            let dup = &names[dup % names.len()];
+            let mut pairs: Vec<(String, String)> = names.iter().map(|n| (n.clone(), "v".into())).collect();
+            pairs.push((dup.clone(), a));
+            pairs.push((dup.clone(), b));
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let e = TokenRequest::parse(&headers("application/x-www-form-urlencoded"), body.as_bytes()).unwrap_err();
+            prop_assert_eq!(e.code, "invalid_request");
+        }
+
+        #[test]
+        fn a_repeated_json_key_is_always_refused(names in names(), dup in 0usize..8,
+                                                  first in ".{0,16}", second in ".{0,16}",
+                                                  escape in any::<bool>()) {
+            let dup = &names[dup % names.len()];
+            let mut members: Vec<String> = names
+                .iter()
+                .map(|n| format!("{}:\"v\"", serde_json::Value::String(n.clone())))
+                .collect();
+            // The same key again, possibly spelled with escapes.
+            let spelled = if escape {
+                format!("\"{}\"", dup.chars().map(|c| format!("\\u{:04x}", c as u32)).collect::<String>())
+            } else {
+                serde_json::Value::String(dup.clone()).to_string()
+            };
+            members.insert(0, format!("{spelled}:{}", serde_json::Value::String(first)));
+            members.push(format!("{spelled}:{}", serde_json::Value::String(second)));
+            let body = format!("{{{}}}", members.join(","));
+            let e = TokenRequest::parse(&headers("application/json"), body.as_bytes()).unwrap_err();
+            prop_assert_eq!(e.code, "invalid_request");
+            prop_assert!(e.description.contains("repeats a key"), "{}", e.description);
+        }
+    }
+
+    #[test]
+    fn basic_and_media_types_are_case_insensitive() {
+        let enc = STANDARD.encode("billing:s3cret");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            for sep in [" ", "  "] {
+                let mut h = headers("application/x-www-form-urlencoded");
+                h.insert(
+                    header::AUTHORIZATION,
+                    http::HeaderValue::from_str(&format!("{scheme}{sep}{enc}")).unwrap(),
+                );
+                let r = TokenRequest::parse(&h, b"grant_type=client_credentials").unwrap();
+                assert_eq!(
+                    r.basic,
+                    Some(("billing".into(), "s3cret".into())),
+                    "{scheme:?}{sep:?}"
+                );
+            }
+        }
+        for bad in ["Basicx", "Bearer abc", "Basic", "Basic "] {
+            let mut h = headers("application/x-www-form-urlencoded");
+            h.insert(header::AUTHORIZATION, http::HeaderValue::from_static(bad));
+            assert!(TokenRequest::parse(&h, b"").is_err(), "{bad}");
+        }
+        for media in [
+            "application/json",
+            "APPLICATION/JSON",
+            "application/JSON; charset=utf-8",
+            " application/json\t;x=y",
+        ] {
+            assert!(is_json(media), "{media}");
+        }
+        for media in [
+            "application/jsonx",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!is_json(media), "{media}");
+        }
+    }
 }

@@ -39,6 +39,10 @@ pub trait Handler: Send + Sync + 'static {
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
 }
 
+/// The client address of a request's connection, in its extensions.
+#[derive(Clone, Copy, Debug)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// What the access log says of a request beyond what the listener knows, put
 /// in the response's extensions by the handler (inbound: the verified caller).
 #[derive(Clone, Debug)]
@@ -118,8 +122,8 @@ pub async fn serve<H: Handler>(
             a = listener.accept() => a,
             _ = crate::until_shutdown(&mut shutdown) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(listener = %opts.name, error = %e, "accept failed");
@@ -155,6 +159,7 @@ pub async fn serve<H: Handler>(
         let o = opts.clone();
         let svc = service_fn(move |mut req: Request<Incoming>| {
             let (h, state, o) = (h.clone(), state.clone(), o.clone());
+            req.extensions_mut().insert(PeerAddr(peer));
             if may_tunnel(&req) {
                 req.extensions_mut().insert(HeldConnection(held.clone()));
             }

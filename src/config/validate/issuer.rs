@@ -1,6 +1,7 @@
 //! Validation of `[issuer]`: addresses, URL, APIs (unique identifiers, valid
 //! scopes) and apps (unique client ids, secrets, grants naming known APIs and
-//! scopes). A literal secret shorter than 32 characters is refused.
+//! scopes). A literal secret shorter than 32 characters is refused. Client ids
+//! and API ids are `[A-Za-z0-9._~-]{1,128}`.
 
 use super::{Validator, secs};
 use crate::config::raw::{ApiConfig, AppConfig, IssuerConfig, SecretConfig};
@@ -117,6 +118,18 @@ impl Validator {
             Some(t) if !t.0.is_empty() => t.0.clone(),
             _ => crate::config::slug(&name),
         };
+        if !crate::config::valid_id(&id) {
+            let given = a.id.as_ref().is_some_and(|t| !t.0.is_empty());
+            self.issue(
+                p(if given { "id" } else { "name" }),
+                format!(
+                    "{}API id `{}` is invalid: use 1 to 128 of A-Z a-z 0-9 . _ ~ -{}",
+                    if given { "" } else { "the derived " },
+                    id.escape_debug(),
+                    if given { "" } else { " (set `id`)" }
+                ),
+            );
+        }
         Some(ApiSpec {
             id,
             name,
@@ -136,6 +149,17 @@ impl Validator {
         let client_id = self
             .required(&p("client_id"), &a.client_id)
             .map(str::to_owned);
+        if let Some(id) = &client_id
+            && !crate::config::valid_id(id)
+        {
+            self.issue(
+                p("client_id"),
+                format!(
+                    "`{}` is invalid: use 1 to 128 of A-Z a-z 0-9 . _ ~ -",
+                    id.escape_debug()
+                ),
+            );
+        }
         if let Some(SecretConfig::Literal(t)) = &a.client_secret
             && t.0.chars().count() < MIN_SECRET_LEN
         {
