@@ -7,6 +7,7 @@
 //! Module map:
 //! - [`config`]: loading (figment), validation (every error with its key path), `check` summary
 //! - [`token`]: the credential manager: grant client, `ArcSwap` cache, refresh task, secret files
+//! - [`json`]: strict JSON (duplicate keys refused at any depth): request bodies, JOSE headers and claims
 //! - [`path`]: request path normalisation (RFC 3986), shared by inbound and outbound
 //! - [`proxy`]: the shared proxy core: upstream client, hop-by-hop rules, accept loop
 //! - [`outbound`]: reverse listeners that inject a credential's token
@@ -27,6 +28,7 @@ pub mod error;
 pub mod forward;
 pub mod inbound;
 pub mod issuer;
+pub mod json;
 pub mod metrics;
 #[cfg(feature = "otel")]
 pub mod otel;

@@ -1,5 +1,6 @@
 //! Access-token verification (RFC 9068 §4, RFC 8725), strict before anything
-//! else: size, exactly three segments, canonical base64url, JSON objects, no
+//! else: size, exactly three segments, canonical base64url, JSON objects
+//! without repeated members, no
 //! `alg: none`, no unknown `crit`; `jku`/`x5u`/`jwk`/`x5c` are never used (the
 //! key comes from our JWKS by `kid`, and the algorithm is the one bound to that
 //! key, never the header's choice); then `iss`, `aud`, `exp`, `nbf`, `iat` with
@@ -139,7 +140,9 @@ fn object(segment: &str) -> Result<Map<String, Value>, Invalid> {
     let bytes = URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| Invalid::Malformed)?;
-    match serde_json::from_slice(&bytes) {
+    // A repeated member (two `alg`s, two `aud`s) is refused, not resolved
+    // (RFC 7515 §5.2 allows either; verifiers disagree on which one wins).
+    match crate::json::parse(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(Invalid::Malformed),
     }

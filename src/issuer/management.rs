@@ -398,7 +398,7 @@ fn shown(reg: &Registry, app: &App) -> serde_json::Value {
 
 /// A JSON body: strict (no duplicate keys at any depth), then typed.
 fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, MgmtError> {
-    let value = super::strict_json::parse(body)
+    let value = crate::json::parse(body)
         .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))?;
     serde_json::from_value(value)
         .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))

@@ -14,7 +14,6 @@ pub mod limit;
 pub mod management;
 pub mod registry;
 pub mod store;
-pub mod strict_json;
 pub mod token;
 
 use crate::config::{IssuerSpec, Limits};

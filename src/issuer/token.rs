@@ -139,7 +139,7 @@ impl TokenRequest {
 }
 
 fn json_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
-    let value = super::strict_json::parse(body).map_err(|e| {
+    let value = crate::json::parse(body).map_err(|e| {
         let why = if e.to_string().contains("duplicate key") {
             "the JSON body repeats a key"
         } else {

@@ -15,7 +15,8 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// Remove hop-by-hop headers and those named in `Connection`. An `Upgrade`
+/// Remove hop-by-hop headers and those named in `Connection`, and a
+/// `Content-Length` that came with `Transfer-Encoding`. An `Upgrade`
 /// request or `101` answer keeps `Connection: upgrade` and `Upgrade`, which the
 /// two ends need to switch protocols; `TE: trailers` is kept (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
@@ -51,6 +52,11 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
         for name in named {
             headers.remove(&name);
         }
+    }
+    // Both framings (RFC 9112 §6.3): the body is chunked, so a
+    // `Content-Length` beside `Transfer-Encoding` is wrong (bit 7).
+    if present & (1 << 7) != 0 {
+        headers.remove(header::CONTENT_LENGTH);
     }
     for (i, name) in HOP_BY_HOP.iter().enumerate() {
         if present & (1 << i) == 0 || (name == header::TE && te_is_trailers(headers)) {

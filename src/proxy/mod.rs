@@ -281,10 +281,6 @@ impl Upstream {
                 reason: "the upstream switched protocols unasked".into(),
             });
         }
-        // Both framings (RFC 9112 §6.3): the body is chunked, the length is wrong.
-        if resp.headers().contains_key(header::TRANSFER_ENCODING) {
-            resp.headers_mut().remove(header::CONTENT_LENGTH);
-        }
         remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
         if let (true, Some(client_side)) = (switching, client_side) {
             let upstream_side = hyper::upgrade::on(&mut resp);
