@@ -215,6 +215,8 @@ async fn attack_on(
 struct Five {
     sidecar: Sidecar,
     echo: Echo,
+    /// The config without the three proxy listeners (admin and issuer only).
+    reduced: String,
     _dir: tempfile::TempDir,
 }
 
@@ -249,12 +251,24 @@ impl Five {
              [[issuer.apps]]\nname = \"client\"\nclient_id = \"client\"\nclient_secret = \"{SECRET}\"\n\
              grants = {{ \"{ORDERS}\" = [\"orders:read\"] }}\n"
         );
+        let limits = format!(
+            "[limits]\nheader_read_timeout = \"{}ms\"\nidle_timeout = \"{}ms\"\n{extra}",
+            HEAD.as_millis(),
+            IDLE.as_millis()
+        );
+        let cred = || {
+            Cred::new("orders", &format!("{issuer}oauth/token"))
+                .text("client_secret", SECRET)
+                .text("audience", ORDERS)
+        };
+        let reduced = SidecarConfig::new()
+            .credential(cred())
+            .raw(&limits)
+            .raw(&issuer_toml(port, dir.path(), &tables))
+            .toml()
+            .to_owned();
         let config = SidecarConfig::new()
-            .credential(
-                Cred::new("orders", &format!("{issuer}oauth/token"))
-                    .text("client_secret", SECRET)
-                    .text("audience", ORDERS),
-            )
+            .credential(cred())
             .outbound("orders", &echo.url(), "orders")
             .raw(&format!(
                 "[forward_proxy]\nlisten = \"127.0.0.1:0\"\nunmatched = \"pass\"\n\
@@ -266,11 +280,7 @@ impl Five {
                 quote(&issuer),
                 quote(ORDERS),
             ))
-            .raw(&format!(
-                "[limits]\nheader_read_timeout = \"{}ms\"\nidle_timeout = \"{}ms\"\n{extra}",
-                HEAD.as_millis(),
-                IDLE.as_millis()
-            ))
+            .raw(&limits)
             .raw(&issuer_toml(port, dir.path(), &tables));
         let sidecar = Sidecar::start_with(&config, Some(listener)).await;
         support::http::wait_for_status(&sidecar.admin_url("/readyz"), 200, Duration::from_secs(20))
@@ -278,6 +288,7 @@ impl Five {
         Five {
             sidecar,
             echo,
+            reduced,
             _dir: dir,
         }
     }
@@ -633,5 +644,148 @@ async fn an_idle_http1_keep_alive_connection_is_still_closed_after_header_read_t
             "{kind:?}: closed too early"
         );
     }
+    five.sidecar.stop().await;
+}
+
+/// How a request is half sent when its listener is removed: the bytes before
+/// the reload, the bytes after it.
+fn half_sent(five: &Five, kind: Kind, n: usize) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let head = five.legit_head(kind, n).replace("/legit/", "/half/");
+    let (a, b) = head.split_at(head.len() - 2);
+    let mut block = request_block();
+    // `:path /half/N` instead of `/`.
+    block[2] = 0x04;
+    let path = format!("/half/{n}");
+    block.splice(3..3, std::iter::once(path.len() as u8).chain(path.bytes()));
+    let (first, rest) = block.split_at(3);
+    vec![
+        (
+            "h1: head without its last CRLF",
+            a.as_bytes().to_vec(),
+            b.as_bytes().to_vec(),
+        ),
+        (
+            "h1: request line only",
+            head.lines().next().unwrap().as_bytes().to_vec(),
+            head[head.find("\r\n").unwrap()..].as_bytes().to_vec(),
+        ),
+        (
+            "h2: HEADERS without END_HEADERS, then CONTINUATION",
+            h2(&[settings_ack(), frame(0x1, 0x1, 1, first)]),
+            frame(0x9, 0x4, 1, rest),
+        ),
+    ]
+}
+
+/// The answer's status: `Some(503)` etc., `None` if the connection closed
+/// without one.
+async fn answer_status(c: &mut TcpStream) -> Option<u16> {
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(HEAD + SLACK, c.read_to_end(&mut buf)).await;
+    if buf.starts_with(b"HTTP/1.1 ") {
+        return String::from_utf8_lossy(&buf[9..12]).parse().ok();
+    }
+    // HTTP/2: the first HEADERS frame on stream 1; `:status` 200 is static
+    // entry 8, 503 a literal (Huffman-coded `503`) with that name.
+    let mut at = 0;
+    while at + 9 <= buf.len() {
+        let len =
+            usize::from(buf[at]) << 16 | usize::from(buf[at + 1]) << 8 | usize::from(buf[at + 2]);
+        let (kind, stream) = (
+            buf[at + 3],
+            u32::from_be_bytes(buf[at + 5..at + 9].try_into().unwrap()),
+        );
+        let payload = &buf[at + 9..(at + 9 + len).min(buf.len())];
+        if kind == 0x1 && stream == 1 {
+            return if payload.starts_with(&[0x48, 0x83, 0x6c, 0x0c, 0xff]) {
+                Some(503)
+            } else if payload.starts_with(&[0x88]) {
+                Some(200)
+            } else {
+                Some(0)
+            };
+        }
+        at += 9 + len;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_half_sent_when_a_reload_removes_its_listener_is_refused() {
+    let five = Five::start("").await;
+    let kinds = [Kind::Inbound, Kind::Outbound, Kind::ForwardProxy];
+    // In flight at the reload: a response still streaming (finishes).
+    let (mut sender, _ended) = h2_client(five.addr(Kind::Outbound)).await;
+    let resp = sender
+        .send_request(h2_get(&five, Kind::Outbound, "/stream-out/200000"))
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap();
+    let mut got = first.data_ref().map_or(0, |d| d.len());
+    // And a keep-alive connection whose next head is half sent.
+    let mut half = Vec::new();
+    for (i, kind) in kinds.into_iter().enumerate() {
+        for (name, before, after) in half_sent(&five, kind, i * 10) {
+            let mut c = TcpStream::connect(five.addr(kind)).await.unwrap();
+            c.write_all(&before).await.unwrap();
+            half.push((kind, name, c, after));
+        }
+        let mut c = TcpStream::connect(five.addr(kind)).await.unwrap();
+        let head = five
+            .legit_head(kind, 99)
+            .replace("Connection: close\r\n", "");
+        c.write_all(head.as_bytes()).await.unwrap();
+        let mut buf = [0u8; 12];
+        c.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"HTTP/1.1 200");
+        let next = five.legit_head(kind, 98).replace("/legit/", "/half/");
+        let (a, b) = next.split_at(10);
+        c.write_all(a.as_bytes()).await.unwrap();
+        half.push((
+            kind,
+            "h1: the next head on a keep-alive connection",
+            c,
+            b.as_bytes().to_vec(),
+        ));
+    }
+    let before = five.echo.seen().len();
+    let reduced =
+        m2m_sidecar::config::load_str(&five.reduced, m2m_sidecar::config::Format::Toml).unwrap();
+    let changes = five.sidecar.handle.reload(reduced).await.unwrap();
+    assert!(changes.iter().any(|c| c.contains("removed")), "{changes:?}");
+    for (_, _, c, after) in &mut half {
+        let _ = c.write_all(after).await;
+    }
+    let answers =
+        futures_util::future::join_all(half.iter_mut().map(|(_, _, c, _)| answer_status(c))).await;
+    let mut failures = Vec::new();
+    for ((kind, name, _, _), status) in half.iter().zip(answers) {
+        // A first request is answered 503; an idle keep-alive connection is
+        // closed (hyper closes those at once on a graceful shutdown).
+        let keep_alive = name.contains("keep-alive");
+        match status {
+            Some(503) => {}
+            None if keep_alive => {}
+            other => failures.push(format!("{kind:?} / {name}: answered {other:?}")),
+        }
+    }
+    // Nothing half sent before the reload reached the service.
+    let forwarded: Vec<String> = five.echo.seen()[before..]
+        .iter()
+        .map(|s| s.uri.clone())
+        .filter(|u| u.contains("/half/"))
+        .collect();
+    assert!(
+        forwarded.is_empty(),
+        "forwarded after the reload: {forwarded:?}"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // What was in flight finishes.
+    five.echo.release();
+    while let Some(f) = body.frame().await {
+        got += f.unwrap().data_ref().map_or(0, |d| d.len());
+    }
+    assert_eq!(got, 200_000, "the in-flight response finished");
     five.sidecar.stop().await;
 }

@@ -69,6 +69,9 @@ pub struct ServeOptions {
     /// Log each request (proxy listeners; not the admin or issuer).
     pub access_log: bool,
     pub metrics: ConnectionMetrics,
+    /// Set when the listener stops (by [`serve`] at the latest; a reload sets
+    /// it at once): requests whose head completes later are answered `503`.
+    pub stopped: Arc<AtomicBool>,
 }
 
 impl ServeOptions {
@@ -83,6 +86,7 @@ impl ServeOptions {
             })),
             access_log: false,
             metrics: ConnectionMetrics::default(),
+            stopped: Arc::default(),
         }
     }
 }
@@ -122,8 +126,7 @@ pub async fn serve<H: Handler>(
     // Each connection holds a receiver: `send` asks them to shut down
     // gracefully, `closed` tells when the last one has ended.
     let (graceful, _) = watch::channel(());
-    // Set when the listener stops: requests whose head completes later are refused.
-    let stopped = Arc::new(AtomicBool::new(false));
+    let stopped = opts.stopped.clone();
     let opts = Arc::new(opts);
     loop {
         let accepted = tokio::select! {
