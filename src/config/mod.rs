@@ -10,7 +10,7 @@ pub mod raw;
 mod summary;
 mod validate;
 
-pub use load::{Format, load_file, load_str};
+pub use load::{Format, load_file, load_file_text, load_str};
 pub use summary::{redact_url, summary};
 pub use validate::validate;
 
