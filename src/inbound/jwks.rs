@@ -444,11 +444,11 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
             let meta = crate::discovery::metadata(client, base.as_str(), &spec.issuer).await?;
-            let jwks_uri = meta
-                .get("jwks_uri")
-                .and_then(|u| u.as_str())
-                .ok_or("the issuer's metadata has no jwks_uri")?;
-            get(client, jwks_uri).await?
+            // Keys fetched in clear could be anyone's: an https:// issuer's
+            // jwks_uri must be https:// too.
+            let jwks_uri = crate::discovery::metadata_endpoint(&meta, "jwks_uri", base)
+                .map_err(|e| e.to_string())?;
+            get(client, jwks_uri.as_str()).await?
         }
     };
     let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;
