@@ -181,10 +181,10 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
     let cache_file = config
         .token_cache_dir
         .as_deref()
-        .map(|d| token::disk::path(d, spec));
+        .map(|d| token::disk::cache_file(d, spec));
     if let Some(c) = cache_file
-        .as_deref()
-        .and_then(|f| token::disk::load(f, Duration::from_secs(60)).ok().flatten())
+        .as_ref()
+        .and_then(|f| f.load(Duration::from_secs(60)).ok().flatten())
     {
         let _ = writeln!(std::io::stdout().lock(), "{}", c.access_token);
         eprintln!(
@@ -204,7 +204,7 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
             })
         });
     if let (Ok(issued), Some(f)) = (&result, &cache_file)
-        && let Err(why) = token::disk::save(f, &issued.access_token, issued.lifetime)
+        && let Err(why) = f.save(&issued.access_token, issued.lifetime)
     {
         eprintln!("warning: cannot keep the token in token_cache_dir: {why}");
     }

@@ -347,7 +347,7 @@ impl Supervisor {
             let cache_file = new
                 .token_cache_dir
                 .as_deref()
-                .map(|d| token::disk::path(d, &spec));
+                .map(|d| token::disk::cache_file(d, &spec));
             self.tasks
                 .spawn(token::run(cred.clone(), fetcher, cache_file, stopped));
             if let Some(old) = self.creds.insert(
