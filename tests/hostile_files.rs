@@ -753,9 +753,14 @@ async fn a_huge_token_cache_file_is_not_read_whole() {
         if how == "symlink" {
             std::os::unix::fs::symlink(&huge, &orders_file).unwrap();
         } else {
-            std::fs::copy(&huge, &orders_file).unwrap();
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&orders_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+            use std::os::unix::fs::OpenOptionsExt as _;
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&orders_file)
+                .unwrap();
+            f.set_len(512 * 1024 * 1024).unwrap();
         }
         let s = t.sidecar().await;
         let sent = t.sent_through(&s, "orders", &format!("/huge/{i}")).await;
