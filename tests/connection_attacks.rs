@@ -667,7 +667,7 @@ fn half_sent(five: &Five, kind: Kind, n: usize) -> Vec<(&'static str, Vec<u8>, V
         (
             "h1: request line only",
             head.lines().next().unwrap().as_bytes().to_vec(),
-            head[head.find("\r\n").unwrap()..].as_bytes().to_vec(),
+            head.as_bytes()[head.find("\r\n").unwrap()..].to_vec(),
         ),
         (
             "h2: HEADERS without END_HEADERS, then CONTINUATION",
@@ -788,4 +788,21 @@ async fn a_request_half_sent_when_a_reload_removes_its_listener_is_refused() {
     }
     assert_eq!(got, 200_000, "the in-flight response finished");
     five.sidecar.stop().await;
+}
+
+#[test]
+fn idle_timeout_is_a_validated_limit() {
+    use m2m_sidecar::config::{Format, load_str};
+    let base = "[admin]\nlisten = \"127.0.0.1:0\"\n[limits]\n";
+    let ok = load_str(&format!("{base}idle_timeout = \"90s\"\n"), Format::Toml).unwrap();
+    assert_eq!(ok.limits.idle_timeout, Duration::from_secs(90));
+    let default = load_str(base, Format::Toml).unwrap();
+    assert_eq!(default.limits.idle_timeout, Duration::from_secs(60));
+    for bad in ["\"0s\"", "\"soon\"", "\"-1s\"", "\"400days\"", "\"\""] {
+        let errors = load_str(&format!("{base}idle_timeout = {bad}\n"), Format::Toml)
+            .err()
+            .unwrap_or_else(|| panic!("{bad} accepted"))
+            .to_string();
+        assert!(errors.contains("limits.idle_timeout"), "{bad}: {errors}");
+    }
 }

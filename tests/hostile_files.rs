@@ -370,7 +370,8 @@ async fn an_https_issuer_whose_metadata_names_http_endpoints_gets_nothing_sent_t
     // loopback address, so an https issuer may not send anyone there.
     let plain = Echo::start().await;
     let port = plain.addr.port();
-    let variants: Vec<(&str, Box<dyn Fn(&str) -> String>)> = vec![
+    type Endpoint = Box<dyn Fn(&str) -> String>;
+    let variants: Vec<(&str, Endpoint)> = vec![
         (
             "http://0.0.0.0",
             Box::new(move |p| format!("http://0.0.0.0:{port}/{p}")),
