@@ -79,3 +79,152 @@ pub async fn metadata(
     }
     Err(format!("discovery failed: {last}"))
 }
+
+/// Why an endpoint named in authorization server metadata cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    #[error("the issuer's metadata has no {0}")]
+    Missing(&'static str),
+    #[error("{field} in the issuer's metadata is not a URL: {why}")]
+    NotAUrl { field: &'static str, why: String },
+    #[error("{field} {url} is not http(s)")]
+    Scheme { field: &'static str, url: String },
+    /// RFC 6749 §3.2, RFC 7662 §4, RFC 8414 §2: the issuer is reached over
+    /// TLS, so its endpoints must be too (else the client secret, the token
+    /// being introspected or the keys would travel in clear).
+    #[error(
+        "{field} {url} is plain http:// while the issuer is https://: refused (a downgrade; only loopback endpoints may be http://)"
+    )]
+    Downgrade { field: &'static str, url: String },
+}
+
+/// The endpoint `field` (`token_endpoint`, `jwks_uri`, `introspection_endpoint`)
+/// of `meta`, fetched from `issuer`: an `https://` issuer's endpoints must be
+/// `https://` too, except on a loopback address (`127.0.0.0/8`, `::1`,
+/// `localhost`).
+pub fn metadata_endpoint(
+    meta: &serde_json::Value,
+    field: &'static str,
+    issuer: &url::Url,
+) -> Result<url::Url, EndpointError> {
+    let text = meta
+        .get(field)
+        .and_then(|v| v.as_str())
+        .ok_or(EndpointError::Missing(field))?;
+    let url = url::Url::parse(text).map_err(|e| EndpointError::NotAUrl {
+        field,
+        why: e.to_string(),
+    })?;
+    let shown = || crate::config::redact_url(&url);
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if issuer.scheme() != "https" || is_loopback(&url) => Ok(url),
+        "http" => Err(EndpointError::Downgrade {
+            field,
+            url: shown(),
+        }),
+        _ => Err(EndpointError::Scheme {
+            field,
+            url: shown(),
+        }),
+    }
+}
+
+/// Whether `url` names this machine's loopback interface.
+pub fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => {
+            a.is_loopback() || a.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(issuer: &str, endpoint: &str) -> Result<url::Url, EndpointError> {
+        let meta = serde_json::json!({ "token_endpoint": endpoint });
+        metadata_endpoint(&meta, "token_endpoint", &url::Url::parse(issuer).unwrap())
+    }
+
+    #[test]
+    fn an_https_issuer_cannot_name_plain_http_endpoints_except_loopback() {
+        let tls = "https://idp.example.com/";
+        for refused in [
+            "http://idp.example.com/oauth/token",
+            "HTTP://idp.example.com/oauth/token",
+            "http://idp.example.com:443/oauth/token",
+            "http://user:pass@idp.example.com/oauth/token",
+            "http://0.0.0.0:8080/t",
+            "http://10.0.0.1/t",
+            "http://[::]/t",
+            "http://[fe80::1]/t",
+            "http://128.0.0.1/t",
+            "http://localhost.example.com/t",
+            "http://localhost.:8080/t",
+            "http://127.0.0.1.nip.io/t",
+            "http://evil.com#@127.0.0.1/t",
+        ] {
+            assert!(
+                matches!(check(tls, refused), Err(EndpointError::Downgrade { .. })),
+                "{refused}: {:?}",
+                check(tls, refused)
+            );
+        }
+        for allowed in [
+            "https://idp.example.com/oauth/token",
+            "https://other.example.com/oauth/token",
+            "http://127.0.0.1:8080/t",
+            "http://127.1.2.3/t",
+            "http://[::1]:8080/t",
+            "http://[::ffff:127.0.0.1]/t",
+            "http://localhost:8080/t",
+            "http://LOCALHOST/t",
+        ] {
+            assert!(check(tls, allowed).is_ok(), "{allowed}");
+        }
+        for not_http in [
+            "ftp://idp.example.com/t",
+            "file:///etc/passwd",
+            "ws://idp.example.com/t",
+            "javascript:alert(1)",
+        ] {
+            assert!(
+                matches!(check(tls, not_http), Err(EndpointError::Scheme { .. })),
+                "{not_http}"
+            );
+        }
+        assert!(matches!(
+            check(tls, "/oauth/token"),
+            Err(EndpointError::NotAUrl { .. })
+        ));
+        let meta = serde_json::json!({ "token_endpoint": 7 });
+        assert!(matches!(
+            metadata_endpoint(&meta, "token_endpoint", &url::Url::parse(tls).unwrap()),
+            Err(EndpointError::Missing(_))
+        ));
+    }
+
+    #[test]
+    fn a_plain_http_issuer_may_name_either() {
+        assert!(check("http://127.0.0.1:15100/", "http://10.0.0.1/t").is_ok());
+        assert!(check("http://idp.internal/", "https://idp.internal/t").is_ok());
+    }
+
+    #[test]
+    fn the_refusal_names_the_field_and_never_the_password() {
+        let e = check(
+            "https://idp.example.com/",
+            "http://user:hunter2@idp.example.com/t",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("token_endpoint"), "{e}");
+        assert!(e.contains("https://"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -194,7 +194,8 @@ impl App {
         let issuer = issuer::Issuer::new(spec, &config.limits)?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, url = %spec.url, "issuer ready");
-        let opts = proxy::server::ServeOptions::plain("issuer", config.drain_timeout);
+        let mut opts = proxy::server::ServeOptions::plain("issuer", config.drain_timeout);
+        opts.peer_addr = true;
         opts.limits.store(Arc::new(config.limits.clone()));
         Ok(tokio::spawn(proxy::server::serve(
             listener,

@@ -181,10 +181,10 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
     let cache_file = config
         .token_cache_dir
         .as_deref()
-        .map(|d| token::disk::path(d, spec));
+        .map(|d| token::disk::cache_file(d, spec));
     if let Some(c) = cache_file
-        .as_deref()
-        .and_then(|f| token::disk::load(f, Duration::from_secs(60)).ok().flatten())
+        .as_ref()
+        .and_then(|f| f.load(Duration::from_secs(60)).ok().flatten())
     {
         let _ = writeln!(std::io::stdout().lock(), "{}", c.access_token);
         eprintln!(
@@ -204,7 +204,7 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
             })
         });
     if let (Ok(issued), Some(f)) = (&result, &cache_file)
-        && let Err(why) = token::disk::save(f, &issued.access_token, issued.lifetime)
+        && let Err(why) = f.save(&issued.access_token, issued.lifetime)
     {
         eprintln!("warning: cannot keep the token in token_cache_dir: {why}");
     }
@@ -247,12 +247,70 @@ fn run(path: &Path, config: Config, issuer_only: bool) -> ExitCode {
     }
 }
 
-/// Run until SIGTERM/SIGINT; reload on SIGHUP and when the config file changes.
+/// How long the config file must stay unchanged (same bytes, no write event)
+/// before the watcher applies it: an editor that rewrites it in place, or a
+/// tool that writes it in several steps, is not caught half way.
+const SETTLE: Duration = Duration::from_secs(1);
+/// How often a settling config file is read again.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+/// A config file larger than this is refused rather than read.
+const MAX_CONFIG_BYTES: u64 = 4 * 1024 * 1024;
+
+/// What asked for a reload.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// The operator's SIGHUP: the file is read at once and applied as it is.
+    Sighup,
+    /// The watched file changed: applied once it has settled, and never when
+    /// it would remove every listener.
+    Watch,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Sighup => "SIGHUP",
+            Trigger::Watch => "config file changed",
+        }
+    }
+}
+
+/// A changed config file waiting to settle.
+struct Settling {
+    content: Result<Vec<u8>, String>,
+    /// When the content (or a write event) last changed.
+    since: tokio::time::Instant,
+    next_check: tokio::time::Instant,
+}
+
+/// The config file's bytes (bounded), or why not.
+async fn read_config(path: &Path) -> Result<Vec<u8>, String> {
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut text = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut text)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(format!(
+            "{} is larger than {MAX_CONFIG_BYTES} bytes",
+            path.display()
+        ));
+    }
+    Ok(text)
+}
+
+/// Run until SIGTERM/SIGINT; reload on SIGHUP and when the config file changes
+/// (once it has settled, see [`SETTLE`]).
 /// On SIGTERM: `/readyz` turns 503 at once, new connections are still accepted
 /// for `drain_grace` (load balancers and kube-proxy catch up), then listeners
 /// stop accepting and in-flight requests get `drain_timeout`; exit 0.
 async fn serve(path: &Path, config: Config) -> Result<(), String> {
     use tokio::signal::unix::{SignalKind, signal};
+    use tokio::time::Instant;
     let listeners = Listeners::bind(&config).await?;
     let (stop, stopped) = watch::channel(false);
     let handle = App::spawn(config, listeners, stopped).await?;
@@ -264,16 +322,49 @@ async fn serve(path: &Path, config: Config) -> Result<(), String> {
     let (changed_tx, mut changed) = tokio::sync::mpsc::unbounded_channel();
     // Held for as long as we serve: dropping it stops the watch.
     let _watcher = watch_config(path, changed_tx);
+    let mut settling: Option<Settling> = None;
     loop {
+        let check_at = settling.as_ref().map(|s| s.next_check);
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM received"); break; }
             _ = int.recv() => { tracing::info!("SIGINT received"); break; }
-            _ = hup.recv() => reload(path, &handle, "SIGHUP").await,
+            _ = hup.recv() => {
+                settling = None;
+                reload(path, None, &handle, Trigger::Sighup).await;
+            }
             Some(()) = changed.recv() => {
-                // Editors and ConfigMap updates write in several steps: settle first.
-                tokio::time::sleep(Duration::from_millis(200)).await;
                 while changed.try_recv().is_ok() {}
-                reload(path, &handle, "config file changed").await;
+                let now = Instant::now();
+                match &mut settling {
+                    // Written again: the settle period starts over.
+                    Some(s) => s.since = now,
+                    None => settling = Some(Settling {
+                        content: read_config(path).await,
+                        since: now,
+                        next_check: now + SETTLE_POLL,
+                    }),
+                }
+            }
+            () = tokio::time::sleep_until(check_at.unwrap_or_else(Instant::now)), if check_at.is_some() => {
+                let now = Instant::now();
+                let content = read_config(path).await;
+                let Some(s) = settling.as_mut() else { continue };
+                if content != s.content {
+                    s.content = content;
+                    s.since = now;
+                }
+                if now.duration_since(s.since) < SETTLE {
+                    s.next_check = now + SETTLE_POLL;
+                    continue;
+                }
+                match settling.take().map(|s| s.content) {
+                    Some(Ok(text)) => reload(path, Some(text), &handle, Trigger::Watch).await,
+                    Some(Err(why)) => {
+                        tracing::error!(trigger = Trigger::Watch.as_str(), error = %why, "reload refused; the running configuration is kept");
+                        handle.reload_failed().await;
+                    }
+                    None => {}
+                }
             }
         }
     }
@@ -298,11 +389,43 @@ async fn serve(path: &Path, config: Config) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse → validate → apply; a config that fails keeps the running one.
-async fn reload(path: &Path, handle: &m2m_sidecar::Handle, why: &str) {
+/// Whether `new` has none of the proxy listeners (outbound, forward proxy,
+/// inbound) while the running configuration has some.
+async fn removes_every_listener(handle: &m2m_sidecar::Handle, new: &Config) -> bool {
+    let running = handle.addresses().await;
+    let had = !running.outbound.is_empty()
+        || running.forward_proxy.is_some()
+        || running.inbound.is_some();
+    let has = !new.outbound.is_empty() || new.forward_proxy.is_some() || new.inbound.is_some();
+    had && !has
+}
+
+/// Parse → validate → apply (`text`: the file's bytes as already read, else
+/// read now); a config that fails keeps the running one.
+async fn reload(
+    path: &Path,
+    text: Option<Vec<u8>>,
+    handle: &m2m_sidecar::Handle,
+    trigger: Trigger,
+) {
+    let why = trigger.as_str();
     let started = std::time::Instant::now();
-    match config::load_file(path) {
+    let loaded = match &text {
+        Some(t) => config::load_file_text(path, t),
+        None => config::load_file(path),
+    };
+    match loaded {
         Ok(new) => {
+            if trigger == Trigger::Watch && removes_every_listener(handle, &new).await {
+                // A truncated or emptied file parses as a config with no
+                // listener: only an explicit SIGHUP may apply that.
+                tracing::error!(
+                    trigger = why,
+                    "reload refused: the changed config file has no listener ([[outbound]], [forward_proxy], [inbound]) and would remove every running one; send SIGHUP to apply it anyway"
+                );
+                handle.reload_failed().await;
+                return;
+            }
             for w in &new.warnings {
                 tracing::warn!(warning = %w, "config");
             }

@@ -21,6 +21,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -61,6 +62,17 @@ struct Served<H> {
     addr: SocketAddr,
     swap: Arc<Swap<H>>,
     stop: watch::Sender<bool>,
+    /// Set at once when the listener stops (requests whose head completes
+    /// later are refused, not forwarded).
+    stopped: Arc<AtomicBool>,
+}
+
+impl<H> Served<H> {
+    /// Stop accepting, refuse requests not received whole yet, drain the rest.
+    fn halt(&self) {
+        self.stopped.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
+    }
 }
 
 struct RunningInbound {
@@ -335,7 +347,7 @@ impl Supervisor {
             let cache_file = new
                 .token_cache_dir
                 .as_deref()
-                .map(|d| token::disk::path(d, &spec));
+                .map(|d| token::disk::cache_file(d, &spec));
             self.tasks
                 .spawn(token::run(cred.clone(), fetcher, cache_file, stopped));
             if let Some(old) = self.creds.insert(
@@ -401,7 +413,7 @@ impl Supervisor {
                         return Err(format!("outbound {}: no route built", spec.name));
                     };
                     if let Some(o) = old {
-                        let _ = o.stop.send(true);
+                        o.halt();
                         changes.push(format!("outbound {}: moved to {}", spec.name, spec.listen));
                     } else if self.config.is_some() {
                         changes.push(format!("outbound {}: added on {}", spec.name, spec.listen));
@@ -415,7 +427,7 @@ impl Supervisor {
             }
         }
         for (name, s) in std::mem::take(&mut self.outbound) {
-            let _ = s.stop.send(true);
+            s.halt();
             changes.push(format!("outbound {name}: removed"));
         }
         self.outbound = keep;
@@ -437,14 +449,14 @@ impl Supervisor {
                     return Err("forward_proxy: no handler built".into());
                 };
                 if let Some(o) = old {
-                    let _ = o.stop.send(true);
+                    o.halt();
                 }
                 let served = self.serve(listener, h, "forward_proxy", None, spec.listen);
                 tracing::info!(addr = %served.addr, routes = spec.routes.len(), "forward proxy listener ready");
                 self.forward = Some(served);
             }
             (None, Some(o), _) => {
-                let _ = o.stop.send(true);
+                o.halt();
                 changes.push("forward_proxy: removed".into());
             }
             (Some(_), None, None) => return Err("forward_proxy: no listener bound".into()),
@@ -538,7 +550,7 @@ impl Supervisor {
                             return Err("inbound: no handler built".into());
                         };
                         if let Some(o) = old {
-                            let _ = o.served.stop.send(true);
+                            o.served.halt();
                             if !keys_same {
                                 let _ = o.jwks_stop.send(true);
                             }
@@ -605,21 +617,25 @@ impl Supervisor {
         // Bound moments ago; the configured address is the fallback of a fallback.
         let addr = listener.local_addr().unwrap_or(listen);
         let swap = Arc::new(Swap::new(handler));
-        let (stop, stopped) = child(&self.global, &mut self.tasks);
+        let (stop, stop_rx) = child(&self.global, &mut self.tasks);
+        let stopped = Arc::new(AtomicBool::new(false));
         let opts = ServeOptions {
             name: Arc::from(name),
             upstream: upstream.map(Arc::from),
             limits: self.limits.clone(),
             access_log: true,
             metrics: self.process_metrics.listener(name),
+            stopped: stopped.clone(),
+            peer_addr: false,
         };
         self.tasks
-            .spawn(serve(listener, swap.clone(), stopped, opts));
+            .spawn(serve(listener, swap.clone(), stop_rx, opts));
         Served {
             listen,
             addr,
             swap,
             stop,
+            stopped,
         }
     }
 
@@ -636,6 +652,9 @@ impl Supervisor {
             limits: self.limits.clone(),
             access_log: false,
             metrics: self.process_metrics.listener(name),
+            stopped: Arc::default(),
+            // The issuer throttles failed authentication per source address.
+            peer_addr: name == "issuer",
         };
         self.tasks
             .spawn(serve(listener, handler, self.global.clone(), opts));
@@ -674,7 +693,7 @@ fn same_keys(a: &InboundSpec, b: &InboundSpec) -> bool {
 }
 
 fn stop_inbound(o: RunningInbound) {
-    let _ = o.served.stop.send(true);
+    o.served.halt();
     let _ = o.jwks_stop.send(true);
     if let Some(s) = o.revocations_stop {
         let _ = s.send(true);

@@ -45,6 +45,23 @@ pub fn load_file(path: &Path) -> Result<Config, Errors> {
     finish(figment, &env::values(std::env::vars()))
 }
 
+/// Load the text of the config file `path` as read once (the watcher reloads
+/// exactly the bytes it saw settle), with the `M2M_` environment.
+pub fn load_file_text(path: &Path, text: &[u8]) -> Result<Config, Errors> {
+    let text = std::str::from_utf8(text).map_err(|_| {
+        Errors::one(
+            "",
+            format!("cannot read config file {}: not UTF-8", path.display()),
+        )
+    })?;
+    let figment = match Format::from_path(path) {
+        Format::Toml => Figment::from(Toml::string(text)),
+        Format::Yaml => Figment::from(Yaml::string(text)),
+        Format::Json => Figment::from(Json::string(text)),
+    };
+    finish(figment, &env::values(std::env::vars()))
+}
+
 /// Validate a config given as text, without the environment (tests, embedding).
 pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
     let figment = match format {

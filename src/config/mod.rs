@@ -10,7 +10,7 @@ pub mod raw;
 mod summary;
 mod validate;
 
-pub use load::{Format, load_file, load_str};
+pub use load::{Format, load_file, load_file_text, load_str};
 pub use summary::{redact_url, summary};
 pub use validate::validate;
 
@@ -51,6 +51,10 @@ pub struct Limits {
     /// Time allowed to send a request head, and to start the next one on an idle
     /// keep-alive connection (slowloris guard).
     pub header_read_timeout: Duration,
+    /// A connection with no request in progress is closed after this long
+    /// (HTTP/2: GOAWAY first); HTTP/1.1 keep-alive connections are also held
+    /// to `header_read_timeout` for their next request head.
+    pub idle_timeout: Duration,
     /// The largest request body the sidecar reads itself (the issuer's token,
     /// introspection and management requests); proxied bodies are streamed.
     pub max_body_bytes: usize,
@@ -71,6 +75,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_header_bytes: 64 * 1024,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_body_bytes: 64 * 1024,
             body_read_timeout: Duration::from_secs(10),
             drain_grace: Duration::from_secs(1),

@@ -181,6 +181,7 @@ pub struct LimitsConfig {
     pub max_connections: Option<Text>,
     pub max_header_bytes: Option<Text>,
     pub header_read_timeout: Option<Text>,
+    pub idle_timeout: Option<Text>,
     pub max_body_bytes: Option<Text>,
     pub body_read_timeout: Option<Text>,
 }

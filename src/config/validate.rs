@@ -590,6 +590,8 @@ impl Validator {
             d.body_read_timeout,
             MS,
         );
+        let idle_timeout =
+            self.duration_or("limits.idle_timeout", &l.idle_timeout, d.idle_timeout, MS);
         let drain_grace = self.duration_or(
             "drain_grace",
             &raw.drain_grace,
@@ -601,6 +603,7 @@ impl Validator {
             max_connections,
             max_header_bytes,
             header_read_timeout,
+            idle_timeout,
             max_body_bytes,
             body_read_timeout,
             drain_grace,

@@ -146,12 +146,13 @@ impl Introspection {
             .get_or_try_init(|| async {
                 let meta =
                     crate::discovery::metadata(&self.client, &self.issuer, &self.issuer).await?;
-                meta.get("introspection_endpoint")
-                    .and_then(|u| u.as_str())
-                    .map(str::to_owned)
-                    .ok_or_else(|| {
-                        "the issuer's metadata names no introspection_endpoint".to_owned()
-                    })
+                // The token and this client's credentials are sent there: an
+                // https:// issuer's endpoint must be https:// too (RFC 7662 §4).
+                let issuer = url::Url::parse(&self.issuer)
+                    .map_err(|e| format!("issuer {}: {e}", self.issuer))?;
+                crate::discovery::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
+                    .map(String::from)
+                    .map_err(|e| e.to_string())
             })
             .await?;
         let mut req = self

@@ -359,6 +359,7 @@ pub async fn run(
         }
     };
     let mut failures = 0u32;
+    let mut skipped_before = None;
     loop {
         jwks.last_fetch_ms
             .store(jwks.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
@@ -374,15 +375,19 @@ pub async fn run(
             .inc();
         let next = match result {
             Ok((set, skipped, max_age)) => {
-                for s in &skipped {
-                    tracing::warn!(skipped = %s, "JWKS key not used");
+                if let Some(examples) = skipped_news(&mut skipped_before, &skipped) {
+                    tracing::warn!(
+                        skipped = skipped.len(),
+                        examples = %examples,
+                        "JWKS keys not used"
+                    );
                 }
                 // Info when the key ids change (first load, rotation), else debug.
                 let changed = jwks.keys().is_none_or(|old| {
                     old.len() != set.len() || set.kids().any(|k| !old.contains(k))
                 });
                 if changed {
-                    tracing::info!(keys = set.len(), kids = %set.kids().collect::<Vec<_>>().join(","), "JWKS loaded");
+                    tracing::info!(keys = set.len(), kids = %bounded_list(set.kids(), LOGGED_ITEMS), "JWKS loaded");
                 } else {
                     tracing::debug!(keys = set.len(), "JWKS unchanged");
                 }
@@ -421,6 +426,47 @@ pub async fn run(
     }
 }
 
+/// How many kids or skip reasons one log line names at most.
+const LOGGED_ITEMS: usize = 5;
+
+/// `items` joined with `,`, at most `max` of them, then how many more.
+fn bounded_list<'a>(items: impl Iterator<Item = &'a str>, max: usize) -> String {
+    let mut out = String::new();
+    let mut more = 0usize;
+    for (i, item) in items.enumerate() {
+        if i < max {
+            if i > 0 {
+                out.push(',');
+            }
+            // A kid or a reason is the document's text: bounded too.
+            out.extend(item.chars().take(120));
+        } else {
+            more += 1;
+        }
+    }
+    if more > 0 {
+        out.push_str(&format!(" (and {more} more)"));
+    }
+    out
+}
+
+/// What to log of the keys a fetch could not use: `None` when none were
+/// skipped or the same were skipped last time (`before` keeps a digest), so a
+/// JWKS full of unusable keys costs one warning when it changes, not one per
+/// key per fetch. Otherwise the first few reasons.
+fn skipped_news(before: &mut Option<Vec<u8>>, skipped: &[String]) -> Option<String> {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    for s in skipped {
+        ctx.update(s.as_bytes());
+        ctx.update(&[0]);
+    }
+    let digest = ctx.finish().as_ref().to_vec();
+    let same = before.as_ref() == Some(&digest);
+    *before = Some(digest);
+    (!skipped.is_empty() && !same)
+        .then(|| bounded_list(skipped.iter().map(String::as_str), LOGGED_ITEMS))
+}
+
 type Fetched = (KeySet, Vec<String>, Option<Duration>);
 
 async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, String> {
@@ -444,11 +490,11 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
             let meta = crate::discovery::metadata(client, base.as_str(), &spec.issuer).await?;
-            let jwks_uri = meta
-                .get("jwks_uri")
-                .and_then(|u| u.as_str())
-                .ok_or("the issuer's metadata has no jwks_uri")?;
-            get(client, jwks_uri).await?
+            // Keys fetched in clear could be anyone's: an https:// issuer's
+            // jwks_uri must be https:// too.
+            let jwks_uri = crate::discovery::metadata_endpoint(&meta, "jwks_uri", base)
+                .map_err(|e| e.to_string())?;
+            get(client, jwks_uri.as_str()).await?
         }
     };
     let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;
@@ -504,6 +550,37 @@ mod tests {
             );
         }
         assert!(KeySet::hmac(&[0u8; 64], Algorithm::ES256).is_err());
+    }
+
+    #[test]
+    fn ten_thousand_unusable_keys_make_one_line_once() {
+        let keys: Vec<_> = (0..10_000)
+            .map(|i| serde_json::json!({"kty": "oct", "kid": format!("k{i}"), "k": "c2VjcmV0"}))
+            .collect();
+        let doc = serde_json::json!({ "keys": keys }).to_string();
+        let (_, skipped) = KeySet::parse(doc.as_bytes(), &[Algorithm::ES256]).unwrap();
+        assert_eq!(skipped.len(), 10_000);
+        let mut before = None;
+        let line = skipped_news(&mut before, &skipped).expect("logged the first time");
+        assert!(line.len() < 1_000, "{} bytes", line.len());
+        assert!(line.ends_with("(and 9995 more)"), "{line}");
+        // Refetched unchanged: nothing more, however often.
+        for _ in 0..3 {
+            assert_eq!(skipped_news(&mut before, &skipped), None);
+        }
+        // Changed: one line again; then all usable: nothing.
+        assert!(skipped_news(&mut before, &skipped[1..]).is_some());
+        assert_eq!(skipped_news(&mut before, &[]), None);
+        assert!(skipped_news(&mut before, &skipped[..1]).is_some());
+    }
+
+    #[test]
+    fn a_logged_list_is_bounded_in_items_and_length() {
+        let long = "x".repeat(10_000);
+        let items = [long.as_str(), "a", "b"];
+        let line = bounded_list(items.iter().copied(), 2);
+        assert_eq!(line, format!("{},a (and 1 more)", "x".repeat(120)));
+        assert_eq!(bounded_list(["a", "b"].into_iter(), 5), "a,b");
     }
 
     #[test]

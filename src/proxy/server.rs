@@ -1,8 +1,13 @@
 //! The accept loop every listener runs: HTTP/1.1 and h2c on one port (hyper-util's
 //! auto builder), upgrades allowed, the `[limits]` (connection cap, request head
-//! size, head read timeout), an `access` log line per request, and graceful drain
-//! on shutdown. [`Swap`] lets a reload replace a listener's handler while its
+//! size, head read timeout, idle timeout: see [`conn`]), an `access` log line per
+//! request, and graceful drain when the listener stops (shutdown, or a reload
+//! that removes it): requests received whole before the stop finish; a request
+//! whose head completes after it is answered `503` and never reaches the
+//! handler. [`Swap`] lets a reload replace a listener's handler while its
 //! connections stay open.
+
+pub mod conn;
 
 use super::ProxyBody;
 use crate::config::Limits;
@@ -12,13 +17,12 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -69,6 +73,12 @@ pub struct ServeOptions {
     /// Log each request (proxy listeners; not the admin or issuer).
     pub access_log: bool,
     pub metrics: ConnectionMetrics,
+    /// Set when the listener stops (by [`serve`] at the latest; a reload sets
+    /// it at once): requests whose head completes later are answered `503`.
+    pub stopped: Arc<AtomicBool>,
+    /// Put the client's address in each request's extensions ([`PeerAddr`]):
+    /// the issuer throttles failures per source address.
+    pub peer_addr: bool,
 }
 
 impl ServeOptions {
@@ -83,6 +93,8 @@ impl ServeOptions {
             })),
             access_log: false,
             metrics: ConnectionMetrics::default(),
+            stopped: Arc::default(),
+            peer_addr: false,
         }
     }
 }
@@ -92,9 +104,13 @@ struct Open(Gauge);
 
 /// A connection's place in its listener's count, carried by a `CONNECT` or
 /// `Upgrade` request so the tunnel that outlives the HTTP connection keeps
-/// counting toward `limits.max_connections` until it ends.
+/// counting toward `limits.max_connections` until it ends (and keeps an HTTP/2
+/// connection whose stream it is from being closed as idle).
 #[derive(Clone)]
-pub struct HeldConnection(#[allow(dead_code)] Arc<Open>);
+pub struct HeldConnection(
+    #[allow(dead_code)] Arc<Open>,
+    #[allow(dead_code)] Arc<conn::InFlight>,
+);
 
 /// Whether `req` may turn its connection into a tunnel.
 fn may_tunnel<B>(req: &Request<B>) -> bool {
@@ -115,7 +131,10 @@ pub async fn serve<H: Handler>(
     mut shutdown: watch::Receiver<bool>,
     opts: ServeOptions,
 ) {
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver: `send` asks them to shut down
+    // gracefully, `closed` tells when the last one has ended.
+    let (graceful, _) = watch::channel(());
+    let stopped = opts.stopped.clone();
     let opts = Arc::new(opts);
     loop {
         let accepted = tokio::select! {
@@ -157,15 +176,37 @@ pub async fn serve<H: Handler>(
         let state = Arc::new(handler.connection());
         let log = opts.access_log && limits.access_log;
         let o = opts.clone();
+        let activity = conn::Activity::new();
+        let timeouts = conn::Timeouts {
+            first_request: limits.header_read_timeout,
+            idle: limits.idle_timeout,
+        };
+        let act = activity.clone();
+        let stop_flag = stopped.clone();
         let svc = service_fn(move |mut req: Request<Incoming>| {
             let (h, state, o) = (h.clone(), state.clone(), o.clone());
-            req.extensions_mut().insert(PeerAddr(peer));
-            if may_tunnel(&req) {
-                req.extensions_mut().insert(HeldConnection(held.clone()));
+            // Only listeners that ask for it (the issuer's throttle): an
+            // extension costs an allocation per request.
+            if o.peer_addr {
+                req.extensions_mut().insert(PeerAddr(peer));
             }
+            let in_flight = act.begin();
+            if may_tunnel(&req) {
+                req.extensions_mut()
+                    .insert(HeldConnection(held.clone(), Arc::new(act.begin())));
+            }
+            let stopped = stop_flag.load(Ordering::Relaxed);
             async move {
+                let track = |resp: Response<ProxyBody>| {
+                    Ok::<_, Infallible>(resp.map(|b| conn::Tracked::new(b, in_flight)))
+                };
+                if stopped {
+                    // The listener stopped before this request's head was
+                    // received whole: not in flight, so not forwarded.
+                    return track(listener_stopped(&req));
+                }
                 if !log {
-                    return Ok::<_, Infallible>(h.handle(state, req).await);
+                    return track(h.handle(state, req).await);
                 }
                 let started = Instant::now();
                 let method = req.method().clone();
@@ -182,21 +223,25 @@ pub async fn serve<H: Handler>(
                     });
                 let resp = h.handle(state, req).await;
                 access_log(&o, &method, &path, host.as_deref(), &resp, started);
-                Ok::<_, Infallible>(resp)
+                track(resp)
             }
         });
-        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
-        let conn = graceful.watch(conn.into_owned());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+            .into_owned();
+        let stop = graceful.subscribe();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = conn.await {
+            if let Err(e) = conn::drive(connection, activity, timeouts, stop).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
     }
     drop(listener);
+    stopped.store(true, Ordering::Relaxed);
     let drain = opts.limits.load().drain_timeout;
-    if tokio::time::timeout(drain, graceful.shutdown())
+    let _ = graceful.send(());
+    if tokio::time::timeout(drain, graceful.closed())
         .await
         .is_err()
     {
@@ -206,6 +251,22 @@ pub async fn serve<H: Handler>(
             "drain timeout: closing remaining connections"
         );
     }
+}
+
+/// The answer to a request that arrived after its listener stopped: `503`, and
+/// on HTTP/1.1 the connection closes after it.
+fn listener_stopped<B>(req: &Request<B>) -> Response<ProxyBody> {
+    let mut resp = crate::error::json_response(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({"error": "listener_stopped"}),
+    );
+    if req.version() < http::Version::HTTP_2 {
+        resp.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    resp
 }
 
 fn access_log(

@@ -211,14 +211,10 @@ impl Fetcher {
         let meta = crate::discovery::metadata(client, issuer.as_str(), issuer.as_str())
             .await
             .map_err(failed)?;
-        let token_url = meta
-            .get("token_endpoint")
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| failed("the metadata has no token_endpoint".into()))
-            .and_then(|t| Url::parse(t).map_err(|e| failed(format!("token_endpoint: {e}"))))?;
-        if !matches!(token_url.scheme(), "http" | "https") {
-            return Err(failed("token_endpoint is not http(s)".into()));
-        }
+        // An https:// issuer's token endpoint must be https:// too (RFC 6749
+        // §3.2): the client's credentials are sent there.
+        let token_url = crate::discovery::metadata_endpoint(&meta, "token_endpoint", issuer)
+            .map_err(|e| failed(e.to_string()))?;
         let d = Discovered {
             token_url,
             // The identifier as the server states it: the assertion's `aud`.

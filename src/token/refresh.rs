@@ -14,7 +14,6 @@ use super::{Credential, Fetcher, Status};
 use crate::metrics::{Outcome, TokenRequestLabels};
 use rand::Rng as _;
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -27,14 +26,14 @@ const HOUR: Duration = Duration::from_secs(3600);
 pub async fn run(
     cred: Arc<Credential>,
     fetcher: Fetcher,
-    cache_file: Option<PathBuf>,
+    cache_file: Option<super::disk::CacheFile>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut failures: u32 = 0;
     // When the last token requests were made, for the hourly budget.
     let mut sent: VecDeque<Instant> = VecDeque::new();
     let mut over_budget_logged = false;
-    if let Some(wait) = cache_file.as_deref().and_then(|f| from_disk(&cred, f)) {
+    if let Some(wait) = cache_file.as_ref().and_then(|f| from_disk(&cred, f)) {
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
@@ -71,7 +70,7 @@ pub async fn run(
             over_budget_logged = false;
             sent.push_back(Instant::now());
         }
-        let wait = attempt(&cred, &fetcher, cache_file.as_deref(), &mut failures).await;
+        let wait = attempt(&cred, &fetcher, cache_file.as_ref(), &mut failures).await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
@@ -81,8 +80,8 @@ pub async fn run(
 }
 
 /// Take a still-valid token from `file`; how long until it should be refreshed.
-fn from_disk(cred: &Credential, file: &std::path::Path) -> Option<Duration> {
-    match super::disk::load(file, Duration::from_secs(5)) {
+fn from_disk(cred: &Credential, file: &super::disk::CacheFile) -> Option<Duration> {
+    match file.load(Duration::from_secs(5)) {
         Ok(Some(c)) => {
             let (started, wall) = (Instant::now(), std::time::SystemTime::now());
             if let Err(why) = cred.store(&c.access_token, c.remaining, started, wall) {
@@ -117,7 +116,7 @@ fn from_disk(cred: &Credential, file: &std::path::Path) -> Option<Duration> {
 async fn attempt(
     cred: &Credential,
     fetcher: &Fetcher,
-    cache_file: Option<&std::path::Path>,
+    cache_file: Option<&super::disk::CacheFile>,
     failures: &mut u32,
 ) -> Duration {
     cred.status.send_modify(|s| s.fetching = true);
@@ -158,7 +157,7 @@ async fn attempt(
     match stored {
         Ok((lifetime, token)) => {
             if let Some(file) = cache_file
-                && let Err(why) = super::disk::save(file, &token, lifetime)
+                && let Err(why) = file.save(&token, lifetime)
             {
                 tracing::warn!(credential = %cred.name, error = %why, "cannot keep the token in token_cache_dir");
             }

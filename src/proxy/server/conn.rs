@@ -1,0 +1,277 @@
+//! How long a client connection may stay open without a request in progress.
+//!
+//! hyper applies `header_read_timeout` to HTTP/1 request heads only once it
+//! knows the connection is HTTP/1: hyper-util's auto builder first reads up to
+//! 24 bytes to tell HTTP/1 from the HTTP/2 preface, with no timer, and hyper's
+//! HTTP/2 server has none for a connection that opened no stream (or whose
+//! streams have all ended). So each connection gets one timer here, driven
+//! beside the connection future:
+//!
+//! - until its first request head has been received whole, the connection may
+//!   live `header_read_timeout` from its accept (nothing sent, part of the
+//!   HTTP/2 preface, the preface and SETTINGS, PINGs, a half-sent head): then
+//!   it is closed;
+//! - afterwards, once no request is in progress (every response sent whole or
+//!   abandoned, no tunnel open) for `idle_timeout`, it is shut down gracefully
+//!   (HTTP/2: GOAWAY) and closed if it is still idle [`GRACE`] later.
+//!
+//! The hot path pays an `Arc` clone and two atomic operations per request (and
+//! one clock read when the connection goes idle); the timer is per connection
+//! and only re-armed when it fires.
+
+use http_body::{Body, Frame, SizeHint};
+use hyper_util::server::graceful::GracefulConnection;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// After a graceful shutdown, how long a still idle connection may take to
+/// close by itself (an HTTP/2 client answers the GOAWAY's PING) before it is
+/// closed.
+pub const GRACE: Duration = Duration::from_secs(1);
+
+/// What one connection is doing, shared by its requests and its driver.
+pub struct Activity {
+    accepted: Instant,
+    /// Requests whose answer is not sent whole yet, and open tunnels.
+    active: AtomicUsize,
+    /// Whether a request head was ever received whole.
+    started: AtomicBool,
+    /// When `active` last fell to zero, in milliseconds since `accepted`.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Activity {
+            accepted: Instant::now(),
+            active: AtomicUsize::new(0),
+            started: AtomicBool::new(false),
+            idle_since_ms: AtomicU64::new(0),
+        })
+    }
+
+    /// A request (or tunnel) in progress until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> InFlight {
+        self.active.fetch_add(1, Ordering::AcqRel);
+        if !self.started.load(Ordering::Relaxed) {
+            self.started.store(true, Ordering::Relaxed);
+        }
+        InFlight(self.clone())
+    }
+
+    fn millis_since_accept(&self) -> u64 {
+        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// What the driver does when its timer fires at `now`.
+    fn check(&self, now: Instant, timeouts: Timeouts, shutting: bool) -> Verdict {
+        if self.active.load(Ordering::Acquire) > 0 {
+            // Busy: look again later (one wake-up per idle_timeout).
+            return Verdict::Wait(now + timeouts.idle);
+        }
+        if shutting {
+            return Verdict::Close;
+        }
+        if !self.started.load(Ordering::Relaxed) {
+            let deadline = self.accepted + timeouts.first_request;
+            return if now >= deadline {
+                Verdict::Close
+            } else {
+                Verdict::Wait(deadline)
+            };
+        }
+        let idle_since =
+            self.accepted + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        let deadline = idle_since + timeouts.idle;
+        if now >= deadline {
+            Verdict::Shutdown
+        } else {
+            Verdict::Wait(deadline)
+        }
+    }
+}
+
+/// Keeps its connection in use while alive.
+pub struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let a = &self.0;
+        // The time first, so a driver that sees zero reads a fresh one.
+        a.idle_since_ms
+            .store(a.millis_since_accept(), Ordering::Relaxed);
+        a.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A response body that keeps its request in progress until it is sent whole
+/// (or dropped).
+pub struct Tracked<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B> Tracked<B> {
+    pub fn new(inner: B, in_flight: InFlight) -> Self {
+        Tracked {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The two limits a connection is held to.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the accept until the first request head is received whole.
+    pub first_request: Duration,
+    /// With no request in progress, after the first.
+    pub idle: Duration,
+}
+
+enum Verdict {
+    Wait(Instant),
+    Shutdown,
+    Close,
+}
+
+/// Drive `conn` to its end: shut it down gracefully when `stop` changes (the
+/// listener stops), and apply `timeouts` to it through `activity`. Dropping
+/// `conn` closes the socket.
+pub async fn drive<C>(
+    conn: C,
+    activity: Arc<Activity>,
+    timeouts: Timeouts,
+    mut stop: watch::Receiver<()>,
+) -> Result<(), C::Error>
+where
+    C: GracefulConnection,
+{
+    let mut conn = std::pin::pin!(conn);
+    let timer = tokio::time::sleep_until(activity.accepted + timeouts.first_request);
+    let mut timer = std::pin::pin!(timer);
+    let mut shutting = false;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            biased;
+            done = conn.as_mut() => return done,
+            _ = stop.changed(), if !stopping => {
+                stopping = true;
+                if !shutting {
+                    shutting = true;
+                    conn.as_mut().graceful_shutdown();
+                    timer.as_mut().reset(Instant::now() + GRACE);
+                }
+            }
+            () = timer.as_mut() => {
+                let now = Instant::now();
+                match activity.check(now, timeouts, shutting) {
+                    Verdict::Wait(at) => timer.as_mut().reset(at),
+                    Verdict::Shutdown => {
+                        shutting = true;
+                        conn.as_mut().graceful_shutdown();
+                        timer.as_mut().reset(now + GRACE);
+                    }
+                    Verdict::Close => {
+                        tracing::debug!(
+                            requests = activity.started.load(Ordering::Relaxed),
+                            "closing a connection with no request in progress"
+                        );
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        first_request: Duration::from_secs(10),
+        idle: Duration::from_secs(60),
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_closes_at_the_first_request_deadline() {
+        let a = Activity::new();
+        let now = Instant::now();
+        assert!(matches!(a.check(now, T, false), Verdict::Wait(at) if at == now + T.first_request));
+        assert!(matches!(
+            a.check(now + T.first_request, T, false),
+            Verdict::Close
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_in_progress_keeps_the_connection() {
+        let a = Activity::new();
+        let guard = a.begin();
+        let late = Instant::now() + Duration::from_secs(3600);
+        assert!(matches!(a.check(late, T, false), Verdict::Wait(_)));
+        assert!(matches!(a.check(late, T, true), Verdict::Wait(_)));
+        drop(guard);
+        // Idle from now on: shut down idle_timeout later, not before.
+        let ended = Instant::now();
+        assert!(
+            matches!(a.check(ended, T, false), Verdict::Wait(at) if at >= ended + T.idle - Duration::from_millis(1))
+        );
+        tokio::time::advance(T.idle).await;
+        assert!(matches!(
+            a.check(Instant::now(), T, false),
+            Verdict::Shutdown
+        ));
+        assert!(matches!(a.check(Instant::now(), T, true), Verdict::Close));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_body_ends_its_request() {
+        let a = Activity::new();
+        let mut body = Tracked::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
+            a.begin(),
+        );
+        assert_eq!(a.active.load(Ordering::Relaxed), 1);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(Some(Ok(_)))
+        ));
+        assert!(body.is_end_stream());
+        assert_eq!(
+            a.active.load(Ordering::Relaxed),
+            1,
+            "until the body is dropped"
+        );
+        drop(body);
+        assert_eq!(a.active.load(Ordering::Relaxed), 0);
+    }
+}
