@@ -806,3 +806,69 @@ fn idle_timeout_is_a_validated_limit() {
         assert!(errors.contains("limits.idle_timeout"), "{bad}: {errors}");
     }
 }
+
+/// Read HTTP/2 frames from `rd` until a HEADERS frame on stream 1 (the answer).
+async fn until_answer(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let mut at = 0;
+        while at + 9 <= buf.len() {
+            let len = (usize::from(buf[at]) << 16)
+                | (usize::from(buf[at + 1]) << 8)
+                | usize::from(buf[at + 2]);
+            if buf[at + 3] == 0x1 && buf[at + 5..at + 9] == [0, 0, 0, 1] {
+                return;
+            }
+            at += 9 + len;
+        }
+        let n = rd.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_client_that_ignores_goaway_is_closed_after_idle_timeout() {
+    // One whole request, then PINGs forever, never acknowledging the
+    // sidecar's GOAWAY and PING: closed idle_timeout after the answer, plus
+    // the one-second grace.
+    let five = Five::start("").await;
+    let runs = KINDS.map(|kind| {
+        let addr = five.addr(kind);
+        async move {
+            let c = TcpStream::connect(addr).await.unwrap();
+            let (mut rd, mut wr) = c.into_split();
+            let request = frame(0x1, 0x5, 1, &request_block());
+            wr.write_all(&h2(&[settings_ack(), request])).await.unwrap();
+            tokio::time::timeout(Duration::from_secs(10), until_answer(&mut rd))
+                .await
+                .unwrap_or_else(|_| panic!("{kind:?}: no answer"));
+            let answered = Instant::now();
+            let pinger = tokio::spawn(async move {
+                for n in 0u8.. {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if wr.write_all(&ping(n)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            let closed = tokio::time::timeout(IDLE + SLACK + Duration::from_secs(2), async {
+                let mut buf = [0u8; 4096];
+                while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+                answered.elapsed()
+            })
+            .await;
+            pinger.abort();
+            (kind, closed)
+        }
+    });
+    for (kind, closed) in futures_util::future::join_all(runs).await {
+        let after = closed.unwrap_or_else(|_| panic!("{kind:?}: still open"));
+        assert!(
+            after >= IDLE.mul_f64(0.9) && after <= IDLE + SLACK + Duration::from_secs(1),
+            "{kind:?}: closed {after:?} after the answer"
+        );
+    }
+    five.sidecar.stop().await;
+}

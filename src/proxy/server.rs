@@ -192,8 +192,7 @@ pub async fn serve<H: Handler>(
             }
             let in_flight = act.begin();
             if may_tunnel(&req) {
-                req.extensions_mut()
-                    .insert(HeldConnection(held.clone(), Arc::new(act.begin())));
+                hold_connection(&mut req, &held, &act);
             }
             let stopped = stop_flag.load(Ordering::Relaxed);
             async move {
@@ -253,8 +252,19 @@ pub async fn serve<H: Handler>(
     }
 }
 
+/// Let a request that may become a tunnel keep its connection counted and in
+/// use for as long as the tunnel lives.
+#[cold]
+#[inline(never)]
+fn hold_connection<B>(req: &mut Request<B>, open: &Arc<Open>, activity: &Arc<conn::Activity>) {
+    req.extensions_mut()
+        .insert(HeldConnection(open.clone(), Arc::new(activity.begin())));
+}
+
 /// The answer to a request that arrived after its listener stopped: `503`, and
 /// on HTTP/1.1 the connection closes after it.
+#[cold]
+#[inline(never)]
 fn listener_stopped<B>(req: &Request<B>) -> Response<ProxyBody> {
     let mut resp = crate::error::json_response(
         http::StatusCode::SERVICE_UNAVAILABLE,

@@ -23,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,33 +39,31 @@ pub struct Activity {
     accepted: Instant,
     /// Requests whose answer is not sent whole yet, and open tunnels.
     active: AtomicUsize,
-    /// Whether a request head was ever received whole.
-    started: AtomicBool,
-    /// When `active` last fell to zero, in milliseconds since `accepted`.
+    /// When `active` last fell to zero, in milliseconds since `accepted`;
+    /// [`NEVER`] until a first request has ended (with `active` at zero: no
+    /// request head was ever received whole).
     idle_since_ms: AtomicU64,
 }
+
+const NEVER: u64 = u64::MAX;
 
 impl Activity {
     pub fn new() -> Arc<Self> {
         Arc::new(Activity {
             accepted: Instant::now(),
             active: AtomicUsize::new(0),
-            started: AtomicBool::new(false),
-            idle_since_ms: AtomicU64::new(0),
+            idle_since_ms: AtomicU64::new(NEVER),
         })
     }
 
     /// A request (or tunnel) in progress until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
-        if !self.started.load(Ordering::Relaxed) {
-            self.started.store(true, Ordering::Relaxed);
-        }
         InFlight(self.clone())
     }
 
     fn millis_since_accept(&self) -> u64 {
-        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX)
+        u64::try_from(self.accepted.elapsed().as_millis()).map_or(NEVER - 1, |ms| ms.min(NEVER - 1))
     }
 
     /// What the driver does when its timer fires at `now`.
@@ -77,7 +75,8 @@ impl Activity {
         if shutting {
             return Verdict::Close;
         }
-        if !self.started.load(Ordering::Relaxed) {
+        let idle_since_ms = self.idle_since_ms.load(Ordering::Relaxed);
+        if idle_since_ms == NEVER {
             let deadline = self.accepted + timeouts.first_request;
             return if now >= deadline {
                 Verdict::Close
@@ -85,8 +84,7 @@ impl Activity {
                 Verdict::Wait(deadline)
             };
         }
-        let idle_since =
-            self.accepted + Duration::from_millis(self.idle_since_ms.load(Ordering::Relaxed));
+        let idle_since = self.accepted + Duration::from_millis(idle_since_ms);
         let deadline = idle_since + timeouts.idle;
         if now >= deadline {
             Verdict::Shutdown
@@ -163,52 +161,82 @@ enum Verdict {
 /// Drive `conn` to its end: shut it down gracefully when `stop` changes (the
 /// listener stops), and apply `timeouts` to it through `activity`. Dropping
 /// `conn` closes the socket.
+///
+/// Cheap per wake-up: the stop signal and the timer are polled once to
+/// register this task's waker (and again after the timer is reset); later
+/// wake-ups only look at them (an atomic load each). That relies on the waker
+/// staying the same, which holds for a future that is its task's whole body:
+/// spawn it, do not nest it in a combinator that changes wakers.
 pub async fn drive<C>(
     conn: C,
     activity: Arc<Activity>,
     timeouts: Timeouts,
-    mut stop: watch::Receiver<()>,
+    stop: watch::Receiver<()>,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
 {
     let mut conn = std::pin::pin!(conn);
-    let timer = tokio::time::sleep_until(activity.accepted + timeouts.first_request);
-    let mut timer = std::pin::pin!(timer);
-    let mut shutting = false;
-    let mut stopping = false;
-    loop {
-        tokio::select! {
-            biased;
-            done = conn.as_mut() => return done,
-            _ = stop.changed(), if !stopping => {
-                stopping = true;
-                if !shutting {
-                    shutting = true;
-                    conn.as_mut().graceful_shutdown();
-                    timer.as_mut().reset(Instant::now() + GRACE);
-                }
+    let mut timer = std::pin::pin!(tokio::time::sleep_until(
+        activity.accepted + timeouts.first_request
+    ));
+    let mut timer_registered = false;
+    let mut watching = stop.clone();
+    let mut stop_changed = std::pin::pin!(watching.changed());
+    let mut stop_registered = false;
+    let (mut stopping, mut shutting) = (false, false);
+    std::future::poll_fn(move |cx| {
+        loop {
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                return Poll::Ready(done);
             }
-            () = timer.as_mut() => {
-                let now = Instant::now();
-                match activity.check(now, timeouts, shutting) {
-                    Verdict::Wait(at) => timer.as_mut().reset(at),
-                    Verdict::Shutdown => {
+            if !stopping {
+                // A dropped sender (the drain gave up) counts as a stop too.
+                let stopped = if stop_registered {
+                    stop.has_changed().unwrap_or(true)
+                } else {
+                    let ready = stop_changed.as_mut().poll(cx).is_ready();
+                    stop_registered = !ready;
+                    ready
+                };
+                if stopped {
+                    stopping = true;
+                    if !shutting {
                         shutting = true;
                         conn.as_mut().graceful_shutdown();
-                        timer.as_mut().reset(now + GRACE);
+                        timer.as_mut().reset(Instant::now() + GRACE);
+                        timer_registered = false;
                     }
-                    Verdict::Close => {
-                        tracing::debug!(
-                            requests = activity.started.load(Ordering::Relaxed),
-                            "closing a connection with no request in progress"
-                        );
-                        return Ok(());
-                    }
+                    continue;
                 }
             }
+            let fired = if timer_registered {
+                timer.is_elapsed()
+            } else {
+                let ready = timer.as_mut().poll(cx).is_ready();
+                timer_registered = !ready;
+                ready
+            };
+            if !fired {
+                return Poll::Pending;
+            }
+            let now = Instant::now();
+            match activity.check(now, timeouts, shutting) {
+                Verdict::Wait(at) => timer.as_mut().reset(at),
+                Verdict::Shutdown => {
+                    shutting = true;
+                    conn.as_mut().graceful_shutdown();
+                    timer.as_mut().reset(now + GRACE);
+                }
+                Verdict::Close => {
+                    tracing::debug!("closing a connection with no request in progress");
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            timer_registered = false;
         }
-    }
+    })
+    .await
 }
 
 #[cfg(test)]
