@@ -419,7 +419,7 @@ mod tests {
             let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
             let p = parts[which].clone();
             // Padding.
-            if p.len() % 4 != 0 {
+            if !p.len().is_multiple_of(4) {
                 parts[which] = format!("{p}{}", "=".repeat(4 - p.len() % 4));
                 prop_assert!(parse(&parts.join(".")).is_err());
             }

@@ -185,7 +185,7 @@ impl Upstream {
                 let mut any = false;
                 let all = headers::upgrade_protocols(headers).all(|p| {
                     any = true;
-                    allowed.iter().any(|a| *a == p)
+                    allowed.contains(&p)
                 });
                 any && all
             }
