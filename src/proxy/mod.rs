@@ -177,6 +177,31 @@ impl Upstream {
         self
     }
 
+    /// For a request asking to upgrade: whether it may be spliced. If not, it
+    /// goes on as a plain request, which the upstream cannot switch (its
+    /// `Upgrade` and h2c's `HTTP2-Settings` removed). Out of line: rare.
+    #[cold]
+    #[inline(never)]
+    fn keep_upgrade(&self, headers: &mut http::HeaderMap) -> bool {
+        if self.upgrade_allowed(headers) {
+            return true;
+        }
+        headers.remove(header::UPGRADE);
+        headers.remove("http2-settings");
+        false
+    }
+
+    /// A switch nobody asked for (or to another protocol): whatever follows
+    /// on that connection would pass unchecked.
+    #[cold]
+    #[inline(never)]
+    fn unasked_switch(&self) -> ProxyError {
+        ProxyError::Upstream {
+            route: self.route.clone(),
+            reason: "the upstream switched protocols unasked".into(),
+        }
+    }
+
     /// Whether every protocol the request's `Upgrade` names may be spliced.
     fn upgrade_allowed(&self, headers: &http::HeaderMap) -> bool {
         match &self.upgrades {
@@ -205,14 +230,7 @@ impl Upstream {
         authorization: Option<HeaderValue>,
         affinity: Option<&Affinity>,
     ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
-        let mut upgrade = wants_upgrade(req.headers());
-        if upgrade && !self.upgrade_allowed(req.headers()) {
-            // Not spliced: the request goes on as a plain one, which the
-            // upstream cannot switch (`HTTP2-Settings` belongs to h2c).
-            req.headers_mut().remove(header::UPGRADE);
-            req.headers_mut().remove("http2-settings");
-            upgrade = false;
-        }
+        let upgrade = wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
         let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         // The spliced connection keeps counting toward the listener's cap.
@@ -274,12 +292,7 @@ impl Upstream {
         };
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
         if switching && (!upgrade || !self.upgrade_allowed(resp.headers())) {
-            // A switch nobody asked for (or to another protocol): whatever
-            // follows on that connection would pass unchecked.
-            return Err(ProxyError::Upstream {
-                route: self.route.clone(),
-                reason: "the upstream switched protocols unasked".into(),
-            });
+            return Err(self.unasked_switch());
         }
         remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
         if let (true, Some(client_side)) = (switching, client_side) {
