@@ -553,6 +553,19 @@ struct Cached {
 }
 
 impl Cached {
+    /// An issuer with an `admin` app granted `scopes` on the orders API.
+    async fn with_admin(scopes: &str) -> Self {
+        Cached {
+            idp: Idp::start(&format!(
+                "[[issuer.apps]]\nname = \"admin\"\nclient_id = \"admin\"\nclient_secret = \"{SECRET}\"\n\
+                 grants = {{ \"{ORDERS}\" = [{scopes}] }}\n"
+            ))
+            .await,
+            echo: Echo::start().await,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
     fn cache(&self) -> std::path::PathBuf {
         self.dir.path().join("tokens")
     }
@@ -691,15 +704,7 @@ async fn a_token_cache_file_swapped_in_from_another_credential_is_not_used() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_cache_directory_others_may_write_is_not_used() {
     use std::os::unix::fs::PermissionsExt as _;
-    let t = Cached {
-        idp: Idp::start(&format!(
-            "[[issuer.apps]]\nname = \"admin\"\nclient_id = \"admin\"\nclient_secret = \"{SECRET}\"\n\
-             grants = {{ \"{ORDERS}\" = [\"orders:read\", \"admin\"] }}\n"
-        ))
-        .await,
-        echo: Echo::start().await,
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let t = Cached::with_admin(r#""orders:read", "admin""#).await;
     let first = t.sidecar().await;
     let kept = t.sent_through(&first, "orders", "/first").await;
     first.stop().await;
@@ -730,15 +735,7 @@ async fn a_token_cache_directory_others_may_write_is_not_used() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_token_cache_file_is_not_read_whole() {
-    let t = Cached {
-        idp: Idp::start(&format!(
-            "[[issuer.apps]]\nname = \"admin\"\nclient_id = \"admin\"\nclient_secret = \"{SECRET}\"\n\
-             grants = {{ \"{ORDERS}\" = [\"orders:read\"] }}\n"
-        ))
-        .await,
-        echo: Echo::start().await,
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let t = Cached::with_admin(r#""orders:read""#).await;
     let first = t.sidecar().await;
     let kept = t.sent_through(&first, "orders", "/first").await;
     first.stop().await;

@@ -49,14 +49,7 @@ async fn inbound(echo: &Echo, keys: &str, extra: &str) -> Sidecar {
 
 async fn status(s: &Sidecar, token: &str) -> u16 {
     let url = format!("http://{}/x", s.handle.inbound_addr.unwrap());
-    client()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    support::http::bearer_status(&url, token).await
 }
 
 #[tokio::test]

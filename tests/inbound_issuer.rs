@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 use support::config::{SidecarConfig, issuer_toml, quote};
 use support::echo::Echo;
-use support::http::client;
+use support::http::{bearer_status, client};
 use support::sidecar::Sidecar;
 
 const ORDERS: &str = "https://orders.example.com";
@@ -19,17 +19,6 @@ async fn token(issuer: &str, client_id: &str, audience: &str) -> String {
     let (status, v) = support::http::token_json(issuer, client_id, SECRET, audience).await;
     assert_eq!(status, 200, "{v}");
     v["access_token"].as_str().unwrap().to_owned()
-}
-
-async fn status(url: &str, token: &str) -> u16 {
-    client()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
 }
 
 /// The Orders API, a reader app, the inbound sidecar's own app (`gateway`,
@@ -74,7 +63,7 @@ async fn manage(issuer: &str, admin: &str, action: &str) {
 
 async fn until_status(url: &str, token: &str, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while status(url, token).await != want {
+    while bearer_status(url, token).await != want {
         assert!(
             tokio::time::Instant::now() < deadline,
             "{url} never answered {want}"
@@ -142,7 +131,7 @@ async fn blocking_an_app_reaches_tokens_already_issued() {
 
     let reader = token(&issuer, "reader", ORDERS).await;
     assert_eq!(
-        status(&url, &reader).await,
+        bearer_status(&url, &reader).await,
         200,
         "keys found through discovery"
     );
@@ -210,7 +199,7 @@ async fn introspection_reaches_blocked_apps_with_one_call_per_token_and_ttl() {
 
     // 20 concurrent requests with a fresh token: one introspection call.
     let reader = token(&issuer, "reader", ORDERS).await;
-    let calls: Vec<_> = (0..20).map(|_| status(&url, &reader)).collect();
+    let calls: Vec<_> = (0..20).map(|_| bearer_status(&url, &reader)).collect();
     for s in futures_util::future::join_all(calls).await {
         assert_eq!(s, 200);
     }

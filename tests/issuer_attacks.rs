@@ -11,7 +11,7 @@ mod support;
 use base64::Engine as _;
 use std::time::Duration;
 use support::config::{SidecarConfig, issuer_toml, quote};
-use support::http::client;
+use support::http::{bearer_status, client};
 use support::sidecar::Sidecar;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -1123,20 +1123,9 @@ async fn inbound_setup() -> (Iss, support::echo::Echo, String) {
     (s, echo, url)
 }
 
-async fn inbound_status(url: &str, token: &str) -> u16 {
-    client()
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 async fn until_inbound(url: &str, token: &str, want: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while inbound_status(url, token).await != want {
+    while bearer_status(url, token).await != want {
         assert!(tokio::time::Instant::now() < deadline, "never {want}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -1176,7 +1165,7 @@ async fn blocking_revokes_earlier_tokens_for_good_at_inbound() {
         old.push(s.orders_token("billing", SECRET).await);
     }
     for t in &old {
-        assert_eq!(inbound_status(&url, t).await, 200);
+        assert_eq!(bearer_status(&url, t).await, 200);
     }
     let (status, _, _) = s
         .call("POST", "api/v1/apps/billing/block", Some(&root), None)
@@ -1225,7 +1214,7 @@ async fn blocking_revokes_earlier_tokens_for_good_at_inbound() {
 
     // Delete and create again under the same id: the old app's tokens stay dead.
     let before_delete = s.orders_token("billing", SECRET).await;
-    assert_eq!(inbound_status(&url, &before_delete).await, 200);
+    assert_eq!(bearer_status(&url, &before_delete).await, 200);
     let (status, _, _) = s
         .call("DELETE", "api/v1/apps/billing", Some(&root), None)
         .await;
@@ -1246,7 +1235,7 @@ async fn blocking_revokes_earlier_tokens_for_good_at_inbound() {
     until_inbound(&url, &reborn, 200).await;
     polled_after(&s, now()).await;
     for t in old.iter().chain([&fresh, &before_delete]) {
-        assert_eq!(inbound_status(&url, t).await, 401);
+        assert_eq!(bearer_status(&url, t).await, 401);
     }
     s.sidecar.stop().await;
 }
@@ -1576,7 +1565,7 @@ async fn an_inbound_sidecars_introspection_client_cannot_be_locked_out() {
     // Every new token needs a fresh introspection call: all pass.
     for i in 0..10 {
         let t = s.orders_token("billing", SECRET).await;
-        assert_eq!(inbound_status(&url, &t).await, 200, "token {i}");
+        assert_eq!(bearer_status(&url, &t).await, 200, "token {i}");
     }
     let (_, text) = support::http::get(&s.sidecar.admin_url("/metrics")).await;
     assert_eq!(

@@ -109,3 +109,15 @@ pub async fn until_ok(client: &reqwest::Client, url: &str, limit: Duration) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The status of `GET url` with `Authorization: Bearer token`.
+pub async fn bearer_status(url: &str, token: &str) -> u16 {
+    client()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
