@@ -6,7 +6,10 @@
 #
 # Needs: valgrind, nginx, wrk, curl, python3 (Debian packages:
 #   apt-get install -y valgrind nginx-light wrk curl python3).
-# Env: SIDECAR_BIN (default target/release/m2m-sidecar), DURATION (default 5s).
+# Env: SIDECAR_BIN (default target/release/m2m-sidecar), DURATION (default 5s),
+#   MODE=outbound (default) or MODE=inbound: through an [inbound] listener with a
+#   public `/*` rule instead (the request screening and path normalisation, no
+#   token check; keys from bench/inbound-keys.py, which needs openssl).
 # Prints: requests=N instructions=N per_request=N; the callgrind profile is kept
 # in the temp dir it names, for `callgrind_annotate --inclusive=yes FILE`.
 set -euo pipefail
@@ -35,7 +38,15 @@ render() {
         -e "s|@PORT_TOKEN@|$PORT_TOKEN|g" -e "s|@PORT_PROXY@|0|g" -e "s|@TOKEN@|bench-token|g" "$1" >"$2"
 }
 render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
-render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"
+case "${MODE:-outbound}" in
+    outbound) render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"; REQ_PATH=/ ;;
+    inbound)
+        python3 "$SCRIPT_DIR/inbound-keys.py" "$TMP" >/dev/null 2>&1 || { echo "inbound-keys.py failed" >&2; exit 1; }
+        render "$SCRIPT_DIR/inbound-sidecar.toml.tmpl" "$TMP/sidecar.toml"
+        sed -i -e 's|@RULE_PATH@|/*|' -e 's|@RULE_POLICY@|public = true|' -e 's|@CACHE_LINE@||' "$TMP/sidecar.toml"
+        REQ_PATH=/orders/1 ;;
+    *) echo "instructions.sh: MODE is outbound or inbound" >&2; exit 1 ;;
+esac
 
 nginx -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/nginx-upstream.conf" -g 'daemon off;' & PIDS+=($!)
 python3 "$SCRIPT_DIR/token_server.py" "$PORT_TOKEN" bench-token >/dev/null 2>&1 & PIDS+=($!)
@@ -47,7 +58,7 @@ for _ in $(seq 200); do
     sleep 0.3
 done
 curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not ready" >&2; exit 1; }
-URL="http://127.0.0.1:$PORT_SIDECAR/"
+URL="http://127.0.0.1:$PORT_SIDECAR$REQ_PATH"
 timeout 60 wrk -t1 -c8 -d2s "$URL" >/dev/null
 callgrind_control -z "$SC" >/dev/null
 REQUESTS=$(timeout 120 wrk -t1 -c8 -d"$DURATION" "$URL" | awk '/requests in/{print $1}')
