@@ -5,7 +5,8 @@
 //! normalised unambiguously is refused: a backslash, a control character or a
 //! raw non-ASCII byte, invalid percent-encoding, a double encoding (`%25`
 //! followed by two hex digits once decoded), `..` above the root, and, unless
-//! the policy says otherwise, an encoded `/` or `\` and `;` path parameters.
+//! the policy says otherwise, an encoded `/` or `\` and `;` path parameters
+//! (an encoded `%3B` always).
 //!
 //! The common path (nothing to decode, no dot segment, no `//`) is checked in
 //! one pass over the bytes and borrowed, not copied.
@@ -31,7 +32,7 @@ pub enum PathParameters {
     #[default]
     Reject,
     /// Drop each segment's `;…` before anything else (as Tomcat and Spring
-    /// read it); an encoded `%3B` stays data.
+    /// read it); an encoded `%3B` is still refused (ambiguous).
     Strip,
 }
 
@@ -149,9 +150,9 @@ fn normalize_slow(path: &str, policy: PathPolicy) -> Result<String, BadPath> {
                         EscapedSlashes::Keep => push_escape(&mut cur, d),
                     },
                     0..=0x1f | 0x7f => return Err(BadPath::ControlCharacter),
-                    b';' if policy.path_parameters == PathParameters::Reject => {
-                        return Err(BadPath::PathParameter);
-                    }
+                    // Data to some servers, a parameter to those that decode
+                    // before they strip: ambiguous, whatever the policy.
+                    b';' => return Err(BadPath::PathParameter),
                     _ => push_escape(&mut cur, d),
                 }
             }
@@ -344,7 +345,7 @@ mod tests {
         assert_eq!(go("/a/..%2f", keep).as_deref(), Ok("/a/..%2F"));
         assert_eq!(go("/admin;x/y", strip).as_deref(), Ok("/admin/y"));
         assert_eq!(go("/a/..;x/admin", strip).as_deref(), Ok("/admin"));
-        assert_eq!(go("/a%3bx", strip).as_deref(), Ok("/a%3Bx"));
+        assert_eq!(go("/a%3bx", strip), Err(BadPath::PathParameter));
         assert_eq!(go("/a;%00", strip), Err(BadPath::ControlCharacter));
         assert_eq!(go("/a;\\", strip), Err(BadPath::Backslash));
         assert_eq!(go("/a;%zz", strip), Err(BadPath::InvalidEscape));

@@ -424,6 +424,13 @@ fn path_policy_upgrades_and_rule_paths_are_checked() {
         ),
         Vec::<String>::new()
     );
+    // Specific rules first, a stricter broad rule first, or methods apart: fine.
+    assert_eq!(
+        with(
+            "[[inbound.rules]]\npath = \"/api/admin/*\"\nscopes = [\"admin\"]\n[[inbound.rules]]\npath = \"/api/*\"\npublic = true\n[[inbound.rules]]\npath = \"/x/*\"\nscopes = [\"a\", \"b\"]\n[[inbound.rules]]\npath = \"/x/y\"\nscopes = [\"a\"]\n[[inbound.rules]]\npath = \"/o/*\"\nmethods = [\"GET\"]\npublic = true\n[[inbound.rules]]\npath = \"/o/*\"\nmethods = [\"POST\"]\nscopes = [\"w\"]\n[[inbound.rules]]\npath = \"/h\"\npublic = true\n[[inbound.rules]]\npath = \"/h/*\"\nscopes = [\"w\"]"
+        ),
+        Vec::<String>::new()
+    );
     let cases: &[(&str, &str)] = &[
         (
             "escaped_slashes = \"decode\"",
@@ -460,6 +467,23 @@ fn path_policy_upgrades_and_rule_paths_are_checked() {
         (
             "[[inbound.rules]]\npath = \"/a;b\"",
             "inbound.rules[0].path: never matches a request: path parameters",
+        ),
+        // A broader rule first answers for a stricter one after it.
+        (
+            "[[inbound.rules]]\npath = \"/api/*\"\npublic = true\n[[inbound.rules]]\npath = \"/api/admin/*\"\nscopes = [\"admin\"]",
+            "inbound.rules[1].path: rule [0] (`/api/*`, public) comes first",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/docs/*\"\nmethods = [\"GET\"]\npublic = true\n[[inbound.rules]]\npath = \"/DOCS/private/*\"\nscopes = [\"admin\"]",
+            "inbound.rules[1].path: rule [0] (`/docs/*`, public) comes first",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/api/*\"\n[[inbound.rules]]\npath = \"/api/admin\"\nmethods = [\"POST\"]\nscopes = [\"admin\"]",
+            "inbound.rules[1].path: rule [0] (`/api/*`, scopes []) comes first",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/*\"\nscopes = [\"a\"]\n[[inbound.rules]]\npath = \"/x\"\nscopes = [\"a\", \"b\"]",
+            "inbound.rules[1].path: rule [0] (`/*`, scopes [\"a\"]) comes first",
         ),
     ];
     for (extra, want) in cases {

@@ -23,7 +23,7 @@ use crate::error::ProxyError;
 use crate::path::PathPolicy;
 use crate::proxy::client::{self, ClientSettings};
 use crate::proxy::h1pool::Affinity;
-use crate::proxy::headers::{remove_hop_by_hop, remove_m2m, wants_upgrade};
+use crate::proxy::headers::{remove_hop_by_hop, remove_reserved, wants_upgrade};
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, Timeouts, Upstream};
 use answer::{Refusal, refuse};
@@ -351,6 +351,15 @@ impl Inbound {
             }
             _ => {}
         }
+        // Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
+        if let Some(host) = req.uri().authority().map(|a| {
+            let hostport = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
+            HeaderValue::from_str(hostport)
+        }) {
+            let host =
+                host.map_err(|_| ProxyError::BadRequest("invalid host in the request target"))?;
+            req.headers_mut().insert(header::HOST, host);
+        }
         let uri = req.uri();
         if uri.path() == "*" {
             return Err(ProxyError::BadRequest(
@@ -445,8 +454,8 @@ impl Handler for Inbound {
         if let Err(e) = self.screen(&mut req) {
             return e.into_response();
         }
-        // Identity headers only ever come from us.
-        remove_m2m(req.headers_mut());
+        // Identity headers only ever come from us; nothing overrides the path.
+        remove_reserved(req.headers_mut());
         let identity = match self.admit(&req).await {
             Ok(identity) => identity,
             Err(refusal) => return refuse(&refusal, grpc),

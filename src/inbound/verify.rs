@@ -240,6 +240,13 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
             }
         })
     };
+    // Every identity claim present is checked, not only the one used: a
+    // service may read the token itself.
+    for k in ["client_id", "cid", "azp", "sub"] {
+        if let Some(v) = c.get(k) {
+            identity(v)?;
+        }
+    }
     let client_id = ["client_id", "cid", "azp", "sub"]
         .iter()
         .find_map(|k| c.get(*k))

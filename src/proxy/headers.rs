@@ -97,15 +97,34 @@ pub fn is_m2m_name(name: &str) -> bool {
             .all(|(c, w)| c.to_ascii_lowercase() == *w || (*w == b'-' && *c == b'_'))
 }
 
-/// Remove every `x-m2m-*` header (and underscore variants) a client sent.
-pub fn remove_m2m(headers: &mut HeaderMap) {
+/// Headers that some servers let override the request path (IIS URL
+/// Rewrite, Symfony, Zend): a way around the path the rules checked.
+fn is_path_override(name: &str) -> bool {
+    let folded = |w: &str| {
+        name.len() == w.len()
+            && name
+                .bytes()
+                .zip(w.bytes())
+                .all(|(c, w)| c.to_ascii_lowercase() == w || (w == b'-' && c == b'_'))
+    };
+    name.len() > 12 && (folded("x-original-url") || folded("x-rewrite-url"))
+}
+
+/// What inbound never lets through from a client: every `x-m2m-*` header
+/// (and underscore variants), and the path-override headers.
+fn reserved(name: &str) -> bool {
+    is_m2m_name(name) || is_path_override(name)
+}
+
+/// Remove the reserved headers ([`reserved`]) a client sent.
+pub fn remove_reserved(headers: &mut HeaderMap) {
     // Most requests carry none: one scan without allocating.
-    if !headers.keys().any(|k| is_m2m_name(k.as_str())) {
+    if !headers.keys().any(|k| reserved(k.as_str())) {
         return;
     }
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| is_m2m_name(k.as_str()))
+        .filter(|k| reserved(k.as_str()))
         .cloned()
         .collect();
     for n in names {
@@ -220,8 +239,10 @@ mod tests {
             ("x_m2m_client_id", "admin"),
             ("x-keep", "1"),
             ("X-M2M-Scopes", "a"),
+            ("x-original-url", "/admin"),
+            ("X_Rewrite_URL", "/admin"),
         ]);
-        remove_m2m(&mut h);
+        remove_reserved(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
     }
 

@@ -69,6 +69,7 @@ impl Validator {
             .enumerate()
             .filter_map(|(i, r)| self.rule(i, r))
             .collect();
+        self.shadowed_rules(&rules);
         let d = |v: &mut Self,
                  k: &str,
                  t: &Option<crate::config::raw::Text>,
@@ -346,6 +347,34 @@ impl Validator {
         out
     }
 
+    /// Rules are tried in order and the first match wins, so a broader rule
+    /// listed first would answer for a later, stricter one: refused, with the
+    /// fix (`/api/*` public before `/api/admin/*` needing `admin`).
+    fn shadowed_rules(&mut self, rules: &[RuleSpec]) {
+        for (j, later) in rules.iter().enumerate().filter(|(_, r)| !r.public) {
+            let weaker = rules[..j].iter().enumerate().find(|(_, earlier)| {
+                covers(earlier, later)
+                    && methods_overlap(earlier, later)
+                    && (earlier.public || !later.scopes.iter().all(|s| earlier.scopes.contains(s)))
+            });
+            if let Some((i, earlier)) = weaker {
+                let what = if earlier.public {
+                    "public".to_owned()
+                } else {
+                    format!("scopes {:?}", earlier.scopes)
+                };
+                self.issue(
+                    format!("inbound.rules[{j}].path"),
+                    format!(
+                        "rule [{i}] (`{}{}`, {what}) comes first and answers for these requests with less than this rule requires (rules are tried in order; the first match wins): put the more specific rule first",
+                        earlier.path,
+                        if earlier.prefix { "/*" } else { "" },
+                    ),
+                );
+            }
+        }
+    }
+
     fn rule(&mut self, i: usize, r: &RuleConfig) -> Option<RuleSpec> {
         let p = |k: &str| format!("inbound.rules[{i}].{k}");
         let path = self.required(&p("path"), &r.path)?.to_owned();
@@ -395,4 +424,23 @@ impl Validator {
             public: r.public,
         })
     }
+}
+
+/// Whether `earlier` matches the path `later` names (its base, for a prefix
+/// rule), in any case: a broader prefix, or the same exact path.
+fn covers(earlier: &RuleSpec, later: &RuleSpec) -> bool {
+    let (e, l) = (
+        earlier.path.to_ascii_lowercase(),
+        later.path.to_ascii_lowercase(),
+    );
+    if earlier.prefix {
+        e.is_empty() || l == e || l.starts_with(&format!("{e}/"))
+    } else {
+        !later.prefix && e == l
+    }
+}
+
+/// Whether some method is matched by both rules (no methods: every method).
+fn methods_overlap(a: &RuleSpec, b: &RuleSpec) -> bool {
+    a.methods.is_empty() || b.methods.is_empty() || a.methods.iter().any(|m| b.methods.contains(m))
 }
