@@ -1041,6 +1041,106 @@ async fn metric_labels_never_come_from_requests() {
     s.sidecar.stop().await;
 }
 
+/// The issuer's `/metrics` is unauthenticated: after tokens were issued to
+/// every kind of app (admin apps on the management audience, API clients, an
+/// app created at runtime, by secret in Basic, form and JSON), it names no
+/// client id, so it tells an outsider neither which ids exist nor which are
+/// admin apps. The issued count is there, by audience.
+#[tokio::test]
+async fn issuer_metrics_never_name_a_client_id() {
+    let extra = format!(
+        "[[issuer.apps]]\nname = \"Tenant\"\nclient_id = \"tenant-7f3a.quiet_app~x\"\nclient_secret = {}\ngrants = {{ {} = [\"orders:read\"] }}\n",
+        quote(SECRET),
+        quote(ORDERS)
+    );
+    let s = start("", &extra).await;
+    let mgmt = s.mgmt();
+    let mut ids: Vec<String> = ["root", "ops", "writer", "gateway", "billing"]
+        .map(str::to_owned)
+        .to_vec();
+    ids.push("tenant-7f3a.quiet_app~x".into());
+    let mut orders = 0;
+    let mut management = 0;
+    for id in ["root", "ops", "writer", "gateway"] {
+        s.mgmt_token(id).await;
+        management += 1;
+    }
+    for id in ["billing", "tenant-7f3a.quiet_app~x"] {
+        s.orders_token(id, SECRET).await;
+        orders += 1;
+    }
+    // An app created at runtime, with a generated id and secret.
+    let root = s.mgmt_token("root").await;
+    management += 1;
+    let body = format!(
+        r#"{{"name":"runtime app","grants":{{{}:["orders:read"]}}}}"#,
+        quote(ORDERS)
+    );
+    let (status, _, app) = s
+        .call("POST", "api/v1/apps", Some(&root), Some(&body))
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let created = app["client_id"].as_str().unwrap().to_owned();
+    let created_secret = app["client_secret"].as_str().unwrap().to_owned();
+    s.orders_token(&created, &created_secret).await;
+    orders += 1;
+    ids.push(created);
+    // The other ways to authenticate: form body and Basic.
+    let (status, _, v) = s
+        .form(
+            "oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "billing"),
+                ("client_secret", SECRET),
+                ("audience", ORDERS),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    orders += 1;
+    let resp = client()
+        .post(format!("{}oauth/token", s.url))
+        .basic_auth("tenant-7f3a.quiet_app~x", Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&audience={}",
+            form_urlencoded::byte_serialize(ORDERS.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    orders += 1;
+    // Failures, of known and unknown ids, label nothing either.
+    for id in ["billing", "root", "no-such-app-3c9d"] {
+        let (status, _) = s.token(id, WRONG, ORDERS).await;
+        assert_eq!(status, 401, "{id}");
+    }
+    ids.push("no-such-app-3c9d".into());
+
+    let (status, text) = support::http::get(&format!("{}metrics", s.url)).await;
+    assert_eq!(status, 200);
+    assert!(!text.contains("client_id"), "{text}");
+    for id in &ids {
+        // As a label value; the longer (distinctive) ids anywhere at all.
+        assert!(
+            !text.contains(&format!("\"{id}\"")) && (id.len() < 10 || !text.contains(id.as_str())),
+            "{id} in /metrics:\n{text}"
+        );
+    }
+    // Every issued token is counted, by audience only.
+    let line = |aud: &str| format!("m2m_issuer_tokens_issued_total{{audience=\"{aud}\"}}");
+    assert_eq!(support::metric(&text, &line(ORDERS)), orders, "{text}");
+    assert_eq!(support::metric(&text, &line(&mgmt)), management, "{text}");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("m2m_issuer_tokens_issued_total"))
+        .collect();
+    assert_eq!(series.len(), 2, "{series:?}");
+    s.sidecar.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // §2: introspection needs tokens:introspect.
 // ---------------------------------------------------------------------------
