@@ -1426,14 +1426,14 @@ async fn a_block_in_the_config_wins_over_the_state() {
     // The state names every victim now: without the fix, it would win.
     let state = std::fs::read_to_string(s.dir.path().join("issuer.json")).unwrap();
     let state: serde_json::Value = serde_json::from_str(&state).unwrap();
-    for i in 0..n {
+    for (i, what) in how.iter().enumerate() {
         let id = format!("victim-{i}");
         let named = state["apps"]
             .as_array()
             .unwrap()
             .iter()
             .find(|a| a["client_id"] == id);
-        assert_eq!(named.unwrap()["blocked"], i == 4, "{}: {id}", how[i]);
+        assert_eq!(named.unwrap()["blocked"], i == 4, "{what}: {id}");
     }
 
     // The operator blocks 0..=4 in the config and restarts.

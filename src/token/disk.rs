@@ -815,17 +815,18 @@ mod tests {
             let base = tempfile::tempdir().unwrap();
             let dir = build(base.path());
             let got = check_dir(&dir);
-            let ok = match (&want, &got) {
-                (Want::Used, Ok(true)) | (Want::Missing, Ok(false)) => true,
-                (Want::Exposed, Err(CacheError::AncestorExposed(_)))
-                | (Want::AncestorOwner, Err(CacheError::AncestorOwner))
-                | (Want::Link, Err(CacheError::LinkOwner))
-                | (Want::DirOwner, Err(CacheError::DirectoryOwner))
-                | (Want::DirExposed, Err(CacheError::DirectoryExposed(_)))
-                | (Want::NotDir, Err(CacheError::NotADirectory))
-                | (Want::Loop, Err(CacheError::TooManyLinks)) => true,
-                _ => false,
-            };
+            let ok = matches!(
+                (&want, &got),
+                (Want::Used, Ok(true))
+                    | (Want::Missing, Ok(false))
+                    | (Want::Exposed, Err(CacheError::AncestorExposed(_)))
+                    | (Want::AncestorOwner, Err(CacheError::AncestorOwner))
+                    | (Want::Link, Err(CacheError::LinkOwner))
+                    | (Want::DirOwner, Err(CacheError::DirectoryOwner))
+                    | (Want::DirExposed, Err(CacheError::DirectoryExposed(_)))
+                    | (Want::NotDir, Err(CacheError::NotADirectory))
+                    | (Want::Loop, Err(CacheError::TooManyLinks))
+            );
             assert!(ok, "{what}: want {want:?}, got {got:?}");
             // What the cache does with it: used (a token round-trips), or
             // neither read nor written.
