@@ -1041,6 +1041,106 @@ async fn metric_labels_never_come_from_requests() {
     s.sidecar.stop().await;
 }
 
+/// The issuer's `/metrics` is unauthenticated: after tokens were issued to
+/// every kind of app (admin apps on the management audience, API clients, an
+/// app created at runtime, by secret in Basic, form and JSON), it names no
+/// client id, so it tells an outsider neither which ids exist nor which are
+/// admin apps. The issued count is there, by audience.
+#[tokio::test]
+async fn issuer_metrics_never_name_a_client_id() {
+    let extra = format!(
+        "[[issuer.apps]]\nname = \"Tenant\"\nclient_id = \"tenant-7f3a.quiet_app~x\"\nclient_secret = {}\ngrants = {{ {} = [\"orders:read\"] }}\n",
+        quote(SECRET),
+        quote(ORDERS)
+    );
+    let s = start("", &extra).await;
+    let mgmt = s.mgmt();
+    let mut ids: Vec<String> = ["root", "ops", "writer", "gateway", "billing"]
+        .map(str::to_owned)
+        .to_vec();
+    ids.push("tenant-7f3a.quiet_app~x".into());
+    let mut orders = 0;
+    let mut management = 0;
+    for id in ["root", "ops", "writer", "gateway"] {
+        s.mgmt_token(id).await;
+        management += 1;
+    }
+    for id in ["billing", "tenant-7f3a.quiet_app~x"] {
+        s.orders_token(id, SECRET).await;
+        orders += 1;
+    }
+    // An app created at runtime, with a generated id and secret.
+    let root = s.mgmt_token("root").await;
+    management += 1;
+    let body = format!(
+        r#"{{"name":"runtime app","grants":{{{}:["orders:read"]}}}}"#,
+        quote(ORDERS)
+    );
+    let (status, _, app) = s
+        .call("POST", "api/v1/apps", Some(&root), Some(&body))
+        .await;
+    assert_eq!(status, 201, "{app}");
+    let created = app["client_id"].as_str().unwrap().to_owned();
+    let created_secret = app["client_secret"].as_str().unwrap().to_owned();
+    s.orders_token(&created, &created_secret).await;
+    orders += 1;
+    ids.push(created);
+    // The other ways to authenticate: form body and Basic.
+    let (status, _, v) = s
+        .form(
+            "oauth/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", "billing"),
+                ("client_secret", SECRET),
+                ("audience", ORDERS),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    orders += 1;
+    let resp = client()
+        .post(format!("{}oauth/token", s.url))
+        .basic_auth("tenant-7f3a.quiet_app~x", Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "grant_type=client_credentials&audience={}",
+            form_urlencoded::byte_serialize(ORDERS.as_bytes()).collect::<String>()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    orders += 1;
+    // Failures, of known and unknown ids, label nothing either.
+    for id in ["billing", "root", "no-such-app-3c9d"] {
+        let (status, _) = s.token(id, WRONG, ORDERS).await;
+        assert_eq!(status, 401, "{id}");
+    }
+    ids.push("no-such-app-3c9d".into());
+
+    let (status, text) = support::http::get(&format!("{}metrics", s.url)).await;
+    assert_eq!(status, 200);
+    assert!(!text.contains("client_id"), "{text}");
+    for id in &ids {
+        // As a label value; the longer (distinctive) ids anywhere at all.
+        assert!(
+            !text.contains(&format!("\"{id}\"")) && (id.len() < 10 || !text.contains(id.as_str())),
+            "{id} in /metrics:\n{text}"
+        );
+    }
+    // Every issued token is counted, by audience only.
+    let line = |aud: &str| format!("m2m_issuer_tokens_issued_total{{audience=\"{aud}\"}}");
+    assert_eq!(support::metric(&text, &line(ORDERS)), orders, "{text}");
+    assert_eq!(support::metric(&text, &line(&mgmt)), management, "{text}");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("m2m_issuer_tokens_issued_total"))
+        .collect();
+    assert_eq!(series.len(), 2, "{series:?}");
+    s.sidecar.stop().await;
+}
+
 // ---------------------------------------------------------------------------
 // §2: introspection needs tokens:introspect.
 // ---------------------------------------------------------------------------
@@ -1236,6 +1336,180 @@ async fn blocking_revokes_earlier_tokens_for_good_at_inbound() {
     polled_after(&s, now()).await;
     for t in old.iter().chain([&fresh, &before_delete]) {
         assert_eq!(bearer_status(&url, t).await, 401);
+    }
+    s.sidecar.stop().await;
+}
+
+/// Config apps `victim-0` … `victim-{n-1}` (orders:read, and apps:read on the
+/// management API), each `blocked` as `blocked[i]` says.
+fn victims(blocked: &[bool]) -> String {
+    blocked
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            format!(
+                "[[issuer.apps]]\nname = \"victim-{i}\"\nclient_id = \"victim-{i}\"\nclient_secret = {}\nblocked = {b}\n\
+                 grants = {{ {} = [\"orders:read\"], \"http://127.0.0.1:{{PORT}}/api/v1/\" = [\"apps:read\"] }}\n",
+                quote(SECRET),
+                quote(ORDERS)
+            )
+        })
+        .collect()
+}
+
+/// `blocked = true` in the config blocks an app the state names too (the
+/// state otherwise wins for ids both name), whatever runtime change put it
+/// in the state: its token requests are refused and every token issued
+/// before that start is dead (introspection, the management API, the feed),
+/// permanently. The config never unblocks what the state blocked, and
+/// removing `blocked` from the config again does not unblock either: only the
+/// management API does, and then only new tokens work.
+#[tokio::test]
+async fn a_block_in_the_config_wins_over_the_state() {
+    // How each victim came to be named by the state (0..=4), and a control (5)
+    // the config never blocks.
+    let how = [
+        "grants changed at runtime",
+        "blocked and unblocked at runtime",
+        "secret rotated at runtime",
+        "copied into the state by another app's change",
+        "blocked at runtime (and then in the config too)",
+        "control: never blocked in the config",
+    ];
+    let n = how.len();
+    let opts = Opts {
+        extra: victims(&[false; 6]),
+        ..Opts::default()
+    };
+    let mut s = start_on(None, tempfile::tempdir().unwrap(), opts).await;
+    let root = s.mgmt_token("root").await;
+    let mut secrets = vec![SECRET.to_owned(); n];
+    let (status, _, v) = s
+        .call(
+            "PUT",
+            "api/v1/apps/victim-0/grants",
+            Some(&root),
+            Some(&json(
+                serde_json::json!({ORDERS: ["orders:read", "orders:write"], s.mgmt(): ["apps:read"]}),
+            )),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    for action in ["block", "unblock"] {
+        let path = format!("api/v1/apps/victim-1/{action}");
+        assert_eq!(s.call("POST", &path, Some(&root), None).await.0, 200);
+    }
+    let (status, _, v) = s
+        .call(
+            "POST",
+            "api/v1/apps/victim-2/secrets",
+            Some(&root),
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    secrets[2] = v["client_secret"].as_str().unwrap().to_owned();
+    // Tokens issued before the config blocks them (victim-4's before its
+    // runtime block).
+    let mut old = Vec::new();
+    for (i, secret) in secrets.iter().enumerate() {
+        let id = format!("victim-{i}");
+        old.push((
+            s.orders_token(&id, secret).await,
+            token_of(&s, &id, secret).await,
+        ));
+    }
+    let (status, _, _) = s
+        .call("POST", "api/v1/apps/victim-4/block", Some(&root), None)
+        .await;
+    assert_eq!(status, 200);
+    // The state names every victim now: without the fix, it would win.
+    let state = std::fs::read_to_string(s.dir.path().join("issuer.json")).unwrap();
+    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    for (i, what) in how.iter().enumerate() {
+        let id = format!("victim-{i}");
+        let named = state["apps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["client_id"] == id);
+        assert_eq!(named.unwrap()["blocked"], i == 4, "{what}: {id}");
+    }
+
+    // The operator blocks 0..=4 in the config and restarts.
+    let mut blocked = [true; 6];
+    blocked[5] = false;
+    s.opts.extra = victims(&blocked);
+    let restarted_at = now();
+    let s = s.restart().await;
+    let (_, _, feed) = s.call("GET", "api/v1/revocations", None, None).await;
+    for (i, (what, (orders, mgmt))) in how.iter().zip(&old).enumerate().take(5) {
+        let id = format!("victim-{i}");
+        for aud in [ORDERS.to_owned(), s.mgmt()] {
+            let (status, v) = s.token(&id, &secrets[i], &aud).await;
+            assert_eq!(
+                (status, v["error"].as_str()),
+                (400, Some("unauthorized_client")),
+                "{what}: a token for {aud}: {v}"
+            );
+        }
+        assert!(!s.active(orders).await, "{what}: old token active");
+        assert!(!s.active(mgmt).await, "{what}: old token active");
+        let (status, _, v) = s.call("GET", "api/v1/apps", Some(mgmt), None).await;
+        assert_eq!(status, 401, "{what}: {v}");
+        let app = s.app(&id).await;
+        assert_eq!(app["blocked"], true, "{what}: {app}");
+        let nb = app["not_before"].as_u64().unwrap();
+        assert!(nb >= restarted_at, "{what}: not before {nb}");
+        let listed = feed["blocked_clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["client_id"] == id);
+        assert!(listed, "{what}: not in the feed {feed}");
+    }
+    // The control is untouched: its old tokens live, new ones are issued.
+    let (orders, mgmt) = &old[5];
+    assert!(s.active(orders).await && s.active(mgmt).await, "{}", how[5]);
+    s.orders_token("victim-5", SECRET).await;
+    assert_eq!(s.call("GET", "api/v1/apps", Some(mgmt), None).await.0, 200);
+
+    // `blocked` taken out of the config again: the state keeps the block.
+    let mut s = s;
+    s.opts.extra = victims(&[false; 6]);
+    let s = s.restart().await;
+    let (_, _, feed) = s.call("GET", "api/v1/revocations", None, None).await;
+    for (i, (what, (orders, _))) in how.iter().zip(&old).enumerate().take(5) {
+        let id = format!("victim-{i}");
+        let (status, v) = s.token(&id, &secrets[i], ORDERS).await;
+        assert_eq!(status, 400, "config unblocked: {what}: {v}");
+        assert!(!s.active(orders).await, "config unblocked: {what}");
+        assert_eq!(
+            s.app(&id).await["blocked"],
+            true,
+            "config unblocked: {what}"
+        );
+        let listed = feed["blocked_clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b["client_id"] == id);
+        assert!(listed, "config unblocked: {what}: {feed}");
+    }
+    // Only the management API unblocks; the old tokens stay dead.
+    let root = s.mgmt_token("root").await;
+    for i in 0..5 {
+        let path = format!("api/v1/apps/victim-{i}/unblock");
+        assert_eq!(s.call("POST", &path, Some(&root), None).await.0, 200);
+        let id = format!("victim-{i}");
+        let fresh = s.orders_token(&id, &secrets[i]).await;
+        assert!(s.active(&fresh).await, "{}", how[i]);
+        let (orders, mgmt) = &old[i];
+        assert!(
+            !s.active(orders).await && !s.active(mgmt).await,
+            "{}",
+            how[i]
+        );
     }
     s.sidecar.stop().await;
 }

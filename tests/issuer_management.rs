@@ -518,3 +518,194 @@ async fn key_rotation_keeps_old_tokens_verifiable() {
     assert_eq!(kid(tok["access_token"].as_str().unwrap()), kid(&new));
     s.sidecar.stop().await;
 }
+
+/// The message of the start-up warning about a config secret the state overrides.
+const SECRET_IGNORED: &str = "the client_secret in the config for this issuer app is not one of its secrets in the state: \
+     the state's secret stays in effect and the config's is refused; to change the secret, \
+     rotate it through the management API (POST /api/v1/apps/{client_id}/secrets, with \
+     {\"grace\": \"1h\"} to keep the old one for a while) and give the client the secret it returns";
+
+/// `m2m-sidecar issuer` on `config` with `env`: the process and its base URL.
+async fn issuer_process(
+    config: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (support::process::Running, String) {
+    let mut cmd = support::process::sidecar();
+    cmd.args(["issuer", "--log-format", "json", "--config"])
+        .arg(config);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let run = support::process::Running::spawn(cmd);
+    let addr = run.addr_of("issuer ready").await;
+    (run, format!("http://{addr}/"))
+}
+
+/// Once the state names a config app (any runtime change copies every app
+/// into it), the state's secret wins; a config `client_secret` that is none of
+/// the state's current secrets for that app is not silently ignored: the next
+/// start warns, naming the client id and how to rotate, never a secret. Apps
+/// whose config secret still verifies (unchanged, or the old one of a rotation
+/// still in its grace period) get no warning. And `blocked = true` put in the
+/// config for such an app warns that it took effect and how to undo it.
+#[tokio::test]
+async fn a_config_secret_the_state_overrides_is_warned_about_at_start() {
+    const MGMT: &str = "http://127.0.0.1:1/api/v1/";
+    let dir = tempfile::tempdir().unwrap();
+    let app = |id: &str, env: &str, grants: &str, blocked: bool| {
+        format!(
+            "[[issuer.apps]]\nname = \"{id}\"\nclient_id = \"{id}\"\nclient_secret = {{ env = \"{env}\" }}\nblocked = {blocked}\ngrants = {{ {grants} }}\n"
+        )
+    };
+    let orders = "\"https://orders.example.com\" = [\"orders:read\"]";
+    let tables = |blocked: bool| {
+        format!(
+            "[[issuer.apis]]\nname = \"Orders API\"\nidentifier = \"https://orders.example.com\"\nscopes = [\"orders:read\"]\n{}{}{}{}{}{}",
+            app(
+                "admin",
+                "ADMIN_SECRET",
+                &format!("\"{MGMT}\" = [\"apps:read\", \"apps:write\"]"),
+                false
+            ),
+            app("kept", "KEPT_SECRET", orders, false),
+            app("changed", "CHANGED_SECRET", orders, false),
+            app("rotated", "ROTATED_SECRET", orders, false),
+            app("graced", "GRACED_SECRET", orders, false),
+            app("incident", "INCIDENT_SECRET", orders, blocked),
+        )
+    };
+    let config = |blocked: bool| {
+        support::process::write_config(
+            &support::config::issuer_toml(0, dir.path(), &tables(blocked))
+                .replace("http://127.0.0.1:0/", "http://127.0.0.1:1/"),
+        )
+    };
+    let first_secret = |id: &str| format!("{id}-first-secret-0123456789abcdef0123456789");
+    let env: Vec<(String, String)> = [
+        ("ADMIN_SECRET", "admin"),
+        ("KEPT_SECRET", "kept"),
+        ("CHANGED_SECRET", "changed"),
+        ("ROTATED_SECRET", "rotated"),
+        ("GRACED_SECRET", "graced"),
+        ("INCIDENT_SECRET", "incident"),
+    ]
+    .into_iter()
+    .map(|(k, id)| (k.to_owned(), first_secret(id)))
+    .collect();
+    let start = |f: &tempfile::NamedTempFile, env: Vec<(String, String)>| {
+        let path = f.path().to_owned();
+        async move {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            issuer_process(&path, &env).await
+        }
+    };
+
+    let first_config = config(false);
+    let (mut first, url) = start(&first_config, env.clone()).await;
+    let (status, admin) =
+        support::http::token_json(&url, "admin", &first_secret("admin"), MGMT).await;
+    assert_eq!(status, 200, "{admin}");
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+    let call = |path: &str, body: &str| {
+        client()
+            .post(format!("{url}{path}"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(body.to_owned())
+            .send()
+    };
+    // Rotations at runtime (each change also copies every config app into the state).
+    let resp = call("api/v1/apps/rotated/secrets", "{}").await.unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let rotated = v["client_secret"].as_str().unwrap().to_owned();
+    let resp = call("api/v1/apps/graced/secrets", r#"{"grace":"1h"}"#)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
+    let graced = v["client_secret"].as_str().unwrap().to_owned();
+    assert!(
+        first
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|l| !l.contains(SECRET_IGNORED)),
+        "no warning before the config changes"
+    );
+    let exit = tokio::task::spawn_blocking(move || first.terminate())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
+    // The operator changes `changed`'s secret in the config and blocks `incident`.
+    let changed = "changed-new-secret-in-the-config-0123456789abcdef";
+    let mut env2 = env.clone();
+    env2.iter_mut()
+        .find(|(k, _)| k == "CHANGED_SECRET")
+        .unwrap()
+        .1 = changed.to_owned();
+    let second_config = config(true);
+    let (mut second, url) = start(&second_config, env2).await;
+    second.wait_for_log(SECRET_IGNORED, 2).await;
+    for (id, warned) in [
+        ("changed", true),
+        ("rotated", true),
+        ("kept", false),
+        ("graced", false),
+        ("admin", false),
+        ("incident", false),
+    ] {
+        assert_eq!(
+            second.count_logs(SECRET_IGNORED, "client_id", id),
+            usize::from(warned),
+            "{id}"
+        );
+    }
+    let blocked = second
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["level"] == "WARN"
+                && v["client_id"] == "incident"
+                && v["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("blocked by the config")
+        })
+        .count();
+    assert_eq!(blocked, 1, "{:?}", second.lines.lock().unwrap());
+    // What the warning says is so: the state's secret works, the config's does not.
+    let orders = "https://orders.example.com";
+    for (id, secret, want) in [
+        ("changed", first_secret("changed"), 200),
+        ("changed", changed.to_owned(), 401),
+        ("rotated", rotated.clone(), 200),
+        ("rotated", first_secret("rotated"), 401),
+        ("graced", graced.clone(), 200),
+        ("graced", first_secret("graced"), 200),
+        ("kept", first_secret("kept"), 200),
+        ("incident", first_secret("incident"), 400),
+    ] {
+        let (status, v) = support::http::token_json(&url, id, &secret, orders).await;
+        assert_eq!(status, want, "{id}: {v}");
+    }
+    // No secret, old or new, in any log line.
+    let logs = second.lines.lock().unwrap().join("\n");
+    for secret in
+        env.iter()
+            .map(|(_, v)| v.as_str())
+            .chain([changed, rotated.as_str(), graced.as_str()])
+    {
+        assert!(!logs.contains(secret), "a secret in the logs:\n{logs}");
+    }
+    let exit = tokio::task::spawn_blocking(move || second.terminate())
+        .await
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+}

@@ -7,7 +7,12 @@
 //!
 //! Config and state: the config is the bootstrap. For an API id or client id that
 //! both name, the state wins (it holds the latest runtime change); an entry deleted
-//! at runtime stays deleted even though the config still names it.
+//! at runtime stays deleted even though the config still names it. One
+//! exception: `blocked = true` in the config blocks the app at start whatever
+//! the state says (recorded in the state, with a new "not before"); the config
+//! never unblocks what the state blocked. A config `client_secret` that is not
+//! one of the state's current secrets for that app is not used, and a warning
+//! at start says so (naming the client id, never the secret).
 
 use super::keys::{dir_of, write_private};
 use super::registry::{Api, App, Registry};
@@ -75,6 +80,9 @@ impl Store {
                 });
             }
         }
+        // Config secrets of apps the state names too, to compare with the
+        // state's (which win): never logged, dropped at the end of `open`.
+        let mut config_secrets: BTreeMap<String, String> = BTreeMap::new();
         for a in spec
             .apps
             .iter()
@@ -91,6 +99,9 @@ impl Store {
                     ));
                 }
                 secrets.push(reg.seal(&secret));
+                if state.apps.iter().any(|s| s.client_id == a.client_id) {
+                    config_secrets.insert(a.client_id.clone(), secret);
+                }
             }
             let jwks = match (&a.jwks_file, &a.public_key_file) {
                 (None, Some(path)) => {
@@ -144,14 +155,48 @@ impl Store {
                 },
             );
         }
-        // The state wins for what it names.
+        // The state wins for what it names, with one exception: the config
+        // can block (never unblock) an app the state names.
         for api in &state.apis {
             reg.apis.retain(|a| a.id != api.id);
             reg.apis.push(api.clone());
         }
-        for app in &state.apps {
+        let blocked_in_config: BTreeSet<&str> = spec
+            .apps
+            .iter()
+            .filter(|a| a.blocked)
+            .map(|a| a.client_id.as_str())
+            .collect();
+        let started = super::registry::now();
+        for app in &mut state.apps {
+            if blocked_in_config.contains(app.client_id.as_str()) && !app.blocked {
+                // Recorded in the state (written below), as a block through
+                // the API would be: an incident response must not come undone
+                // because someone later reverts the config file.
+                app.blocked = true;
+                app.blocked_at = Some(started);
+                tracing::warn!(
+                    client_id = %app.client_id,
+                    "issuer app blocked by the config (`blocked = true`) although the state had it unblocked: \
+                     blocked now, and every token issued so far is refused; this is recorded in the state, \
+                     so removing `blocked` from the config will not unblock it: unblock it through the \
+                     management API (POST /api/v1/apps/{{client_id}}/unblock)"
+                );
+            }
+            if let Some(secret) = config_secrets.get(&app.client_id)
+                && !secret_in_effect(&reg, app, secret)
+            {
+                tracing::warn!(
+                    client_id = %app.client_id,
+                    "the client_secret in the config for this issuer app is not one of its secrets in the state: \
+                     the state's secret stays in effect and the config's is refused; to change the secret, \
+                     rotate it through the management API (POST /api/v1/apps/{{client_id}}/secrets, with \
+                     {{\"grace\": \"1h\"}} to keep the old one for a while) and give the client the secret it returns"
+                );
+            }
             reg.apps.insert(app.client_id.clone(), app.clone());
         }
+        drop(config_secrets);
         // A blocked app: none of its tokens so far are valid, whenever (and
         // however: config or runtime) it was blocked.
         let blocked: Vec<String> = reg
@@ -168,7 +213,8 @@ impl Store {
                 state.not_before.insert(id, now);
             }
             reg.not_before = state.not_before.clone();
-            // Recorded at once (and nothing else: config apps are not copied
+            // Recorded at once (with the blocks the config imposed on apps
+            // the state names, and nothing else: config apps are not copied
             // into the state), so removing `blocked` from the config later
             // does not revive the tokens issued before.
             write_state(&spec.state, &state)?;
@@ -246,6 +292,22 @@ impl Store {
         };
         write_state(&self.state_path, &state)
     }
+}
+
+/// Whether `secret` (from the config) is one of `app`'s current secrets in
+/// the state (constant-time comparison of the MACs; a rotated-out secret past
+/// its grace period does not count).
+fn secret_in_effect(reg: &Registry, app: &App, secret: &str) -> bool {
+    let now = super::registry::now();
+    let mut ok = false;
+    for s in app
+        .secrets
+        .iter()
+        .filter(|s| s.not_after.is_none_or(|t| now < t))
+    {
+        ok |= hmac::verify(&reg.key, secret.as_bytes(), &s.mac).is_ok();
+    }
+    ok
 }
 
 /// Ids deleted at runtime, so the config does not bring them back.

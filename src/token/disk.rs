@@ -9,13 +9,16 @@
 //! or renamed over, say) is ignored; it is opened without following a symbolic
 //! link and must be a regular file of ours, private to us, at most
 //! [`MAX_FILE_BYTES`]; the directory must be ours (or root's) and writable by
-//! no one else (as OpenSSH's `StrictModes`), else the cache is not used at all.
+//! no one else, and so must every directory on the way to it (as OpenSSH's
+//! `StrictModes`, see [`check_dir`]), else the cache is not used at all.
 //! A token that has expired is ignored. The path and the token are never logged.
 
 use crate::config::{CredentialSpec, Endpoint};
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A cache file is a few hundred bytes; a larger one is not ours.
@@ -49,6 +52,24 @@ pub enum CacheError {
     DirectoryOwner,
     #[error("the token cache directory is not a directory; not used")]
     NotADirectory,
+    #[error(
+        "a directory on the way to the token cache directory is writable by group or others (mode {0:o}) \
+         and not sticky, or sticky but what it holds on the way belongs to another user; not used: \
+         make it writable by its owner only (`namei -l` shows the owner and mode of each)"
+    )]
+    AncestorExposed(u32),
+    #[error(
+        "a directory on the way to the token cache directory belongs to another user (not root); not used \
+         (`namei -l` shows the owner of each)"
+    )]
+    AncestorOwner,
+    #[error(
+        "the token cache directory is, or is reached through, a symbolic link that belongs to another user \
+         (not root); not used"
+    )]
+    LinkOwner,
+    #[error("too many symbolic links on the way to the token cache directory; not used")]
+    TooManyLinks,
     #[error("the token cache entry is a symbolic link; ignored")]
     Symlink,
     #[error("the token cache entry is not a regular file; ignored")]
@@ -154,24 +175,130 @@ fn my_uid() -> Option<u32> {
     std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
-/// The cache directory must be ours (or root's) and writable by no one else.
-/// `Ok(false)`: it does not exist (yet).
-fn check_dir(dir: &Path) -> Result<bool, CacheError> {
-    let meta = match std::fs::metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(CacheError::Io(e.kind())),
-    };
-    if !meta.is_dir() {
-        return Err(CacheError::NotADirectory);
+/// Whether a file owned by `uid` may be trusted: ours or root's (when our
+/// user is unknown, any: the mode checks still apply).
+fn trusted(uid: u32, me: Option<u32>) -> bool {
+    uid == 0 || me.is_none_or(|me| uid == me)
+}
+
+/// Most symbolic links followed on the way to the cache directory (as the
+/// kernel's `ELOOP` limit).
+const MAX_LINKS: usize = 40;
+
+/// `parent` (a directory on the way, ours or root's) lets no one else replace
+/// `child` (its entry on the way; `None`: not there yet, we create it): it is
+/// writable by its owner only, or sticky (as `/tmp`) and `child` is ours or
+/// root's, so no one else may rename or remove it.
+fn parent_keeps(
+    parent: &std::fs::Metadata,
+    child: Option<&std::fs::Metadata>,
+    me: Option<u32>,
+) -> Result<(), CacheError> {
+    let mode = parent.mode() & 0o7777;
+    let sticky = mode & 0o1000 != 0;
+    if mode & 0o022 == 0 || (sticky && child.is_none_or(|c| trusted(c.uid(), me))) {
+        Ok(())
+    } else {
+        Err(CacheError::AncestorExposed(mode))
     }
-    if let Some(me) = my_uid()
-        && meta.uid() != me
-        && meta.uid() != 0
-    {
+}
+
+/// The path to the cache directory, as OpenSSH's `StrictModes` checks a
+/// home directory, walked one entry at a time from `/` without trusting
+/// anything another user could change:
+///
+/// - every directory on the way (from `/`) belongs to us or root and is
+///   writable by no one else, unless it is sticky (as `/tmp`) and its entry on
+///   the way belongs to us or root;
+/// - a symbolic link on the way, the configured path itself included, must
+///   belong to us or root (a link another user planted in `/tmp` is refused);
+///   its target is walked the same way (at most [`MAX_LINKS`] links);
+/// - the cache directory itself belongs to us or root and is writable by no one
+///   else (sticky or not).
+///
+/// `Ok(false)`: the directory (or a directory on the way) does not exist yet,
+/// and what exists lets us create the rest safely.
+fn check_dir(dir: &Path) -> Result<bool, CacheError> {
+    let io = |e: std::io::Error| CacheError::Io(e.kind());
+    let me = my_uid();
+    let abs = if dir.is_absolute() {
+        dir.to_path_buf()
+    } else {
+        std::env::current_dir().map_err(io)?.join(dir)
+    };
+    let root = |me| -> Result<(PathBuf, std::fs::Metadata), CacheError> {
+        let meta = std::fs::symlink_metadata("/").map_err(io)?;
+        if !trusted(meta.uid(), me) {
+            return Err(CacheError::AncestorOwner);
+        }
+        Ok((PathBuf::from("/"), meta))
+    };
+    let names = |p: &Path| -> Vec<OsString> {
+        p.components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.to_owned()),
+                Component::ParentDir => Some(OsString::from("..")),
+                Component::RootDir | Component::CurDir | Component::Prefix(_) => None,
+            })
+            .collect()
+    };
+    // `at` never holds a symbolic link, and every directory above it was
+    // checked: `..` is its parent.
+    let (mut at, mut at_meta) = root(me)?;
+    let mut todo: VecDeque<OsString> = names(&abs).into();
+    let mut links = 0;
+    while let Some(name) = todo.pop_front() {
+        if name == ".." {
+            if at.pop() {
+                at_meta = std::fs::symlink_metadata(&at).map_err(io)?;
+            }
+            continue;
+        }
+        let next = at.join(&name);
+        let meta = match std::fs::symlink_metadata(&next) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                parent_keeps(&at_meta, None, me)?;
+                return Ok(false);
+            }
+            Err(e) => return Err(io(e)),
+        };
+        parent_keeps(&at_meta, Some(&meta), me)?;
+        if meta.file_type().is_symlink() {
+            if !trusted(meta.uid(), me) {
+                return Err(CacheError::LinkOwner);
+            }
+            links += 1;
+            if links > MAX_LINKS {
+                return Err(CacheError::TooManyLinks);
+            }
+            let target = std::fs::read_link(&next).map_err(io)?;
+            if target.is_absolute() {
+                (at, at_meta) = root(me)?;
+            }
+            for n in names(&target).into_iter().rev() {
+                todo.push_front(n);
+            }
+            continue;
+        }
+        if !meta.is_dir() {
+            return Err(CacheError::NotADirectory);
+        }
+        if !trusted(meta.uid(), me) {
+            return Err(if todo.is_empty() {
+                CacheError::DirectoryOwner
+            } else {
+                CacheError::AncestorOwner
+            });
+        }
+        (at, at_meta) = (next, meta);
+    }
+    // `at` is the cache directory itself (a trailing `..` makes it the
+    // parent: checked the same way).
+    if !trusted(at_meta.uid(), me) {
         return Err(CacheError::DirectoryOwner);
     }
-    let mode = meta.mode() & 0o7777;
+    let mode = at_meta.mode() & 0o7777;
     if mode & 0o022 != 0 {
         return Err(CacheError::DirectoryExposed(mode & 0o777));
     }
@@ -411,10 +538,369 @@ mod tests {
         );
     }
 
+    /// Whether this process may give files away (`chown`), to plant entries
+    /// of another user (`nobody`, 65534).
+    fn can_chown() -> bool {
+        my_uid() == Some(0)
+    }
+
+    const NOBODY: u32 = 65534;
+
+    fn mode(p: &Path, mode: u32) {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    fn mkdir(p: &Path, m: u32) {
+        std::fs::create_dir_all(p).unwrap();
+        mode(p, m);
+    }
+
+    /// Which layouts of the way to the cache directory are trusted: every
+    /// directory on the way ours or root's and writable by no one else, or
+    /// sticky with our entry in it; symbolic links ours or root's; the
+    /// directory itself private. Each layout is built fresh under a private
+    /// temporary directory (itself in sticky `/tmp`, with our entry in it).
+    #[test]
+    fn every_directory_and_link_on_the_way_is_checked() {
+        type Build = fn(&Path) -> PathBuf;
+        #[derive(Debug)]
+        enum Want {
+            Used,
+            Missing,
+            Exposed,
+            Link,
+            AncestorOwner,
+            DirOwner,
+            DirExposed,
+            NotDir,
+            Loop,
+        }
+        let cases: Vec<(&str, bool, Want, Build)> = vec![
+            ("a private directory", false, Want::Used, |b| {
+                mkdir(&b.join("tokens"), 0o700);
+                b.join("tokens")
+            }),
+            ("group-readable, others nothing", false, Want::Used, |b| {
+                mkdir(&b.join("tokens"), 0o750);
+                b.join("tokens")
+            }),
+            ("not there yet", false, Want::Missing, |b| b.join("tokens")),
+            ("not there yet, two levels", false, Want::Missing, |b| {
+                b.join("cache/tokens")
+            }),
+            ("a world-writable parent", false, Want::Exposed, |b| {
+                mkdir(&b.join("open/tokens"), 0o700);
+                mode(&b.join("open"), 0o777);
+                b.join("open/tokens")
+            }),
+            ("a group-writable parent", false, Want::Exposed, |b| {
+                mkdir(&b.join("open/tokens"), 0o700);
+                mode(&b.join("open"), 0o775);
+                b.join("open/tokens")
+            }),
+            ("an others-writable parent", false, Want::Exposed, |b| {
+                mkdir(&b.join("open/tokens"), 0o700);
+                mode(&b.join("open"), 0o703);
+                b.join("open/tokens")
+            }),
+            ("a world-writable grandparent", false, Want::Exposed, |b| {
+                mkdir(&b.join("open/mid/tokens"), 0o700);
+                mode(&b.join("open"), 0o777);
+                b.join("open/mid/tokens")
+            }),
+            (
+                "a world-writable parent, directory missing",
+                false,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("open"), 0o777);
+                    b.join("open/tokens")
+                },
+            ),
+            (
+                "a setgid, world-writable parent",
+                false,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("open/tokens"), 0o700);
+                    mode(&b.join("open"), 0o2777);
+                    b.join("open/tokens")
+                },
+            ),
+            (
+                "a sticky parent (as /tmp), our directory",
+                false,
+                Want::Used,
+                |b| {
+                    mkdir(&b.join("sticky/tokens"), 0o700);
+                    mode(&b.join("sticky"), 0o1777);
+                    b.join("sticky/tokens")
+                },
+            ),
+            (
+                "a sticky parent, directory missing",
+                false,
+                Want::Missing,
+                |b| {
+                    mkdir(&b.join("sticky"), 0o1777);
+                    b.join("sticky/tokens")
+                },
+            ),
+            (
+                "a sticky world-writable cache directory",
+                false,
+                Want::DirExposed,
+                |b| {
+                    mkdir(&b.join("tokens"), 0o1777);
+                    b.join("tokens")
+                },
+            ),
+            ("our link to a private directory", false, Want::Used, |b| {
+                mkdir(&b.join("real"), 0o700);
+                std::os::unix::fs::symlink(b.join("real"), b.join("link")).unwrap();
+                b.join("link")
+            }),
+            (
+                "our relative link, in a sticky parent",
+                false,
+                Want::Used,
+                |b| {
+                    mkdir(&b.join("real"), 0o700);
+                    mkdir(&b.join("sticky"), 0o1777);
+                    std::os::unix::fs::symlink("../real", b.join("sticky/link")).unwrap();
+                    b.join("sticky/link")
+                },
+            ),
+            (
+                "our link to an exposed directory",
+                false,
+                Want::DirExposed,
+                |b| {
+                    mkdir(&b.join("real"), 0o777);
+                    std::os::unix::fs::symlink(b.join("real"), b.join("link")).unwrap();
+                    b.join("link")
+                },
+            ),
+            (
+                "our link into a world-writable parent",
+                false,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("open/real"), 0o700);
+                    mode(&b.join("open"), 0o777);
+                    std::os::unix::fs::symlink(b.join("open/real"), b.join("link")).unwrap();
+                    b.join("link")
+                },
+            ),
+            (
+                "our link on the way, then a world-writable directory",
+                false,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("open/tokens"), 0o700);
+                    mode(&b.join("open"), 0o777);
+                    std::os::unix::fs::symlink(b.join("open"), b.join("via")).unwrap();
+                    b.join("via/tokens")
+                },
+            ),
+            (
+                "`..` back out of a private directory",
+                false,
+                Want::Used,
+                |b| {
+                    mkdir(&b.join("a"), 0o700);
+                    mkdir(&b.join("tokens"), 0o700);
+                    b.join("a/../tokens")
+                },
+            ),
+            (
+                "`..` through our link resolves at its target",
+                false,
+                Want::Exposed,
+                |b| {
+                    // b/link -> b/open/deep; b/link/../tokens is b/open/tokens.
+                    mkdir(&b.join("open/deep"), 0o700);
+                    mkdir(&b.join("open/tokens"), 0o700);
+                    mode(&b.join("open"), 0o777);
+                    std::os::unix::fs::symlink(b.join("open/deep"), b.join("link")).unwrap();
+                    b.join("link/../tokens")
+                },
+            ),
+            ("a link loop", false, Want::Loop, |b| {
+                std::os::unix::fs::symlink(b.join("l2"), b.join("l1")).unwrap();
+                std::os::unix::fs::symlink(b.join("l1"), b.join("l2")).unwrap();
+                b.join("l1")
+            }),
+            (
+                "a file in place of the directory",
+                false,
+                Want::NotDir,
+                |b| {
+                    std::fs::write(b.join("tokens"), "x").unwrap();
+                    b.join("tokens")
+                },
+            ),
+            ("a file on the way", false, Want::NotDir, |b| {
+                std::fs::write(b.join("file"), "x").unwrap();
+                b.join("file/tokens")
+            }),
+            (
+                "another user's link at the configured path",
+                true,
+                Want::Link,
+                |b| {
+                    mkdir(&b.join("real"), 0o700);
+                    std::os::unix::fs::symlink(b.join("real"), b.join("link")).unwrap();
+                    std::os::unix::fs::lchown(b.join("link"), Some(NOBODY), None).unwrap();
+                    b.join("link")
+                },
+            ),
+            (
+                "another user's link in a sticky directory",
+                true,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("real"), 0o700);
+                    mkdir(&b.join("sticky"), 0o1777);
+                    std::os::unix::fs::symlink(b.join("real"), b.join("sticky/link")).unwrap();
+                    std::os::unix::fs::lchown(b.join("sticky/link"), Some(NOBODY), None).unwrap();
+                    b.join("sticky/link")
+                },
+            ),
+            ("another user's link on the way", true, Want::Link, |b| {
+                mkdir(&b.join("real/tokens"), 0o700);
+                std::os::unix::fs::symlink(b.join("real"), b.join("via")).unwrap();
+                std::os::unix::fs::lchown(b.join("via"), Some(NOBODY), None).unwrap();
+                b.join("via/tokens")
+            }),
+            (
+                "another user's parent, mode 755",
+                true,
+                Want::AncestorOwner,
+                |b| {
+                    mkdir(&b.join("theirs/tokens"), 0o700);
+                    mode(&b.join("theirs"), 0o755);
+                    std::os::unix::fs::lchown(b.join("theirs"), Some(NOBODY), None).unwrap();
+                    b.join("theirs/tokens")
+                },
+            ),
+            (
+                "another user's directory in a sticky parent",
+                true,
+                Want::Exposed,
+                |b| {
+                    mkdir(&b.join("sticky/tokens"), 0o700);
+                    mode(&b.join("sticky"), 0o1777);
+                    std::os::unix::fs::lchown(b.join("sticky/tokens"), Some(NOBODY), None).unwrap();
+                    b.join("sticky/tokens")
+                },
+            ),
+            (
+                "another user's cache directory",
+                true,
+                Want::DirOwner,
+                |b| {
+                    mkdir(&b.join("tokens"), 0o700);
+                    std::os::unix::fs::lchown(b.join("tokens"), Some(NOBODY), None).unwrap();
+                    b.join("tokens")
+                },
+            ),
+        ];
+        let mut skipped = 0;
+        for (what, needs_chown, want, build) in cases {
+            if needs_chown && !can_chown() {
+                skipped += 1;
+                continue;
+            }
+            let base = tempfile::tempdir().unwrap();
+            let dir = build(base.path());
+            let got = check_dir(&dir);
+            let ok = matches!(
+                (&want, &got),
+                (Want::Used, Ok(true))
+                    | (Want::Missing, Ok(false))
+                    | (Want::Exposed, Err(CacheError::AncestorExposed(_)))
+                    | (Want::AncestorOwner, Err(CacheError::AncestorOwner))
+                    | (Want::Link, Err(CacheError::LinkOwner))
+                    | (Want::DirOwner, Err(CacheError::DirectoryOwner))
+                    | (Want::DirExposed, Err(CacheError::DirectoryExposed(_)))
+                    | (Want::NotDir, Err(CacheError::NotADirectory))
+                    | (Want::Loop, Err(CacheError::TooManyLinks))
+            );
+            assert!(ok, "{what}: want {want:?}, got {got:?}");
+            // What the cache does with it: used (a token round-trips), or
+            // neither read nor written.
+            let file = cache_file(&dir, &spec(BASE));
+            let saved = file.save("tok", Duration::from_secs(3600));
+            match want {
+                Want::Used | Want::Missing => {
+                    saved.unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let got = file.load(Duration::ZERO).unwrap().unwrap();
+                    assert_eq!(got.access_token, "tok", "{what}");
+                    if matches!(want, Want::Missing) {
+                        let m = std::fs::metadata(&dir).unwrap().mode() & 0o777;
+                        assert_eq!(m, 0o700, "{what}: created private");
+                    }
+                }
+                _ => {
+                    assert!(saved.is_err(), "{what}: written");
+                    assert!(file.load(Duration::ZERO).is_err(), "{what}: read");
+                    assert!(
+                        std::fs::symlink_metadata(&file.path).is_err(),
+                        "{what}: a file was left there"
+                    );
+                }
+            }
+        }
+        if skipped > 0 {
+            eprintln!("{skipped} layouts need chown (run as root): skipped");
+        }
+    }
+
+    /// A cache file planted where the cache directory is reached through a
+    /// link another user could re-point is never read, even when it holds a
+    /// token written for this very credential.
+    #[test]
+    fn a_kept_token_behind_an_untrusted_way_is_not_read() {
+        let base = tempfile::tempdir().unwrap();
+        let real = base.path().join("real");
+        let mine = cache_file(&real, &spec(BASE));
+        mine.save("tok-kept", Duration::from_secs(3600)).unwrap();
+        // The same directory, reached through a world-writable one.
+        mkdir(&base.path().join("open"), 0o777);
+        std::os::unix::fs::symlink(&real, base.path().join("open/link")).unwrap();
+        let via = cache_file(&base.path().join("open/link"), &spec(BASE));
+        assert!(matches!(
+            via.load(Duration::ZERO),
+            Err(CacheError::AncestorExposed(0o777))
+        ));
+        // Sticky: our own link there is fine.
+        mode(&base.path().join("open"), 0o1777);
+        assert_eq!(
+            via.load(Duration::ZERO).unwrap().unwrap().access_token,
+            "tok-kept"
+        );
+        if can_chown() {
+            std::os::unix::fs::lchown(base.path().join("open/link"), Some(NOBODY), None).unwrap();
+            assert!(via.load(Duration::ZERO).is_err(), "another user's link");
+            mode(&base.path().join("open"), 0o755);
+            assert!(matches!(
+                via.load(Duration::ZERO),
+                Err(CacheError::LinkOwner)
+            ));
+        } else {
+            eprintln!("not root: another user's link not tried");
+        }
+    }
+
     #[test]
     fn the_error_never_names_the_path_or_the_token() {
         for e in [
             CacheError::DirectoryExposed(0o777),
+            CacheError::AncestorExposed(0o1777),
+            CacheError::AncestorOwner,
+            CacheError::LinkOwner,
+            CacheError::TooManyLinks,
             CacheError::Foreign,
             CacheError::Symlink,
             CacheError::TooLarge,
