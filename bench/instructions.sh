@@ -7,9 +7,11 @@
 # Needs: valgrind, nginx, wrk, curl, python3 (Debian packages:
 #   apt-get install -y valgrind nginx-light wrk curl python3).
 # Env: SIDECAR_BIN (default target/release/m2m-sidecar), DURATION (default 5s),
-#   MODE=outbound (default) or MODE=inbound: through an [inbound] listener with a
+#   MODE=outbound (default), MODE=inbound: through an [inbound] listener with a
 #   public `/*` rule instead (the request screening and path normalisation, no
-#   token check; keys from bench/inbound-keys.py, which needs openssl).
+#   token check; keys from bench/inbound-keys.py, which needs openssl), or
+#   MODE=inbound-cached: an ES256 token checked on every request, verification
+#   cache on (the same token each time).
 # Prints: requests=N instructions=N per_request=N; the callgrind profile is kept
 # in the temp dir it names, for `callgrind_annotate --inclusive=yes FILE`.
 set -euo pipefail
@@ -24,6 +26,7 @@ done
 TMP=$(mktemp -d /tmp/m2m-instr.XXXXXX)
 mkdir -p "$TMP/tmp"
 PIDS=()
+WRK_HEADER=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
@@ -40,10 +43,15 @@ render() {
 render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
 case "${MODE:-outbound}" in
     outbound) render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"; REQ_PATH=/ ;;
-    inbound)
+    inbound | inbound-cached)
         python3 "$SCRIPT_DIR/inbound-keys.py" "$TMP" >/dev/null 2>&1 || { echo "inbound-keys.py failed" >&2; exit 1; }
         render "$SCRIPT_DIR/inbound-sidecar.toml.tmpl" "$TMP/sidecar.toml"
-        sed -i -e 's|@RULE_PATH@|/*|' -e 's|@RULE_POLICY@|public = true|' -e 's|@CACHE_LINE@||' "$TMP/sidecar.toml"
+        if [ "$MODE" = inbound ]; then
+            sed -i -e 's|@RULE_PATH@|/*|' -e 's|@RULE_POLICY@|public = true|' -e 's|@CACHE_LINE@||' "$TMP/sidecar.toml"
+        else
+            sed -i -e 's|@RULE_PATH@|/orders/*|' -e 's|@RULE_POLICY@|scopes = ["orders:read"]|' -e 's|@CACHE_LINE@||' "$TMP/sidecar.toml"
+            WRK_HEADER=(-H "Authorization: Bearer $(cat "$TMP/token-es256.txt")")
+        fi
         REQ_PATH=/orders/1 ;;
     *) echo "instructions.sh: MODE is outbound or inbound" >&2; exit 1 ;;
 esac
@@ -59,9 +67,11 @@ for _ in $(seq 200); do
 done
 curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not ready" >&2; exit 1; }
 URL="http://127.0.0.1:$PORT_SIDECAR$REQ_PATH"
-timeout 60 wrk -t1 -c8 -d2s "$URL" >/dev/null
+CODE=$(curl -s -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$URL")
+[ "$CODE" = 200 ] || { echo "instructions.sh: $URL answered $CODE, not 200" >&2; exit 1; }
+timeout 60 wrk -t1 -c8 -d2s "${WRK_HEADER[@]}" "$URL" >/dev/null
 callgrind_control -z "$SC" >/dev/null
-REQUESTS=$(timeout 120 wrk -t1 -c8 -d"$DURATION" "$URL" | awk '/requests in/{print $1}')
+REQUESTS=$(timeout 120 wrk -t1 -c8 -d"$DURATION" "${WRK_HEADER[@]}" "$URL" | awk '/requests in/{print $1}')
 callgrind_control -d "$SC" >/dev/null
 sleep 1
 PROFILE=$(ls -t "$TMP"/callgrind.out.* | head -1)
