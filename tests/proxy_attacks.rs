@@ -255,6 +255,16 @@ async fn a_token_without_the_scope_never_reaches_a_protected_prefix() {
         "http://svc/admin/secret",
         "http://svc//ADMIN/secret",
         "HTTP://SVC/%61dmin/secret",
+        // Windows spellings of the same name.
+        "/admin./secret",
+        "/admin../secret",
+        "/admin%2e/secret",
+        "/admin%20/secret",
+        "/admin.%20./secret",
+        "/admin::$DATA/secret",
+        "/ADMIN::%24data/secret",
+        "/admin.",
+        "/admin%20",
     ] {
         let answer = s.raw("GET", target, &auth).await;
         let st = status(&answer);

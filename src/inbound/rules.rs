@@ -9,6 +9,10 @@
 //! rule only in its exact case (`/PUBLIC/x` is not public). Likewise a
 //! protecting rule that lists `GET` also covers `HEAD`, which most frameworks
 //! answer with the `GET` handler; a public one covers only what it lists.
+//! For the same reason a protecting rule also sees through the spellings
+//! Windows file systems treat as one name: trailing dots and spaces of a
+//! segment (`/admin./x`, `/admin%20/x`) and the default data stream
+//! (`/admin::$DATA/x`).
 
 use crate::config::RuleSpec;
 use http::Method;
@@ -35,11 +39,16 @@ impl Rules {
 
     /// The first rule for `method` and `path`, or `None` when no rule matches.
     pub fn find(&self, method: &Method, path: &str) -> Option<Need<'_>> {
+        let folded = windows_folded(path);
         self.rules
             .iter()
             .find(|r| {
-                let exact_case = r.public;
-                path_matches(r, path, exact_case) && method_matches(r, method)
+                let matched = if r.public {
+                    path_matches(r, path, true)
+                } else {
+                    path_matches(r, &folded, false)
+                };
+                matched && method_matches(r, method)
             })
             .map(|r| {
                 if r.public {
@@ -49,6 +58,43 @@ impl Rules {
                 }
             })
     }
+}
+
+/// `path` with each segment as a Windows file system names it: a trailing
+/// `::$DATA` cut, then trailing dots and spaces (`%20`). Borrowed when no
+/// segment has any (the common case: one scan, no copy).
+fn windows_folded(path: &str) -> std::borrow::Cow<'_, str> {
+    let foldable =
+        |seg: &str| seg.ends_with('.') || seg.ends_with("%20") || data_stream(seg).is_some();
+    if !path.split('/').any(foldable) {
+        return std::borrow::Cow::Borrowed(path);
+    }
+    let folded: Vec<&str> = path
+        .split('/')
+        .map(|seg| {
+            let mut s = data_stream(seg).unwrap_or(seg);
+            loop {
+                let t = s.trim_end_matches('.');
+                let t = t.strip_suffix("%20").unwrap_or(t);
+                if t.len() == s.len() {
+                    break s;
+                }
+                s = t;
+            }
+        })
+        .collect();
+    std::borrow::Cow::Owned(folded.join("/"))
+}
+
+/// The segment without a trailing `::$DATA` (any case, `$` maybe `%24`).
+fn data_stream(seg: &str) -> Option<&str> {
+    for suffix in ["::$data", "::%24data"] {
+        let n = seg.len().checked_sub(suffix.len())?;
+        if seg.get(n..).is_some_and(|t| t.eq_ignore_ascii_case(suffix)) {
+            return seg.get(..n);
+        }
+    }
+    None
 }
 
 fn method_matches(rule: &RuleSpec, method: &Method) -> bool {
@@ -132,6 +178,15 @@ mod tests {
             // HEAD falls under a protecting GET rule.
             ("HEAD", "/orders/1", Some(Need::Scopes(&read))),
             ("HEAD", "/healthz", Some(Need::Public)),
+            // Windows spellings of a protected name.
+            ("GET", "/orders./1", Some(Need::Scopes(&read))),
+            ("GET", "/orders%20/1", Some(Need::Scopes(&read))),
+            ("GET", "/orders.%20./1", Some(Need::Scopes(&read))),
+            ("GET", "/orders::$DATA/1", Some(Need::Scopes(&read))),
+            ("GET", "/Orders::%24data", Some(Need::Scopes(&read))),
+            ("GET", "/orders.json", None),
+            // Never to make a public rule match.
+            ("GET", "/healthz.", None),
         ];
         for (method, path, want) in cases {
             let want: Option<Need<'_>> = want;
