@@ -468,6 +468,23 @@ fn path_policy_upgrades_and_rule_paths_are_checked() {
             "[[inbound.rules]]\npath = \"/a;b\"",
             "inbound.rules[0].path: never matches a request: path parameters",
         ),
+        (
+            "[[inbound.rules]]\npath = \"/sec//*\"\nscopes = [\"admin\"]",
+            "inbound.rules[0].path: write `/sec/*`",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/q?/*\"\nscopes = [\"admin\"]",
+            "inbound.rules[0].path: never matches a request: `?` and `#`",
+        ),
+        (
+            "[[inbound.rules]]\npath = \"/a#x\"\nscopes = [\"admin\"]",
+            "inbound.rules[0].path: never matches a request: `?` and `#`",
+        ),
+        // HEAD falls under a protecting GET rule, so a public HEAD rule first shadows it.
+        (
+            "[[inbound.rules]]\npath = \"/api/*\"\nmethods = [\"HEAD\"]\npublic = true\n[[inbound.rules]]\npath = \"/api/admin/*\"\nmethods = [\"GET\"]\nscopes = [\"admin\"]",
+            "inbound.rules[1].path: rule [0] (`/api/*`, public) comes first",
+        ),
         // A broader rule first answers for a stricter one after it.
         (
             "[[inbound.rules]]\npath = \"/api/*\"\npublic = true\n[[inbound.rules]]\npath = \"/api/admin/*\"\nscopes = [\"admin\"]",

@@ -2243,3 +2243,57 @@ async fn key_rotation_keeps_the_jwks_bounded() {
     assert_eq!(doc["keys"].as_array().unwrap().len(), 5, "after a restart");
     s.sidecar.stop().await;
 }
+
+/// `apps:write` alone changes apps but reads none: a change answers only the
+/// app's id, and a refusal for an app holding more says nothing of its scopes.
+#[tokio::test]
+async fn apps_write_alone_reads_nothing() {
+    let s = start("", "").await;
+    let writer = s.mgmt_token("writer").await;
+    let ops = s.mgmt_token("ops").await;
+    let grants = serde_json::json!({ORDERS: ["orders:read"]});
+    for (method, path, body) in [
+        (
+            "PATCH",
+            "api/v1/apps/billing",
+            Some(json(serde_json::json!({}))),
+        ),
+        (
+            "PATCH",
+            "api/v1/apps/billing",
+            Some(json(serde_json::json!({"name": "billing"}))),
+        ),
+        (
+            "PUT",
+            "api/v1/apps/billing/grants",
+            Some(json(grants.clone())),
+        ),
+        ("POST", "api/v1/apps/billing/unblock", None),
+    ] {
+        let (status, _, v) = s.call(method, path, Some(&writer), body.as_deref()).await;
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        assert_eq!(
+            v,
+            serde_json::json!({"client_id": "billing"}),
+            "{method} {path}"
+        );
+        // A caller that may read gets the record.
+        let (status, _, v) = s.call(method, path, Some(&ops), body.as_deref()).await;
+        assert_eq!(status, 200, "{method} {path}: {v}");
+        assert!(v.get("grants").is_some(), "{method} {path}: {v}");
+    }
+    // Refused for an app holding management scopes the writer lacks, without naming them.
+    let (status, headers, v) = s
+        .call(
+            "PATCH",
+            "api/v1/apps/root",
+            Some(&writer),
+            Some(&json(serde_json::json!({}))),
+        )
+        .await;
+    assert_eq!(status, 403, "{v}");
+    let text = format!("{v} {headers:?}");
+    for scope in ALL_MGMT.iter().filter(|s| **s != "apps:write") {
+        assert!(!text.contains(scope), "{scope} named: {text}");
+    }
+}

@@ -351,6 +351,15 @@ impl Inbound {
             }
             _ => {}
         }
+        if req
+            .uri()
+            .scheme_str()
+            .is_some_and(|s| !s.eq_ignore_ascii_case("http") && !s.eq_ignore_ascii_case("https"))
+        {
+            return Err(ProxyError::BadRequest(
+                "only http and https request targets",
+            ));
+        }
         // Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
         if let Some(host) = req.uri().authority().map(|a| {
             let hostport = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
@@ -359,6 +368,12 @@ impl Inbound {
             let host =
                 host.map_err(|_| ProxyError::BadRequest("invalid host in the request target"))?;
             req.headers_mut().insert(header::HOST, host);
+        }
+        // `Host`: a host and maybe a port, nothing else (no user info).
+        if let Some(h) = req.headers().get(header::HOST)
+            && !valid_host(h)
+        {
+            return Err(ProxyError::BadRequest("invalid Host header"));
         }
         let uri = req.uri();
         if uri.path() == "*" {
@@ -383,6 +398,24 @@ impl Inbound {
             Uri::from_parts(parts).map_err(|_| ProxyError::BadRequest("invalid request target"))?;
         Ok(())
     }
+}
+
+/// A `Host` value that is `host[:port]` with a port that fits 16 bits.
+fn valid_host(h: &HeaderValue) -> bool {
+    h.to_str()
+        .ok()
+        .and_then(|s| s.parse::<http::uri::Authority>().ok())
+        .is_some_and(|a| {
+            let s = a.as_str();
+            // After an IPv6 literal's `]`, or the last `:` of a name.
+            let port = match s.rfind(']') {
+                Some(i) => s[i + 1..].strip_prefix(':'),
+                None => s.rsplit_once(':').map(|(_, p)| p),
+            };
+            !s.contains('@')
+                && !a.host().is_empty()
+                && port.is_none_or(|p| p.parse::<u16>().is_ok())
+        })
 }
 
 /// `post`, `Get`: a standard method's name in another case. Servers that fold

@@ -233,10 +233,10 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
     // Identity claims reach the service as headers: no control characters.
     let identity = |v: &Value| {
         string(v).and_then(|s| {
-            if s.chars().any(char::is_control) {
-                Err(Invalid::BadClaims)
-            } else {
+            if is_identity(&s) {
                 Ok(s)
+            } else {
+                Err(Invalid::BadClaims)
             }
         })
     };
@@ -303,6 +303,18 @@ fn number(c: &Map<String, Value>, name: &str) -> Result<Option<u64>, Invalid> {
             .ok_or(Invalid::BadClaims),
         Some(_) => Err(Invalid::BadClaims),
     }
+}
+
+/// An identity claim fit to reach a service as a header value: not empty, no
+/// whitespace at either end (a service may trim `"admin "` to `admin`), no
+/// control characters and no invisible formatting ones (zero-width, bidi
+/// overrides, line and paragraph separators, BOM).
+pub fn is_identity(s: &str) -> bool {
+    let invisible = |c: char| matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{feff}');
+    !s.is_empty()
+        && !s.starts_with(char::is_whitespace)
+        && !s.ends_with(char::is_whitespace)
+        && !s.chars().any(|c| c.is_control() || invisible(c))
 }
 
 /// RFC 6749 §3.3 scope-token: 1*( %x21 / %x23-5B / %x5D-7E ).

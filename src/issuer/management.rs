@@ -27,8 +27,12 @@ pub enum MgmtError {
     #[error("the token lacks the scope {0}")]
     Forbidden(&'static str),
     /// The call would hand out or touch a management scope the caller lacks.
-    #[error("the caller lacks the management scope {0}, which the app would hold or holds")]
+    #[error("the caller lacks the management scope {0}, which the app would hold")]
     Escalation(String),
+    /// The target app holds management scopes the caller lacks (which ones
+    /// is not said: a caller without `apps:read` learns nothing of the app).
+    #[error("the app holds management scopes the caller lacks")]
+    Outranked,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -49,7 +53,9 @@ impl MgmtError {
     pub fn status(&self) -> StatusCode {
         match self {
             MgmtError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            MgmtError::Forbidden(_) | MgmtError::Escalation(_) => StatusCode::FORBIDDEN,
+            MgmtError::Forbidden(_) | MgmtError::Escalation(_) | MgmtError::Outranked => {
+                StatusCode::FORBIDDEN
+            }
             MgmtError::BadRequest(_) => StatusCode::BAD_REQUEST,
             MgmtError::NotFound(_) => StatusCode::NOT_FOUND,
             MgmtError::Conflict(_) => StatusCode::CONFLICT,
@@ -79,6 +85,10 @@ impl MgmtError {
                     "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{}\"",
                     scope.replace(['"', '\\'], "")
                 )),
+            ),
+            MgmtError::Outranked => (
+                "insufficient_scope",
+                Some("Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\"".into()),
             ),
             MgmtError::BadRequest(_) => ("invalid_request", None),
             MgmtError::NotFound(_) => ("not_found", None),
@@ -177,6 +187,17 @@ impl Caller {
     /// not be changed, blocked, unblocked, rotated or deleted by it.
     fn may_manage(&self, app: &App, audience: &str) -> Result<(), MgmtError> {
         self.covers(app.granted(audience))
+            .map_err(|_| MgmtError::Outranked)
+    }
+
+    /// What a change answers with: the app's record for a caller that may
+    /// read apps, else only its id (`apps:write` alone reads nothing).
+    fn written(&self, record: serde_json::Value) -> serde_json::Value {
+        if self.scopes.contains("apps:read") {
+            record
+        } else {
+            serde_json::json!({"client_id": record.get("client_id").cloned().unwrap_or_default()})
+        }
     }
 
     fn covers(&self, scopes: &[String]) -> Result<(), MgmtError> {
@@ -304,9 +325,10 @@ pub async fn handle(
             let c = who()?;
             c.need("apps:write")?;
             let patch: AppPatch = json(body)?;
-            ok(store
+            let record = store
                 .change(|reg, _| patch_app(reg, &c, aud, id, patch))
-                .await?)
+                .await?;
+            ok(c.written(record))
         }
         (&Method::DELETE, ["apps", id]) => {
             let c = who()?;
@@ -333,9 +355,10 @@ pub async fn handle(
                 grants: Some(grants),
                 ..AppPatch::default()
             };
-            ok(store
+            let record = store
                 .change(|reg, _| patch_app(reg, &c, aud, id, patch))
-                .await?)
+                .await?;
+            ok(c.written(record))
         }
         (&Method::POST, ["apps", id, action @ ("block" | "unblock")]) => {
             let c = who()?;
@@ -344,9 +367,10 @@ pub async fn handle(
                 blocked: Some(*action == "block"),
                 ..AppPatch::default()
             };
-            ok(store
+            let record = store
                 .change(|reg, _| patch_app(reg, &c, aud, id, patch))
-                .await?)
+                .await?;
+            ok(c.written(record))
         }
         (&Method::POST, ["apps", id, "secrets"]) => {
             let c = who()?;

@@ -98,7 +98,8 @@ pub fn is_m2m_name(name: &str) -> bool {
 }
 
 /// Headers that some servers let override the request path (IIS URL
-/// Rewrite, Symfony, Zend): a way around the path the rules checked.
+/// Rewrite, Symfony, Zend) or method (Express method-override, Symfony,
+/// ASP.NET): a way around the path and method the rules checked.
 fn is_path_override(name: &str) -> bool {
     let folded = |w: &str| {
         name.len() == w.len()
@@ -107,7 +108,12 @@ fn is_path_override(name: &str) -> bool {
                 .zip(w.bytes())
                 .all(|(c, w)| c.to_ascii_lowercase() == w || (w == b'-' && c == b'_'))
     };
-    name.len() > 12 && (folded("x-original-url") || folded("x-rewrite-url"))
+    name.len() > 12
+        && (folded("x-original-url")
+            || folded("x-rewrite-url")
+            || folded("x-http-method-override")
+            || folded("x-http-method")
+            || folded("x-method-override"))
 }
 
 /// What inbound never lets through from a client: every `x-m2m-*` header
@@ -241,6 +247,9 @@ mod tests {
             ("X-M2M-Scopes", "a"),
             ("x-original-url", "/admin"),
             ("X_Rewrite_URL", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("X_HTTP_Method", "DELETE"),
+            ("x-method-override", "DELETE"),
         ]);
         remove_reserved(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);

@@ -389,6 +389,21 @@ impl Validator {
             }
             None => (path, false),
         };
+        if prefix && path.ends_with('/') {
+            self.issue(
+                p("path"),
+                format!(
+                    "write `{}/*`: a prefix rule's base does not end with `/`",
+                    path.trim_end_matches('/')
+                ),
+            );
+        }
+        if path.contains(['?', '#']) {
+            self.issue(
+                p("path"),
+                "never matches a request: `?` and `#` end a request's path",
+            );
+        }
         // Requests are matched in normal form, so a rule must be written in it.
         match crate::path::normalize(&path, PathPolicy::default()) {
             Ok(n) if n == path || (prefix && path.is_empty()) => {}
@@ -440,7 +455,15 @@ fn covers(earlier: &RuleSpec, later: &RuleSpec) -> bool {
     }
 }
 
-/// Whether some method is matched by both rules (no methods: every method).
+/// Whether some method is matched by both rules (no methods: every method;
+/// a protecting rule's `GET` covers `HEAD` too).
 fn methods_overlap(a: &RuleSpec, b: &RuleSpec) -> bool {
-    a.methods.is_empty() || b.methods.is_empty() || a.methods.iter().any(|m| b.methods.contains(m))
+    let covered = |r: &RuleSpec, m: &str| {
+        r.methods.iter().any(|x| x == m)
+            || (!r.public && m == "HEAD" && r.methods.iter().any(|x| x == "GET"))
+    };
+    a.methods.is_empty()
+        || b.methods.is_empty()
+        || a.methods.iter().any(|m| covered(b, m))
+        || b.methods.iter().any(|m| covered(a, m))
 }
