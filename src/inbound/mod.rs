@@ -400,22 +400,47 @@ impl Inbound {
     }
 }
 
-/// A `Host` value that is `host[:port]` with a port that fits 16 bits.
+/// A `Host` value that is `host[:port]`: a registered name or IPv4 address
+/// (RFC 3986 reg-name characters) or a bracketed IPv6 literal, then maybe a
+/// port that fits 16 bits; no user info. Checked in place (no allocation).
 fn valid_host(h: &HeaderValue) -> bool {
-    h.to_str()
-        .ok()
-        .and_then(|s| s.parse::<http::uri::Authority>().ok())
-        .is_some_and(|a| {
-            let s = a.as_str();
-            // After an IPv6 literal's `]`, or the last `:` of a name.
-            let port = match s.rfind(']') {
-                Some(i) => s[i + 1..].strip_prefix(':'),
-                None => s.rsplit_once(':').map(|(_, p)| p),
-            };
-            !s.contains('@')
-                && !a.host().is_empty()
-                && port.is_none_or(|p| p.parse::<u16>().is_ok())
-        })
+    let b = h.as_bytes();
+    let (host_ok, rest) = if let Some(inner) = b.strip_prefix(b"[") {
+        match inner.iter().position(|&c| c == b']') {
+            Some(i) => (
+                i > 0
+                    && inner[..i]
+                        .iter()
+                        .all(|c| c.is_ascii_hexdigit() || matches!(c, b':' | b'.')),
+                &inner[i + 1..],
+            ),
+            None => return false,
+        }
+    } else {
+        let end = b.iter().rposition(|&c| c == b':').unwrap_or(b.len());
+        let name = &b[..end];
+        (
+            !name.is_empty()
+                && name
+                    .iter()
+                    .all(|c| c.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(c)),
+            &b[end..],
+        )
+    };
+    let port_ok = match rest {
+        [] => true,
+        [b':', digits @ ..] => {
+            !digits.is_empty()
+                && digits.len() <= 5
+                && digits.iter().all(u8::is_ascii_digit)
+                && digits
+                    .iter()
+                    .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+                    <= 65535
+        }
+        _ => false,
+    };
+    host_ok && port_ok
 }
 
 /// `post`, `Get`: a standard method's name in another case. Servers that fold

@@ -64,6 +64,10 @@ impl Rules {
 /// `::$DATA` cut, then trailing dots and spaces (`%20`). Borrowed when no
 /// segment has any (the common case: one scan, no copy).
 fn windows_folded(path: &str) -> std::borrow::Cow<'_, str> {
+    // Most paths have no `.`, `%` or `:` at all: one byte scan.
+    if !path.bytes().any(|b| matches!(b, b'.' | b'%' | b':')) {
+        return std::borrow::Cow::Borrowed(path);
+    }
     let foldable =
         |seg: &str| seg.ends_with('.') || seg.ends_with("%20") || data_stream(seg).is_some();
     if !path.split('/').any(foldable) {

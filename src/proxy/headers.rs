@@ -119,7 +119,11 @@ fn is_path_override(name: &str) -> bool {
 /// What inbound never lets through from a client: every `x-m2m-*` header
 /// (and underscore variants), and the path-override headers.
 fn reserved(name: &str) -> bool {
-    is_m2m_name(name) || is_path_override(name)
+    // Every reserved name starts with `x` (header names arrive lower-case).
+    name.as_bytes()
+        .first()
+        .is_some_and(|c| c.eq_ignore_ascii_case(&b'x'))
+        && (is_m2m_name(name) || is_path_override(name))
 }
 
 /// Remove the reserved headers ([`reserved`]) a client sent.
