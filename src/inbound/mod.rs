@@ -207,13 +207,9 @@ impl Inbound {
     /// Check `req`; `Ok(identity)` to forward (`None` for a public route).
     async fn admit(&self, req: &Request<Incoming>) -> Result<Option<Arc<Verified>>, Refusal<'_>> {
         let need = self.rules.find(req.method(), req.uri().path());
-        if req
-            .headers()
-            .get_all(header::AUTHORIZATION)
-            .iter()
-            .nth(1)
-            .is_some()
-        {
+        let mut authorizations = req.headers().get_all(header::AUTHORIZATION).iter();
+        let authorization = authorizations.next();
+        if authorizations.next().is_some() {
             self.metrics.count("rejected", "two authorization headers");
             return Err(Refusal::InvalidRequest(
                 "more than one Authorization header",
@@ -223,7 +219,7 @@ impl Inbound {
             self.metrics.count("public", "");
             return Ok(None);
         }
-        let Some(token) = bearer(req.headers()) else {
+        let Some(token) = authorization.and_then(bearer) else {
             self.metrics.count("rejected", "no token");
             return Err(Refusal::NoToken);
         };
@@ -344,13 +340,14 @@ impl Inbound {
             ));
         }
         let mut hosts = req.headers().get_all(header::HOST).iter();
-        match (hosts.next(), hosts.next()) {
+        let host_ok = match (hosts.next(), hosts.next()) {
             (_, Some(_)) => return Err(ProxyError::BadRequest("more than one Host header")),
             (None, None) if req.version() == Version::HTTP_11 => {
                 return Err(ProxyError::BadRequest("HTTP/1.1 requires a Host header"));
             }
-            _ => {}
-        }
+            // `Host`: a host and maybe a port, nothing else (no user info).
+            (h, None) => h.is_none_or(valid_host),
+        };
         if req
             .uri()
             .scheme_str()
@@ -365,14 +362,12 @@ impl Inbound {
             let hostport = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
             HeaderValue::from_str(hostport)
         }) {
-            let host =
-                host.map_err(|_| ProxyError::BadRequest("invalid host in the request target"))?;
+            let host = host
+                .ok()
+                .filter(valid_host)
+                .ok_or(ProxyError::BadRequest("invalid host in the request target"))?;
             req.headers_mut().insert(header::HOST, host);
-        }
-        // `Host`: a host and maybe a port, nothing else (no user info).
-        if let Some(h) = req.headers().get(header::HOST)
-            && !valid_host(h)
-        {
+        } else if !host_ok {
             return Err(ProxyError::BadRequest("invalid Host header"));
         }
         let uri = req.uri();
@@ -472,8 +467,8 @@ fn is_miscased_standard(m: &Method) -> bool {
 
 /// The token after `Bearer ` (scheme case-insensitive), if that is how the
 /// request authenticates.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+fn bearer(authorization: &HeaderValue) -> Option<&str> {
+    let v = authorization.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
     (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
@@ -513,7 +508,7 @@ impl Handler for Inbound {
             return e.into_response();
         }
         // Identity headers only ever come from us; nothing overrides the path.
-        remove_reserved(req.headers_mut());
+        let has_connection = remove_reserved(req.headers_mut());
         let identity = match self.admit(&req).await {
             Ok(identity) => identity,
             Err(refusal) => return refuse(&refusal, grpc),
@@ -525,8 +520,11 @@ impl Handler for Inbound {
             }
         });
         let headers = req.headers_mut();
-        // Hop-by-hop headers go first, so `Connection` can never name what we add.
-        remove_hop_by_hop(headers, wants_upgrade(headers));
+        // Hop-by-hop headers go first, so `Connection` can never name what we
+        // add (it cannot nominate them either: belt and braces).
+        if has_connection {
+            remove_hop_by_hop(headers, wants_upgrade(headers));
+        }
         if let Some(v) = identity {
             for (name, value) in [
                 (CLIENT_ID, &v.client_id),

@@ -126,11 +126,17 @@ fn reserved(name: &str) -> bool {
         && (is_m2m_name(name) || is_path_override(name))
 }
 
-/// Remove the reserved headers ([`reserved`]) a client sent.
-pub fn remove_reserved(headers: &mut HeaderMap) {
+/// Remove the reserved headers ([`reserved`]) a client sent; whether the
+/// request has a `Connection` header (found by the same scan).
+pub fn remove_reserved(headers: &mut HeaderMap) -> bool {
     // Most requests carry none: one scan without allocating.
-    if !headers.keys().any(|k| reserved(k.as_str())) {
-        return;
+    let (mut any, mut connection) = (false, false);
+    for k in headers.keys() {
+        any |= reserved(k.as_str());
+        connection |= k == header::CONNECTION;
+    }
+    if !any {
+        return connection;
     }
     let names: Vec<HeaderName> = headers
         .keys()
@@ -140,6 +146,7 @@ pub fn remove_reserved(headers: &mut HeaderMap) {
     for n in names {
         headers.remove(n);
     }
+    connection
 }
 
 /// The protocols an `Upgrade` header names, lower-case, without versions'
