@@ -302,14 +302,11 @@ fn target(req: &Request<Incoming>) -> Result<(Authority, u16), ProxyError> {
     Ok((authority, port))
 }
 
-/// `host[:port]` of an authority, never its `user:password@` (which would
-/// otherwise travel on in `Host`).
+/// The authority without its user info ([`crate::proxy::without_user_info`]).
 fn without_user_info(a: &Authority) -> Result<Authority, ProxyError> {
-    match a.as_str().rsplit_once('@') {
-        None => Ok(a.clone()),
-        Some((_, host)) => {
-            Authority::try_from(host).map_err(|_| ProxyError::BadRequest("invalid host"))
-        }
+    match crate::proxy::without_user_info(a) {
+        host if host.len() == a.as_str().len() => Ok(a.clone()),
+        host => Authority::try_from(host).map_err(|_| ProxyError::BadRequest("invalid host")),
     }
 }
 

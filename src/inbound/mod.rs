@@ -358,10 +358,11 @@ impl Inbound {
             ));
         }
         // Absolute-form: the target's authority is the host (RFC 9112 §3.2.2).
-        if let Some(host) = req.uri().authority().map(|a| {
-            let hostport = a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, h)| h);
-            HeaderValue::from_str(hostport)
-        }) {
+        if let Some(host) = req
+            .uri()
+            .authority()
+            .map(|a| HeaderValue::from_str(crate::proxy::without_user_info(a)))
+        {
             let host = host
                 .ok()
                 .filter(valid_host)

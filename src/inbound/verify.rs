@@ -247,12 +247,13 @@ fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verifi
             identity(v)?;
         }
     }
+    // Checked above: taken as they are.
     let client_id = ["client_id", "cid", "azp", "sub"]
         .iter()
         .find_map(|k| c.get(*k))
-        .map(identity)
+        .map(string)
         .transpose()?;
-    let subject = c.get("sub").map(identity).transpose()?;
+    let subject = c.get("sub").map(string).transpose()?;
     let jti = c.get("jti").map(string).transpose()?;
     // RFC 6749 §3.3: scope = scope-token *( SP scope-token ), nothing else; a
     // value with a space inside an `scp` element would count as two scopes.

@@ -89,31 +89,30 @@ fn removed_anyway(token: &str) -> bool {
 /// A header name in the sidecar's `x-m2m-` space, however spelled: any case,
 /// `_` for `-` (WSGI and CGI servers fold the two together).
 pub fn is_m2m_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 6
-        && b[..6]
-            .iter()
-            .zip(b"x-m2m-")
-            .all(|(c, w)| c.to_ascii_lowercase() == *w || (*w == b'-' && *c == b'_'))
+    name.get(..6).is_some_and(|head| same_name(head, "x-m2m-"))
+}
+
+/// `name` is `word` (lower-case) in any case, with `_` for any `-`.
+fn same_name(name: &str, word: &str) -> bool {
+    name.len() == word.len()
+        && name
+            .bytes()
+            .zip(word.bytes())
+            .all(|(c, w)| c.to_ascii_lowercase() == w || (w == b'-' && c == b'_'))
 }
 
 /// Headers that some servers let override the request path (IIS URL
 /// Rewrite, Symfony, Zend) or method (Express method-override, Symfony,
 /// ASP.NET): a way around the path and method the rules checked.
 fn is_path_override(name: &str) -> bool {
-    let folded = |w: &str| {
-        name.len() == w.len()
-            && name
-                .bytes()
-                .zip(w.bytes())
-                .all(|(c, w)| c.to_ascii_lowercase() == w || (w == b'-' && c == b'_'))
-    };
-    name.len() > 12
-        && (folded("x-original-url")
-            || folded("x-rewrite-url")
-            || folded("x-http-method-override")
-            || folded("x-http-method")
-            || folded("x-method-override"))
+    const OVERRIDES: [&str; 5] = [
+        "x-original-url",
+        "x-rewrite-url",
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+    ];
+    name.len() > 12 && OVERRIDES.iter().any(|w| same_name(name, w))
 }
 
 /// What inbound never lets through from a client: every `x-m2m-*` header

@@ -370,6 +370,14 @@ where
     let _ = to.shutdown().await;
 }
 
+/// `host[:port]` of an authority, never its `user:password@` (which must not
+/// travel on, in `Host` or in a target).
+pub fn without_user_info(a: &Authority) -> &str {
+    a.as_str()
+        .rsplit_once('@')
+        .map_or(a.as_str(), |(_, host)| host)
+}
+
 /// A client error's innermost cause ("Connection refused (os error 111)").
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
     let cause = root_cause(e);
