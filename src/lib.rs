@@ -22,20 +22,26 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cause;
+pub mod clock;
 pub mod config;
-pub mod discovery;
 pub mod error;
 pub mod forward;
 pub mod inbound;
 pub mod issuer;
 pub mod json;
 pub mod metrics;
+pub mod oauth;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod outbound;
 pub mod path;
+pub mod private_file;
 pub mod proxy;
 pub mod quickstart;
+pub mod retry;
+pub mod secret;
+pub mod shutdown;
 pub mod supervisor;
 pub mod token;
 
@@ -49,13 +55,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// Resolves once `shutdown` turns true. If the sender is dropped without saying
-/// so, it never resolves: background work must not stop by accident.
-pub(crate) async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
-    if shutdown.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
-    }
-}
+// TEMPORARY during the issue-11 merge: callers move to `shutdown::until_shutdown`.
+pub(crate) use shutdown::until_shutdown;
 
 /// The sockets a sidecar serves on, bound by the caller.
 pub struct Listeners {

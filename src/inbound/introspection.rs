@@ -8,11 +8,9 @@
 use super::cache::Digest;
 use super::verify::Verified;
 use crate::config::{IntrospectionSpec, SecretSource};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -139,18 +137,19 @@ impl Introspection {
 
     /// POST the token to the introspection endpoint; `Ok(active)`.
     async fn ask(&self, token: &str) -> Result<bool, String> {
-        let secret = crate::token::secret::read(&self.secret)?;
+        let secret = crate::secret::read(&self.secret).map_err(|e| e.to_string())?;
         let (body, authorization) = self.form(token, &secret);
         let url = self
             .url
             .get_or_try_init(|| async {
                 let meta =
-                    crate::discovery::metadata(&self.client, &self.issuer, &self.issuer).await?;
+                    crate::oauth::metadata::metadata(&self.client, &self.issuer, &self.issuer)
+                        .await?;
                 // The token and this client's credentials are sent there: an
                 // https:// issuer's endpoint must be https:// too (RFC 7662 §4).
                 let issuer = url::Url::parse(&self.issuer)
                     .map_err(|e| format!("issuer {}: {e}", self.issuer))?;
-                crate::discovery::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
+                crate::oauth::metadata::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
                     .map(String::from)
                     .map_err(|e| e.to_string())
             })
@@ -176,7 +175,7 @@ impl Introspection {
         if code != 200 {
             return Err(format!("POST {url}: status {code}"));
         }
-        let body = crate::discovery::read_capped(resp, 64 * 1024)
+        let body = crate::oauth::metadata::read_capped(resp, 64 * 1024)
             .await
             .map_err(|e| format!("POST {url}: {e}"))?;
         let v: serde_json::Value = serde_json::from_slice(&body)
@@ -191,13 +190,11 @@ impl Introspection {
 impl Introspection {
     /// The form body and `Authorization` value for an introspection request.
     fn form(&self, token: &str, secret: &str) -> (String, Option<String>) {
-        use crate::token::grant::form_encode;
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("token", token);
         form.append_pair("token_type_hint", "access_token");
         let authorization = if self.basic {
-            let pair = format!("{}:{}", form_encode(&self.client_id), form_encode(secret));
-            Some(format!("Basic {}", STANDARD.encode(pair)))
+            Some(crate::oauth::authorization::basic(&self.client_id, secret))
         } else {
             form.append_pair("client_id", &self.client_id);
             form.append_pair("client_secret", secret);
@@ -209,8 +206,5 @@ impl Introspection {
 
 /// Time left until the Unix time `exp`.
 fn until_exp(exp: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Duration::from_secs(exp.saturating_sub(now))
+    Duration::from_secs(exp.saturating_sub(crate::clock::unix_now()))
 }

@@ -219,7 +219,9 @@ impl Inbound {
             self.metrics.count("public", "");
             return Ok(None);
         }
-        let Some(token) = authorization.and_then(bearer) else {
+        let Some(token) =
+            authorization.and_then(|v| crate::oauth::authorization::bearer(v.as_bytes()))
+        else {
             self.metrics.count("rejected", "no token");
             return Err(Refusal::NoToken);
         };
@@ -464,14 +466,6 @@ fn is_miscased_standard(m: &Method) -> bool {
     STANDARD
         .iter()
         .any(|std| *std != s && std.eq_ignore_ascii_case(s))
-}
-
-/// The token after `Bearer ` (scheme case-insensitive), if that is how the
-/// request authenticates.
-fn bearer(authorization: &HeaderValue) -> Option<&str> {
-    let v = authorization.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
 }
 
 /// An HTTP client for the issuer's metadata (JWKS, discovery, revocation feed):

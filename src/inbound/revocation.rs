@@ -79,9 +79,7 @@ pub async fn run(
         match poll(&client, &url).await {
             Ok(list) => {
                 revocations.list.store(Arc::new(list));
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now = crate::clock::unix_now();
                 last_success.set(i64::try_from(now).unwrap_or(i64::MAX));
             }
             Err(e) => {
@@ -90,13 +88,13 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
     }
 }
 
 async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
-    let (body, _) = crate::discovery::get(client, url.as_str()).await?;
+    let (body, _) = crate::oauth::metadata::get(client, url.as_str()).await?;
     let v: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
     Ok(parse(&v))

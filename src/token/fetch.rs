@@ -3,10 +3,10 @@
 
 use super::assertion::AssertionKey;
 use super::grant::{FetchError, Issued, MAX_BODY, Proof, build_request, parse_response, scrub};
-use super::secret;
 use crate::config::redact_url;
 use crate::config::{ClientAuth, CredentialSpec, Endpoint};
 use crate::metrics::Outcome;
+use crate::secret;
 use http::header;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -38,7 +38,7 @@ fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwes
             format!(
                 "credential {}: bad client_cert/client_key: {}",
                 spec.name,
-                root_cause(&e)
+                crate::cause::root_cause(&e)
             )
         })?;
         builder = builder.identity(id);
@@ -94,7 +94,7 @@ impl Fetcher {
         let spec = &self.spec;
         let client = self.client()?;
         let (token_url, issuer) = self.endpoint(&client).await?;
-        let unreadable = |what: &str, why: String| {
+        let unreadable = |what: &str, why: &dyn std::fmt::Display| {
             FetchError::new(
                 Outcome::secret_error,
                 format!("credential {}: cannot read {what}: {why}", spec.name),
@@ -102,7 +102,7 @@ impl Fetcher {
         };
         let proof_text = match &spec.auth {
             ClientAuth::Secret(source) => {
-                secret::read(source).map_err(|why| unreadable("client secret", why))?
+                secret::read(source).map_err(|why| unreadable("client secret", &why))?
             }
             ClientAuth::PrivateKey {
                 key,
@@ -110,21 +110,21 @@ impl Fetcher {
                 alg,
                 audience,
             } => {
-                let pem = secret::read(key).map_err(|why| unreadable("private_key", why))?;
+                let pem = secret::read(key).map_err(|why| unreadable("private_key", &why))?;
                 let key = AssertionKey::from_pem(&pem, *alg)
-                    .map_err(|why| unreadable("private_key", why))?;
+                    .map_err(|why| unreadable("private_key", &why))?;
                 // RFC 7523 §3: the issuer identifier where known, else the endpoint.
                 let aud = audience
                     .clone()
                     .or(issuer)
                     .unwrap_or_else(|| token_url.to_string());
                 key.sign(&spec.client_id, &aud, kid.as_deref())
-                    .map_err(|why| unreadable("private_key", why))?
+                    .map_err(|why| unreadable("private_key", &why))?
             }
             ClientAuth::AssertionFile(path) => {
                 // Kubelet rotates projected tokens: read it for every request.
                 secret::read(&crate::config::SecretSource::File(path.clone()))
-                    .map_err(|why| unreadable("assertion_file", why))?
+                    .map_err(|why| unreadable("assertion_file", &why))?
             }
             ClientAuth::Certificate => String::new(),
         };
@@ -208,12 +208,12 @@ impl Fetcher {
                 ),
             )
         };
-        let meta = crate::discovery::metadata(client, issuer.as_str(), issuer.as_str())
+        let meta = crate::oauth::metadata::metadata(client, issuer.as_str(), issuer.as_str())
             .await
             .map_err(failed)?;
         // An https:// issuer's token endpoint must be https:// too (RFC 6749
         // §3.2): the client's credentials are sent there.
-        let token_url = crate::discovery::metadata_endpoint(&meta, "token_endpoint", issuer)
+        let token_url = crate::oauth::metadata::metadata_endpoint(&meta, "token_endpoint", issuer)
             .map_err(|e| failed(e.to_string()))?;
         let d = Discovered {
             token_url,
@@ -288,12 +288,12 @@ impl Fetcher {
         } else if e.is_connect() {
             (
                 Outcome::connect_error,
-                format!("could not connect ({})", root_cause(e)),
+                format!("could not connect ({})", crate::cause::root_cause(e)),
             )
         } else {
             (
                 Outcome::connect_error,
-                format!("failed ({})", root_cause(e)),
+                format!("failed ({})", crate::cause::root_cause(e)),
             )
         };
         FetchError::new(
@@ -301,14 +301,4 @@ impl Fetcher {
             format!("credential {}: token request to {url} {what}", spec.name),
         )
     }
-}
-
-/// The innermost error's text: "Connection refused (os error 111)" rather than
-/// reqwest's wrapper, which repeats the URL.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

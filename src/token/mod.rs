@@ -11,7 +11,8 @@ mod fetch;
 pub mod grant;
 mod refresh;
 pub mod schedule;
-pub mod secret;
+// TEMPORARY during the issue-11 merge: callers move to `crate::secret`.
+pub use crate::secret;
 
 pub use fetch::Fetcher;
 pub use refresh::run;
