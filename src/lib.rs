@@ -28,6 +28,7 @@ pub mod config;
 pub mod error;
 pub mod forward;
 pub mod inbound;
+pub mod jose;
 pub mod issuer;
 pub mod json;
 pub mod metrics;
