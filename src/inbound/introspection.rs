@@ -55,7 +55,7 @@ pub struct Introspection {
 }
 
 impl Introspection {
-    pub fn new(spec: &IntrospectionSpec) -> Result<Self, String> {
+    pub fn new(spec: &IntrospectionSpec) -> Result<Self, super::ClientBuildError> {
         Ok(Introspection {
             client: super::metadata_client(spec.timeout)?,
             url: OnceCell::new_with(spec.url.as_ref().map(ToString::to_string)),
@@ -136,8 +136,8 @@ impl Introspection {
     }
 
     /// POST the token to the introspection endpoint; `Ok(active)`.
-    async fn ask(&self, token: &str) -> Result<bool, String> {
-        let secret = crate::secret::read(&self.secret).map_err(|e| e.to_string())?;
+    async fn ask(&self, token: &str) -> Result<bool, AskError> {
+        let secret = crate::secret::read(&self.secret)?;
         let (body, authorization) = self.form(token, &secret);
         let url = self
             .url
@@ -147,11 +147,15 @@ impl Introspection {
                         .await?;
                 // The token and this client's credentials are sent there: an
                 // https:// issuer's endpoint must be https:// too (RFC 7662 §4).
-                let issuer = url::Url::parse(&self.issuer)
-                    .map_err(|e| format!("issuer {}: {e}", self.issuer))?;
+                let issuer = url::Url::parse(&self.issuer).map_err(|source| {
+                    crate::oauth::metadata::MetadataError::BadIssuer {
+                        base: self.issuer.clone(),
+                        source,
+                    }
+                })?;
                 crate::oauth::metadata::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
                     .map(String::from)
-                    .map_err(|e| e.to_string())
+                    .map_err(AskError::from)
             })
             .await?;
         let mut req = self
@@ -170,21 +174,61 @@ impl Introspection {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let code = resp.status().as_u16();
-        if code != 200 {
-            return Err(format!("POST {url}: status {code}"));
+            .map_err(|source| AskError::Send {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(AskError::Status {
+                url: url.clone(),
+                status,
+            });
         }
         let body = crate::oauth::metadata::read_capped(resp, 64 * 1024)
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|source| AskError::Read {
+                url: url.clone(),
+                source,
+            })?;
         let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| format!("POST {url}: the answer is not JSON"))?;
+            .map_err(|_| AskError::Answer(url.clone(), "the answer is not JSON"))?;
         match v.get("active") {
             Some(serde_json::Value::Bool(active)) => Ok(*active),
-            _ => Err(format!("POST {url}: the answer has no boolean `active`")),
+            _ => Err(AskError::Answer(
+                url.clone(),
+                "the answer has no boolean `active`",
+            )),
         }
     }
+}
+
+/// Why the introspection endpoint gave no answer. Names the URL, never the
+/// token or the client secret.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    #[error(transparent)]
+    Metadata(#[from] crate::oauth::metadata::MetadataError),
+    #[error(transparent)]
+    Endpoint(#[from] crate::oauth::metadata::EndpointError),
+    #[error("POST {url}: {source}")]
+    Send {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("POST {url}: status {status}")]
+    Status { url: String, status: u16 },
+    #[error("POST {url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: crate::oauth::metadata::ReadError,
+    },
+    #[error("POST {0}: {1}")]
+    Answer(String, &'static str),
 }
 
 impl Introspection {

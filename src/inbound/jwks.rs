@@ -484,16 +484,19 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
             let text = crate::secret::read(secret).map_err(|e| e.to_string())?;
             return Ok((KeySet::hmac(text.as_bytes(), alg)?, Vec::new(), None));
         }
-        KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
+        KeySource::JwksUrl(url) => get(client, url.as_str()).await.map_err(|e| e.to_string())?,
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
-            let meta =
-                crate::oauth::metadata::metadata(client, base.as_str(), &spec.issuer).await?;
+            let meta = crate::oauth::metadata::metadata(client, base.as_str(), &spec.issuer)
+                .await
+                .map_err(|e| e.to_string())?;
             // Keys fetched in clear could be anyone's: an https:// issuer's
             // jwks_uri must be https:// too.
             let jwks_uri = crate::oauth::metadata::metadata_endpoint(&meta, "jwks_uri", base)
                 .map_err(|e| e.to_string())?;
-            get(client, jwks_uri.as_str()).await?
+            get(client, jwks_uri.as_str())
+                .await
+                .map_err(|e| e.to_string())?
         }
     };
     let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;

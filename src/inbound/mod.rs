@@ -188,7 +188,11 @@ impl Inbound {
             introspection: spec
                 .introspection
                 .as_ref()
-                .map(|i| Ok::<_, String>((introspection::Introspection::new(i)?, i.allow_on_error)))
+                .map(|i| {
+                    introspection::Introspection::new(i)
+                        .map(|c| (c, i.allow_on_error))
+                        .map_err(|e| e.to_string())
+                })
                 .transpose()?,
             policy: Policy {
                 issuer: spec.issuer.clone(),
@@ -470,15 +474,22 @@ fn is_miscased_standard(m: &Method) -> bool {
 
 /// An HTTP client for the issuer's metadata (JWKS, discovery, revocation feed):
 /// no redirects, no proxy from the environment, bounded by `timeout`.
-pub(crate) fn metadata_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn metadata_client(
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, ClientBuildError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+        .map_err(ClientBuildError)
 }
+
+/// The HTTP client for the issuer's metadata could not be built (no TLS roots).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build an HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
 
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers

@@ -93,10 +93,26 @@ pub async fn run(
     }
 }
 
-async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
+/// Why one poll of the revocation feed failed.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Get(#[from] crate::oauth::metadata::GetError),
+    #[error("GET {url}: not JSON: {source}")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, PollError> {
     let (body, _) = crate::oauth::metadata::get(client, url.as_str()).await?;
     let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+        serde_json::from_slice(&body).map_err(|source| PollError::NotJson {
+            url: url.to_string(),
+            source,
+        })?;
     Ok(parse(&v))
 }
 

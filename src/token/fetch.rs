@@ -198,7 +198,7 @@ impl Fetcher {
         {
             return Ok((d.token_url, Some(d.issuer)));
         }
-        let failed = |why: String| {
+        let failed = |why: &dyn std::fmt::Display| {
             FetchError::new(
                 Outcome::discovery_error,
                 format!(
@@ -210,11 +210,11 @@ impl Fetcher {
         };
         let meta = crate::oauth::metadata::metadata(client, issuer.as_str(), issuer.as_str())
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(&e))?;
         // An https:// issuer's token endpoint must be https:// too (RFC 6749
         // §3.2): the client's credentials are sent there.
         let token_url = crate::oauth::metadata::metadata_endpoint(&meta, "token_endpoint", issuer)
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(&e))?;
         let d = Discovered {
             token_url,
             // The identifier as the server states it: the assertion's `aud`.
