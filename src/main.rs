@@ -199,7 +199,7 @@ fn print_token(config: &Config, name: &str) -> ExitCode {
         .map_err(|e| e.to_string())
         .and_then(|rt| {
             rt.block_on(async {
-                let fetcher = token::Fetcher::new(spec.clone())?;
+                let fetcher = token::Fetcher::new(spec.clone()).map_err(|e| e.to_string())?;
                 fetcher.fetch().await.map_err(|e| e.to_string())
             })
         });

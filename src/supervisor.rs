@@ -251,7 +251,7 @@ impl Supervisor {
             match self.creds.get(&spec.name) {
                 Some(r) if *r.spec == **spec => all_creds.push(r.cred.clone()),
                 _ => {
-                    let fetcher = token::Fetcher::new(spec.clone())?;
+                    let fetcher = token::Fetcher::new(spec.clone()).map_err(|e| e.to_string())?;
                     let cred = Credential::new(spec.clone(), self.token_metrics.clone());
                     all_creds.push(cred.clone());
                     fresh_creds.push((spec.clone(), cred, fetcher));

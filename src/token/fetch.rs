@@ -17,9 +17,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Why a credential's HTTP client cannot be built. Names files, never their content.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read ca_file {}: {source}", .path.display())]
+    CaUnreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad PEM in ca_file {}: {source}", .path.display())]
+    CaPem {
+        path: std::path::PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("credential {name}: bad client_cert/client_key: {}", crate::cause::root_cause(.source))]
+    Identity {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("credential {name}: cannot build HTTP client: {source}")]
+    Build {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// A reqwest client for `spec`'s token endpoint, presenting `identity` (client
 /// certificate and key, PEM) when given.
-fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwest::Client, String> {
+fn build_client(
+    spec: &CredentialSpec,
+    identity: Option<&[u8]>,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -27,25 +59,28 @@ fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwes
         .timeout(spec.timeout)
         .user_agent(concat!("m2m-sidecar/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &spec.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("bad PEM in ca_file {}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|source| ClientError::CaUnreadable {
+            path: path.clone(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
+                path: path.clone(),
+                source,
+            })?;
         builder = builder.tls_certs_merge(certs);
     }
     if let Some(pem) = identity {
-        let id = reqwest::Identity::from_pem(pem).map_err(|e| {
-            format!(
-                "credential {}: bad client_cert/client_key: {}",
-                spec.name,
-                crate::cause::root_cause(&e)
-            )
+        let id = reqwest::Identity::from_pem(pem).map_err(|source| ClientError::Identity {
+            name: spec.name.clone(),
+            source,
         })?;
         builder = builder.identity(id);
     }
-    builder
-        .build()
-        .map_err(|e| format!("credential {}: cannot build HTTP client: {e}", spec.name))
+    builder.build().map_err(|source| ClientError::Build {
+        name: spec.name.clone(),
+        source,
+    })
 }
 
 /// How long a discovered token endpoint is trusted before it is looked up again
@@ -77,7 +112,7 @@ impl Fetcher {
     /// Build the client: no redirects, no proxy from the environment (the sidecar
     /// may itself be the `HTTP_PROXY`), the credential's timeouts and extra roots,
     /// and its client certificate when it has one (read again before each request).
-    pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, String> {
+    pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, ClientError> {
         let client = build_client(&spec, None)?;
         Ok(Fetcher {
             spec,
@@ -174,7 +209,7 @@ impl Fetcher {
         let mut built = lock(&self.client);
         if built.identity != Some(id) {
             let client = build_client(spec, Some(&pem))
-                .map_err(|why| FetchError::new(Outcome::secret_error, why))?;
+                .map_err(|why| FetchError::new(Outcome::secret_error, why.to_string()))?;
             *built = Built {
                 client,
                 identity: Some(id),
