@@ -8,10 +8,10 @@
 //! an emergency measure, and then that is the point).
 
 use super::introspect::Verifier;
-use super::keys::{self, SigningKey};
+use super::keys::{self, KeyFileError, SigningKey};
 use crate::clock::unix_now;
 use crate::config::SigningAlg;
-use crate::private_file::{dir_of, write as write_private};
+use crate::private_file::{WriteError, dir_of, write as write_private};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,32 @@ use std::time::Duration;
 
 /// Retired keys kept in JWKS at most.
 pub const MAX_RETIRED: usize = 4;
+
+/// Why the keys cannot be opened or rotated. Names files, never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    #[error("cannot read {}: {source}", .path.display())]
+    ReadRetired {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .path.display())]
+    BadRetired {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{0}")]
+    EncodeRetired(#[source] serde_json::Error),
+    #[error(transparent)]
+    WriteRetired(#[from] WriteError),
+    /// The verifier refused a key of the set (it would not verify its own tokens).
+    #[error("{0}")]
+    Verifier(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// A retired key: its public JWK and when it leaves JWKS (Unix seconds).
 #[derive(Clone, Serialize, Deserialize)]
@@ -52,7 +78,7 @@ impl KeyRing {
         alg: SigningAlg,
         issuer: &str,
         ttl: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, KeyringError> {
         let signing = keys::load_or_generate(state, alg)?;
         let retired = read_retired(state)?;
         let keys = build(signing, retired, issuer)?;
@@ -79,9 +105,10 @@ impl KeyRing {
             .filter(|r| r.retire_after > now)
             .cloned()
             .collect();
-        match keys::load_or_generate(&self.state, self.alg)
-            .and_then(|s| build(s, retired, &self.issuer))
-        {
+        let next = keys::load_or_generate(&self.state, self.alg)
+            .map_err(KeyringError::from)
+            .and_then(|s| build(s, retired, &self.issuer));
+        match next {
             Ok(next) => {
                 let next = Arc::new(next);
                 self.current.store(next.clone());
@@ -93,7 +120,7 @@ impl KeyRing {
 
     /// Generate a new signing key; the old one verifies until its tokens expire.
     /// Returns the new `kid`.
-    pub async fn rotate(&self) -> Result<String, String> {
+    pub async fn rotate(&self) -> Result<String, KeyringError> {
         let _one_at_a_time = self.rotating.lock().await;
         let old = self.current();
         let mut retired = old.retired.clone();
@@ -105,8 +132,8 @@ impl KeyRing {
         if retired.len() > MAX_RETIRED {
             retired.drain(..retired.len() - MAX_RETIRED);
         }
-        let json = serde_json::to_vec_pretty(&retired).map_err(|e| e.to_string())?;
-        write_private(&retired_path(&self.state), &json).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&retired).map_err(KeyringError::EncodeRetired)?;
+        write_private(&retired_path(&self.state), &json)?;
         let signing = keys::replace(&self.state, self.alg)?;
         let kid = signing.kid.clone();
         self.current
@@ -116,10 +143,10 @@ impl KeyRing {
     }
 }
 
-fn build(signing: SigningKey, retired: Vec<Retired>, issuer: &str) -> Result<Keys, String> {
+fn build(signing: SigningKey, retired: Vec<Retired>, issuer: &str) -> Result<Keys, KeyringError> {
     let mut jwks = vec![signing.jwk.clone()];
     jwks.extend(retired.iter().map(|r| r.jwk.clone()));
-    let verifier = Verifier::new(&jwks, issuer)?;
+    let verifier = Verifier::new(&jwks, issuer).map_err(|e| KeyringError::Verifier(e.into()))?;
     let body = serde_json::json!({"keys": jwks}).to_string();
     Ok(Keys {
         signing,
@@ -133,12 +160,12 @@ fn retired_path(state: &Path) -> PathBuf {
     dir_of(state).join("keys.json")
 }
 
-fn read_retired(state: &Path) -> Result<Vec<Retired>, String> {
+fn read_retired(state: &Path) -> Result<Vec<Retired>, KeyringError> {
     let path = retired_path(state);
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let all: Vec<Retired> =
-                serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+            let all: Vec<Retired> = serde_json::from_slice(&bytes)
+                .map_err(|source| KeyringError::BadRetired { path, source })?;
             let now = unix_now();
             let mut kept: Vec<Retired> = all.into_iter().filter(|r| r.retire_after > now).collect();
             if kept.len() > MAX_RETIRED {
@@ -147,6 +174,6 @@ fn read_retired(state: &Path) -> Result<Vec<Retired>, String> {
             Ok(kept)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Err(source) => Err(KeyringError::ReadRetired { path, source }),
     }
 }

@@ -261,7 +261,10 @@ pub async fn handle(
         (&Method::GET, ["revocations"]) => ok(revocations(&store.snapshot())),
         (&Method::POST, ["keys", "rotate"]) => {
             who()?.need("keys:write")?;
-            let kid = keys.rotate().await?;
+            let kid = keys
+                .rotate()
+                .await
+                .map_err(|e| MgmtError::Internal(e.to_string()))?;
             ok(serde_json::json!({"kid": kid}))
         }
         (&Method::GET, ["apis"]) => {

@@ -129,7 +129,8 @@ impl Issuer {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
         let auth = assertion::ClientAuth::new(&url);
-        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
+        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)
+            .map_err(|e| e.to_string())?;
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();

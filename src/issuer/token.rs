@@ -6,8 +6,7 @@
 use super::assertion::ClientAuth;
 use super::keys::SigningKey;
 use super::registry::Registry;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use crate::jose::sign::{self, Header, SignError};
 use http::{HeaderMap, StatusCode, header};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -303,6 +302,23 @@ fn truncate(s: &str) -> String {
     s.chars().take(100).collect()
 }
 
+/// The claims of an access token (RFC 9068 §2.2), in the order serde_json has
+/// always written them (by name).
+#[derive(serde::Serialize)]
+struct AccessClaims<'a> {
+    aud: &'a str,
+    cid: &'a str,
+    client_id: &'a str,
+    exp: u64,
+    gty: &'static str,
+    iat: u64,
+    iss: &'a str,
+    jti: String,
+    scope: String,
+    scp: &'a [String],
+    sub: String,
+}
+
 /// Sign an RFC 9068 access token for `grant`.
 /// `now` (Unix seconds) is `iat`: read before the registry snapshot that
 /// allowed the grant, so a block or deletion after that snapshot has a later
@@ -313,31 +329,31 @@ pub fn mint(
     ttl: Duration,
     grant: &Grant,
     now: u64,
-) -> Result<String, String> {
-    let mut jti = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut jti).map_err(|_| "no randomness".to_owned())?;
-    let claims = serde_json::json!({
-        "iss": issuer,
-        "sub": format!("{}@client", grant.client_id),
-        "aud": grant.audience,
-        "cid": grant.client_id,
-        "client_id": grant.client_id,
-        "iat": now,
-        "exp": now + ttl.as_secs(),
-        "jti": URL_SAFE_NO_PAD.encode(jti),
-        "scp": grant.scopes,
-        "scope": grant.scopes.join(" "),
-        "gty": "client_credentials",
-    });
-    let mut header = jsonwebtoken::Header::new(key.alg);
-    header.typ = Some("at+jwt".into());
-    header.kid = Some(key.kid.clone());
-    key.sign_jwt(&header, &claims)
+) -> Result<String, SignError> {
+    let claims = AccessClaims {
+        aud: &grant.audience,
+        cid: &grant.client_id,
+        client_id: &grant.client_id,
+        exp: now + ttl.as_secs(),
+        gty: "client_credentials",
+        iat: now,
+        iss: issuer,
+        jti: sign::new_jti::<16>()?,
+        scope: grant.scopes.join(" "),
+        scp: &grant.scopes,
+        sub: format!("{}@client", grant.client_id),
+    };
+    let header = Header {
+        typ: "at+jwt",
+        kid: Some(&key.kid),
+    };
+    key.signer.sign_compact(header, &claims)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use proptest::prelude::*;
 
     fn headers(content_type: &str) -> HeaderMap {

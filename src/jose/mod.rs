@@ -4,3 +4,4 @@
 //! `inbound`, `issuer` or `proxy`; each of those adds only its policy.
 
 pub mod alg;
+pub mod sign;
