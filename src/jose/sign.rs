@@ -10,7 +10,7 @@ use aws_lc_rs::error::{KeyRejected, Unspecified};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RSA_PKCS1_SHA256,
-    RSA_PSS_SHA256, RsaEncoding, Signature,
+    RSA_PSS_SHA256, RsaEncoding,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -276,9 +276,7 @@ impl Signer {
         URL_SAFE_NO_PAD.encode_string(&protected, &mut jws);
         jws.push('.');
         URL_SAFE_NO_PAD.encode_string(&claims, &mut jws);
-        let signature = self.sign(jws.as_bytes())?;
-        jws.push('.');
-        URL_SAFE_NO_PAD.encode_string(signature, &mut jws);
+        self.append_signature(&mut jws)?;
         Ok(jws)
     }
 
@@ -289,14 +287,18 @@ impl Signer {
         }
     }
 
-    fn sign(&self, msg: &[u8]) -> Result<Signed, SignError> {
+    /// Sign what `jws` holds (the signing input) and append `.` and the signature.
+    fn append_signature(&self, jws: &mut String) -> Result<(), SignError> {
         let rng = SystemRandom::new();
         match &self.pair {
-            Pair::Ec(p) => p
-                .sign(&rng, msg)
-                .map(Signed::Fixed)
-                .map_err(SignError::Signature),
-            Pair::Ed(p) => Ok(Signed::Fixed(p.sign(msg))),
+            Pair::Ec(p) => {
+                let sig = p.sign(&rng, jws.as_bytes()).map_err(SignError::Signature)?;
+                append(jws, sig.as_ref());
+            }
+            Pair::Ed(p) => {
+                let sig = p.sign(jws.as_bytes());
+                append(jws, sig.as_ref());
+            }
             Pair::Rsa(p) => {
                 let padding: &'static dyn RsaEncoding = if self.alg == Algorithm::PS256 {
                     &RSA_PSS_SHA256
@@ -304,12 +306,18 @@ impl Signer {
                     &RSA_PKCS1_SHA256
                 };
                 let mut sig = vec![0u8; p.public_modulus_len()];
-                p.sign(padding, &rng, msg, &mut sig)
+                p.sign(padding, &rng, jws.as_bytes(), &mut sig)
                     .map_err(SignError::Signature)?;
-                Ok(Signed::Rsa(sig))
+                append(jws, &sig);
             }
         }
+        Ok(())
     }
+}
+
+fn append(jws: &mut String, signature: &[u8]) {
+    jws.push('.');
+    URL_SAFE_NO_PAD.encode_string(signature, jws);
 }
 
 impl Pair {
@@ -327,21 +335,6 @@ impl Pair {
             Pair::Ec(_) => Algorithm::ES256,
             Pair::Ed(_) => Algorithm::EdDSA,
             Pair::Rsa(_) => Algorithm::RS256,
-        }
-    }
-}
-
-/// A signature's bytes: fixed-size for ECDSA and Ed25519, the modulus length for RSA.
-enum Signed {
-    Fixed(Signature),
-    Rsa(Vec<u8>),
-}
-
-impl AsRef<[u8]> for Signed {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Signed::Fixed(s) => s.as_ref(),
-            Signed::Rsa(s) => s,
         }
     }
 }
