@@ -448,6 +448,58 @@ mod tests {
     }
 
     #[test]
+    fn minted_tokens_keep_their_header_and_claims_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = super::super::keys::replace(
+            &dir.path().join("issuer.json"),
+            crate::config::SigningAlg::ES256,
+        )
+        .unwrap();
+        let grant = Grant {
+            client_id: "billing".into(),
+            audience: "https://orders.example.com".into(),
+            scopes: vec!["orders:read".into(), "orders:write".into()],
+        };
+        let jwt = mint(
+            &key,
+            "https://issuer.example/",
+            Duration::from_secs(3600),
+            &grant,
+            1000,
+        )
+        .unwrap();
+        let parts: Vec<Vec<u8>> = jwt
+            .split('.')
+            .map(|p| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(p)
+                    .unwrap()
+            })
+            .collect();
+        // What jsonwebtoken's `Header` and a `serde_json::json!` map wrote before.
+        let header = format!(r#"{{"typ":"at+jwt","alg":"ES256","kid":"{}"}}"#, key.kid);
+        assert_eq!(String::from_utf8_lossy(&parts[0]), header);
+        let claims: serde_json::Value = serde_json::from_slice(&parts[1]).unwrap();
+        let jti = claims["jti"].as_str().unwrap();
+        assert_eq!(jti.len(), 22);
+        let expected = serde_json::json!({
+            "iss": "https://issuer.example/",
+            "sub": "billing@client",
+            "aud": "https://orders.example.com",
+            "cid": "billing",
+            "client_id": "billing",
+            "iat": 1000,
+            "exp": 4600,
+            "jti": jti,
+            "scp": ["orders:read", "orders:write"],
+            "scope": "orders:read orders:write",
+            "gty": "client_credentials",
+        });
+        assert_eq!(String::from_utf8_lossy(&parts[1]), expected.to_string());
+        assert_eq!(parts[2].len(), 64);
+    }
+
+    #[test]
     fn basic_and_media_types_are_case_insensitive() {
         let enc = base64::engine::general_purpose::STANDARD.encode("billing:s3cret");
         for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {

@@ -74,3 +74,61 @@ impl AssertionKey {
         Ok(self.signer.sign_compact(header, &claims)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    #[test]
+    fn assertions_carry_the_rfc_7523_claims() {
+        let (_, pem) = Signer::generate(Algorithm::EdDSA).unwrap();
+        let key =
+            AssertionKey::from_pem(std::str::from_utf8(pem.as_bytes()).unwrap(), None).unwrap();
+        assert_eq!(key.alg(), Algorithm::EdDSA);
+        let jwt = key
+            .sign("svc", "https://issuer.example/", Some("k1"))
+            .unwrap();
+        let parts: Vec<Vec<u8>> = jwt
+            .split('.')
+            .map(|p| URL_SAFE_NO_PAD.decode(p).unwrap())
+            .collect();
+        let header: serde_json::Value = serde_json::from_slice(&parts[0]).unwrap();
+        assert_eq!(
+            header,
+            serde_json::json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"})
+        );
+        let claims: serde_json::Value = serde_json::from_slice(&parts[1]).unwrap();
+        let (iat, jti) = (
+            claims["iat"].as_u64().unwrap(),
+            claims["jti"].as_str().unwrap(),
+        );
+        assert_eq!(jti.len(), 24);
+        // Byte for byte what a `serde_json::json!` map wrote before.
+        let expected = serde_json::json!({
+            "iss": "svc",
+            "sub": "svc",
+            "aud": "https://issuer.example/",
+            "jti": jti,
+            "iat": iat,
+            "exp": iat + LIFETIME_SECS,
+        });
+        assert_eq!(String::from_utf8_lossy(&parts[1]), expected.to_string());
+
+        let e = AssertionKey::from_pem(
+            std::str::from_utf8(pem.as_bytes()).unwrap(),
+            Some(Algorithm::ES256),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "assertion_alg ES256 does not fit the key type"
+        );
+        let e = AssertionKey::from_pem("nothing", None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "not a PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC)"
+        );
+    }
+}
