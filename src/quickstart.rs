@@ -205,7 +205,9 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         shutdown.clone(),
         crate::proxy::server::ServeOptions::plain("demo", Duration::from_secs(1)),
     ));
-    let handle = App::spawn(config, listeners, shutdown).await?;
+    let handle = App::spawn(config, listeners, shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
     // Ready when both apps hold a token (the issuer is in this process).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !handle.credentials.iter().all(|c| c.snapshot().valid) {
