@@ -75,3 +75,18 @@ impl Readiness {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Readiness;
+
+    #[test]
+    fn draining_is_a_latch_that_ends_readiness() {
+        let ready = Readiness::default();
+        let report = ready.report();
+        assert!(report.ready && !report.draining && report.keys.is_none());
+        ready.set_draining();
+        let report = ready.report();
+        assert!(!report.ready && report.draining);
+    }
+}

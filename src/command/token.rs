@@ -4,7 +4,6 @@
 //! is printed instead, and a fetched one is kept there.
 
 use crate::config::Config;
-use crate::supervisor::BoxError;
 use crate::token::{self, Fetcher, disk::CacheFile, grant::FetchError, grant::Issued};
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -17,7 +16,7 @@ enum TokenError {
     Runtime(std::io::Error),
     /// The credential's token client cannot be built.
     #[error(transparent)]
-    Client(BoxError),
+    Client(Box<dyn std::error::Error + Send + Sync>),
     #[error(transparent)]
     Fetch(FetchError),
 }

@@ -237,3 +237,6 @@ impl Shared {
             .set(i64::try_from(now).unwrap_or(i64::MAX));
     }
 }
+
+#[cfg(test)]
+mod tests;

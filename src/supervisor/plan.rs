@@ -152,7 +152,7 @@ async fn sockets<'a>(
 }
 
 /// The settings a running sidecar cannot change.
-fn restart_needed(old: Option<&Config>, new: &Config) -> Vec<&'static str> {
+pub(super) fn restart_needed(old: Option<&Config>, new: &Config) -> Vec<&'static str> {
     let Some(old) = old else { return Vec::new() };
     [
         ("admin.listen", old.admin.listen == new.admin.listen),
