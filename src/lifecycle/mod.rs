@@ -3,12 +3,12 @@
 //! the end.
 //!
 //! - `signals`: SIGTERM/SIGINT stop, SIGHUP reloads (set up in one place)
-//! - `watch`: the config file watcher and its settle period
+//! - `config_watch`: the config file watcher and its settle period
 //! - `reload`: parse, validate, apply, and the log lines that say how it went
 
+mod config_watch;
 mod reload;
 mod signals;
-mod watch;
 
 pub use signals::{Received, SignalError, Signals};
 
@@ -16,12 +16,12 @@ use crate::app::StartError;
 use crate::config::Config;
 use crate::supervisor::{ListenError, bind};
 use crate::{App, Handle, Listeners};
+use config_watch::ConfigWatch;
 use reload::{Trigger, reload};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
-use tokio::sync::watch as stop_signal;
-use watch::ConfigWatch;
+use tokio::sync::watch;
 
 /// Why serving could not start.
 #[derive(Debug, thiserror::Error)]
@@ -76,20 +76,20 @@ pub fn run(path: &Path, config: Config, issuer_only: bool) -> ExitCode {
 /// (once it has settled), then [`drain`].
 async fn serve(path: &Path, config: Config) -> Result<(), ServeError> {
     let listeners = Listeners::bind(&config).await?;
-    let (stop, stopped) = stop_signal::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let handle = App::spawn(config, listeners, stopped).await?;
     let mut signals = Signals::stop_and_reload()?;
-    let mut watch = ConfigWatch::start(path);
+    let mut config_watch = ConfigWatch::start(path);
     loop {
         tokio::select! {
             received = signals.next() => match received {
                 Received::Stop => break,
                 Received::Reload => {
-                    watch.reset();
+                    config_watch.reset();
                     reload(path, None, &handle, Trigger::Sighup).await;
                 }
             },
-            settled = watch.settled() => match settled {
+            settled = config_watch.settled() => match settled {
                 Ok(text) => reload(path, Some(text), &handle, Trigger::Watch).await,
                 Err(why) => {
                     tracing::error!(trigger = Trigger::Watch.as_str(), error = %why, "reload refused; the running configuration is kept");
@@ -105,7 +105,7 @@ async fn serve(path: &Path, config: Config) -> Result<(), ServeError> {
 /// `/readyz` turns 503 at once, new connections are still accepted for
 /// `drain_grace` (load balancers and kube-proxy catch up), then listeners
 /// stop accepting and in-flight requests get `drain_timeout`.
-async fn drain(handle: Handle, stop: stop_signal::Sender<bool>) {
+async fn drain(handle: Handle, stop: watch::Sender<bool>) {
     let limits = handle.limits().await;
     let (grace, drain) = (limits.drain_grace, limits.drain_timeout);
     handle.set_draining();
@@ -129,7 +129,7 @@ async fn drain(handle: Handle, stop: stop_signal::Sender<bool>) {
 async fn serve_issuer(config: Config) -> Result<(), ServeError> {
     let spec = config.issuer.as_ref().ok_or(StartError::NoIssuer)?;
     let listener = bind(spec.listen, "issuer").await?;
-    let (stop, stopped) = stop_signal::channel(false);
+    let (stop, stopped) = watch::channel(false);
     let task = App::spawn_issuer(&config, listener, stopped)?;
     Signals::stop()?.next().await;
     let _ = stop.send(true);
@@ -142,7 +142,7 @@ async fn serve_issuer(config: Config) -> Result<(), ServeError> {
 pub fn quickstart(ephemeral: bool) -> ExitCode {
     let result = runtime(None).map_err(|e| e.to_string()).and_then(|rt| {
         rt.block_on(async {
-            let (stop, stopped) = stop_signal::channel(false);
+            let (stop, stopped) = watch::channel(false);
             let mut run = tokio::spawn(crate::quickstart::run(ephemeral, stopped));
             let signal = async {
                 Signals::stop()?.next().await;

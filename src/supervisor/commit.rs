@@ -1,10 +1,12 @@
 //! The second step of a reload: put a [`Plan`] in force. It cannot fail; it
 //! returns what changed.
 
-use super::listener::{Label, Outcome};
+use super::listener::{Label, Listen, Outcome};
 use super::plan::Plan;
 use super::{Change, Running, Shared};
 use crate::config::Config;
+use crate::forward::ForwardProxy;
+use crate::outbound::Route;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -38,7 +40,7 @@ impl Running {
     fn commit_outbound(
         &mut self,
         shared: &mut Shared,
-        plan: Vec<super::listener::Listen<crate::outbound::Route>>,
+        plan: Vec<Listen<Route>>,
         new: &Config,
         changes: &mut Vec<Change>,
     ) {
@@ -72,7 +74,7 @@ impl Running {
     fn commit_forward(
         &mut self,
         shared: &mut Shared,
-        plan: Option<super::listener::Listen<crate::forward::ForwardProxy>>,
+        plan: Option<Listen<ForwardProxy>>,
         new: &Config,
         changes: &mut Vec<Change>,
     ) {
