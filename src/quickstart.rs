@@ -5,11 +5,11 @@
 //! pointing at the inbound one. It prints curl lines that show the flow: 200,
 //! 403 for a missing scope, and blocking an app taking effect within seconds.
 
+use crate::app::{App, Listeners};
 use crate::config::{Format, load_str};
 use crate::error::json_response;
 use crate::proxy::ProxyBody;
 use crate::proxy::server::Handler;
-use crate::{App, Listeners};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Response, StatusCode};

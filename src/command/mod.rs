@@ -1,5 +1,5 @@
 //! The one-shot commands, once the command line is parsed: `check` and
-//! `token`. (`run`, `issuer` and `quickstart` are in [`crate::lifecycle`].)
+//! `token`. (`run`, `issuer` and `quickstart` are in `lifecycle`.)
 
 mod check;
 mod token;

@@ -12,10 +12,9 @@ mod signals;
 
 pub use signals::{Received, SignalError, Signals};
 
-use crate::app::StartError;
+use crate::app::{App, Handle, Listeners, StartError};
 use crate::config::Config;
 use crate::supervisor::{ListenError, bind};
-use crate::{App, Handle, Listeners};
 use config_watch::ConfigWatch;
 use reload::{Trigger, reload};
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! A reload asked for by SIGHUP or by the config watcher: parse, validate,
 //! apply; a config that fails keeps the running one.
 
-use crate::Handle;
+use crate::app::Handle;
 use crate::config::{self, Config};
 use std::path::Path;
 

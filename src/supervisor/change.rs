@@ -1,5 +1,4 @@
-//! What a reload changed, as the log line and [`Handle::reload`](crate::Handle::reload)
-//! report it.
+//! What a reload changed, as the log line and `Handle::reload` report it.
 
 use std::fmt;
 use std::net::SocketAddr;
