@@ -1,7 +1,6 @@
 //! `m2m-sidecar check`: validate a config and print what it would run.
 
 use crate::config::{self, Config};
-use crate::token;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +15,7 @@ pub fn check(path: &Path, config: &Config) -> ExitCode {
             config::ClientAuth::PrivateKey { key, .. } => ("private_key", key),
             _ => continue,
         };
-        if let Err(why) = token::secret::read(source) {
+        if let Err(why) = crate::secret::read(source) {
             eprintln!("warning: credentials.{}.{key}: {why}", c.name);
         }
     }

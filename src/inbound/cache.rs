@@ -5,9 +5,9 @@
 //! every request, hit or miss.
 
 use super::verify::Verified;
+use crate::clock::unix_now;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 pub type Digest = [u8; 32];
 
@@ -21,12 +21,6 @@ pub fn digest(token: &str) -> Digest {
     let mut out = [0u8; 32];
     out.copy_from_slice(d.as_ref());
     out
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl TokenCache {
@@ -50,7 +44,7 @@ impl TokenCache {
     ) -> Option<Arc<Verified>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let v = entries.get(key)?;
-        (now() < v.exp && still_valid_kid(&v.kid)).then(|| v.clone())
+        (unix_now() < v.exp && still_valid_kid(&v.kid)).then(|| v.clone())
     }
 
     pub fn insert(&self, key: Digest, v: Arc<Verified>) {
@@ -59,7 +53,7 @@ impl TokenCache {
         }
         let mut entries = self.entries.write().unwrap_or_else(PoisonError::into_inner);
         if entries.len() >= self.capacity {
-            let now = now();
+            let now = unix_now();
             entries.retain(|_, e| e.exp > now);
             // Still full of live tokens: start over rather than grow.
             if entries.len() >= self.capacity {

@@ -8,11 +8,9 @@
 use super::cache::Digest;
 use super::verify::Verified;
 use crate::config::{IntrospectionSpec, SecretSource};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
@@ -57,7 +55,7 @@ pub struct Introspection {
 }
 
 impl Introspection {
-    pub fn new(spec: &IntrospectionSpec) -> Result<Self, String> {
+    pub fn new(spec: &IntrospectionSpec) -> Result<Self, super::ClientBuildError> {
         Ok(Introspection {
             client: super::metadata_client(spec.timeout)?,
             url: OnceCell::new_with(spec.url.as_ref().map(ToString::to_string)),
@@ -138,21 +136,26 @@ impl Introspection {
     }
 
     /// POST the token to the introspection endpoint; `Ok(active)`.
-    async fn ask(&self, token: &str) -> Result<bool, String> {
-        let secret = crate::token::secret::read(&self.secret)?;
+    async fn ask(&self, token: &str) -> Result<bool, AskError> {
+        let secret = crate::secret::read(&self.secret)?;
         let (body, authorization) = self.form(token, &secret);
         let url = self
             .url
             .get_or_try_init(|| async {
                 let meta =
-                    crate::discovery::metadata(&self.client, &self.issuer, &self.issuer).await?;
+                    crate::oauth::metadata::metadata(&self.client, &self.issuer, &self.issuer)
+                        .await?;
                 // The token and this client's credentials are sent there: an
                 // https:// issuer's endpoint must be https:// too (RFC 7662 §4).
-                let issuer = url::Url::parse(&self.issuer)
-                    .map_err(|e| format!("issuer {}: {e}", self.issuer))?;
-                crate::discovery::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
+                let issuer = url::Url::parse(&self.issuer).map_err(|source| {
+                    crate::oauth::metadata::MetadataError::BadIssuer {
+                        base: self.issuer.clone(),
+                        source,
+                    }
+                })?;
+                crate::oauth::metadata::metadata_endpoint(&meta, "introspection_endpoint", &issuer)
                     .map(String::from)
-                    .map_err(|e| e.to_string())
+                    .map_err(AskError::from)
             })
             .await?;
         let mut req = self
@@ -171,33 +174,71 @@ impl Introspection {
             .body(body)
             .send()
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let code = resp.status().as_u16();
-        if code != 200 {
-            return Err(format!("POST {url}: status {code}"));
+            .map_err(|source| AskError::Send {
+                url: url.clone(),
+                source,
+            })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(AskError::Status {
+                url: url.clone(),
+                status,
+            });
         }
-        let body = crate::discovery::read_capped(resp, 64 * 1024)
+        let body = crate::oauth::metadata::read_capped(resp, 64 * 1024)
             .await
-            .map_err(|e| format!("POST {url}: {e}"))?;
+            .map_err(|source| AskError::Read {
+                url: url.clone(),
+                source,
+            })?;
         let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| format!("POST {url}: the answer is not JSON"))?;
+            .map_err(|_| AskError::Answer(url.clone(), "the answer is not JSON"))?;
         match v.get("active") {
             Some(serde_json::Value::Bool(active)) => Ok(*active),
-            _ => Err(format!("POST {url}: the answer has no boolean `active`")),
+            _ => Err(AskError::Answer(
+                url.clone(),
+                "the answer has no boolean `active`",
+            )),
         }
     }
+}
+
+/// Why the introspection endpoint gave no answer. Names the URL, never the
+/// token or the client secret.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error(transparent)]
+    Secret(#[from] crate::secret::SecretError),
+    #[error(transparent)]
+    Metadata(#[from] crate::oauth::metadata::MetadataError),
+    #[error(transparent)]
+    Endpoint(#[from] crate::oauth::metadata::EndpointError),
+    #[error("POST {url}: {source}")]
+    Send {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("POST {url}: status {status}")]
+    Status { url: String, status: u16 },
+    #[error("POST {url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: crate::oauth::metadata::ReadError,
+    },
+    #[error("POST {0}: {1}")]
+    Answer(String, &'static str),
 }
 
 impl Introspection {
     /// The form body and `Authorization` value for an introspection request.
     fn form(&self, token: &str, secret: &str) -> (String, Option<String>) {
-        use crate::token::grant::form_encode;
         let mut form = form_urlencoded::Serializer::new(String::new());
         form.append_pair("token", token);
         form.append_pair("token_type_hint", "access_token");
         let authorization = if self.basic {
-            let pair = format!("{}:{}", form_encode(&self.client_id), form_encode(secret));
-            Some(format!("Basic {}", STANDARD.encode(pair)))
+            Some(crate::oauth::authorization::basic(&self.client_id, secret))
         } else {
             form.append_pair("client_id", &self.client_id);
             form.append_pair("client_secret", secret);
@@ -209,8 +250,5 @@ impl Introspection {
 
 /// Time left until the Unix time `exp`.
 fn until_exp(exp: u64) -> Duration {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    Duration::from_secs(exp.saturating_sub(now))
+    Duration::from_secs(exp.saturating_sub(crate::clock::unix_now()))
 }

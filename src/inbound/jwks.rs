@@ -11,7 +11,7 @@
 //! file is picked up.
 
 use crate::config::{InboundSpec, KeySource};
-use crate::discovery::get;
+use crate::oauth::metadata::get;
 use arc_swap::ArcSwapOption;
 use aws_lc_rs::hmac;
 use aws_lc_rs::signature::{self, ParsedPublicKey, VerificationAlgorithm};
@@ -402,9 +402,7 @@ pub async fn run(
                     tracing::debug!(keys = set.len(), "JWKS unchanged");
                 }
                 jwks.current.store(Some(Arc::new(set)));
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now = crate::clock::unix_now();
                 metrics
                     .jwks_loaded
                     .set(i64::try_from(now).unwrap_or(i64::MAX));
@@ -424,14 +422,14 @@ pub async fn run(
                     .last_error
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
-                crate::token::schedule::backoff(failures, 0.0, None).min(spec.jwks_refresh)
+                crate::retry::backoff(failures, 0.0, None).min(spec.jwks_refresh)
             }
         };
         jwks.generation.send_modify(|g| *g += 1);
         tokio::select! {
             _ = tokio::time::sleep(next) => {}
             _ = jwks.refetch.notified() => {}
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
     }
 }
@@ -493,18 +491,22 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
                 .first()
                 .copied()
                 .ok_or("no HMAC algorithm allowed")?;
-            let text = crate::token::secret::read(secret)?;
+            let text = crate::secret::read(secret).map_err(|e| e.to_string())?;
             return Ok((KeySet::hmac(text.as_bytes(), alg)?, Vec::new(), None));
         }
-        KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
+        KeySource::JwksUrl(url) => get(client, url.as_str()).await.map_err(|e| e.to_string())?,
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
-            let meta = crate::discovery::metadata(client, base.as_str(), &spec.issuer).await?;
+            let meta = crate::oauth::metadata::metadata(client, base.as_str(), &spec.issuer)
+                .await
+                .map_err(|e| e.to_string())?;
             // Keys fetched in clear could be anyone's: an https:// issuer's
             // jwks_uri must be https:// too.
-            let jwks_uri = crate::discovery::metadata_endpoint(&meta, "jwks_uri", base)
+            let jwks_uri = crate::oauth::metadata::metadata_endpoint(&meta, "jwks_uri", base)
                 .map_err(|e| e.to_string())?;
-            get(client, jwks_uri.as_str()).await?
+            get(client, jwks_uri.as_str())
+                .await
+                .map_err(|e| e.to_string())?
         }
     };
     let (set, skipped) = KeySet::parse(&doc, &spec.algorithms)?;

@@ -188,7 +188,11 @@ impl Inbound {
             introspection: spec
                 .introspection
                 .as_ref()
-                .map(|i| Ok::<_, String>((introspection::Introspection::new(i)?, i.allow_on_error)))
+                .map(|i| {
+                    introspection::Introspection::new(i)
+                        .map(|c| (c, i.allow_on_error))
+                        .map_err(|e| e.to_string())
+                })
                 .transpose()?,
             policy: Policy {
                 issuer: spec.issuer.clone(),
@@ -219,7 +223,9 @@ impl Inbound {
             self.metrics.count("public", "");
             return Ok(None);
         }
-        let Some(token) = authorization.and_then(bearer) else {
+        let Some(token) =
+            authorization.and_then(|v| crate::oauth::authorization::bearer(v.as_bytes()))
+        else {
             self.metrics.count("rejected", "no token");
             return Err(Refusal::NoToken);
         };
@@ -466,25 +472,24 @@ fn is_miscased_standard(m: &Method) -> bool {
         .any(|std| *std != s && std.eq_ignore_ascii_case(s))
 }
 
-/// The token after `Bearer ` (scheme case-insensitive), if that is how the
-/// request authenticates.
-fn bearer(authorization: &HeaderValue) -> Option<&str> {
-    let v = authorization.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()).then(|| token.trim())
-}
-
 /// An HTTP client for the issuer's metadata (JWKS, discovery, revocation feed):
 /// no redirects, no proxy from the environment, bounded by `timeout`.
-pub(crate) fn metadata_client(timeout: std::time::Duration) -> Result<reqwest::Client, String> {
+pub(crate) fn metadata_client(
+    timeout: std::time::Duration,
+) -> Result<reqwest::Client, ClientBuildError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
         .timeout(timeout)
         .connect_timeout(timeout)
         .build()
-        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+        .map_err(ClientBuildError)
 }
+
+/// The HTTP client for the issuer's metadata could not be built (no TLS roots).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build an HTTP client: {0}")]
+pub struct ClientBuildError(#[source] reqwest::Error);
 
 fn is_grpc(headers: &HeaderMap) -> bool {
     headers

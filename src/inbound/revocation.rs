@@ -79,9 +79,7 @@ pub async fn run(
         match poll(&client, &url).await {
             Ok(list) => {
                 revocations.list.store(Arc::new(list));
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+                let now = crate::clock::unix_now();
                 last_success.set(i64::try_from(now).unwrap_or(i64::MAX));
             }
             Err(e) => {
@@ -90,15 +88,31 @@ pub async fn run(
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
     }
 }
 
-async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, String> {
-    let (body, _) = crate::discovery::get(client, url.as_str()).await?;
+/// Why one poll of the revocation feed failed.
+#[derive(Debug, thiserror::Error)]
+enum PollError {
+    #[error(transparent)]
+    Get(#[from] crate::oauth::metadata::GetError),
+    #[error("GET {url}: not JSON: {source}")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+async fn poll(client: &reqwest::Client, url: &Url) -> Result<List, PollError> {
+    let (body, _) = crate::oauth::metadata::get(client, url.as_str()).await?;
     let v: serde_json::Value =
-        serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not JSON: {e}"))?;
+        serde_json::from_slice(&body).map_err(|source| PollError::NotJson {
+            url: url.to_string(),
+            source,
+        })?;
     Ok(parse(&v))
 }
 

@@ -10,7 +10,7 @@ use super::jwks::KeySet;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// Tokens larger than this are refused before any decoding.
 pub const MAX_TOKEN: usize = 8 * 1024;
@@ -191,9 +191,7 @@ fn check_typ(header: &Map<String, Value>, policy: &Policy) -> Result<(), Invalid
 }
 
 fn claims(c: &Map<String, Value>, policy: &Policy, kid: String) -> Result<Verified, Invalid> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::unix_now();
     let leeway = policy.leeway.as_secs();
     match c.get("iss") {
         Some(Value::String(i)) if *i == policy.issuer => {}

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Mutex, PoisonError};
 
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use crate::oauth::JWT_BEARER;
 /// Clock skew allowed for `exp`, `nbf`, `iat`.
 const LEEWAY: u64 = 30;
 /// Assertions valid longer than this are refused (RFC 7523 §3 asks for short ones).
@@ -164,7 +164,7 @@ impl ClientAuth {
                 self.audiences[0], self.audiences[1]
             ));
         }
-        let now = super::registry::now();
+        let now = crate::clock::unix_now();
         let number = |name: &str| c.get(name).and_then(Value::as_u64);
         let exp = number("exp").ok_or("exp is required")?;
         if exp.saturating_add(LEEWAY) <= now {

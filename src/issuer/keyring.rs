@@ -8,9 +8,10 @@
 //! an emergency measure, and then that is the point).
 
 use super::introspect::Verifier;
-use super::keys::{self, SigningKey, dir_of, write_private};
-use super::registry::now;
+use super::keys::{self, SigningKey};
+use crate::clock::unix_now;
 use crate::config::SigningAlg;
+use crate::private_file::{dir_of, write as write_private};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -68,7 +69,7 @@ impl KeyRing {
     /// The keys now; retired keys past their time are dropped here.
     pub fn current(&self) -> Arc<Keys> {
         let keys = self.current.load_full();
-        let now = now();
+        let now = unix_now();
         if keys.retired.iter().all(|r| r.retire_after > now) {
             return keys;
         }
@@ -99,13 +100,13 @@ impl KeyRing {
         retired.push(Retired {
             jwk: old.signing.jwk.clone(),
             // Tokens it signed live at most `ttl`; a minute more for clock skew.
-            retire_after: now() + self.ttl.as_secs() + 60,
+            retire_after: unix_now() + self.ttl.as_secs() + 60,
         });
         if retired.len() > MAX_RETIRED {
             retired.drain(..retired.len() - MAX_RETIRED);
         }
         let json = serde_json::to_vec_pretty(&retired).map_err(|e| e.to_string())?;
-        write_private(&retired_path(&self.state), &json)?;
+        write_private(&retired_path(&self.state), &json).map_err(|e| e.to_string())?;
         let signing = keys::replace(&self.state, self.alg)?;
         let kid = signing.kid.clone();
         self.current
@@ -138,7 +139,7 @@ fn read_retired(state: &Path) -> Result<Vec<Retired>, String> {
         Ok(bytes) => {
             let all: Vec<Retired> =
                 serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-            let now = now();
+            let now = unix_now();
             let mut kept: Vec<Retired> = all.into_iter().filter(|r| r.retire_after > now).collect();
             if kept.len() > MAX_RETIRED {
                 kept.drain(..kept.len() - MAX_RETIRED);

@@ -13,7 +13,6 @@ use jsonwebtoken::Algorithm;
 use jsonwebtoken::crypto::JwtSigner;
 use jsonwebtoken::signature::{Error as SignatureError, Signer};
 use std::fmt;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// A key the issuer signs with.
@@ -36,14 +35,7 @@ impl fmt::Debug for SigningKey {
 
 /// Where the key for `alg` is kept: `<state dir>/signing-<alg>.pem`.
 pub fn key_path(state: &Path, alg: SigningAlg) -> PathBuf {
-    dir_of(state).join(format!("signing-{}.pem", alg.as_str().to_lowercase()))
-}
-
-pub(crate) fn dir_of(state: &Path) -> PathBuf {
-    match state.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
+    crate::private_file::dir_of(state).join(format!("signing-{}.pem", alg.as_str().to_lowercase()))
 }
 
 /// Load the key for `alg`, generating and saving it on first start.
@@ -54,7 +46,8 @@ pub fn load_or_generate(state: &Path, alg: SigningAlg) -> Result<SigningKey, Str
             .ok_or_else(|| format!("{}: not a PKCS#8 PEM private key", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let der = generate(alg)?;
-            write_private(&path, to_pem(&der).as_bytes())?;
+            crate::private_file::write(&path, to_pem(&der).as_bytes())
+                .map_err(|e| e.to_string())?;
             tracing::info!(file = %path.display(), alg = alg.as_str(), "generated a signing key");
             der
         }
@@ -66,7 +59,8 @@ pub fn load_or_generate(state: &Path, alg: SigningAlg) -> Result<SigningKey, Str
 /// Generate a new key for `alg` and make it the one on disk.
 pub fn replace(state: &Path, alg: SigningAlg) -> Result<SigningKey, String> {
     let der = generate(alg)?;
-    write_private(&key_path(state, alg), to_pem(&der).as_bytes())?;
+    crate::private_file::write(&key_path(state, alg), to_pem(&der).as_bytes())
+        .map_err(|e| e.to_string())?;
     from_pkcs8(alg, &der)
 }
 
@@ -220,33 +214,4 @@ fn from_pem(pem: &str) -> Option<Vec<u8>> {
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
     STANDARD.decode(body.trim()).ok()
-}
-
-/// Write a file readable by its owner only, atomically (temporary file, fsync, rename).
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let dir = dir_of(path);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    // A temporary name of our own, created fresh (never an existing file, whose
-    // permissions would stay), so concurrent writers do not interleave.
-    let mut suffix = [0u8; 8];
-    aws_lc_rs::rand::SecureRandom::fill(&SystemRandom::new(), &mut suffix)
-        .map_err(|_| "no randomness".to_owned())?;
-    let suffix: String = suffix.iter().map(|b| format!("{b:02x}")).collect();
-    let tmp = path.with_extension(format!("tmp-{suffix}"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
-    let written = f
-        .write_all(bytes)
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("cannot write {}: {e}", path.display()));
-    }
-    Ok(())
 }

@@ -10,8 +10,9 @@
 
 use super::introspect::Verifier;
 use super::keyring::KeyRing;
-use super::registry::{Api, App, Registry, now};
+use super::registry::{Api, App, Registry};
 use super::store::{Store, Tombstones};
+use crate::clock::unix_now;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Method, StatusCode, header};
@@ -116,9 +117,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, MgmtError> {
             "more than one Authorization header".into(),
         ));
     }
-    Ok(first
-        .and_then(|v| super::token::credentials_after(v.as_bytes(), "Bearer"))
-        .and_then(|t| std::str::from_utf8(t).ok()))
+    Ok(first.and_then(|v| crate::oauth::authorization::bearer(v.as_bytes())))
 }
 
 /// Check the caller's bearer token exactly as introspection would (ours,
@@ -676,7 +675,7 @@ fn patch_app(
     match patch.blocked {
         Some(true) if !app.blocked => {
             app.blocked = true;
-            app.blocked_at = Some(now());
+            app.blocked_at = Some(unix_now());
         }
         Some(false) => {
             // New tokens only: `not_before` stays.
@@ -696,7 +695,7 @@ fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String
     let secret = random(32)?;
     let sealed = reg.seal(&secret);
     let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
-    let until = now().saturating_add(grace_secs);
+    let until = unix_now().saturating_add(grace_secs);
     if grace_secs == 0 {
         app.secrets.clear();
     } else {
@@ -704,7 +703,7 @@ fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String
             s.not_after = Some(s.not_after.map_or(until, |t| t.min(until)));
         }
         app.secrets
-            .retain(|s| s.not_after.is_none_or(|t| t > now()));
+            .retain(|s| s.not_after.is_none_or(|t| t > unix_now()));
     }
     app.secrets.push(sealed);
     Ok(secret)
@@ -716,7 +715,7 @@ fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String
 /// revoked, even after an unblock or a new app under the same id.
 /// `revoked_tokens`: revoked `jti`s until the token would have expired.
 fn revocations(reg: &Registry) -> serde_json::Value {
-    let now = now();
+    let now = unix_now();
     let mut blocked: Vec<serde_json::Value> = reg
         .apps
         .values()

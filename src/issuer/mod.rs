@@ -369,7 +369,7 @@ impl Issuer {
         // block or deletion: within that same second, wait for the next one.
         let mut tries = 0;
         let (grant, now) = loop {
-            let now = registry::now();
+            let now = crate::clock::unix_now();
             let reg = self.store.snapshot();
             let grant = match token::authorize(&reg, &self.auth, &r) {
                 Ok(g) => g,
@@ -535,9 +535,7 @@ impl Handler for Issuer {
 
 /// Time until the next whole Unix second.
 fn until_next_second() -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
+    let nanos = crate::clock::since_epoch().subsec_nanos();
     Duration::from_nanos(u64::from(1_000_000_000u32.saturating_sub(nanos)))
         + Duration::from_millis(1)
 }

@@ -4,10 +4,10 @@
 //! random, so a keyed hash is enough and keeps the token path fast: no password
 //! KDF); they are compared in constant time.
 
+use crate::clock::unix_now;
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// An API (audience) and its scopes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -136,7 +136,7 @@ impl Registry {
             let _ = hmac::verify(&self.key, secret.as_bytes(), &[0u8; 32]);
             return None;
         };
-        let now = now();
+        let now = unix_now();
         let mut ok = false;
         for s in app
             .secrets
@@ -150,7 +150,7 @@ impl Registry {
 
     /// Mark every token issued to `client_id` up to now as revoked.
     pub fn revoke_all_until_now(&mut self, client_id: &str) {
-        let t = now();
+        let t = unix_now();
         let entry = self.not_before.entry(client_id.to_owned()).or_insert(t);
         *entry = (*entry).max(t);
     }
@@ -193,13 +193,6 @@ impl Registry {
             not_after: None,
         }
     }
-}
-
-/// Unix seconds now.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 mod b64 {

@@ -14,10 +14,10 @@
 //! one of the state's current secrets for that app is not used, and a warning
 //! at start says so (naming the client id, never the secret).
 
-use super::keys::{dir_of, write_private};
 use super::registry::{Api, App, Registry};
 use crate::config::{IssuerSpec, MANAGEMENT_SCOPES};
-use crate::token::secret;
+use crate::private_file::{dir_of, write as write_private};
+use crate::secret;
 use arc_swap::ArcSwap;
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
@@ -151,7 +151,7 @@ impl Store {
                     jwks,
                     grants: a.grants.iter().cloned().collect(),
                     blocked: a.blocked,
-                    blocked_at: a.blocked.then(super::registry::now),
+                    blocked_at: a.blocked.then(crate::clock::unix_now),
                 },
             );
         }
@@ -167,7 +167,7 @@ impl Store {
             .filter(|a| a.blocked)
             .map(|a| a.client_id.as_str())
             .collect();
-        let started = super::registry::now();
+        let started = crate::clock::unix_now();
         for app in &mut state.apps {
             if blocked_in_config.contains(app.client_id.as_str()) && !app.blocked {
                 // Recorded in the state (written below), as a block through
@@ -205,7 +205,7 @@ impl Store {
             .filter(|a| a.blocked)
             .map(|a| a.client_id.clone())
             .collect();
-        let now = super::registry::now();
+        let now = crate::clock::unix_now();
         state.revoked.retain(|_, exp| *exp > now);
         reg.revoked = state.revoked.clone();
         if !blocked.is_empty() {
@@ -264,7 +264,7 @@ impl Store {
             }
         };
         let out = change(&mut next, &mut tombstones)?;
-        let now = super::registry::now();
+        let now = crate::clock::unix_now();
         next.revoked.retain(|_, exp| *exp > now);
         self.persist(&next, &tombstones).map_err(E::from)?;
         *self
@@ -298,7 +298,7 @@ impl Store {
 /// the state (constant-time comparison of the MACs; a rotated-out secret past
 /// its grace period does not count).
 fn secret_in_effect(reg: &Registry, app: &App, secret: &str) -> bool {
-    let now = super::registry::now();
+    let now = crate::clock::unix_now();
     let mut ok = false;
     for s in app
         .secrets
@@ -319,7 +319,7 @@ pub struct Tombstones {
 fn write_state(path: &Path, state: &State) -> Result<(), String> {
     let json =
         serde_json::to_vec_pretty(state).map_err(|e| format!("cannot encode the state: {e}"))?;
-    write_private(path, &json)?;
+    write_private(path, &json).map_err(|e| e.to_string())?;
     // Make the rename itself durable.
     if let Ok(dir) = std::fs::File::open(dir_of(path)) {
         let _ = dir.sync_all();
@@ -350,7 +350,7 @@ fn load_or_create_key(state: &Path) -> Result<hmac::Key, String> {
             SystemRandom::new()
                 .fill(&mut b)
                 .map_err(|_| "cannot generate the secrets key".to_owned())?;
-            write_private(&path, &b)?;
+            write_private(&path, &b).map_err(|e| e.to_string())?;
             b
         }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

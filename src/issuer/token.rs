@@ -7,7 +7,7 @@ use super::assertion::ClientAuth;
 use super::keys::SigningKey;
 use super::registry::Registry;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode, header};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -78,18 +78,6 @@ pub fn is_json(content_type: &str) -> bool {
         .eq_ignore_ascii_case("application/json")
 }
 
-/// The value after `scheme` in an `Authorization` header, the scheme matched
-/// case-insensitively (RFC 9110 §11.1) and followed by one or more spaces.
-pub fn credentials_after<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> {
-    let n = scheme.len();
-    let (head, rest) = (value.get(..n)?, value.get(n..)?);
-    if !head.eq_ignore_ascii_case(scheme.as_bytes()) || rest.first() != Some(&b' ') {
-        return None;
-    }
-    let rest = rest.trim_ascii();
-    (!rest.is_empty()).then_some(rest)
-}
-
 impl TokenRequest {
     /// Parse the body (`application/json` or form) and the `Authorization` header.
     pub fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Self, TokenError> {
@@ -112,11 +100,13 @@ impl TokenRequest {
         }
         let basic = match first {
             None => None,
-            Some(v) => Some(basic_credentials(v.as_bytes()).ok_or_else(|| {
-                let mut e = TokenError::new("invalid_client", "malformed Basic credentials");
-                e.basic = true;
-                e
-            })?),
+            Some(v) => Some(
+                crate::oauth::authorization::parse_basic(v.as_bytes()).ok_or_else(|| {
+                    let mut e = TokenError::new("invalid_client", "malformed Basic credentials");
+                    e.basic = true;
+                    e
+                })?,
+            ),
         };
         Ok(TokenRequest {
             params,
@@ -172,21 +162,6 @@ fn form_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
         }
     }
     Ok(params)
-}
-
-/// `Basic base64(urlencode(id):urlencode(secret))` (RFC 6749 §2.3.1).
-fn basic_credentials(value: &[u8]) -> Option<(String, String)> {
-    let b64 = credentials_after(value, "Basic")?;
-    let decoded = STANDARD.decode(b64).ok()?;
-    let pair = std::str::from_utf8(&decoded).ok()?;
-    let (id, secret) = pair.split_once(':')?;
-    let unform = |s: &str| -> String {
-        form_urlencoded::parse(format!("x={s}").as_bytes())
-            .next()
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_default()
-    };
-    Some((unform(id), unform(secret)))
 }
 
 /// A granted token, ready to sign.
@@ -458,7 +433,7 @@ mod tests {
 
     #[test]
     fn basic_and_media_types_are_case_insensitive() {
-        let enc = STANDARD.encode("billing:s3cret");
+        let enc = base64::engine::general_purpose::STANDARD.encode("billing:s3cret");
         for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
             for sep in [" ", "  "] {
                 let mut h = headers("application/x-www-form-urlencoded");

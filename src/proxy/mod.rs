@@ -268,7 +268,7 @@ impl Upstream {
             match affinity {
                 Some(a) => a.send(req, sequential).await.map_err(|e| match e {
                     h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
-                    h1pool::SendError::Http(e) => root_cause(&e),
+                    h1pool::SendError::Http(e) => crate::cause::root_cause(&e),
                 }),
                 _ => self.client.request(req).await.map_err(|e| describe(&e)),
             }
@@ -380,18 +380,10 @@ pub fn without_user_info(a: &Authority) -> &str {
 
 /// A client error's innermost cause ("Connection refused (os error 111)").
 fn describe(e: &hyper_util::client::legacy::Error) -> String {
-    let cause = root_cause(e);
+    let cause = crate::cause::root_cause(e);
     if e.is_connect() {
         format!("cannot connect: {cause}")
     } else {
         cause
     }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

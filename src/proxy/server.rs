@@ -139,7 +139,7 @@ pub async fn serve<H: Handler>(
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            _ = crate::until_shutdown(&mut shutdown) => break,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => break,
         };
         let (stream, peer) = match accepted {
             Ok(accepted) => accepted,

@@ -134,13 +134,13 @@ impl Running {
         if let Some(s) = self.secret_watch.take() {
             let _ = s.send(true);
         }
-        let watched: Vec<token::secret::Watched> = new
+        let watched: Vec<crate::secret::Watched> = new
             .credentials
             .iter()
             .filter_map(|spec| {
                 let path = spec.auth.watched_file()?;
                 let cred = &self.creds.get(&spec.name)?.cred;
-                Some(token::secret::Watched {
+                Some(crate::secret::Watched {
                     path: path.to_path_buf(),
                     on_change: cred.kick_handle(),
                 })
@@ -148,7 +148,7 @@ impl Running {
             .collect();
         let stop = shared
             .tasks
-            .spawn(move |stopped| token::secret::watch_files(watched, stopped));
+            .spawn(move |stopped| crate::secret::watch_files(watched, stopped));
         self.secret_watch = Some(stop);
     }
 }

@@ -112,7 +112,7 @@ impl Tasks {
         let forward = tx.clone();
         self.set.spawn(async move {
             tokio::select! {
-                _ = crate::until_shutdown(&mut global) => { let _ = forward.send(true); }
+                _ = crate::shutdown::until_shutdown(&mut global) => { let _ = forward.send(true); }
                 _ = forward.closed() => {}
             }
         });
@@ -228,9 +228,7 @@ impl Supervisor {
 
 impl Shared {
     fn mark_applied(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_now();
         self.metrics
             .process
             .last_reload

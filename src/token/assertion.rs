@@ -12,7 +12,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use rustls_pki_types::PrivateKeyDer;
 use rustls_pki_types::pem::PemObject as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// How long an assertion is valid: short, as RFC 7523 §3 advises.
 pub const LIFETIME_SECS: u64 = 60;
@@ -98,9 +97,7 @@ impl AssertionKey {
         let rng = SystemRandom::new();
         let mut jti = [0u8; 18];
         rng.fill(&mut jti).map_err(|_| "no randomness".to_owned())?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = crate::clock::unix_now();
         let mut header = serde_json::json!({"alg": alg_name(self.alg), "typ": "JWT"});
         if let Some(k) = kid {
             header["kid"] = k.into();

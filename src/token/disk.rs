@@ -13,13 +13,14 @@
 //! `StrictModes`, see [`check_dir`]), else the cache is not used at all.
 //! A token that has expired is ignored. The path and the token are never logged.
 
+use crate::clock::unix_now;
 use crate::config::{CredentialSpec, Endpoint};
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::io::Read as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// A cache file is a few hundred bytes; a larger one is not ours.
 pub const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -87,7 +88,9 @@ pub enum CacheError {
     #[error("cannot read the token cache: {0}")]
     Io(std::io::ErrorKind),
     #[error("cannot keep the token: {0}")]
-    Write(String),
+    Encode(#[source] serde_json::Error),
+    #[error("cannot keep the token: {0}")]
+    Write(#[source] crate::private_file::WriteError),
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -162,12 +165,6 @@ pub fn cache_file(dir: &Path, spec: &CredentialSpec) -> CacheFile {
         path: path(dir, spec),
         identity: identity(spec),
     }
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 /// This process's user (the owner of `/proc/self`).
@@ -353,7 +350,7 @@ impl CacheFile {
         if f.credential != self.identity {
             return Err(CacheError::Foreign);
         }
-        let now = now();
+        let now = unix_now();
         // As for token responses: no lifetime beyond what clocks can add.
         const MAX_LIFETIME: u64 = 10_000_000_000;
         if f.expires_at <= now.saturating_add(min_left.as_secs())
@@ -385,15 +382,15 @@ impl CacheFile {
             // Created by us (or existing): still ours and private?
             check_dir(dir)?;
         }
-        let now = now();
+        let now = unix_now();
         let f = File {
             credential: self.identity.clone(),
             access_token: access_token.to_owned(),
             obtained_at: now,
             expires_at: now.saturating_add(lifetime.as_secs()),
         };
-        let bytes = serde_json::to_vec(&f).map_err(|e| CacheError::Write(e.to_string()))?;
-        crate::issuer::keys::write_private(&self.path, &bytes).map_err(CacheError::Write)
+        let bytes = serde_json::to_vec(&f).map_err(CacheError::Encode)?;
+        crate::private_file::write(&self.path, &bytes).map_err(CacheError::Write)
     }
 }
 

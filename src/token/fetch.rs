@@ -3,10 +3,10 @@
 
 use super::assertion::AssertionKey;
 use super::grant::{FetchError, Issued, MAX_BODY, Proof, build_request, parse_response, scrub};
-use super::secret;
 use crate::config::redact_url;
 use crate::config::{ClientAuth, CredentialSpec, Endpoint};
 use crate::metrics::Outcome;
+use crate::secret;
 use http::header;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -17,9 +17,41 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Why a credential's HTTP client cannot be built. Names files, never their content.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot read ca_file {}: {source}", .path.display())]
+    CaUnreadable {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("bad PEM in ca_file {}: {source}", .path.display())]
+    CaPem {
+        path: std::path::PathBuf,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("credential {name}: bad client_cert/client_key: {}", crate::cause::root_cause(.source))]
+    Identity {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("credential {name}: cannot build HTTP client: {source}")]
+    Build {
+        name: String,
+        #[source]
+        source: reqwest::Error,
+    },
+}
+
 /// A reqwest client for `spec`'s token endpoint, presenting `identity` (client
 /// certificate and key, PEM) when given.
-fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwest::Client, String> {
+fn build_client(
+    spec: &CredentialSpec,
+    identity: Option<&[u8]>,
+) -> Result<reqwest::Client, ClientError> {
     let mut builder = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -27,25 +59,28 @@ fn build_client(spec: &CredentialSpec, identity: Option<&[u8]>) -> Result<reqwes
         .timeout(spec.timeout)
         .user_agent(concat!("m2m-sidecar/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &spec.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("bad PEM in ca_file {}: {e}", path.display()))?;
+        let pem = std::fs::read(path).map_err(|source| ClientError::CaUnreadable {
+            path: path.clone(),
+            source,
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| ClientError::CaPem {
+                path: path.clone(),
+                source,
+            })?;
         builder = builder.tls_certs_merge(certs);
     }
     if let Some(pem) = identity {
-        let id = reqwest::Identity::from_pem(pem).map_err(|e| {
-            format!(
-                "credential {}: bad client_cert/client_key: {}",
-                spec.name,
-                root_cause(&e)
-            )
+        let id = reqwest::Identity::from_pem(pem).map_err(|source| ClientError::Identity {
+            name: spec.name.clone(),
+            source,
         })?;
         builder = builder.identity(id);
     }
-    builder
-        .build()
-        .map_err(|e| format!("credential {}: cannot build HTTP client: {e}", spec.name))
+    builder.build().map_err(|source| ClientError::Build {
+        name: spec.name.clone(),
+        source,
+    })
 }
 
 /// How long a discovered token endpoint is trusted before it is looked up again
@@ -77,7 +112,7 @@ impl Fetcher {
     /// Build the client: no redirects, no proxy from the environment (the sidecar
     /// may itself be the `HTTP_PROXY`), the credential's timeouts and extra roots,
     /// and its client certificate when it has one (read again before each request).
-    pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, String> {
+    pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, ClientError> {
         let client = build_client(&spec, None)?;
         Ok(Fetcher {
             spec,
@@ -94,7 +129,7 @@ impl Fetcher {
         let spec = &self.spec;
         let client = self.client()?;
         let (token_url, issuer) = self.endpoint(&client).await?;
-        let unreadable = |what: &str, why: String| {
+        let unreadable = |what: &str, why: &dyn std::fmt::Display| {
             FetchError::new(
                 Outcome::secret_error,
                 format!("credential {}: cannot read {what}: {why}", spec.name),
@@ -102,7 +137,7 @@ impl Fetcher {
         };
         let proof_text = match &spec.auth {
             ClientAuth::Secret(source) => {
-                secret::read(source).map_err(|why| unreadable("client secret", why))?
+                secret::read(source).map_err(|why| unreadable("client secret", &why))?
             }
             ClientAuth::PrivateKey {
                 key,
@@ -110,21 +145,21 @@ impl Fetcher {
                 alg,
                 audience,
             } => {
-                let pem = secret::read(key).map_err(|why| unreadable("private_key", why))?;
+                let pem = secret::read(key).map_err(|why| unreadable("private_key", &why))?;
                 let key = AssertionKey::from_pem(&pem, *alg)
-                    .map_err(|why| unreadable("private_key", why))?;
+                    .map_err(|why| unreadable("private_key", &why))?;
                 // RFC 7523 §3: the issuer identifier where known, else the endpoint.
                 let aud = audience
                     .clone()
                     .or(issuer)
                     .unwrap_or_else(|| token_url.to_string());
                 key.sign(&spec.client_id, &aud, kid.as_deref())
-                    .map_err(|why| unreadable("private_key", why))?
+                    .map_err(|why| unreadable("private_key", &why))?
             }
             ClientAuth::AssertionFile(path) => {
                 // Kubelet rotates projected tokens: read it for every request.
                 secret::read(&crate::config::SecretSource::File(path.clone()))
-                    .map_err(|why| unreadable("assertion_file", why))?
+                    .map_err(|why| unreadable("assertion_file", &why))?
             }
             ClientAuth::Certificate => String::new(),
         };
@@ -174,7 +209,7 @@ impl Fetcher {
         let mut built = lock(&self.client);
         if built.identity != Some(id) {
             let client = build_client(spec, Some(&pem))
-                .map_err(|why| FetchError::new(Outcome::secret_error, why))?;
+                .map_err(|why| FetchError::new(Outcome::secret_error, why.to_string()))?;
             *built = Built {
                 client,
                 identity: Some(id),
@@ -198,7 +233,7 @@ impl Fetcher {
         {
             return Ok((d.token_url, Some(d.issuer)));
         }
-        let failed = |why: String| {
+        let failed = |why: &dyn std::fmt::Display| {
             FetchError::new(
                 Outcome::discovery_error,
                 format!(
@@ -208,13 +243,13 @@ impl Fetcher {
                 ),
             )
         };
-        let meta = crate::discovery::metadata(client, issuer.as_str(), issuer.as_str())
+        let meta = crate::oauth::metadata::metadata(client, issuer.as_str(), issuer.as_str())
             .await
-            .map_err(failed)?;
+            .map_err(|e| failed(&e))?;
         // An https:// issuer's token endpoint must be https:// too (RFC 6749
         // §3.2): the client's credentials are sent there.
-        let token_url = crate::discovery::metadata_endpoint(&meta, "token_endpoint", issuer)
-            .map_err(|e| failed(e.to_string()))?;
+        let token_url = crate::oauth::metadata::metadata_endpoint(&meta, "token_endpoint", issuer)
+            .map_err(|e| failed(&e))?;
         let d = Discovered {
             token_url,
             // The identifier as the server states it: the assertion's `aud`.
@@ -288,12 +323,12 @@ impl Fetcher {
         } else if e.is_connect() {
             (
                 Outcome::connect_error,
-                format!("could not connect ({})", root_cause(e)),
+                format!("could not connect ({})", crate::cause::root_cause(e)),
             )
         } else {
             (
                 Outcome::connect_error,
-                format!("failed ({})", root_cause(e)),
+                format!("failed ({})", crate::cause::root_cause(e)),
             )
         };
         FetchError::new(
@@ -301,14 +336,4 @@ impl Fetcher {
             format!("credential {}: token request to {url} {what}", spec.name),
         )
     }
-}
-
-/// The innermost error's text: "Connection refused (os error 111)" rather than
-/// reqwest's wrapper, which repeats the URL.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }

@@ -7,9 +7,9 @@
 use crate::config::{AuthMethod, CredentialSpec};
 use crate::metrics::Outcome;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, StatusCode};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 /// Answers larger than this are not read (a token response is small).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -33,7 +33,8 @@ pub enum Proof<'a> {
 }
 
 /// RFC 7523 §2.2.
-pub const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use crate::oauth::JWT_BEARER;
+use crate::oauth::authorization::form_encode;
 
 /// Build the request for `spec` with its current proof.
 pub fn build_request(spec: &CredentialSpec, proof: &Proof<'_>) -> GrantRequest {
@@ -71,8 +72,7 @@ pub fn build_request(spec: &CredentialSpec, proof: &Proof<'_>) -> GrantRequest {
             let authorization = match (method, proof) {
                 (AuthMethod::ClientSecretBasic, _) => {
                     // RFC 6749 §2.3.1: form-urlencode id and secret, then base64.
-                    let pair = format!("{}:{}", form_encode(&spec.client_id), form_encode(secret));
-                    Some(format!("Basic {}", STANDARD.encode(pair)))
+                    Some(crate::oauth::authorization::basic(&spec.client_id, secret))
                 }
                 (_, Proof::Assertion(jwt)) => {
                     form.append_pair("client_id", &spec.client_id);
@@ -109,10 +109,6 @@ pub fn build_request(spec: &CredentialSpec, proof: &Proof<'_>) -> GrantRequest {
             }
         }
     }
-}
-
-pub(crate) fn form_encode(s: &str) -> String {
-    form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 /// A token request that did not yield a token.
@@ -252,10 +248,7 @@ fn jwt_exp(token: &str) -> Option<f64> {
 }
 
 fn exp_lifetime(exp: f64) -> Option<Duration> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .ok()?
-        .as_secs_f64();
+    let now = crate::clock::since_epoch().as_secs_f64();
     (exp.is_finite() && exp > now && exp - now < 1e10).then(|| Duration::from_secs_f64(exp - now))
 }
 
@@ -284,12 +277,11 @@ pub fn scrub(message: &mut String, spec: &CredentialSpec, secret: &str) {
         return;
     }
     let json = serde_json::Value::from(secret).to_string();
-    let basic = format!("{}:{}", form_encode(&spec.client_id), form_encode(secret));
     let forms = [
         secret.to_owned(),
         form_encode(secret),
         json.trim_matches('"').to_owned(),
-        STANDARD.encode(basic),
+        crate::oauth::authorization::basic_credentials(&spec.client_id, secret),
     ];
     for form in forms {
         if message.contains(&form) {
@@ -319,10 +311,7 @@ mod tests {
 
     #[test]
     fn lifetimes() {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
+        let now = crate::clock::unix_now();
         let in_90 = jwt(&format!(r#"{{"exp":{}}}"#, now + 90));
         let cases: Vec<(String, Option<u64>)> = vec![
             (
@@ -402,7 +391,7 @@ mod tests {
     #[test]
     fn scrub_replaces_every_occurrence() {
         let secret = "se\"cret va/lue";
-        let basic = STANDARD.encode("id:se%22cret+va%2Flue");
+        let basic = base64::engine::general_purpose::STANDARD.encode("id:se%22cret+va%2Flue");
         let mut m = format!("a {secret} b se%22cret+va%2Flue c se\\\"cret va/lue d {basic}");
         scrub(&mut m, &spec(), secret);
         assert_eq!(m, "a [redacted] b [redacted] c [redacted] d [redacted]");

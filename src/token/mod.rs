@@ -11,7 +11,8 @@ mod fetch;
 pub mod grant;
 mod refresh;
 pub mod schedule;
-pub mod secret;
+// TEMPORARY during the issue-11 merge: callers move to `crate::secret`.
+pub use crate::secret;
 
 pub use fetch::Fetcher;
 pub use refresh::run;
@@ -263,9 +264,9 @@ impl Credential {
         lifetime: Duration,
         started: Instant,
         started_wall: SystemTime,
-    ) -> Result<(), String> {
-        let mut header = HeaderValue::try_from(format!("Bearer {access_token}"))
-            .map_err(|_| "access_token has characters not allowed in a header".to_owned())?;
+    ) -> Result<(), UnusableToken> {
+        let mut header =
+            HeaderValue::try_from(format!("Bearer {access_token}")).map_err(|_| UnusableToken)?;
         header.set_sensitive(true);
         let generation = self.slot.load().as_ref().map_or(1, |t| t.generation + 1);
         self.slot.store(Some(Arc::new(Token {
@@ -278,6 +279,11 @@ impl Credential {
         Ok(())
     }
 }
+
+/// An issued token that cannot be sent: it has bytes a header may not hold.
+#[derive(Debug, thiserror::Error)]
+#[error("access_token has characters not allowed in a header")]
+pub struct UnusableToken;
 
 /// A credential's state as `/readyz` reports it. Never holds the token.
 #[derive(Debug, Clone)]

@@ -9,9 +9,10 @@
 //! previous run is used at start instead of a token request, and every new
 //! token is written there.
 
-use super::schedule::{backoff, refresh_in};
+use super::schedule::refresh_in;
 use super::{Credential, Fetcher, Status};
 use crate::metrics::{Outcome, TokenRequestLabels};
+use crate::retry::backoff;
 use rand::Rng as _;
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,7 +38,7 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
     }
     loop {
@@ -63,7 +64,7 @@ pub async fn run(
                 tokio::select! {
                     _ = tokio::time::sleep_until(free_at) => {}
                     _ = cred.kick.notified() => {}
-                    _ = crate::until_shutdown(&mut shutdown) => return,
+                    _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
                 }
                 continue;
             }
@@ -74,7 +75,7 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
     }
 }

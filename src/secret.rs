@@ -9,30 +9,46 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::{Notify, mpsc, watch};
 
+/// Why a secret could not be read. Names the source, never the value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("environment variable {0} is empty")]
+    EnvEmpty(String),
+    #[error("environment variable {0} is not set")]
+    EnvUnset(String),
+    #[error("secret file {} is empty", .0.display())]
+    FileEmpty(PathBuf),
+    #[error("cannot read secret file {}: {}", .path.display(), .source.kind())]
+    FileUnreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// Read the secret now. Files are read on every call, so a rotation on disk is
 /// always seen by the next token request even without a watch event.
-pub fn read(source: &SecretSource) -> Result<String, String> {
+pub fn read(source: &SecretSource) -> Result<String, SecretError> {
     match source {
         SecretSource::Literal(s) => Ok(s.to_string()),
         SecretSource::Env(name) => match std::env::var(name) {
             Ok(v) if !v.is_empty() => Ok(v),
-            Ok(_) => Err(format!("environment variable {name} is empty")),
-            Err(_) => Err(format!("environment variable {name} is not set")),
+            Ok(_) => Err(SecretError::EnvEmpty(name.clone())),
+            Err(_) => Err(SecretError::EnvUnset(name.clone())),
         },
         SecretSource::File(path) => match std::fs::read_to_string(path) {
             Ok(v) => {
                 let v = v.trim_end();
                 if v.is_empty() {
-                    Err(format!("secret file {} is empty", path.display()))
+                    Err(SecretError::FileEmpty(path.clone()))
                 } else {
                     Ok(v.to_owned())
                 }
             }
-            Err(e) => Err(format!(
-                "cannot read secret file {}: {}",
-                path.display(),
-                e.kind()
-            )),
+            Err(source) => Err(SecretError::FileUnreadable {
+                path: path.clone(),
+                source,
+            }),
         },
     }
 }
@@ -86,7 +102,7 @@ pub async fn watch_files(files: Vec<Watched>, mut shutdown: watch::Receiver<bool
     loop {
         tokio::select! {
             ev = rx.recv() => if ev.is_none() { return },
-            _ = crate::until_shutdown(&mut shutdown) => return,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
         // Drain the burst a symlink swap makes, then compare contents once.
         while rx.try_recv().is_ok() {}

@@ -3,18 +3,74 @@
 
 use std::time::Duration;
 
+/// Why a bounded read of an answer failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("answer larger than {0} bytes")]
+    TooLarge(usize),
+    #[error("{0}")]
+    Body(#[source] reqwest::Error),
+}
+
+/// Why a metadata GET (JWKS, discovery document, revocation feed) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("GET {url}: {source}")]
+    Send {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("GET {url}: status {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: {source}")]
+    Read {
+        url: String,
+        #[source]
+        source: ReadError,
+    },
+}
+
+/// Why the authorization server's metadata could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("issuer {base}: {source}")]
+    BadIssuer {
+        base: String,
+        #[source]
+        source: url::ParseError,
+    },
+    #[error("{url}: {source}")]
+    NotJson {
+        url: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{url}: the document names another issuer")]
+    OtherIssuer { url: String },
+    /// Neither well-known location answered; the error of the last one tried.
+    #[error("discovery failed: {0}")]
+    Unreachable(#[source] GetError),
+}
+
 /// GET `url`: the body (at most 1 MiB) and its `Cache-Control: max-age`.
 pub async fn get(
     client: &reqwest::Client,
     url: &str,
-) -> Result<(Vec<u8>, Option<Duration>), String> {
+) -> Result<(Vec<u8>, Option<Duration>), GetError> {
     let resp = client
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|source| GetError::Send {
+            url: url.to_owned(),
+            source,
+        })?;
     if !resp.status().is_success() {
-        return Err(format!("GET {url}: status {}", resp.status().as_u16()));
+        return Err(GetError::Status {
+            url: url.to_owned(),
+            status: resp.status().as_u16(),
+        });
     }
     let max_age = resp
         .headers()
@@ -25,21 +81,23 @@ pub async fn get(
         .map(Duration::from_secs);
     let body = read_capped(resp, 1024 * 1024)
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|source| GetError::Read {
+            url: url.to_owned(),
+            source,
+        })?;
     Ok((body, max_age))
 }
 
 /// The body of `resp`, refused as soon as it exceeds `max` bytes (never
 /// buffered whole first).
-pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
-    let too_large = || format!("answer larger than {max} bytes");
+pub async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, ReadError> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
-        return Err(too_large());
+        return Err(ReadError::TooLarge(max));
     }
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(ReadError::Body)? {
         if body.len() + chunk.len() > max {
-            return Err(too_large());
+            return Err(ReadError::TooLarge(max));
         }
         body.extend_from_slice(&chunk);
     }
@@ -54,30 +112,32 @@ pub async fn metadata(
     client: &reqwest::Client,
     base: &str,
     issuer: &str,
-) -> Result<serde_json::Value, String> {
-    let url = url::Url::parse(base).map_err(|e| format!("issuer {base}: {e}"))?;
+) -> Result<serde_json::Value, MetadataError> {
+    let url = url::Url::parse(base).map_err(|source| MetadataError::BadIssuer {
+        base: base.to_owned(),
+        source,
+    })?;
     let path = url.path().trim_end_matches('/');
     let origin = url.origin().ascii_serialization();
-    let candidates = [
-        format!("{origin}/.well-known/oauth-authorization-server{path}"),
-        format!("{origin}{path}/.well-known/openid-configuration"),
-    ];
-    let mut last = String::new();
-    for doc_url in candidates {
-        match get(client, &doc_url).await {
-            Ok((doc, _)) => {
-                let v: serde_json::Value =
-                    serde_json::from_slice(&doc).map_err(|e| format!("{doc_url}: {e}"))?;
-                let named = v.get("issuer").and_then(|i| i.as_str()).unwrap_or_default();
-                if named.trim_end_matches('/') != issuer.trim_end_matches('/') {
-                    return Err(format!("{doc_url}: the document names another issuer"));
-                }
-                return Ok(v);
-            }
-            Err(e) => last = e,
-        }
+    let rfc8414 = format!("{origin}/.well-known/oauth-authorization-server{path}");
+    let oidc = format!("{origin}{path}/.well-known/openid-configuration");
+    let (doc_url, doc) = match get(client, &rfc8414).await {
+        Ok((doc, _)) => (rfc8414, doc),
+        Err(_) => match get(client, &oidc).await {
+            Ok((doc, _)) => (oidc, doc),
+            Err(last) => return Err(MetadataError::Unreachable(last)),
+        },
+    };
+    let v: serde_json::Value =
+        serde_json::from_slice(&doc).map_err(|source| MetadataError::NotJson {
+            url: doc_url.clone(),
+            source,
+        })?;
+    let named = v.get("issuer").and_then(|i| i.as_str()).unwrap_or_default();
+    if named.trim_end_matches('/') != issuer.trim_end_matches('/') {
+        return Err(MetadataError::OtherIssuer { url: doc_url });
     }
-    Err(format!("discovery failed: {last}"))
+    Ok(v)
 }
 
 /// Why an endpoint named in authorization server metadata cannot be used.
