@@ -5,6 +5,7 @@ use crate::error::json_response;
 use crate::metrics::{CredentialLabels, TokenMetrics};
 use crate::proxy::ProxyBody;
 use crate::proxy::server::Handler;
+use crate::readiness::Readiness;
 use crate::token::CredentialState;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
@@ -12,17 +13,15 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 /// Serves the admin endpoints.
 pub struct Admin {
-    /// The credentials and inbound keys now (a reload replaces them).
-    pub ready: Arc<crate::supervisor::ReadyState>,
+    /// The credentials and inbound keys now (a reload replaces them), and
+    /// whether shutdown began (`/readyz` answers 503 from then on).
+    pub ready: Arc<Readiness>,
     pub registry: Registry,
     pub token_metrics: TokenMetrics,
-    /// Set once shutdown begins: `/readyz` answers 503 from then on.
-    pub draining: Arc<AtomicBool>,
 }
 
 impl Handler for Admin {
@@ -51,32 +50,20 @@ impl Handler for Admin {
 
 impl Admin {
     fn readyz(&self) -> Response<ProxyBody> {
-        let credentials = self.ready.credentials.load();
-        let states: Vec<CredentialState> = credentials.iter().map(|c| c.snapshot()).collect();
-        let draining = self.draining.load(Ordering::Relaxed);
-        let jwks = self.ready.jwks.load_full();
-        let keys = jwks.as_ref().map(|j| {
-            let count = j.keys().map_or(0, |k| k.len());
-            let error = j
-                .last_error
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone();
-            (count, error)
-        });
-        let keys_ready = keys.as_ref().is_none_or(|(n, _)| *n > 0);
-        let ready = !draining && keys_ready && states.iter().all(|s| s.valid);
+        let report = self.ready.report();
+        let ready = report.ready;
         let now = SystemTime::now();
-        let creds: serde_json::Map<String, serde_json::Value> = states
+        let creds: serde_json::Map<String, serde_json::Value> = report
+            .credentials
             .iter()
             .map(|s| (s.name.to_string(), state_json(s, now)))
             .collect();
         let mut body = serde_json::json!({
             "ready": ready,
-            "draining": draining,
+            "draining": report.draining,
             "credentials": creds,
         });
-        if let Some((count, error)) = keys {
+        if let Some((count, error)) = report.keys {
             body["inbound"] = serde_json::json!({"keys": count, "last_error": error});
         }
         let status = if ready {
@@ -89,7 +76,7 @@ impl Admin {
 
     fn metrics(&self) -> Response<ProxyBody> {
         let now = SystemTime::now();
-        for c in self.ready.credentials.load().iter() {
+        for c in self.ready.credentials().iter() {
             if let Some(exp) = c.snapshot().expires_at {
                 let secs = seconds_between(now, exp);
                 self.token_metrics

@@ -5,11 +5,11 @@
 //! pointing at the inbound one. It prints curl lines that show the flow: 200,
 //! 403 for a missing scope, and blocking an app taking effect within seconds.
 
+use crate::app::{App, Listeners};
 use crate::config::{Format, load_str};
 use crate::error::json_response;
 use crate::proxy::ProxyBody;
 use crate::proxy::server::Handler;
-use crate::{App, Listeners};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{Request, Response, StatusCode};
@@ -205,7 +205,9 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         shutdown.clone(),
         crate::proxy::server::ServeOptions::plain("demo", Duration::from_secs(1)),
     ));
-    let handle = App::spawn(config, listeners, shutdown).await?;
+    let handle = App::spawn(config, listeners, shutdown)
+        .await
+        .map_err(|e| e.to_string())?;
     // Ready when both apps hold a token (the issuer is in this process).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !handle.credentials.iter().all(|c| c.snapshot().valid) {

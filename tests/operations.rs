@@ -413,7 +413,7 @@ async fn a_reload_adds_and_removes_credentials_and_listeners() {
         echo.url()
     ));
     let err = sidecar.handle.reload(load(&clash)).await.unwrap_err();
-    assert!(err.contains("cannot listen"), "{err}");
+    assert!(err.to_string().contains("cannot listen"), "{err}");
     assert_eq!(sidecar.handle.addresses().await.inbound, Some(inbound));
 
     // Back to the base: the extra credential and listeners go away.

@@ -328,6 +328,16 @@ impl Jwks {
         self.current.load_full()
     }
 
+    /// Wait until keys are loaded (by [`run`]), at most until `deadline`;
+    /// whether there are keys then.
+    pub async fn wait_loaded(&self, deadline: tokio::time::Instant) -> bool {
+        let mut rx = self.generation.subscribe();
+        // Each fetch attempt stores its keys before it bumps the generation.
+        let loaded = rx.wait_for(|_| self.current.load().is_some());
+        let _ = tokio::time::timeout_at(deadline, loaded).await;
+        self.current.load().is_some()
+    }
+
     /// A token named `kid`, which the keys lack: ask for one refetch (unless one
     /// happened within the cooldown) and wait for it, bounded.
     pub async fn refetch_for(&self, kid: &str) -> Option<Arc<KeySet>> {
