@@ -12,7 +12,8 @@
 //!   [`path`] request path normalisation (RFC 3986), [`private_file`] atomic 0600
 //!   files, [`retry`] backoff with jitter, [`otel`] OpenTelemetry (feature `otel`)
 //! - layer 1: [`config`] loading, validation (every error with its key path),
-//!   `check` summary; [`jose`] JWS parsing, keys, verification, signing
+//!   `check` summary; [`jose`] JWS parsing, keys, verification, signing;
+//!   [`logging`] log lines and the trace exporter
 //! - layer 2: [`secret`] secrets from literal/env/file and the rotation watcher;
 //!   [`oauth`] grant vocabulary, `Authorization` schemes, server metadata client
 //! - layer 3: [`proxy`] the shared proxy core: upstream client, hop-by-hop
@@ -23,10 +24,16 @@
 //!   refresh task, disk cache); [`inbound`] JWT verification and rules in front
 //!   of a service; [`issuer`] the built-in authorization server
 //! - layer 6: [`outbound`] reverse listeners that inject a credential's token;
-//!   [`forward`] the `HTTP_PROXY` listener; [`admin`] `/healthz`, `/readyz`,
-//!   `/metrics`
-//! - layer 7: [`supervisor`] the running parts a reload prepares and swaps;
-//!   [`quickstart`] the one-process demo
+//!   [`forward`] the `HTTP_PROXY` listener; [`readiness`] what `/readyz` answers
+//!   from (credentials, inbound keys, the draining latch); [`command`] the
+//!   one-shot `check` and `token` commands
+//! - layer 7: [`supervisor`] the running parts a reload prepares (`plan`, which
+//!   may fail) and puts in force (`commit`, which cannot); [`admin`] `/healthz`,
+//!   `/readyz`, `/metrics`
+//! - layer 8: [`app`] `App::spawn` on listeners the caller bound, and its `Handle`
+//! - layer 9: [`quickstart`] the one-process demo
+//! - layer 10: [`lifecycle`] the long-running commands: signals, config watch,
+//!   reload, drain (`main.rs` only parses the command line and calls these)
 //!
 //! [`App::spawn`] takes listeners the caller bound, so tests bind `127.0.0.1:0`.
 

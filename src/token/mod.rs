@@ -11,8 +11,6 @@ mod fetch;
 pub mod grant;
 mod refresh;
 pub mod schedule;
-// TEMPORARY during the issue-11 merge: callers move to `crate::secret`.
-pub use crate::secret;
 
 pub use fetch::Fetcher;
 pub use refresh::run;
