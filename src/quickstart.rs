@@ -6,8 +6,8 @@
 //! 403 for a missing scope, and blocking an app taking effect within seconds.
 
 use crate::config::{Format, load_str};
-use crate::error::json_response;
 use crate::proxy::ProxyBody;
+use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
 use crate::{App, Listeners};
 use base64::Engine as _;
