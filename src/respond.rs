@@ -122,9 +122,9 @@ impl<'a> Synthetic<'a> {
     }
 }
 
-/// The gRPC code for an HTTP refusal status: 400 INVALID_ARGUMENT, 401
-/// UNAUTHENTICATED, 403 PERMISSION_DENIED, anything else (502, 503, 504…)
-/// UNAVAILABLE, as Envoy maps them.
+/// The gRPC code for an HTTP refusal status (inbound's table from the start):
+/// 400 INVALID_ARGUMENT, 401 UNAUTHENTICATED, 403 PERMISSION_DENIED, anything
+/// else UNAVAILABLE (502, 503 and 504 as Envoy maps them: worth a retry).
 fn grpc_status(status: StatusCode) -> u8 {
     match status {
         StatusCode::BAD_REQUEST => 3,
