@@ -1,9 +1,9 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (every credential holds a
 //! usable token; JSON per credential, never a token) and `/metrics` (Prometheus).
 
-use crate::error::json_response;
 use crate::metrics::{CredentialLabels, TokenMetrics};
 use crate::proxy::ProxyBody;
+use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
 use crate::readiness::Readiness;
 use crate::token::CredentialState;

@@ -4,16 +4,17 @@
 //! https when `upstream_tls` is set. A token only ever goes to the host it is
 //! bound to: unmatched hosts get the app's own headers unchanged (`pass`) or a
 //! 403 with nothing forwarded (`deny`); a `Host` header that disagrees with the
-//! URI is refused; redirects are returned, never followed. `CONNECT` tunnels to
+//! URI is refused; redirects are returned, never followed. Refusals are JSON,
+//! or a `grpc-status` for gRPC clients ([`crate::respond`]). `CONNECT` tunnels to
 //! unmatched hosts in pass mode; to a mapped host it is refused, since a token
 //! cannot be added inside a TLS tunnel. `Proxy-Authorization` never travels on.
 
 use crate::config::{ForwardProxySpec, ForwardRouteSpec};
-use crate::error::{ProxyError, json_response};
 use crate::metrics::{OutboundMetrics, RouteMetrics};
 use crate::proxy::client::{self, ClientSettings, UpstreamClient};
 use crate::proxy::server::Handler;
-use crate::proxy::{ProxyBody, Timeouts, Upstream};
+use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
+use crate::respond::{Format, Synthetic, refuse};
 use crate::token::Credential;
 use bytes::Bytes;
 use http::uri::{Authority, Scheme};
@@ -92,14 +93,15 @@ impl ForwardProxy {
     }
 
     async fn proxy(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let format = Format::of(req.headers());
         let (authority, port) = match target(&req) {
             Ok(t) => t,
-            Err(e) => return e.into_response(),
+            Err(e) => return refuse(&e, format),
         };
         let host = bare_host(&authority);
         let Some(route) = self.find(host, port) else {
             if self.deny_unmatched {
-                let resp = host_not_allowed(host);
+                let resp = refuse(Denial::HostNotAllowed(host), format);
                 self.pass_metrics.answered(resp.status().as_u16());
                 return resp;
             }
@@ -114,13 +116,16 @@ impl ForwardProxy {
                 Ok(up) => up.forward(req, None, None).await,
                 Err(e) => Err(e),
             };
-            let resp = resp.map_or_else(ProxyError::into_response, |r| r.map(Either::Left));
+            let resp = match resp {
+                Ok(r) => r.map(Either::Left),
+                Err(e) => refuse(&e, format),
+            };
             self.pass_metrics.answered(resp.status().as_u16());
             return resp;
         };
         let resp = match self.to_route(route, authority, req).await {
             Ok(resp) => resp,
-            Err(e) => e.into_response(),
+            Err(e) => refuse(&e, format),
         };
         route.metrics.answered(resp.status().as_u16());
         resp
@@ -136,7 +141,7 @@ impl ForwardProxy {
             .credential
             .bearer(route.token_wait)
             .await
-            .map_err(ProxyError::TokenUnavailable)?;
+            .map_err(ProxyError::from)?;
         // With upstream_tls the app spoke http:// and the upstream is reached
         // over https, on the port the app named, else 443.
         let scheme = if route.tls {
@@ -164,50 +169,42 @@ impl ForwardProxy {
     }
 
     async fn connect(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let format = Format::of(req.headers());
+        let fail = |e: ProxyError| refuse(&e, format);
         let authority = match req.uri().authority().map(without_user_info) {
             Some(Ok(a)) => a,
-            Some(Err(e)) => return e.into_response(),
-            None => return ProxyError::BadRequest("CONNECT needs host:port").into_response(),
+            Some(Err(e)) => return fail(e),
+            None => return fail(ProxyError::BadRequest("CONNECT needs host:port")),
         };
         let Some(port) = authority.port_u16() else {
-            return ProxyError::BadRequest("CONNECT needs host:port").into_response();
+            return fail(ProxyError::BadRequest("CONNECT needs host:port"));
         };
         let host = bare_host(&authority);
         if let Some(route) = self.find(host, port) {
-            let scheme_hint = if route.tls {
-                "; this route has upstream_tls, so the sidecar reaches it over https for you"
-            } else {
-                "; set upstream_tls = true on the route to have the sidecar reach it over https"
+            let denial = Denial::TunnelToMappedHost {
+                host,
+                authority: &authority,
+                tls: route.tls,
             };
-            return json_response(
-                StatusCode::FORBIDDEN,
-                &serde_json::json!({
-                    "error": "tunnel_to_mapped_host",
-                    "host": host,
-                    "error_description": format!(
-                        "{host} is mapped to a credential, and a token cannot be added inside a TLS tunnel: call http://{authority}/… through this proxy instead{scheme_hint}"
-                    ),
-                }),
-            );
+            return refuse(denial, format);
         }
         if self.deny_unmatched {
-            return host_not_allowed(host);
+            return refuse(Denial::HostNotAllowed(host), format);
         }
         let connect = tokio::net::TcpStream::connect(authority.as_str());
         let upstream = match tokio::time::timeout(self.timeouts.connect, connect).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
-                return ProxyError::Upstream {
+                return fail(ProxyError::Upstream {
                     route: "forward:connect".into(),
                     reason: format!("cannot connect to {authority}: {e}"),
-                }
-                .into_response();
+                    cause: Some(Box::new(e)),
+                });
             }
             Err(_) => {
-                return ProxyError::UpstreamTimeout {
+                return fail(ProxyError::UpstreamTimeout {
                     route: "forward:connect".into(),
-                }
-                .into_response();
+                });
             }
         };
         let _ = upstream.set_nodelay(true);
@@ -310,15 +307,45 @@ fn without_user_info(a: &Authority) -> Result<Authority, ProxyError> {
     }
 }
 
-fn host_not_allowed(host: &str) -> Response<ProxyBody> {
-    json_response(
-        StatusCode::FORBIDDEN,
-        &serde_json::json!({
-            "error": "host_not_allowed",
-            "host": host,
-            "error_description": "this proxy forwards only to mapped hosts (forward_proxy.unmatched = \"deny\")",
-        }),
-    )
+/// What the forward proxy refuses to do whatever the request says (403).
+enum Denial<'a> {
+    /// `unmatched = "deny"` and the host is not mapped.
+    HostNotAllowed(&'a str),
+    /// A tunnel would carry the app's traffic to a mapped host without its token.
+    TunnelToMappedHost {
+        host: &'a str,
+        authority: &'a Authority,
+        tls: bool,
+    },
+}
+
+impl<'a> From<Denial<'a>> for Synthetic<'a> {
+    fn from(d: Denial<'a>) -> Self {
+        let forbidden = |code| Synthetic::new(StatusCode::FORBIDDEN, code);
+        match d {
+            Denial::HostNotAllowed(host) => forbidden("host_not_allowed")
+                .described(
+                    "this proxy forwards only to mapped hosts (forward_proxy.unmatched = \"deny\")",
+                )
+                .with("host", host),
+            Denial::TunnelToMappedHost {
+                host,
+                authority,
+                tls,
+            } => {
+                let scheme_hint = if tls {
+                    "; this route has upstream_tls, so the sidecar reaches it over https for you"
+                } else {
+                    "; set upstream_tls = true on the route to have the sidecar reach it over https"
+                };
+                forbidden("tunnel_to_mapped_host")
+                    .described(format!(
+                        "{host} is mapped to a credential, and a token cannot be added inside a TLS tunnel: call http://{authority}/… through this proxy instead{scheme_hint}"
+                    ))
+                    .with("host", host)
+            }
+        }
+    }
 }
 
 impl Handler for ForwardProxy {

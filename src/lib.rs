@@ -17,9 +17,11 @@
 //! - layer 2: [`secret`] secrets from literal/env/file and the rotation watcher;
 //!   [`oauth`] grant vocabulary, `Authorization` schemes, server metadata client
 //! - layer 3: [`proxy`] the shared proxy core: upstream client, hop-by-hop
-//!   rules, accept loop, connection deadlines
-//! - layer 4: [`error`] where request errors become responses; [`metrics`]
-//!   metric families, registered into a registry passed in
+//!   rules, accept loop, connection deadlines; `proxy::body` (`ProxyBody`, the
+//!   JSON body builder), `proxy::error` (`ProxyError`: who caused it, its cause)
+//! - layer 4: [`respond`] the one place refusals become responses: a
+//!   `Synthetic` written as JSON, or as `grpc-status` for gRPC clients;
+//!   [`metrics`] metric families, registered into a registry passed in
 //! - layer 5: [`token`] the credential manager (grant client, `ArcSwap` cache,
 //!   refresh task, disk cache); [`inbound`] JWT verification and rules in front
 //!   of a service; [`issuer`] the built-in authorization server
@@ -45,7 +47,6 @@ pub mod cause;
 pub mod clock;
 pub mod command;
 pub mod config;
-pub mod error;
 pub mod forward;
 pub mod inbound;
 pub mod issuer;
@@ -63,6 +64,7 @@ pub mod private_file;
 pub mod proxy;
 pub mod quickstart;
 pub mod readiness;
+pub mod respond;
 pub mod retry;
 pub mod secret;
 pub mod shutdown;

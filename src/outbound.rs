@@ -1,14 +1,16 @@
 //! Outbound reverse listeners (`[[outbound]]`): every request gets the route's
-//! credential token in `Authorization` and goes to the route's upstream.
+//! credential token in `Authorization` and goes to the route's upstream. The
+//! sidecar's own refusals (no token, upstream down or slow) are JSON, or a
+//! `grpc-status` for gRPC clients ([`crate::respond`]).
 
 use crate::config::OutboundSpec;
-use crate::error::ProxyError;
 use crate::metrics::RouteMetrics;
 use crate::proxy::client::{self, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
-use crate::proxy::{ProxyBody, Timeouts, Upstream};
-use crate::token::Credential;
+use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
+use crate::respond::{Format, refuse};
+use crate::token::{Credential, Unavailable};
 use http::{Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
@@ -62,7 +64,7 @@ impl Route {
             .credential
             .bearer(self.token_wait)
             .await
-            .map_err(ProxyError::TokenUnavailable)?;
+            .map_err(ProxyError::from)?;
         let started = Instant::now();
         let resp = self
             .upstream
@@ -90,11 +92,25 @@ impl Handler for Route {
         conn: Arc<Self::Conn>,
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
+        // Read before the request moves on: how a refusal is written.
+        let format = Format::of(req.headers());
         let resp = match self.proxy(&conn, req).await {
             Ok(resp) => resp,
-            Err(e) => e.into_response(),
+            Err(e) => refuse(&e, format),
         };
         self.metrics.answered(resp.status().as_u16());
         resp
+    }
+}
+
+/// A credential without a usable token, as the proxy core reports it (which
+/// knows no credentials): 503 `token_unavailable`. The forward proxy uses it too.
+impl From<Unavailable> for ProxyError {
+    fn from(u: Unavailable) -> Self {
+        ProxyError::TokenUnavailable {
+            credential: u.credential,
+            reason: u.reason,
+            retry_after: u.retry_after,
+        }
     }
 }

@@ -7,8 +7,8 @@
 
 use crate::app::{App, Listeners};
 use crate::config::{Format, load_str};
-use crate::error::json_response;
 use crate::proxy::ProxyBody;
+use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -19,16 +19,17 @@ pub mod rules;
 pub mod verify;
 
 use crate::config::{DefaultPolicy, InboundSpec};
-use crate::error::ProxyError;
 use crate::path::PathPolicy;
+use crate::proxy::ProxyError;
 use crate::proxy::client::{self, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::headers::{remove_hop_by_hop, remove_reserved, wants_upgrade};
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, Timeouts, Upstream};
-use answer::{Refusal, refuse};
+use crate::respond::{Format, refuse};
+use answer::Refusal;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
+use http::{HeaderName, HeaderValue, Method, Request, Response, Uri, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use jwks::Jwks;
@@ -491,12 +492,6 @@ pub(crate) fn metadata_client(
 #[error("cannot build an HTTP client: {0}")]
 pub struct ClientBuildError(#[source] reqwest::Error);
 
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
-}
-
 impl Handler for Inbound {
     type Conn = Option<Affinity>;
 
@@ -509,15 +504,15 @@ impl Handler for Inbound {
         conn: Arc<Self::Conn>,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
-        let grpc = is_grpc(req.headers());
+        let format = Format::of(req.headers());
         if let Err(e) = self.screen(&mut req) {
-            return e.into_response();
+            return refuse(&e, format);
         }
         // Identity headers only ever come from us; nothing overrides the path.
         let has_connection = remove_reserved(req.headers_mut());
         let identity = match self.admit(&req).await {
             Ok(identity) => identity,
-            Err(refusal) => return refuse(&refusal, grpc),
+            Err(refusal) => return refuse(&refusal, format),
         };
         // Only the access log reads it: no allocation when it is off.
         let note = identity.as_ref().filter(|_| self.access_log).map(|v| {
@@ -541,7 +536,7 @@ impl Handler for Inbound {
                 // Verification refused control characters, so this holds; if it
                 // did not, the request must not go on without its identity.
                 let Ok(hv) = HeaderValue::try_from(value.as_str()) else {
-                    return refuse(&Refusal::InvalidToken(Invalid::BadClaims.reason()), grpc);
+                    return refuse(&Refusal::InvalidToken(Invalid::BadClaims.reason()), format);
                 };
                 headers.insert(name, hv);
             }
@@ -555,7 +550,7 @@ impl Handler for Inbound {
             .await
         {
             Ok(resp) => resp.map(Either::Left),
-            Err(e) => e.into_response(),
+            Err(e) => refuse(&e, format),
         };
         if let Some(n) = note {
             resp.extensions_mut().insert(n);

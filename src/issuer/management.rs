@@ -11,8 +11,9 @@
 use super::introspect::Verifier;
 use super::keyring::KeyRing;
 use super::registry::{Api, App, Registry};
-use super::store::{Store, Tombstones};
+use super::store::{Store, StoreError, Tombstones};
 use crate::clock::unix_now;
+use crate::respond::Synthetic;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, Method, StatusCode, header};
@@ -40,62 +41,52 @@ pub enum MgmtError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The change could not be persisted (nothing was published).
     #[error("{0}")]
-    Internal(String),
+    Store(#[from] StoreError),
+    /// The signing keys could not be rotated.
+    #[error("{0}")]
+    Keys(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no randomness")]
+    NoRandomness(#[source] aws_lc_rs::error::Unspecified),
 }
 
-impl From<String> for MgmtError {
-    fn from(e: String) -> Self {
-        MgmtError::Internal(e)
-    }
-}
-
-impl MgmtError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            MgmtError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            MgmtError::Forbidden(_) | MgmtError::Escalation(_) | MgmtError::Outranked => {
-                StatusCode::FORBIDDEN
-            }
-            MgmtError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            MgmtError::NotFound(_) => StatusCode::NOT_FOUND,
-            MgmtError::Conflict(_) => StatusCode::CONFLICT,
-            MgmtError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    /// `(error code, WWW-Authenticate value)` for the answer.
-    pub fn code_and_challenge(&self) -> (&'static str, Option<String>) {
-        match self {
+/// The answer (RFC 6750 §3 for token problems): 401 `invalid_token` with a
+/// `Bearer realm` challenge, 403 `insufficient_scope`, 400 `invalid_request`,
+/// 404 `not_found`, 409 `conflict`, 500 `server_error`; the message as
+/// `error_description`, never cached.
+impl From<&MgmtError> for Synthetic<'static> {
+    fn from(e: &MgmtError) -> Self {
+        let insufficient = |challenge: String| {
+            Synthetic::new(StatusCode::FORBIDDEN, "insufficient_scope").challenge(challenge)
+        };
+        let answer = match e {
             MgmtError::Unauthorized { token_sent: false } => {
-                ("invalid_token", Some("Bearer realm=\"m2m-sidecar\"".into()))
+                Synthetic::new(StatusCode::UNAUTHORIZED, "invalid_token")
+                    .challenge("Bearer realm=\"m2m-sidecar\"")
             }
-            MgmtError::Unauthorized { token_sent: true } => (
-                "invalid_token",
-                Some("Bearer realm=\"m2m-sidecar\", error=\"invalid_token\"".into()),
-            ),
-            MgmtError::Forbidden(scope) => (
-                "insufficient_scope",
-                Some(format!(
-                    "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{scope}\""
-                )),
-            ),
-            MgmtError::Escalation(scope) => (
-                "insufficient_scope",
-                Some(format!(
-                    "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{}\"",
-                    scope.replace(['"', '\\'], "")
-                )),
-            ),
-            MgmtError::Outranked => (
-                "insufficient_scope",
-                Some("Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\"".into()),
-            ),
-            MgmtError::BadRequest(_) => ("invalid_request", None),
-            MgmtError::NotFound(_) => ("not_found", None),
-            MgmtError::Conflict(_) => ("conflict", None),
-            MgmtError::Internal(_) => ("server_error", None),
-        }
+            MgmtError::Unauthorized { token_sent: true } => {
+                Synthetic::new(StatusCode::UNAUTHORIZED, "invalid_token")
+                    .challenge("Bearer realm=\"m2m-sidecar\", error=\"invalid_token\"")
+            }
+            MgmtError::Forbidden(scope) => insufficient(format!(
+                "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            MgmtError::Escalation(scope) => insufficient(format!(
+                "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{}\"",
+                scope.replace(['"', '\\'], "")
+            )),
+            MgmtError::Outranked => {
+                insufficient("Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\"".into())
+            }
+            MgmtError::BadRequest(_) => Synthetic::new(StatusCode::BAD_REQUEST, "invalid_request"),
+            MgmtError::NotFound(_) => Synthetic::new(StatusCode::NOT_FOUND, "not_found"),
+            MgmtError::Conflict(_) => Synthetic::new(StatusCode::CONFLICT, "conflict"),
+            MgmtError::Store(_) | MgmtError::Keys(_) | MgmtError::NoRandomness(_) => {
+                Synthetic::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
+        };
+        answer.described(e.to_string()).pragma_no_cache()
     }
 }
 
@@ -261,10 +252,7 @@ pub async fn handle(
         (&Method::GET, ["revocations"]) => ok(revocations(&store.snapshot())),
         (&Method::POST, ["keys", "rotate"]) => {
             who()?.need("keys:write")?;
-            let kid = keys
-                .rotate()
-                .await
-                .map_err(|e| MgmtError::Internal(e.to_string()))?;
+            let kid = keys.rotate().await.map_err(|e| MgmtError::Keys(e.into()))?;
             ok(serde_json::json!({"kid": kid}))
         }
         (&Method::GET, ["apis"]) => {
@@ -753,6 +741,6 @@ fn revocations(reg: &Registry) -> serde_json::Value {
 /// `n` random bytes, base64url.
 fn random(n: usize) -> Result<String, MgmtError> {
     let mut bytes = vec![0u8; n];
-    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| MgmtError::Internal("no randomness".into()))?;
+    aws_lc_rs::rand::fill(&mut bytes).map_err(MgmtError::NoRandomness)?;
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }

@@ -6,6 +6,7 @@
 //! introspection and revocation ([`introspect`]), the management API
 //! ([`management`]), runtime state ([`store`]) and key rotation ([`keyring`]).
 
+pub mod answer;
 pub mod assertion;
 pub mod introspect;
 pub mod keyring;
@@ -17,9 +18,11 @@ pub mod store;
 pub mod token;
 
 use crate::config::{IssuerSpec, Limits};
-use crate::error::json_response;
 use crate::proxy::ProxyBody;
+use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
+use crate::respond::{Format, refuse};
+use answer::BodyError;
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Either, Full, Limited};
@@ -65,35 +68,6 @@ fn method_label(method: &Method) -> &'static str {
         Method::DELETE => "DELETE",
         Method::OPTIONS => "OPTIONS",
         _ => "other",
-    }
-}
-
-/// Why a request body could not be read.
-#[derive(Debug, thiserror::Error)]
-enum BodyError {
-    #[error("the body is larger than {0} bytes or unreadable")]
-    TooLarge(usize),
-    #[error("the body was not received within {0:?}")]
-    Timeout(Duration),
-}
-
-impl BodyError {
-    /// 400 (as before) for a body over the cap; 408 and the connection closed
-    /// for one that did not arrive in time (nginx's `client_body_timeout`).
-    fn response(&self) -> Response<ProxyBody> {
-        let status = match self {
-            BodyError::TooLarge(_) => StatusCode::BAD_REQUEST,
-            BodyError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
-        };
-        let mut resp = json_response(
-            status,
-            &serde_json::json!({"error": "invalid_request", "error_description": self.to_string()}),
-        );
-        if matches!(self, BodyError::Timeout(_)) {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        no_store(resp)
     }
 }
 
@@ -207,7 +181,7 @@ impl Issuer {
         let r = match self.read(req).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return self.fail(e).await,
-            Err(e) => return e.response(),
+            Err(e) => return refuse(&e, Format::Json),
         };
         let reg = self.store.snapshot();
         let app = match token::authenticate(&reg, &self.auth, &r) {
@@ -221,13 +195,7 @@ impl Issuer {
                 .iter()
                 .any(|s| s == "tokens:introspect")
         {
-            let body = serde_json::json!({
-                "error": "insufficient_scope",
-                "error_description": format!(
-                    "introspection needs the scope tokens:introspect granted on {audience}"
-                ),
-            });
-            return no_store(json_response(StatusCode::FORBIDDEN, &body));
+            return refuse(answer::introspection_forbidden(audience), Format::Json);
         }
         let Some(t) = r.get("token") else {
             return self
@@ -258,7 +226,7 @@ impl Issuer {
         let (parts, body) = req.into_parts();
         let body = match self.body(body).await {
             Ok(b) => b,
-            Err(e) => return e.response(),
+            Err(e) => return refuse(&e, Format::Json),
         };
         let result = management::handle(
             &self.store,
@@ -276,17 +244,7 @@ impl Issuer {
                 no_store(resp)
             }
             Ok((status, body)) => no_store(json_response(status, &body)),
-            Err(e) => {
-                let (code, challenge) = e.code_and_challenge();
-                let mut resp = json_response(
-                    e.status(),
-                    &serde_json::json!({"error": code, "error_description": e.to_string()}),
-                );
-                if let Some(c) = challenge.and_then(|c| HeaderValue::try_from(c).ok()) {
-                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
-                }
-                no_store(resp)
-            }
+            Err(e) => refuse(&e, Format::Json),
         }
     }
 
@@ -297,7 +255,7 @@ impl Issuer {
         let r = match self.read(req).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return self.fail(e).await,
-            Err(e) => return e.response(),
+            Err(e) => return refuse(&e, Format::Json),
         };
         let parsed = token::authenticate(&self.store.snapshot(), &self.auth, &r).and_then(|app| {
             let t = r.get("token").map(str::to_owned);
@@ -347,15 +305,14 @@ impl Issuer {
             .store
             .change(|reg, _| {
                 reg.revoked.insert(jti, exp);
-                Ok::<_, String>(())
+                Ok::<_, store::StoreError>(())
             })
             .await;
         match stored {
             Ok(()) => no_store(json_response(StatusCode::OK, &serde_json::json!({}))),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record a revocation");
-                let body = serde_json::json!({"error": "temporarily_unavailable"});
-                no_store(json_response(StatusCode::SERVICE_UNAVAILABLE, &body))
+                refuse(answer::not_recorded(), Format::Json)
             }
         }
     }
@@ -364,7 +321,7 @@ impl Issuer {
         let r = match self.read(req).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return self.fail(e).await,
-            Err(e) => return e.response(),
+            Err(e) => return refuse(&e, Format::Json),
         };
         // `iat` is read before the snapshot, and must be after the app's last
         // block or deletion: within that same second, wait for the next one.
@@ -398,10 +355,7 @@ impl Issuer {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a token");
-                return no_store(json_response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    &serde_json::json!({"error": "server_error"}),
-                ));
+                return refuse(answer::server_error(), Format::Json);
             }
         };
         self.issued
@@ -435,26 +389,10 @@ impl Issuer {
                 code: e.code.to_owned(),
             })
             .inc();
-        let mut resp = json_response(
-            e.status(),
-            &serde_json::json!({"error": e.code, "error_description": e.description}),
-        );
-        if let Some(wait) = e.retry_after {
-            if e.code == "invalid_client" {
-                self.throttled.inc();
-            }
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(wait.as_secs().max(1)),
-            );
+        if e.retry_after.is_some() && e.code == "invalid_client" {
+            self.throttled.inc();
         }
-        if e.status() == StatusCode::UNAUTHORIZED && e.basic {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"m2m-sidecar\""),
-            );
-        }
-        no_store(resp)
+        refuse(e, Format::Json)
     }
 
     /// RFC 8414 metadata; `scopes_supported` follows runtime changes to the APIs.
@@ -491,10 +429,7 @@ impl Issuer {
                 Bytes::from(out),
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             ),
-            Err(_) => json_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &serde_json::json!({"error": "metrics"}),
-            ),
+            Err(_) => refuse(answer::metrics_failed(), Format::Json),
         }
     }
 }
@@ -522,14 +457,8 @@ impl Handler for Issuer {
                 static_json(Bytes::from_static(b"ok\n"), "text/plain; charset=utf-8")
             }
             (&Method::GET, "/metrics") => self.metrics_text(),
-            (_, "/oauth/token") => json_response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                &serde_json::json!({"error": "invalid_request", "error_description": "use POST"}),
-            ),
-            _ => json_response(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"error": "not_found"}),
-            ),
+            (_, "/oauth/token") => refuse(answer::use_post(), Format::Json),
+            _ => refuse(answer::not_found(), Format::Json),
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use super::registry::{Api, App, Registry};
 use crate::config::{IssuerSpec, MANAGEMENT_SCOPES};
-use crate::private_file::{dir_of, write as write_private};
+use crate::private_file::{WriteError, dir_of, write as write_private};
 use crate::secret;
 use arc_swap::ArcSwap;
 use aws_lc_rs::hmac;
@@ -25,6 +25,15 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Why a change could not be persisted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot encode the state: {0}")]
+    Encode(#[source] serde_json::Error),
+    #[error("{0}")]
+    Write(#[source] WriteError),
+}
 
 /// Shortest client secret accepted (literal, env or file).
 const MIN_SECRET_LEN: usize = 32;
@@ -217,7 +226,7 @@ impl Store {
             // the state names, and nothing else: config apps are not copied
             // into the state), so removing `blocked` from the config later
             // does not revive the tokens issued before.
-            write_state(&spec.state, &state)?;
+            write_state(&spec.state, &state).map_err(|e| e.to_string())?;
         }
         let management = Api {
             id: "management".into(),
@@ -247,7 +256,7 @@ impl Store {
 
     /// Apply `change` to a copy of the registry, persist it, then publish it.
     /// Changes run one at a time, so concurrent ones lose nothing.
-    pub async fn change<T, E: From<String>>(
+    pub async fn change<T, E: From<StoreError>>(
         &self,
         change: impl FnOnce(&mut Registry, &mut Tombstones) -> Result<T, E>,
     ) -> Result<T, E> {
@@ -276,7 +285,7 @@ impl Store {
         Ok(out)
     }
 
-    fn persist(&self, reg: &Registry, tombstones: &Tombstones) -> Result<(), String> {
+    fn persist(&self, reg: &Registry, tombstones: &Tombstones) -> Result<(), StoreError> {
         let state = State {
             apis: reg
                 .apis
@@ -316,10 +325,9 @@ pub struct Tombstones {
     pub apps: BTreeSet<String>,
 }
 
-fn write_state(path: &Path, state: &State) -> Result<(), String> {
-    let json =
-        serde_json::to_vec_pretty(state).map_err(|e| format!("cannot encode the state: {e}"))?;
-    write_private(path, &json).map_err(|e| e.to_string())?;
+fn write_state(path: &Path, state: &State) -> Result<(), StoreError> {
+    let json = serde_json::to_vec_pretty(state).map_err(StoreError::Encode)?;
+    write_private(path, &json).map_err(StoreError::Write)?;
     // Make the rename itself durable.
     if let Ok(dir) = std::fs::File::open(dir_of(path)) {
         let _ = dir.sync_all();

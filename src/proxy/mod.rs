@@ -2,21 +2,20 @@
 //! (URI, Host, hop-by-hop headers, `Authorization`), send it on a pooled
 //! connection with bodies streamed both ways, and splice protocol upgrades.
 
+pub mod body;
 pub mod client;
+pub mod error;
 pub mod h1pool;
 pub mod headers;
 pub mod idle;
 pub mod server;
 
-use crate::error::ProxyError;
 use crate::path::PathPolicy;
-use bytes::Bytes;
 use client::UpstreamClient;
 use h1pool::{Affinity, H1Upstream};
 use headers::{remove_hop_by_hop, wants_upgrade};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
-use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use idle::IdleTimeout;
@@ -24,10 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
-/// Request bodies as they arrive, streamed on unchanged (failing if they stall).
-pub type Body = IdleTimeout<Incoming>;
-/// Answers: the upstream's streamed body, or a small one the sidecar wrote.
-pub type ProxyBody = Either<IdleTimeout<Incoming>, Full<Bytes>>;
+pub use body::{Body, ProxyBody};
+pub use error::{ErrorSource, ProxyError};
 
 /// Where a route's requests go.
 pub struct Upstream {
@@ -199,6 +196,7 @@ impl Upstream {
         ProxyError::Upstream {
             route: self.route.clone(),
             reason: "the upstream switched protocols unasked".into(),
+            cause: None,
         }
     }
 
@@ -266,22 +264,27 @@ impl Upstream {
         let req = Request::from_parts(parts, body);
         let sent = async {
             match affinity {
-                Some(a) => a.send(req, sequential).await.map_err(|e| match e {
-                    h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
-                    h1pool::SendError::Http(e) => crate::cause::root_cause(&e),
+                Some(a) => a.send(req, sequential).await.map_err(|e| {
+                    let reason = match &e {
+                        h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
+                        h1pool::SendError::Http(e) => crate::cause::root_cause(e),
+                    };
+                    (reason, Box::new(e) as Cause)
                 }),
-                _ => self.client.request(req).await.map_err(|e| describe(&e)),
+                _ => (self.client.request(req).await)
+                    .map_err(|e| (describe(&e), Box::new(e) as Cause)),
             }
         };
         #[cfg(feature = "otel")]
         let sent = tracing::Instrument::instrument(sent, span);
         let mut resp = match tokio::time::timeout(self.timeouts.request, sent).await {
             Ok(Ok(resp)) => resp,
-            Ok(Err(reason)) => {
+            Ok(Err((reason, cause))) => {
                 tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
                 return Err(ProxyError::Upstream {
                     route: self.route.clone(),
                     reason,
+                    cause: Some(cause),
                 });
             }
             Err(_) => {
@@ -377,6 +380,9 @@ pub fn without_user_info(a: &Authority) -> &str {
         .rsplit_once('@')
         .map_or(a.as_str(), |(_, host)| host)
 }
+
+/// What broke an exchange with the upstream, kept as a [`ProxyError`]'s cause.
+type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 /// A client error's innermost cause ("Connection refused (os error 111)").
 fn describe(e: &hyper_util::client::legacy::Error) -> String {

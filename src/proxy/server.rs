@@ -266,7 +266,7 @@ fn hold_connection<B>(req: &mut Request<B>, open: &Arc<Open>, activity: &Arc<con
 #[cold]
 #[inline(never)]
 fn listener_stopped<B>(req: &Request<B>) -> Response<ProxyBody> {
-    let mut resp = crate::error::json_response(
+    let mut resp = super::body::json_response(
         http::StatusCode::SERVICE_UNAVAILABLE,
         &serde_json::json!({"error": "listener_stopped"}),
     );
