@@ -11,7 +11,7 @@
 
 use crate::config::{ForwardProxySpec, ForwardRouteSpec};
 use crate::metrics::{OutboundMetrics, RouteMetrics};
-use crate::proxy::client::{self, ClientSettings, UpstreamClient};
+use crate::proxy::client::{self, BuildError, ClientSettings, UpstreamClient};
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
 use crate::respond::{Format, Synthetic, refuse};
@@ -45,18 +45,27 @@ pub struct ForwardProxy {
     connect_metrics: RouteMetrics,
 }
 
+/// Why the forward proxy cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("forward_proxy: {0}")]
+    Client(#[source] BuildError),
+    #[error("forward_proxy: no credential {0}")]
+    NoCredential(String),
+}
+
 impl ForwardProxy {
     pub fn new(
         spec: &ForwardProxySpec,
         credentials: &[Arc<Credential>],
         metrics: &OutboundMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let client = client::build(&ClientSettings {
             ca_file: spec.ca_file.as_deref(),
             connect_timeout: spec.connect_timeout,
             idle_timeout: spec.idle_timeout,
         })
-        .map_err(|e| format!("forward_proxy: {e}"))?;
+        .map_err(SetupError::Client)?;
         let routes = spec
             .routes
             .iter()
@@ -229,11 +238,11 @@ fn route(
     r: &ForwardRouteSpec,
     credentials: &[Arc<Credential>],
     metrics: &OutboundMetrics,
-) -> Result<Route, String> {
+) -> Result<Route, SetupError> {
     let credential = credentials
         .iter()
         .find(|c| c.name() == r.credential)
-        .ok_or_else(|| format!("forward_proxy: no credential {}", r.credential))?
+        .ok_or_else(|| SetupError::NoCredential(r.credential.clone()))?
         .clone();
     let label = match r.port {
         Some(p) => format!("forward:{}:{p}", r.host),

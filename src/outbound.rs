@@ -5,7 +5,7 @@
 
 use crate::config::OutboundSpec;
 use crate::metrics::RouteMetrics;
-use crate::proxy::client::{self, ClientSettings};
+use crate::proxy::client::{self, BuildError, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
 use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
@@ -27,18 +27,34 @@ pub struct Route {
     token_wait: Duration,
 }
 
+/// Why an outbound route cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("outbound {route}: {source}")]
+    Client {
+        route: String,
+        #[source]
+        source: BuildError,
+    },
+    #[error(transparent)]
+    Upstream(#[from] BuildError),
+}
+
 impl Route {
     pub fn new(
         spec: &OutboundSpec,
         credential: Arc<Credential>,
         metrics: RouteMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RouteError> {
         let client = client::build(&ClientSettings {
             ca_file: spec.ca_file.as_deref(),
             connect_timeout: spec.connect_timeout,
             idle_timeout: spec.idle_timeout,
         })
-        .map_err(|e| format!("outbound {}: {e}", spec.name))?;
+        .map_err(|source| RouteError::Client {
+            route: spec.name.clone(),
+            source,
+        })?;
         let timeouts = Timeouts {
             connect: spec.connect_timeout,
             pool_idle: spec.idle_timeout,

@@ -50,22 +50,53 @@ impl Handler for Demo {
     }
 }
 
-async fn bind(port: u16, ephemeral: bool) -> Result<TcpListener, String> {
+/// Why the quickstart could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum QuickstartError {
+    #[error("cannot listen: {0}")]
+    Listen(#[source] std::io::Error),
+    #[error("no randomness")]
+    NoRandomness,
+    #[error("cannot create {}: {source}", .dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", .dir.display())]
+    InspectDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not a private directory", .0.display())]
+    NotPrivate(PathBuf),
+    #[error("{0}")]
+    Config(#[source] crate::config::Errors),
+    #[error("listeners")]
+    Listeners,
+    #[error(transparent)]
+    Start(#[from] crate::app::StartError),
+    #[error("the demo credentials did not get tokens within 15 s")]
+    NoTokens,
+}
+
+async fn bind(port: u16, ephemeral: bool) -> Result<TcpListener, QuickstartError> {
     if !ephemeral && let Ok(l) = TcpListener::bind(("127.0.0.1", port)).await {
         return Ok(l);
     }
     TcpListener::bind("127.0.0.1:0")
         .await
-        .map_err(|e| format!("cannot listen: {e}"))
+        .map_err(QuickstartError::Listen)
 }
 
 /// A fresh directory under `parent` only this user can enter: a random name
 /// (128 bits), created with mode 0700 by one `mkdir` that fails if anything is
 /// already there (a directory or a symlink planted by another user), so the
 /// demo issuer's signing key and state cannot be planted or read.
-fn private_dir(parent: &Path) -> Result<PathBuf, String> {
+fn private_dir(parent: &Path) -> Result<PathBuf, QuickstartError> {
     let mut b = [0u8; 16];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness".to_owned())?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| QuickstartError::NoRandomness)?;
     let name: String = b.iter().map(|x| format!("{x:02x}")).collect();
     let dir = parent.join(format!("m2m-quickstart-{name}"));
     create_private(&dir)?;
@@ -74,29 +105,35 @@ fn private_dir(parent: &Path) -> Result<PathBuf, String> {
 
 /// `mkdir dir` with mode 0700; an existing file, directory or symlink there is
 /// refused.
-fn create_private(dir: &Path) -> Result<(), String> {
+fn create_private(dir: &Path) -> Result<(), QuickstartError> {
     use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(dir)
-        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        .map_err(|source| QuickstartError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
     // The umask can only take bits away; check anyway.
-    let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let meta = std::fs::symlink_metadata(dir).map_err(|source| QuickstartError::InspectDir {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
     if !meta.is_dir() || meta.permissions().mode() & 0o077 != 0 {
-        return Err(format!("{} is not a private directory", dir.display()));
+        return Err(QuickstartError::NotPrivate(dir.to_path_buf()));
     }
     Ok(())
 }
 
-fn secret() -> Result<String, String> {
+fn secret() -> Result<String, QuickstartError> {
     let mut b = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| "no randomness".to_owned())?;
+    aws_lc_rs::rand::fill(&mut b).map_err(|_| QuickstartError::NoRandomness)?;
     Ok(URL_SAFE_NO_PAD.encode(b))
 }
 
 /// Run the quickstart until `shutdown`; `ephemeral` picks free ports instead of
 /// the usual ones. Prints the walkthrough on stdout once everything is ready.
-pub async fn run(ephemeral: bool, shutdown: watch::Receiver<bool>) -> Result<(), String> {
+pub async fn run(ephemeral: bool, shutdown: watch::Receiver<bool>) -> Result<(), QuickstartError> {
     let mut ls = Vec::new();
     for p in PORTS {
         ls.push(bind(p, ephemeral).await?);
@@ -179,7 +216,7 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
 "#,
         state = dir.join("issuer.json").display()
     );
-    let config = load_str(&toml, Format::Toml).map_err(|e| e.to_string())?;
+    let config = load_str(&toml, Format::Toml).map_err(QuickstartError::Config)?;
     let mut it = ls.into_iter();
     let (issuer_l, inbound_l, reader_l, writer_l, admin_l, demo_l) = match (
         it.next(),
@@ -190,7 +227,7 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         it.next(),
     ) {
         (Some(a), Some(b), Some(c), Some(d), Some(e), Some(f)) => (a, b, c, d, e, f),
-        _ => return Err("listeners".into()),
+        _ => return Err(QuickstartError::Listeners),
     };
     let listeners = Listeners {
         forward_proxy: None,
@@ -205,14 +242,12 @@ grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
         shutdown.clone(),
         crate::proxy::server::ServeOptions::plain("demo", Duration::from_secs(1)),
     ));
-    let handle = App::spawn(config, listeners, shutdown)
-        .await
-        .map_err(|e| e.to_string())?;
+    let handle = App::spawn(config, listeners, shutdown).await?;
     // Ready when both apps hold a token (the issuer is in this process).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     while !handle.credentials.iter().all(|c| c.snapshot().valid) {
         if tokio::time::Instant::now() > deadline {
-            return Err("the demo credentials did not get tokens within 15 s".into());
+            return Err(QuickstartError::NoTokens);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

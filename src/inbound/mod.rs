@@ -166,7 +166,7 @@ impl Inbound {
         spec: &InboundSpec,
         jwks: Arc<Jwks>,
         metrics: InboundMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SetupError> {
         let client = client::build(&ClientSettings {
             ca_file: None,
             connect_timeout: spec.connect_timeout,
@@ -189,11 +189,7 @@ impl Inbound {
             introspection: spec
                 .introspection
                 .as_ref()
-                .map(|i| {
-                    introspection::Introspection::new(i)
-                        .map(|c| (c, i.allow_on_error))
-                        .map_err(|e| e.to_string())
-                })
+                .map(|i| introspection::Introspection::new(i).map(|c| (c, i.allow_on_error)))
                 .transpose()?,
             policy: Policy {
                 issuer: spec.issuer.clone(),
@@ -485,6 +481,15 @@ pub(crate) fn metadata_client(
         .connect_timeout(timeout)
         .build()
         .map_err(ClientBuildError)
+}
+
+/// Why the inbound listener's handler cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Upstream(#[from] crate::proxy::client::BuildError),
+    #[error(transparent)]
+    Metadata(#[from] ClientBuildError),
 }
 
 /// The HTTP client for the issuer's metadata could not be built (no TLS roots).

@@ -149,7 +149,11 @@ pub fn quickstart(ephemeral: bool) -> ExitCode {
             };
             tokio::select! {
                 r = signal => r.map_err(|e| e.to_string())?,
-                done = &mut run => return done.map_err(|e| e.to_string())?,
+                done = &mut run => {
+                    return done
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                }
             }
             let _ = stop.send(true);
             let _ = tokio::time::timeout(Duration::from_secs(5), run).await;

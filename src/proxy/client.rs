@@ -10,7 +10,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,27 +24,71 @@ pub struct ClientSettings<'a> {
     pub idle_timeout: Duration,
 }
 
+/// Why an upstream client or an upstream cannot be set up. Names files and
+/// URLs as configured (validation refuses URLs with a user or password).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot read ca_file {}: {source}", .path.display())]
+    CaUnreadable {
+        path: PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("ca_file {} holds no certificate", .path.display())]
+    CaEmpty { path: PathBuf },
+    #[error("bad certificate in ca_file {}: {source}", .path.display())]
+    CaCertificate {
+        path: PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("TLS setup: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("upstream {url}: {source}")]
+    UpstreamUri {
+        url: String,
+        #[source]
+        source: http::uri::InvalidUri,
+    },
+    #[error("upstream {url}: needs a scheme and a host")]
+    UpstreamIncomplete { url: String },
+    #[error("upstream {url}: {source}")]
+    UpstreamHost {
+        url: String,
+        #[source]
+        source: http::header::InvalidHeaderValue,
+    },
+}
+
 /// Build a client, or say why the TLS roots could not be loaded.
-pub fn build(settings: &ClientSettings<'_>) -> Result<UpstreamClient, String> {
+pub fn build(settings: &ClientSettings<'_>) -> Result<UpstreamClient, BuildError> {
     let mut roots = RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = settings.ca_file {
         let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
             .and_then(|it| it.collect())
-            .map_err(|e| format!("cannot read ca_file {}: {e}", path.display()))?;
+            .map_err(|source| BuildError::CaUnreadable {
+                path: path.to_path_buf(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(format!("ca_file {} holds no certificate", path.display()));
+            return Err(BuildError::CaEmpty {
+                path: path.to_path_buf(),
+            });
         }
         for cert in certs {
             roots
                 .add(cert)
-                .map_err(|e| format!("bad certificate in ca_file {}: {e}", path.display()))?;
+                .map_err(|source| BuildError::CaCertificate {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
         }
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
+        .map_err(BuildError::Tls)?
         .with_root_certificates(roots)
         .with_no_client_auth();
     let mut http = HttpConnector::new();

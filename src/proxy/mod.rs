@@ -11,7 +11,7 @@ pub mod idle;
 pub mod server;
 
 use crate::path::PathPolicy;
-use client::UpstreamClient;
+use client::{BuildError, UpstreamClient};
 use h1pool::{Affinity, H1Upstream};
 use headers::{remove_hop_by_hop, wants_upgrade};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -64,19 +64,27 @@ impl Upstream {
         url: &Url,
         client: UpstreamClient,
         timeouts: Timeouts,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, BuildError> {
         let uri: Uri = url
             .as_str()
             .parse()
-            .map_err(|e| format!("upstream {url}: {e}"))?;
+            .map_err(|source| BuildError::UpstreamUri {
+                url: url.to_string(),
+                source,
+            })?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
         else {
-            return Err(format!("upstream {url}: needs a scheme and a host"));
+            return Err(BuildError::UpstreamIncomplete {
+                url: url.to_string(),
+            });
         };
         let host = (scheme == Scheme::HTTP)
             .then(|| HeaderValue::from_str(authority.as_str()))
             .transpose()
-            .map_err(|e| format!("upstream {url}: {e}"))?;
+            .map_err(|source| BuildError::UpstreamHost {
+                url: url.to_string(),
+                source,
+            })?;
         let h1 = match (
             scheme == Scheme::HTTP,
             url.host_str(),
