@@ -309,7 +309,7 @@ mod tests {
         let planted = parent.path().join("m2m-quickstart-planted");
         std::fs::create_dir(&planted).unwrap();
         std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let err = create_private(&planted).unwrap_err();
+        let err = create_private(&planted).unwrap_err().to_string();
         assert!(err.contains("exists"), "{err}");
         let link = parent.path().join("m2m-quickstart-link");
         std::os::unix::fs::symlink(&planted, &link).unwrap();
