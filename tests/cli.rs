@@ -176,7 +176,7 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     let mut run = Running::start(f.path());
     let outbound = run.addr_of("outbound listener ready").await;
     let admin = run.addr_of("admin listener ready").await;
-    support::eventually(Duration::from_secs(10), "a failed fetch", || {
+    support::until(Duration::from_secs(10), "a failed fetch", async || {
         idp.count() >= 1
     })
     .await;

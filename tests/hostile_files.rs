@@ -515,7 +515,7 @@ async fn loopback_endpoints_may_be_plain_http() {
     )
     .unwrap();
     let _run = run_trusting(&config, &ca);
-    support::eventually(LONG, "requests at the loopback endpoints", || {
+    support::until(LONG, "requests at the loopback endpoints", async || {
         let uris: Vec<String> = plain.seen().iter().map(|s| s.uri.clone()).collect();
         uris.iter().any(|u| u.ends_with("/oauth/token"))
             && uris.iter().any(|u| u.ends_with("/jwks.json"))

@@ -233,10 +233,10 @@ async fn a_jwks_outage_keeps_the_last_good_keys() {
     server.status.store(500, Ordering::SeqCst);
     *server.body.lock().unwrap() = "oops".into();
     let before = server.hits.load(Ordering::SeqCst);
-    support::eventually(
+    support::until(
         Duration::from_secs(10),
         "refreshes during the outage",
-        || server.hits.load(Ordering::SeqCst) >= before + 2,
+        async || server.hits.load(Ordering::SeqCst) >= before + 2,
     )
     .await;
     let token = key.sign(&key.header(), &claims(ISS, AUD, ""));

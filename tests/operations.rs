@@ -72,7 +72,7 @@ impl Traffic {
 }
 
 async fn until_seen(echo: &Echo, path_start: &str) {
-    support::eventually(LONG, path_start, || {
+    support::until(LONG, path_start, async || {
         echo.seen().iter().any(|s| s.uri.starts_with(path_start))
     })
     .await;
@@ -105,7 +105,7 @@ async fn reloads_apply_under_traffic_without_a_failed_request() {
     let reloads = |trigger: &str| run.count_logs("configuration reloaded", "trigger", trigger);
     std::fs::write(&path, config(&format!("{}/b", b.url()), "")).unwrap();
     run.signal("-HUP");
-    support::eventually(LONG, "a reload by SIGHUP", || reloads("SIGHUP") == 1).await;
+    support::until(LONG, "a reload by SIGHUP", async || reloads("SIGHUP") == 1).await;
     until_seen(&b, "/b/t").await;
 
     // A changed file alone: back to A, and a second listener appears.
@@ -120,7 +120,7 @@ async fn reloads_apply_under_traffic_without_a_failed_request() {
             ),
         ),
     );
-    support::eventually(LONG, "a reload by the file change", || {
+    support::until(LONG, "a reload by the file change", async || {
         reloads("config file changed") > by_file
     })
     .await;
@@ -143,7 +143,7 @@ async fn reloads_apply_under_traffic_without_a_failed_request() {
         .await;
     assert!(refused["problems"].as_u64().unwrap() >= 2, "{refused}");
     let before = a.seen().len();
-    support::eventually(LONG, "traffic after the refused reload", || {
+    support::until(LONG, "traffic after the refused reload", async || {
         a.seen().len() > before + 5
     })
     .await;

@@ -86,7 +86,7 @@ async fn spans_are_exported_and_traceparent_is_continued() {
     let id_bytes: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    support::eventually(Duration::from_secs(20), "exported spans", || {
+    support::until(Duration::from_secs(20), "exported spans", async || {
         let all: Vec<u8> = exported.lock().unwrap().concat();
         contains(&all, b"token_fetch") && contains(&all, b"upstream") && contains(&all, &id_bytes)
     })

@@ -11,16 +11,13 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use std::convert::Infallible;
-use std::time::Duration;
 use support::config::{Cred, SidecarConfig};
 use support::echo::Echo;
-use support::eventually;
 use support::http::client;
 use support::sidecar::Sidecar;
 use support::token_server::TokenServer;
+use support::{LONG, until};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LONG: Duration = Duration::from_secs(20);
 
 /// Read the rest of a `/stream-out` body, releasing the upstream as we go.
 async fn drain_released(resp: &mut reqwest::Response, echo: &Echo) -> usize {
@@ -114,7 +111,7 @@ async fn streams_a_50_mb_request_body_without_buffering() {
     // The first megabyte reaches the upstream while the rest is not even sent:
     // a proxy that buffered the whole body would never let it through.
     tx.send(Bytes::from(vec![b'a'; MB])).await.unwrap();
-    eventually(LONG, "the first MB at the upstream", || {
+    until(LONG, "the first MB at the upstream", async || {
         echo.received() >= MB as u64
     })
     .await;
@@ -329,7 +326,7 @@ async fn shutdown_lets_in_flight_requests_finish() {
     // Shut down while the response is still streaming.
     let addr = sidecar.handle.outbound_addr("orders").unwrap();
     let stopping = tokio::spawn(sidecar.stop());
-    eventually(LONG, "new connections refused", || {
+    until(LONG, "new connections refused", async || {
         std::net::TcpStream::connect(addr).is_err()
     })
     .await;

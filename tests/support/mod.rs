@@ -6,26 +6,17 @@
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod issuer;
 pub mod jwt;
+pub mod poll;
 pub mod process;
 pub mod raw;
 pub mod sidecar;
 pub mod tls;
 pub mod token_server;
 
-use std::time::Duration;
-
-/// Poll `check` until it holds, for at most `limit`.
-pub async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut check: F) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+#[allow(unused_imports)] // not every test file waits
+pub use poll::{LONG, until};
 
 /// The value of the first Prometheus text line starting with `line_start` (0 if none).
 pub fn metric(text: &str, line_start: &str) -> u64 {
