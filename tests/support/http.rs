@@ -47,6 +47,17 @@ pub async fn ready(admin: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// `GET url` with `Authorization: Bearer token` until it answers `status`
+/// (for at most [`LONG`]).
+pub async fn until_bearer_status(url: &str, token: &str, status: u16) {
+    let what = format!("{url} to answer {status} to the token");
+    until(LONG, &what, async || {
+        let got = bearer_status(url, token).await;
+        if got == status { Ok(()) } else { Err(got) }
+    })
+    .await;
+}
+
 /// The seed's JSON token request to `{issuer}oauth/token`: status and answer.
 pub async fn token_json(
     issuer: &str,

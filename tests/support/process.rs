@@ -42,6 +42,17 @@ impl Running {
         Self::spawn(cmd)
     }
 
+    /// `m2m-sidecar issuer` on `config` with `env`: the process and its address.
+    pub async fn issuer(config: &std::path::Path, env: &[(&str, &str)]) -> (Self, String) {
+        let mut cmd = sidecar();
+        cmd.args(["issuer", "--log-format", "json", "--config"])
+            .arg(config)
+            .envs(env.iter().copied());
+        let run = Self::spawn(cmd);
+        let addr = run.addr_of("issuer ready").await;
+        (run, addr)
+    }
+
     /// `run` on `config` (one outbound listener), ready: the outbound and admin addresses.
     pub async fn start_ready(config: &std::path::Path) -> (Self, String, String) {
         let run = Self::start(config);
