@@ -8,6 +8,14 @@ use base64::Engine as _;
 async fn schemes_and_media_types_are_case_insensitive() {
     let s = Iss::start(api()).await;
     let root = s.mgmt_token("root").await;
+    bearer_in_any_case(&s, &root).await;
+    basic_in_any_case(&s, &root).await;
+    json_in_any_case(&s, &root).await;
+    s.stop().await;
+}
+
+/// `Bearer` in any case, with one space or more; anything else refused.
+async fn bearer_in_any_case(s: &Iss, root: &str) {
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         for sep in [" ", "  "] {
             let resp = client()
@@ -43,7 +51,9 @@ async fn schemes_and_media_types_are_case_insensitive() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+}
 
+async fn basic_in_any_case(s: &Iss, root: &str) {
     // Basic at the token and introspection endpoints.
     let enc = |x: &str| form_urlencoded::byte_serialize(x.as_bytes()).collect::<String>();
     let basic = |id: &str| {
@@ -74,6 +84,9 @@ async fn schemes_and_media_types_are_case_insensitive() {
         let v: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
         assert_eq!(v["active"], true);
     }
+}
+
+async fn json_in_any_case(s: &Iss, root: &str) {
     // JSON in any case, with parameters.
     let body = json(
         serde_json::json!({"audience": ORDERS, "grant_type": "client_credentials", "client_id": "billing", "client_secret": SECRET}),
@@ -96,7 +109,7 @@ async fn schemes_and_media_types_are_case_insensitive() {
         assert_eq!(resp.status(), 200, "{media}");
         let resp = client()
             .post(format!("{}api/v1/apps", s.url))
-            .bearer_auth(&root)
+            .bearer_auth(root)
             .header("content-type", media)
             .body(json(serde_json::json!({"name": "m"})))
             .send()
@@ -104,7 +117,6 @@ async fn schemes_and_media_types_are_case_insensitive() {
             .unwrap();
         assert_eq!(resp.status(), 201, "{media}");
     }
-    s.stop().await;
 }
 
 const BAD_IDS: [&str; 17] = [
@@ -168,6 +180,14 @@ async fn client_and_api_ids_are_validated_and_path_segments_decoded() {
             .await;
         assert_eq!(status, 400, "{name}: {v}");
     }
+    valid_ids_by_any_spelling(&s, &root).await;
+    s.stop().await;
+    refused_by_the_config_too(&bad);
+}
+
+/// Valid ids, reachable by their path, plain or percent-encoded; invalid
+/// percent-encoding in a path is not found, never a crash.
+async fn valid_ids_by_any_spelling(s: &Iss, root: &str) {
     // Valid ids, reachable by their path, plain or percent-encoded.
     for id in ["a.b_c~d-e", "A1", &"y".repeat(128)] {
         let (status, _, v) = s
@@ -210,10 +230,12 @@ async fn client_and_api_ids_are_validated_and_path_segments_decoded() {
             .await;
         assert_eq!(status, 404, "{path}");
     }
-    s.stop().await;
+}
 
+/// The config refuses the ids the API refuses.
+fn refused_by_the_config_too(bad: &[String]) {
     // The config refuses them too.
-    for id in &bad {
+    for id in bad {
         let toml = format!(
             "[issuer]\nurl = \"http://127.0.0.1:1/\"\n[[issuer.apis]]\nname = \"A\"\nid = {}\nidentifier = \"https://a\"\n[[issuer.apps]]\nname = \"n\"\nclient_id = {}\nclient_secret = {}\n",
             quote(if id.is_empty() { "ok" } else { id }),
