@@ -78,6 +78,33 @@ async fn issuer_metrics_never_name_a_client_id() {
         .orders(&["orders:read"]);
     let s = Iss::start(api().app(tenant)).await;
     let mgmt = s.mgmt();
+    let (ids, orders, management) = tokens_for_every_kind_of_app(&s).await;
+    let (status, text) = support::http::get(&format!("{}metrics", s.url)).await;
+    assert_eq!(status, 200);
+    assert!(!text.contains("client_id"), "{text}");
+    for id in &ids {
+        // As a label value; the longer (distinctive) ids anywhere at all.
+        assert!(
+            !text.contains(&format!("\"{id}\"")) && (id.len() < 10 || !text.contains(id.as_str())),
+            "{id} in /metrics:\n{text}"
+        );
+    }
+    // Every issued token is counted, by audience only.
+    let line = |aud: &str| format!("m2m_issuer_tokens_issued_total{{audience=\"{aud}\"}}");
+    assert_eq!(support::metric(&text, &line(ORDERS)), orders, "{text}");
+    assert_eq!(support::metric(&text, &line(&mgmt)), management, "{text}");
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("m2m_issuer_tokens_issued_total"))
+        .collect();
+    assert_eq!(series.len(), 2, "{series:?}");
+    s.stop().await;
+}
+
+/// Tokens issued to every kind of app, in every way, and failures: the
+/// client ids involved, and how many tokens were issued for the Orders API
+/// and for the management API.
+async fn tokens_for_every_kind_of_app(s: &Iss) -> (Vec<String>, u64, u64) {
     let mut ids: Vec<String> = ["root", "ops", "writer", "gateway", "billing"]
         .map(str::to_owned)
         .to_vec();
@@ -141,25 +168,5 @@ async fn issuer_metrics_never_name_a_client_id() {
         assert_eq!(status, 401, "{id}");
     }
     ids.push("no-such-app-3c9d".into());
-
-    let (status, text) = support::http::get(&format!("{}metrics", s.url)).await;
-    assert_eq!(status, 200);
-    assert!(!text.contains("client_id"), "{text}");
-    for id in &ids {
-        // As a label value; the longer (distinctive) ids anywhere at all.
-        assert!(
-            !text.contains(&format!("\"{id}\"")) && (id.len() < 10 || !text.contains(id.as_str())),
-            "{id} in /metrics:\n{text}"
-        );
-    }
-    // Every issued token is counted, by audience only.
-    let line = |aud: &str| format!("m2m_issuer_tokens_issued_total{{audience=\"{aud}\"}}");
-    assert_eq!(support::metric(&text, &line(ORDERS)), orders, "{text}");
-    assert_eq!(support::metric(&text, &line(&mgmt)), management, "{text}");
-    let series: Vec<&str> = text
-        .lines()
-        .filter(|l| l.starts_with("m2m_issuer_tokens_issued_total"))
-        .collect();
-    assert_eq!(series.len(), 2, "{series:?}");
-    s.stop().await;
+    (ids, orders, management)
 }
