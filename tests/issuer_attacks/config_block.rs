@@ -95,7 +95,7 @@ async fn named_by_the_state(s: &Iss) -> (Vec<String>, Vec<(String, String)>) {
         let id = format!("victim-{i}");
         old.push((
             s.orders_token(&id, secret).await,
-            token_of(&s, &id, secret).await,
+            token_of(s, &id, secret).await,
         ));
     }
     let (status, _, _) = s

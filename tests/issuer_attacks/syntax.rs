@@ -194,7 +194,7 @@ async fn valid_ids_by_any_spelling(s: &Iss, root: &str) {
             .call(
                 "POST",
                 "api/v1/apps",
-                Some(&root),
+                Some(root),
                 Some(&json(serde_json::json!({"name": "n", "client_id": id}))),
             )
             .await;

@@ -47,6 +47,21 @@ pub async fn ready(admin: &str) -> serde_json::Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
 }
 
+/// GET `url` with `client` until it answers 200 (for at most `limit`);
+/// refused or cut connections count as not yet.
+pub async fn until_ok(client: &reqwest::Client, url: &str, limit: Duration) {
+    until(
+        limit,
+        &format!("{url} to answer 200"),
+        async || match client.get(url).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+}
+
 /// `GET url` with `Authorization: Bearer token` until it answers `status`
 /// (for at most [`LONG`]).
 pub async fn until_bearer_status(url: &str, token: &str, status: u16) {
