@@ -95,7 +95,19 @@ fn path_policy_upgrades_and_rule_paths_are_checked() {
         ),
         Vec::<String>::new()
     );
-    let cases: &[(&str, &str)] = &[
+    for (extra, want) in path_policy_problems() {
+        let got = with(extra);
+        assert!(
+            got.iter().any(|i| i.starts_with(want)),
+            "{extra}: want {want}, got {got:?}"
+        );
+    }
+}
+
+/// Path policies, upgrades and rule paths the validator refuses: (the
+/// `[inbound]` lines added, the problem it must report).
+fn path_policy_problems() -> Vec<(&'static str, &'static str)> {
+    vec![
         (
             "escaped_slashes = \"decode\"",
             "inbound.escaped_slashes: must be `reject`, `unescape` or `keep`",
@@ -166,12 +178,5 @@ fn path_policy_upgrades_and_rule_paths_are_checked() {
             "[[inbound.rules]]\npath = \"/*\"\nscopes = [\"a\"]\n[[inbound.rules]]\npath = \"/x\"\nscopes = [\"a\", \"b\"]",
             "inbound.rules[1].path: rule [0] (`/*`, scopes [\"a\"]) comes first",
         ),
-    ];
-    for (extra, want) in cases {
-        let got = with(extra);
-        assert!(
-            got.iter().any(|i| i.starts_with(want)),
-            "{extra}: want {want}, got {got:?}"
-        );
-    }
+    ]
 }

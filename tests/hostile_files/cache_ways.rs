@@ -30,7 +30,12 @@ fn move_into(real: &std::path::Path, dir: &std::path::Path, mode: u32) -> std::p
 
 /// Every way to reach the kept directory: (what, needs root, kept token used, layout).
 fn ways() -> Vec<(&'static str, bool, bool, Way)> {
-    use std::os::unix::fs::{lchown, symlink};
+    [writable_by_others(), owned_or_sticky()].concat()
+}
+
+/// Ways through a directory others may write.
+fn writable_by_others() -> Vec<(&'static str, bool, bool, Way)> {
+    use std::os::unix::fs::symlink;
     vec![
         // (what, needs root, kept token used, layout)
         ("a world-writable parent", false, false, |b, r| {
@@ -78,6 +83,13 @@ fn ways() -> Vec<(&'static str, bool, bool, Way)> {
                 (b.join("via-7/tokens"), Some(to))
             },
         ),
+    ]
+}
+
+/// Ways through sticky directories and links, ours or another user's.
+fn owned_or_sticky() -> Vec<(&'static str, bool, bool, Way)> {
+    use std::os::unix::fs::{lchown, symlink};
+    vec![
         (
             "a sticky parent (as /tmp), our directory",
             false,

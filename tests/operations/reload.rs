@@ -206,27 +206,7 @@ async fn a_reload_adds_and_removes_credentials_and_listeners() {
     sidecar.ready().await;
     let (_, ready) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
     assert_eq!(ready["credentials"]["stock"]["state"], "valid", "{ready}");
-    let via_proxy = reqwest::Client::builder()
-        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).unwrap())
-        .build()
-        .unwrap();
-    let resp = via_proxy
-        .get(format!("http://localhost:{}/via-proxy", echo.addr.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let token = key.sign(
-        &key.header(),
-        &support::jwt::claims("https://issuer.test/", "https://orders.example.com", ""),
-    );
-    let resp = client()
-        .get(format!("http://{inbound}/in"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    the_new_listeners_serve(&echo, &key, proxy, inbound).await;
 
     // A reload that cannot bind (the admin port is taken) changes nothing.
     let clash = base().raw(&format!(
@@ -257,6 +237,37 @@ async fn a_reload_adds_and_removes_credentials_and_listeners() {
     let (status, _) = support::http::get(&format!("http://{orders}/still")).await;
     assert_eq!(status, 200);
     sidecar.stop().await;
+}
+
+/// The forward proxy added passes a request on; the inbound listener added
+/// lets a token of `key` through.
+async fn the_new_listeners_serve(
+    echo: &Echo,
+    key: &support::jwt::TestKey,
+    proxy: std::net::SocketAddr,
+    inbound: std::net::SocketAddr,
+) {
+    let via_proxy = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(format!("http://{proxy}")).unwrap())
+        .build()
+        .unwrap();
+    let resp = via_proxy
+        .get(format!("http://localhost:{}/via-proxy", echo.addr.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let token = key.sign(
+        &key.header(),
+        &support::jwt::claims("https://issuer.test/", "https://orders.example.com", ""),
+    );
+    let resp = client()
+        .get(format!("http://{inbound}/in"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
 }
 
 #[tokio::test]

@@ -1,5 +1,10 @@
 //! Test harness: a scriptable token endpoint, an echo upstream, config builders
-//! and an in-process sidecar, all on real loopback sockets bound to port 0.
+//! and an in-process sidecar, all on real loopback sockets bound to port 0; the
+//! built-in issuer with the "Orders API" (`issuer`), hand-forged tokens
+//! (`jwt`), and the one bounded wait every test uses (`poll::until`).
+//!
+//! A test binary that is a directory (`tests/NAME/main.rs` and a module per
+//! class of test) includes this module with `#[path = "../support/mod.rs"]`.
 
 #![allow(dead_code)]
 
