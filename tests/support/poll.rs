@@ -9,8 +9,11 @@ use std::time::Duration;
 /// before it fails.
 pub const LONG: Duration = Duration::from_secs(20);
 
-/// How often a check is retried.
-const STEP: Duration = Duration::from_millis(50);
+/// The first pause between two tries of a check; each pause doubles, up to
+/// [`MAX_STEP`]: a wait that ends soon is noticed soon, and a long one does
+/// not load a busy machine with checks (each may be an HTTP request).
+const FIRST_STEP: Duration = Duration::from_millis(10);
+const MAX_STEP: Duration = Duration::from_millis(100);
 
 /// What a check reports: done (with a value), or not yet (with what it saw).
 pub trait Outcome {
@@ -39,7 +42,8 @@ impl<T, E: Display> Outcome for Result<T, E> {
     }
 }
 
-/// Run `check` every 50 ms until it is done, for at most `limit`; its value.
+/// Run `check` until it is done (pausing 10 ms, then twice as long each time,
+/// at most 100 ms), for at most `limit`; its value.
 /// On timeout, panic with `what` was awaited and the last thing `check` saw.
 pub async fn until<O: Outcome>(
     limit: Duration,
@@ -47,6 +51,7 @@ pub async fn until<O: Outcome>(
     mut check: impl AsyncFnMut() -> O,
 ) -> O::Value {
     let deadline = tokio::time::Instant::now() + limit;
+    let mut step = FIRST_STEP;
     loop {
         let last = match check().await.done() {
             Ok(value) => return value,
@@ -56,6 +61,7 @@ pub async fn until<O: Outcome>(
             tokio::time::Instant::now() < deadline,
             "timed out after {limit:?} waiting for {what}; last seen: {last}"
         );
-        tokio::time::sleep(STEP).await;
+        tokio::time::sleep(step).await;
+        step = (step * 2).min(MAX_STEP);
     }
 }
