@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The test command: installs the test peers from committed lockfiles, then runs
-# every test. Usage: ./test.sh [extra cargo test args]
+# The test command: checks formatting and lints, installs the test peers from
+# committed lockfiles, then runs every test. Usage: ./test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# Formatting and lints first (the lints are configured in Cargo.toml and
+# clippy.toml): every target, every feature, warnings are errors.
+cargo fmt --check
+cargo clippy -j2 --all-targets --all-features --locked -- -D warnings
 
 # Test peers from committed lockfiles: the third-party authorization server
 # (oidc-provider 8.x) the interop tests use, and a third-party JWT verifier.

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::config::{Cred, SECRET, SidecarConfig};
 use support::echo::Echo;
+use support::issuer::{App, OrdersApi};
 use support::process::{Running, sidecar, write_config};
 use support::token_server::{Mode, TokenServer};
 
@@ -176,7 +177,7 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     let mut run = Running::start(f.path());
     let outbound = run.addr_of("outbound listener ready").await;
     let admin = run.addr_of("admin listener ready").await;
-    support::eventually(Duration::from_secs(10), "a failed fetch", || {
+    support::until(Duration::from_secs(10), "a failed fetch", async || {
         idp.count() >= 1
     })
     .await;
@@ -184,12 +185,7 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     let (status, _) = support::http::get(&format!("http://{admin}/readyz")).await;
     assert_eq!(status, 503);
     idp.set_mode(Mode::Issue);
-    support::http::wait_for_status(
-        &format!("http://{admin}/readyz"),
-        200,
-        Duration::from_secs(20),
-    )
-    .await;
+    support::http::ready(&admin).await;
     let (status, _) = support::http::get(&format!("http://{outbound}/hello")).await;
     assert_eq!(status, 200);
     assert_eq!(
@@ -197,13 +193,7 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
         Some("Bearer tok-2")
     );
 
-    let status = tokio::task::spawn_blocking(move || {
-        let s = run.terminate();
-        (s, run)
-    })
-    .await
-    .unwrap();
-    let (exit, run) = status;
+    let exit = run.terminate().await;
     assert_eq!(exit.code(), Some(0));
     let logs = run.lines.lock().unwrap().join("\n");
     assert!(logs.contains("token fetch failed"), "{logs}");
@@ -219,39 +209,17 @@ async fn a_full_run_logs_neither_secret_nor_token_and_exits_0_on_sigterm() {
     }
 }
 
-/// Start `m2m-sidecar issuer` on `config`, with `env`, and wait for its address.
-async fn start_issuer(config: &std::path::Path, env: &[(&str, &str)]) -> (Running, String) {
-    let mut cmd = sidecar();
-    cmd.args(["issuer", "--log-format", "json", "--config"])
-        .arg(config);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let run = Running::spawn(cmd);
-    let addr = run.addr_of("issuer ready").await;
-    (run, addr)
-}
-
 #[tokio::test]
 async fn issuer_state_survives_a_crash_of_the_process() {
     let dir = tempfile::tempdir().unwrap();
     // The URL need not be where it listens: it only names the issuer and audiences.
-    let tables = r#"
-[[issuer.apis]]
-name = "Orders API"
-identifier = "https://orders.example.com"
-scopes = ["orders:read"]
-[[issuer.apps]]
-name = "admin"
-client_id = "admin"
-client_secret = { env = "ADMIN_SECRET" }
-grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
-"#;
-    let f = write_config(
-        &support::config::issuer_toml(0, dir.path(), tables)
-            .replace("http://127.0.0.1:0/", "http://127.0.0.1:1/"),
+    let api = OrdersApi::new().scopes(&["orders:read"]).app(
+        App::keyed("admin")
+            .with("client_secret", r#"{ env = "ADMIN_SECRET" }"#)
+            .mgmt(&["apps:write"]),
     );
-    let (mut first, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
+    let f = write_config(&api.toml(0, "http://127.0.0.1:1/", dir.path()));
+    let (mut first, addr) = Running::issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
     let (status, admin) = support::http::token_json(
         &format!("http://{addr}/"),
         "admin",
@@ -276,7 +244,7 @@ grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
     // Acknowledged means on disk: a SIGKILL right after loses nothing.
     first.child.kill().unwrap();
     first.child.wait().unwrap();
-    let (mut second, addr) = start_issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
+    let (mut second, addr) = Running::issuer(f.path(), &[("ADMIN_SECRET", SECRET)]).await;
     let (status, body) = support::http::token_json(
         &format!("http://{addr}/"),
         "shop",
@@ -285,29 +253,20 @@ grants = { "http://127.0.0.1:1/api/v1/" = ["apps:write"] }
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let exit = tokio::task::spawn_blocking(move || second.terminate())
-        .await
-        .unwrap();
+    let exit = second.terminate().await;
     assert_eq!(exit.code(), Some(0));
 }
 
 #[tokio::test]
 async fn the_issuer_command_serves_tokens_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let tables = r#"
-[[issuer.apis]]
-name = "Orders API"
-identifier = "https://orders.example.com"
-scopes = ["orders:read"]
-[[issuer.apps]]
-name = "billing"
-client_id = "billing"
-client_secret = { env = "BILLING_SECRET" }
-grants = { "https://orders.example.com" = ["orders:read"] }
-"#;
-    let config = support::config::issuer_toml(0, dir.path(), tables);
-    let f = write_config(&config);
-    let (mut run, addr) = start_issuer(f.path(), &[("BILLING_SECRET", SECRET)]).await;
+    let api = OrdersApi::new().scopes(&["orders:read"]).app(
+        App::keyed("billing")
+            .with("client_secret", r#"{ env = "BILLING_SECRET" }"#)
+            .orders(&["orders:read"]),
+    );
+    let f = write_config(&api.toml(0, "http://127.0.0.1:0/", dir.path()));
+    let (mut run, addr) = Running::issuer(f.path(), &[("BILLING_SECRET", SECRET)]).await;
     let (status, jwks) =
         support::http::get_json(&format!("http://{addr}/.well-known/jwks.json")).await;
     assert_eq!(status, 200);
@@ -320,9 +279,7 @@ grants = { "https://orders.example.com" = ["orders:read"] }
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let (exit, run) = tokio::task::spawn_blocking(move || (run.terminate(), run))
-        .await
-        .unwrap();
+    let exit = run.terminate().await;
     assert_eq!(exit.code(), Some(0));
     assert!(!run.lines.lock().unwrap().join("\n").contains(SECRET));
 }

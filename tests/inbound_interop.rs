@@ -48,8 +48,7 @@ async fn inbound(echo: &Echo, keys: &str, extra: &str) -> Sidecar {
 }
 
 async fn status(s: &Sidecar, token: &str) -> u16 {
-    let url = format!("http://{}/x", s.handle.inbound_addr.unwrap());
-    support::http::bearer_status(&url, token).await
+    support::http::bearer_status(&s.inbound("/x"), token).await
 }
 
 #[tokio::test]
@@ -80,7 +79,7 @@ async fn tokens_minted_by_jose_are_accepted() {
         quote(file.to_str().unwrap())
     );
     let s = inbound(&echo, &keys, "").await;
-    support::http::wait_for_status(&s.admin_url("/readyz"), 200, Duration::from_secs(10)).await;
+    s.ready().await;
     for alg in ["RS256", "PS256", "ES256", "EdDSA"] {
         assert_eq!(
             status(&s, v["tokens"][alg].as_str().unwrap()).await,
@@ -133,7 +132,7 @@ async fn tokens_from_oidc_provider_are_accepted_through_its_discovery() {
     let token = v["access_token"].as_str().unwrap().to_owned();
     let echo = Echo::start().await;
     let s = inbound(&echo, &format!("issuer = {}", quote(&issuer)), "").await;
-    support::http::wait_for_status(&s.admin_url("/readyz"), 200, Duration::from_secs(10)).await;
+    s.ready().await;
     assert_eq!(status(&s, &token).await, 200);
     let seen = echo.seen().pop().unwrap();
     assert_eq!(seen.headers["x-m2m-client-id"], "post-client");
@@ -189,9 +188,9 @@ async fn an_unknown_kid_flood_fetches_at_most_once_per_cooldown() {
         quote(&server.url)
     );
     let s = inbound(&echo, &keys, "").await;
-    support::http::wait_for_status(&s.admin_url("/readyz"), 200, Duration::from_secs(10)).await;
+    s.ready().await;
     let before = server.hits.load(Ordering::SeqCst);
-    let url = format!("http://{}/x", s.handle.inbound_addr.unwrap());
+    let url = s.inbound("/x");
     let c = client();
     let requests = (0..1000).map(|i| {
         let mut h = key.header();
@@ -229,14 +228,14 @@ async fn a_jwks_outage_keeps_the_last_good_keys() {
         quote(&server.url)
     );
     let s = inbound(&echo, &keys, "").await;
-    support::http::wait_for_status(&s.admin_url("/readyz"), 200, Duration::from_secs(10)).await;
+    s.ready().await;
     server.status.store(500, Ordering::SeqCst);
     *server.body.lock().unwrap() = "oops".into();
     let before = server.hits.load(Ordering::SeqCst);
-    support::eventually(
+    support::until(
         Duration::from_secs(10),
         "refreshes during the outage",
-        || server.hits.load(Ordering::SeqCst) >= before + 2,
+        async || server.hits.load(Ordering::SeqCst) >= before + 2,
     )
     .await;
     let token = key.sign(&key.header(), &claims(ISS, AUD, ""));

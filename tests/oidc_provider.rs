@@ -137,21 +137,15 @@ async fn a_wrong_secret_is_reported_by_readyz() {
         .text("client_secret", "not-the-secret-0123456789")
         .text("resource", RESOURCE);
     let sidecar = Sidecar::start(&SidecarConfig::new().credential(cred)).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
-    loop {
+    let e = support::until(support::LONG, "the error on /readyz", async || {
         let (status, body) = support::http::get_json(&sidecar.admin_url("/readyz")).await;
         assert_eq!(status, 503);
-        if let Some(e) = body["credentials"]["orders"]["last_error"].as_str() {
-            assert!(e.contains("401: invalid_client"), "{e}");
-            assert!(!e.contains("not-the-secret"));
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no error reported: {body}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+        let e = body["credentials"]["orders"]["last_error"].as_str();
+        e.map(str::to_owned).ok_or(body)
+    })
+    .await;
+    assert!(e.contains("401: invalid_client"), "{e}");
+    assert!(!e.contains("not-the-secret"));
     sidecar.stop().await;
 }
 
@@ -206,12 +200,7 @@ async fn private_key_jwt_against_oidc_provider() {
         .credential(discovered)
         .outbound("orders", &echo.url(), "discovered");
     let sidecar = Sidecar::start(&config).await;
-    let body = support::http::wait_for_status(
-        &sidecar.admin_url("/readyz"),
-        200,
-        std::time::Duration::from_secs(20),
-    )
-    .await;
+    let body = sidecar.ready().await;
     let (status, answer) =
         support::http::get(&format!("{}/orders/1", sidecar.outbound("orders"))).await;
     assert_eq!(status, 200, "{answer} / {body}");

@@ -12,7 +12,6 @@ mod support;
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use support::config::{Cred, SidecarConfig};
 use support::echo::Echo;
 use support::process::{Running, sidecar, write_config};
@@ -57,13 +56,7 @@ async fn spans_are_exported_and_traceparent_is_continued() {
         .env("OTEL_BSP_SCHEDULE_DELAY", "100");
     let mut run = Running::spawn(cmd);
     let outbound = run.addr_of("outbound listener ready").await;
-    let admin = run.addr_of("admin listener ready").await;
-    support::http::wait_for_status(
-        &format!("http://{admin}/readyz"),
-        200,
-        Duration::from_secs(20),
-    )
-    .await;
+    run.ready().await;
 
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let resp = support::http::client()
@@ -86,13 +79,11 @@ async fn spans_are_exported_and_traceparent_is_continued() {
     let id_bytes: Vec<u8> = (0..16)
         .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
         .collect();
-    support::eventually(Duration::from_secs(20), "exported spans", || {
+    support::until(support::LONG, "exported spans", async || {
         let all: Vec<u8> = exported.lock().unwrap().concat();
         contains(&all, b"token_fetch") && contains(&all, b"upstream") && contains(&all, &id_bytes)
     })
     .await;
-    let status = tokio::task::spawn_blocking(move || run.terminate())
-        .await
-        .unwrap();
+    let status = run.terminate().await;
     assert_eq!(status.code(), Some(0));
 }

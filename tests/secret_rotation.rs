@@ -41,7 +41,7 @@ async fn rotated_secret_file_is_picked_up() {
         &format!("{{ file = {} }}", quote(path.to_str().unwrap())),
     );
     let sidecar = Sidecar::start(&SidecarConfig::new().credential(cred)).await;
-    support::eventually(Duration::from_secs(10), "the first token", || {
+    support::until(Duration::from_secs(10), "the first token", async || {
         idp.issued().len() == 1
     })
     .await;
@@ -49,10 +49,10 @@ async fn rotated_secret_file_is_picked_up() {
     // The IdP now only takes the new secret; the rotation alone must trigger a fetch.
     idp.accept_only_secret(NEW);
     publish(dir.path(), 2, NEW);
-    support::eventually(
+    support::until(
         Duration::from_secs(10),
         "a token for the new secret",
-        || idp.issued().len() == 2,
+        async || idp.issued().len() == 2,
     )
     .await;
     let last = idp.requests().pop().unwrap();

@@ -28,7 +28,7 @@ async fn first_request(method: &str) -> Recorded {
         .text("audience", "https://orders.example.com")
         .with("scopes", r#"["orders:read", "orders:write"]"#);
     let sidecar = Sidecar::start(&SidecarConfig::new().credential(cred)).await;
-    support::eventually(Duration::from_secs(10), "a token request", || {
+    support::until(Duration::from_secs(10), "a token request", async || {
         idp.count() >= 1
     })
     .await;
@@ -103,7 +103,7 @@ async fn resource_and_extra_params_are_sent() {
         .text("resource", "https://orders.example.com/")
         .with("extra_params", r#"{ organization = "acme co" }"#);
     let sidecar = Sidecar::start(&SidecarConfig::new().credential(cred)).await;
-    support::eventually(Duration::from_secs(10), "a token request", || {
+    support::until(Duration::from_secs(10), "a token request", async || {
         idp.count() >= 1
     })
     .await;

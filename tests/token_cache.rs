@@ -9,12 +9,10 @@ use futures_util::future::join_all;
 use std::time::Duration;
 use support::config::{Cred, SidecarConfig};
 use support::echo::Echo;
-use support::eventually;
-use support::http::{client, get, get_json, wait_for_status};
+use support::http::{client, get, get_json, until_status};
 use support::sidecar::Sidecar;
 use support::token_server::{Mode, TokenServer};
-
-const LONG: Duration = Duration::from_secs(20);
+use support::{LONG, until};
 
 async fn setup(idp: &TokenServer, echo: &Echo) -> Sidecar {
     setup_cred(Cred::new("orders", &idp.url()), echo).await
@@ -141,19 +139,15 @@ async fn outage_uses_cached_token_then_503_then_recovers() {
     // The cached token keeps working while the IdP fails, until it expires.
     let mut statuses = Vec::new();
     let c = client();
-    let deadline = tokio::time::Instant::now() + LONG;
-    let resp = loop {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never became unavailable"
-        );
+    let resp = until(LONG, "the app to get something else than 200", async || {
         let resp = c.get(&url).send().await.unwrap();
         if resp.status() != 200 {
-            break resp;
+            return Ok(resp);
         }
         statuses.push(200);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        Err("200")
+    })
+    .await;
     assert!(statuses.len() > 5, "cached token used during the outage");
     assert_eq!(resp.status(), 503);
     let retry_after: u64 = resp.headers()["retry-after"]
@@ -174,7 +168,7 @@ async fn outage_uses_cached_token_then_503_then_recovers() {
     );
 
     idp.set_mode(Mode::Issue);
-    wait_for_status(&url, 200, LONG).await;
+    until_status(&url, 200, LONG).await;
     sidecar.stop().await;
 }
 
@@ -183,9 +177,9 @@ async fn retry_after_on_429_is_honoured() {
     let (idp, echo) = (TokenServer::start().await, Echo::start().await);
     idp.set_mode(Mode::Throttle { retry_after: 3 });
     let sidecar = setup(&idp, &echo).await;
-    eventually(LONG, "the first token request", || idp.count() >= 1).await;
+    until(LONG, "the first token request", async || idp.count() >= 1).await;
     idp.set_mode(Mode::Issue);
-    eventually(LONG, "the retry", || idp.count() >= 2).await;
+    until(LONG, "the retry", async || idp.count() >= 2).await;
     let r = idp.requests();
     let gap = r[1].at - r[0].at;
     // Plain backoff would retry after about 1 s.
@@ -226,7 +220,7 @@ async fn readyz_flips_both_ways() {
     });
     let sidecar = setup(&idp, &echo).await;
     let readyz = sidecar.admin_url("/readyz");
-    eventually(LONG, "a failed fetch", || idp.count() >= 1).await;
+    until(LONG, "a failed fetch", async || idp.count() >= 1).await;
     let (status, body) = get_json(&readyz).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["credentials"]["orders"]["state"], "failing");
@@ -238,8 +232,7 @@ async fn readyz_flips_both_ways() {
     );
 
     idp.set_mode(Mode::Issue);
-    let body: serde_json::Value =
-        serde_json::from_str(&wait_for_status(&readyz, 200, LONG).await).unwrap();
+    let body = sidecar.ready().await;
     assert_eq!(body["ready"], true);
     assert_eq!(body["credentials"]["orders"]["state"], "valid");
     assert!(!body.to_string().contains("tok-"), "no token in /readyz");
@@ -249,7 +242,7 @@ async fn readyz_flips_both_ways() {
         status: 500,
         body: "oops".into(),
     });
-    let body = wait_for_status(&readyz, 503, LONG).await;
+    let body = until_status(&readyz, 503, LONG).await;
     assert!(body.contains(r#""state":"expired""#), "{body}");
     sidecar.stop().await;
 }
@@ -260,7 +253,7 @@ async fn jwt_exp_is_used_without_expires_in() {
     idp.set_mode(Mode::IssueJwt);
     idp.set_ttl(120);
     let sidecar = setup(&idp, &echo).await;
-    eventually(LONG, "ready", || {
+    until(LONG, "ready", async || {
         sidecar.handle.credentials[0].snapshot().valid
     })
     .await;
@@ -284,7 +277,7 @@ async fn a_rejected_token_is_used_again_while_refreshes_keep_failing() {
     echo.reject(Some("Bearer tok-1"));
     // The 401 triggers a refresh that times out after 1 s; meanwhile requests wait.
     assert_eq!(get(&url).await.0, 401);
-    eventually(LONG, "the early refresh to fail", || {
+    until(LONG, "the early refresh to fail", async || {
         sidecar.handle.credentials[0]
             .snapshot()
             .last_error
@@ -292,7 +285,7 @@ async fn a_rejected_token_is_used_again_while_refreshes_keep_failing() {
     })
     .await;
     // Retries keep stalling; requests no longer wait for them.
-    eventually(LONG, "the next retry", || idp.count() >= 3).await;
+    until(LONG, "the next retry", async || idp.count() >= 3).await;
     let started = tokio::time::Instant::now();
     assert_eq!(get(&url).await.0, 401, "the old token is sent again");
     assert!(
@@ -309,7 +302,7 @@ async fn lifetime_counts_from_the_request_not_the_answer() {
     idp.set_ttl(4);
     idp.set_mode(Mode::IssueAfter(Duration::from_millis(1500)));
     let sidecar = setup(&idp, &echo).await;
-    eventually(LONG, "the first token", || {
+    until(LONG, "the first token", async || {
         sidecar.handle.credentials[0].snapshot().valid
     })
     .await;
@@ -336,24 +329,20 @@ async fn the_hourly_budget_holds_under_a_refresh_storm() {
     )
     .await;
     let metrics = sidecar.admin_url("/metrics");
-    let deadline = tokio::time::Instant::now() + LONG;
-    loop {
+    until(LONG, "a token request over the budget", async || {
         let _ = client()
             .get(format!("{}/storm", sidecar.outbound("orders")))
             .send()
             .await
             .unwrap();
         let text = get(&metrics).await.1;
-        if support::metric(
+        let over = support::metric(
             &text,
             "m2m_token_requests_over_budget_total{credential=\"orders\"}",
-        ) >= 1
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{text}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        );
+        if over >= 1 { Ok(()) } else { Err(text) }
+    })
+    .await;
     assert_eq!(idp.count(), 3, "the budget holds");
     sidecar.stop().await;
 }
@@ -375,7 +364,7 @@ async fn a_restart_reuses_the_kept_token_unless_expired_or_exposed() {
         async move { Sidecar::start(&config).await }
     };
     let first = start().await;
-    wait_for_status(&first.admin_url("/readyz"), 200, LONG).await;
+    first.ready().await;
     first.stop().await;
     assert_eq!(idp.count(), 1);
     let files: Vec<_> = std::fs::read_dir(&cache)
@@ -394,7 +383,7 @@ async fn a_restart_reuses_the_kept_token_unless_expired_or_exposed() {
 
     // Restart: the kept token is used, no token request.
     let second = start().await;
-    wait_for_status(&second.admin_url("/readyz"), 200, LONG).await;
+    second.ready().await;
     let resp = client()
         .get(format!("{}/after-restart", second.outbound("orders")))
         .send()
@@ -411,7 +400,7 @@ async fn a_restart_reuses_the_kept_token_unless_expired_or_exposed() {
     // Readable by others: ignored, a new token is fetched.
     std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).unwrap();
     let third = start().await;
-    wait_for_status(&third.admin_url("/readyz"), 200, LONG).await;
+    third.ready().await;
     third.stop().await;
     assert_eq!(idp.count(), 2, "an exposed file is not trusted");
 
@@ -421,7 +410,7 @@ async fn a_restart_reuses_the_kept_token_unless_expired_or_exposed() {
     kept["expires_at"] = (support::jwt::now() - 10).into();
     std::fs::write(file, kept.to_string()).unwrap();
     let fourth = start().await;
-    wait_for_status(&fourth.admin_url("/readyz"), 200, LONG).await;
+    fourth.ready().await;
     fourth.stop().await;
     assert_eq!(idp.count(), 3, "an expired token is not reused");
 }

@@ -103,15 +103,6 @@ impl SidecarConfig {
     }
 }
 
-/// An `[issuer]` table served at `http://127.0.0.1:{port}/`, its state in `state_dir`,
-/// with the APIs and apps in `tables` (TOML `[[issuer.apis]]` / `[[issuer.apps]]`).
-pub fn issuer_toml(port: u16, state_dir: &std::path::Path, tables: &str) -> String {
-    format!(
-        "[issuer]\nlisten = \"127.0.0.1:{port}\"\nurl = \"http://127.0.0.1:{port}/\"\nstate = {}\ntoken_ttl = \"1h\"\n{tables}\n",
-        quote(state_dir.join("issuer.json").to_str().unwrap_or_default())
-    )
-}
-
 impl SidecarConfig {
     /// Append raw TOML (an `[issuer]` table, say).
     pub fn raw(mut self, toml: &str) -> Self {

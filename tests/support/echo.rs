@@ -145,8 +145,17 @@ async fn answer(
         ));
     }
     let path = req.uri().path().to_owned();
+    if let Some(resp) = special(&state, &path, &mut req) {
+        return Ok(resp);
+    }
+    Ok(echo(&state, &path, &seen, req.into_body()).await)
+}
+
+/// The special paths: `/ws` (an upgrade echoing bytes), `/redirect` (302),
+/// `/stream-out/N`.
+fn special(state: &Arc<State>, path: &str, req: &mut Request<Incoming>) -> Option<Response<Body>> {
     if path == "/ws" {
-        let upgrade = hyper::upgrade::on(&mut req);
+        let upgrade = hyper::upgrade::on(req);
         tokio::spawn(async move {
             if let Ok(up) = upgrade.await {
                 let mut io = TokioIo::new(up);
@@ -164,18 +173,23 @@ async fn answer(
             .header("upgrade", "websocket")
             .body(empty())
             .unwrap();
-        return Ok(resp);
+        return Some(resp);
     }
     if path == "/redirect" {
         let mut resp = full(StatusCode::FOUND, String::new());
         resp.headers_mut()
             .insert("location", "/elsewhere".parse().unwrap());
-        return Ok(resp);
+        return Some(resp);
     }
     if let Some(n) = path.strip_prefix("/stream-out/") {
-        return Ok(stream_out(state, n.parse().unwrap_or(0)));
+        return Some(stream_out(state.clone(), n.parse().unwrap_or(0)));
     }
-    let mut body = req.into_body();
+    None
+}
+
+/// What the request was, as JSON, with hop-by-hop headers the proxy must
+/// strip on the way back (`/stream-in` reports its progress as it arrives).
+async fn echo(state: &State, path: &str, seen: &Seen, mut body: Incoming) -> Response<Body> {
     let mut len = 0u64;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else { break };
@@ -213,7 +227,7 @@ async fn answer(
         .insert("x-upstream-hop", "1".parse().unwrap());
     resp.headers_mut()
         .insert("keep-alive", "timeout=5".parse().unwrap());
-    Ok(resp)
+    resp
 }
 
 /// The first 64 KiB at once, the rest only after [`Echo::release`].

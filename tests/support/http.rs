@@ -1,5 +1,6 @@
 //! Plain HTTP clients for tests (no proxy from the environment).
 
+use super::poll::{LONG, until};
 use std::time::Duration;
 
 pub fn client() -> reqwest::Client {
@@ -25,20 +26,51 @@ pub async fn get_json(url: &str) -> (u16, serde_json::Value) {
     (status, json)
 }
 
-/// GET `url` until it answers `status` (for at most `limit`); the last body.
-pub async fn wait_for_status(url: &str, status: u16, limit: Duration) -> String {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
+/// GET `url` until it answers `status` (for at most `limit`); the body.
+pub async fn until_status(url: &str, status: u16, limit: Duration) -> String {
+    let what = format!("{url} to answer {status}");
+    until(limit, &what, async || {
         let (got, body) = get(url).await;
         if got == status {
-            return body;
+            Ok(body)
+        } else {
+            Err(format!("{got}: {body}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered {status}; last {got}: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
+}
+
+/// Wait (at most [`LONG`]) until the admin listener at `admin` (`host:port`)
+/// says ready: `/readyz` answers 200. Its JSON.
+pub async fn ready(admin: &str) -> serde_json::Value {
+    let body = until_status(&format!("http://{admin}/readyz"), 200, LONG).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// GET `url` with `client` until it answers 200 (for at most `limit`);
+/// refused or cut connections count as not yet.
+pub async fn until_ok(client: &reqwest::Client, url: &str, limit: Duration) {
+    until(
+        limit,
+        &format!("{url} to answer 200"),
+        async || match client.get(url).send().await {
+            Ok(r) if r.status() == 200 => Ok(()),
+            Ok(r) => Err(r.status().to_string()),
+            Err(e) => Err(e.to_string()),
+        },
+    )
+    .await;
+}
+
+/// `GET url` with `Authorization: Bearer token` until it answers `status`
+/// (for at most [`LONG`]).
+pub async fn until_bearer_status(url: &str, token: &str, status: u16) {
+    let what = format!("{url} to answer {status} to the token");
+    until(LONG, &what, async || {
+        let got = bearer_status(url, token).await;
+        if got == status { Ok(()) } else { Err(got) }
+    })
+    .await;
 }
 
 /// The seed's JSON token request to `{issuer}oauth/token`: status and answer.
@@ -91,23 +123,6 @@ where
             });
         }
     });
-}
-
-/// GET `url` with `client` until it answers 200 (for at most `limit`).
-pub async fn until_ok(client: &reqwest::Client, url: &str, limit: Duration) {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Ok(r) = client.get(url).send().await
-            && r.status() == 200
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{url} never answered 200"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// The status of `GET url` with `Authorization: Bearer token`.

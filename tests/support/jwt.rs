@@ -170,3 +170,152 @@ pub fn claims(issuer: &str, audience: &str, scope: &str) -> Value {
 pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk()).collect::<Vec<_>>()}).to_string()
 }
+
+/// The claims of a JWT, read without verifying it (a test reads who it is for).
+pub fn payload(token: &str) -> Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
+
+/// A compact JWS of `header` and `claims` MACed with `secret` (HS256, HS384).
+pub fn hmac(header: &Value, claims: &Value, secret: &[u8]) -> String {
+    let message = format!("{}.{}", b64(header), b64(claims));
+    let algorithm = match header["alg"].as_str() {
+        Some("HS384") => aws_lc_rs::hmac::HMAC_SHA384,
+        _ => aws_lc_rs::hmac::HMAC_SHA256,
+    };
+    let tag = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(algorithm, secret),
+        message.as_bytes(),
+    );
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
+}
+
+/// An ECDSA `r||s` signature (two 32-byte integers) re-encoded as ASN.1 DER.
+pub fn der_signature(raw: &[u8]) -> Vec<u8> {
+    let int = |b: &[u8]| {
+        let mut v = b.to_vec();
+        while v.len() > 1 && v[0] == 0 && v[1] < 0x80 {
+            v.remove(0);
+        }
+        if v[0] >= 0x80 {
+            v.insert(0, 0);
+        }
+        let mut out = vec![0x02, v.len() as u8];
+        out.extend(v);
+        out
+    };
+    let (r, s) = (int(&raw[..32]), int(&raw[32..]));
+    let mut der = vec![0x30, (r.len() + s.len()) as u8];
+    der.extend(r);
+    der.extend(s);
+    der
+}
+
+/// Tokens forged from one valid token of `key` (its usual header, `claims`):
+/// each helper changes one thing a verifier must check.
+pub struct Forge<'a> {
+    pub key: &'a TestKey,
+    pub claims: Value,
+}
+
+impl<'a> Forge<'a> {
+    pub fn new(key: &'a TestKey, claims: Value) -> Self {
+        Forge { key, claims }
+    }
+
+    /// The valid token itself.
+    pub fn valid(&self) -> String {
+        self.key.sign(&self.key.header(), &self.claims)
+    }
+
+    /// Its three segments: header, payload, signature.
+    pub fn segments(&self) -> [String; 3] {
+        let valid = self.valid();
+        let mut it = valid.split('.').map(str::to_owned);
+        [(); 3].map(|()| it.next().unwrap())
+    }
+
+    /// Signed properly, with claim `name` set to `value`.
+    pub fn with_claim(&self, name: &str, value: Value) -> String {
+        let mut c = self.claims.clone();
+        c[name] = value;
+        self.key.sign(&self.key.header(), &c)
+    }
+
+    /// Signed properly, without claim `name`.
+    pub fn without_claim(&self, name: &str) -> String {
+        let mut c = self.claims.clone();
+        c.as_object_mut().unwrap().remove(name);
+        self.key.sign(&self.key.header(), &c)
+    }
+
+    /// Signed properly, with header parameter `name` set to `value`.
+    pub fn with_header(&self, name: &str, value: Value) -> String {
+        let mut h = self.key.header();
+        h[name] = value;
+        self.key.sign(&h, &self.claims)
+    }
+
+    /// `header` and the claims with an empty signature (`alg: none`).
+    pub fn unsigned(&self, header: Value) -> String {
+        format!("{}.{}.", b64(&header), b64(&self.claims))
+    }
+
+    /// The claims under `header`, signed by `other`.
+    pub fn signed_by(&self, other: &TestKey, header: Value) -> String {
+        other.sign(&header, &self.claims)
+    }
+
+    /// HS256 "signed" with the key's public JWK as the MAC secret (the
+    /// classic algorithm confusion).
+    pub fn hmac_with_public_key(&self) -> String {
+        let mut h = self.key.header();
+        h["alg"] = "HS256".into();
+        hmac(&h, &self.claims, self.key.jwk().to_string().as_bytes())
+    }
+
+    /// The valid header and payload with `signature` instead of the real one.
+    pub fn with_signature(&self, signature: &[u8]) -> String {
+        let message = format!("{}.{}", b64(&self.key.header()), b64(&self.claims));
+        format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+    }
+
+    /// The real signature re-encoded as ASN.1 DER (ECDSA keys).
+    pub fn der_signed(&self) -> String {
+        let message = format!("{}.{}", b64(&self.key.header()), b64(&self.claims));
+        self.with_signature(&der_signature(&self.key.signature(message.as_bytes())))
+    }
+
+    /// The valid token less its last `n` characters.
+    pub fn truncated(&self, n: usize) -> String {
+        let valid = self.valid();
+        valid[..valid.len() - n].to_owned()
+    }
+
+    /// The valid token with its last character changed (a non-canonical
+    /// base64url ending, or another signature).
+    pub fn last_char_changed(&self) -> String {
+        let mut t = self.valid();
+        let last = t.pop().unwrap();
+        t.push(if last == 'A' { 'B' } else { 'A' });
+        t
+    }
+
+    /// The signature in the standard base64 alphabet instead of base64url
+    /// (asserting it has a character that differs between the two).
+    pub fn standard_base64_signature(&self) -> String {
+        let [h, p, s] = self.segments();
+        let std_sig = s.replace('-', "+").replace('_', "/");
+        assert_ne!(
+            std_sig, s,
+            "the signature has a character that differs between alphabets"
+        );
+        format!("{h}.{p}.{std_sig}")
+    }
+
+    /// The segments put together by `shape` (e.g. `|[h, p, s]| format!("{h}.{p}")`).
+    pub fn reshaped(&self, shape: impl Fn([String; 3]) -> String) -> String {
+        shape(self.segments())
+    }
+}

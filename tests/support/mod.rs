@@ -1,31 +1,27 @@
 //! Test harness: a scriptable token endpoint, an echo upstream, config builders
-//! and an in-process sidecar, all on real loopback sockets bound to port 0.
+//! and an in-process sidecar, all on real loopback sockets bound to port 0; the
+//! built-in issuer with the "Orders API" (`issuer`), hand-forged tokens
+//! (`jwt`), and the one bounded wait every test uses (`poll::until`).
+//!
+//! A test binary that is a directory (`tests/NAME/main.rs` and a module per
+//! class of test) includes this module with `#[path = "../support/mod.rs"]`.
 
 #![allow(dead_code)]
 
 pub mod config;
 pub mod echo;
 pub mod http;
+pub mod issuer;
 pub mod jwt;
+pub mod poll;
 pub mod process;
 pub mod raw;
 pub mod sidecar;
 pub mod tls;
 pub mod token_server;
 
-use std::time::Duration;
-
-/// Poll `check` until it holds, for at most `limit`.
-pub async fn eventually<F: FnMut() -> bool>(limit: Duration, what: &str, mut check: F) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
+#[allow(unused_imports)] // not every test file waits
+pub use poll::{LONG, until};
 
 /// The value of the first Prometheus text line starting with `line_start` (0 if none).
 pub fn metric(text: &str, line_start: &str) -> u64 {

@@ -1,8 +1,9 @@
 //! The `m2m-sidecar` binary run as a child process: its JSON log lines collected,
 //! addresses read from them, signals sent.
 
+use super::poll::{LONG, until};
 use std::io::{BufRead, BufReader, Write as _};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,17 +42,22 @@ impl Running {
         Self::spawn(cmd)
     }
 
+    /// `m2m-sidecar issuer` on `config` with `env`: the process and its address.
+    pub async fn issuer(config: &std::path::Path, env: &[(&str, &str)]) -> (Self, String) {
+        let mut cmd = sidecar();
+        cmd.args(["issuer", "--log-format", "json", "--config"])
+            .arg(config)
+            .envs(env.iter().copied());
+        let run = Self::spawn(cmd);
+        let addr = run.addr_of("issuer ready").await;
+        (run, addr)
+    }
+
     /// `run` on `config` (one outbound listener), ready: the outbound and admin addresses.
     pub async fn start_ready(config: &std::path::Path) -> (Self, String, String) {
         let run = Self::start(config);
         let outbound = run.addr_of("outbound listener ready").await;
-        let admin = run.addr_of("admin listener ready").await;
-        super::http::wait_for_status(
-            &format!("http://{admin}/readyz"),
-            200,
-            Duration::from_secs(20),
-        )
-        .await;
+        let admin = run.ready().await;
         (run, outbound, admin)
     }
 
@@ -69,52 +75,50 @@ impl Running {
         Running { child, lines }
     }
 
+    /// The log lines that are JSON, parsed.
+    pub fn logs(&self) -> Vec<serde_json::Value> {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect()
+    }
+
     /// The `addr` field of the first log line whose message is `message` (and route).
     pub async fn addr_of(&self, message: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let found = self.lines.lock().unwrap().iter().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == message).then(|| v["addr"].as_str().unwrap().to_owned())
-            });
-            if let Some(a) = found {
-                return a;
+        let what = format!("a `{message}` log line");
+        until(LONG, &what, async || {
+            let found = self.logs().into_iter().find(|v| v["message"] == message);
+            match found {
+                Some(v) => Ok(v["addr"].as_str().unwrap().to_owned()),
+                None => Err(format!("{:?}", self.lines.lock().unwrap())),
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no `{message}` log line: {:?}",
-                self.lines.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// The admin listener's address, once `/readyz` answers 200.
+    pub async fn ready(&self) -> String {
+        let admin = self.addr_of("admin listener ready").await;
+        super::http::ready(&admin).await;
+        admin
     }
-}
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+    /// Send SIGTERM and wait (at most 10 s) for the exit.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        self.signal("-TERM");
+        self.exit(Duration::from_secs(10)).await
     }
-}
 
-impl Running {
+    /// Wait (at most `limit`) for the process to exit.
+    pub async fn exit(&mut self, limit: Duration) -> ExitStatus {
+        until(limit, "the process to exit", async || {
+            self.child.try_wait().unwrap()
+        })
+        .await
+    }
+
     /// Send `signal` (e.g. `-HUP`) to the process.
     pub fn signal(&self, signal: &str) {
         Command::new("kill")
@@ -125,36 +129,33 @@ impl Running {
 
     /// How many log lines have message `message` and `field` = `value`.
     pub fn count_logs(&self, message: &str, field: &str, value: &str) -> usize {
-        self.lines
-            .lock()
-            .unwrap()
+        self.logs()
             .iter()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .filter(|v| v["message"] == message && v[field] == value)
             .count()
     }
 
     /// Wait (bounded) until `count` log lines have message `message`; the last one.
     pub async fn wait_for_log(&self, message: &str, count: usize) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let found: Vec<serde_json::Value> = self
-                .lines
-                .lock()
-                .unwrap()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        let what = format!("{count} `{message}` log lines");
+        until(LONG, &what, async || {
+            let mut found: Vec<serde_json::Value> = self
+                .logs()
+                .into_iter()
                 .filter(|v| v["message"] == message)
                 .collect();
             if found.len() >= count {
-                return found.last().unwrap().clone();
+                Ok(found.pop().unwrap())
+            } else {
+                Err(format!("{:?}", self.lines.lock().unwrap()))
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "fewer than {count} `{message}` log lines: {:?}",
-                self.lines.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
     }
 }

@@ -38,9 +38,19 @@ impl Sidecar {
         Sidecar { handle, stop }
     }
 
+    /// Wait (bounded) until `/readyz` answers 200; its JSON.
+    pub async fn ready(&self) -> serde_json::Value {
+        super::http::ready(&self.admin().to_string()).await
+    }
+
     /// `http://ADDR` of the outbound listener `name`.
     pub fn outbound(&self, name: &str) -> String {
         format!("http://{}", self.handle.outbound_addr(name).unwrap())
+    }
+
+    /// `http://ADDR{path}` on the inbound listener.
+    pub fn inbound(&self, path: &str) -> String {
+        format!("http://{}{path}", self.handle.inbound_addr.unwrap())
     }
 
     pub fn admin(&self) -> SocketAddr {
