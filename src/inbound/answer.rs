@@ -15,7 +15,8 @@ pub enum Refusal<'a> {
     /// The request is ambiguous about its credentials (two `Authorization`s).
     InvalidRequest(&'static str),
     NoToken,
-    InvalidToken(&'static str),
+    /// Why: the reason the body and the metrics label give.
+    InvalidToken(crate::inbound::verify::Invalid),
     InsufficientScope(&'a [String]),
     AccessDenied,
     NoKeys,
@@ -36,7 +37,7 @@ impl<'a> From<&Refusal<'a>> for Synthetic<'static> {
                 .challenge("Bearer"),
             Refusal::InvalidToken(reason) => {
                 Synthetic::new(StatusCode::UNAUTHORIZED, "invalid_token")
-                    .described(*reason)
+                    .described(reason.reason())
                     .challenge(format!(
                         "Bearer error=\"invalid_token\", error_description=\"{reason}\""
                     ))

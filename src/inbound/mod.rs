@@ -228,7 +228,8 @@ impl Inbound {
         };
         let verified = self.verify(token).await.inspect_err(|r| {
             let reason = match r {
-                Refusal::InvalidToken(reason) | Refusal::InvalidRequest(reason) => reason,
+                Refusal::InvalidToken(why) => why.reason(),
+                Refusal::InvalidRequest(reason) => reason,
                 Refusal::IntrospectionUnavailable => "introspection failed",
                 _ => "no keys",
             };
@@ -252,8 +253,8 @@ impl Inbound {
 
     async fn verify(&self, token: &str) -> Result<Arc<Verified>, Refusal<'_>> {
         // Oversized tokens are refused before anything, hashing included.
-        if token.len() > verify::MAX_TOKEN {
-            return Err(Refusal::InvalidToken(Invalid::TooLarge.reason()));
+        if token.len() > crate::jose::compact::MAX_TOKEN {
+            return Err(Refusal::InvalidToken(Invalid::TooLarge));
         }
         let key =
             (self.cache.enabled() || self.introspection.is_some()).then(|| cache::digest(token));
@@ -277,7 +278,7 @@ impl Inbound {
         };
         self.revocations
             .check(&v)
-            .map_err(|e| Refusal::InvalidToken(e.reason()))?;
+            .map_err(Refusal::InvalidToken)?;
         if let (Some((intro, allow_on_error)), Some(key)) = (&self.introspection, key) {
             let (status, cached) = intro.check(token, key, &v).await;
             let outcome = match (status, cached) {
@@ -294,7 +295,7 @@ impl Inbound {
             match status {
                 introspection::Status::Active => {}
                 introspection::Status::Inactive => {
-                    return Err(Refusal::InvalidToken("token inactive (introspection)"));
+                    return Err(Refusal::InvalidToken(Invalid::Inactive));
                 }
                 introspection::Status::Unavailable if *allow_on_error => {}
                 introspection::Status::Unavailable => {
@@ -310,19 +311,18 @@ impl Inbound {
         match verify::verify(token, &keys, &self.policy) {
             Err(Invalid::UnknownKid) => {
                 // Maybe the issuer rotated: one refetch, shared and rate-limited.
-                let kid = verify::parse(token)
+                let kid = crate::jose::compact::parse(token)
                     .ok()
-                    .and_then(|p| p.kid)
+                    .and_then(|p| p.kid().map(str::to_owned))
                     .unwrap_or_default();
                 let fresh = self
                     .jwks
                     .refetch_for(&kid)
                     .await
-                    .ok_or(Refusal::InvalidToken(Invalid::UnknownKid.reason()))?;
-                verify::verify(token, &fresh, &self.policy)
-                    .map_err(|e| Refusal::InvalidToken(e.reason()))
+                    .ok_or(Refusal::InvalidToken(Invalid::UnknownKid))?;
+                verify::verify(token, &fresh, &self.policy).map_err(Refusal::InvalidToken)
             }
-            other => other.map_err(|e| Refusal::InvalidToken(e.reason())),
+            other => other.map_err(Refusal::InvalidToken),
         }
     }
 }
@@ -541,7 +541,7 @@ impl Handler for Inbound {
                 // Verification refused control characters, so this holds; if it
                 // did not, the request must not go on without its identity.
                 let Ok(hv) = HeaderValue::try_from(value.as_str()) else {
-                    return refuse(&Refusal::InvalidToken(Invalid::BadClaims.reason()), format);
+                    return refuse(&Refusal::InvalidToken(Invalid::BadClaims), format);
                 };
                 headers.insert(name, hv);
             }

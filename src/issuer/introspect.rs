@@ -5,50 +5,87 @@
 //! again) after the token was issued ([`Registry::token_app`]).
 
 use super::registry::Registry;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use crate::jose::alg;
+use crate::jose::claims::{TimeError, Window};
+use crate::jose::compact::{self, JwsError, Object};
+use crate::jose::keys::{self, KeyError, KeySet};
+use serde_json::Value;
 
-/// Checks tokens against the issuer's own keys.
+/// Checks tokens against the issuer's own keys: [`crate::jose`] (strict
+/// parsing, the key named by `kid`, that key's algorithm), then this policy:
+/// `iss` is this issuer and `exp` has not passed (no leeway: the issuer reads
+/// its own clock). `aud` is the caller's to check.
 pub struct Verifier {
-    keys: Vec<(String, Algorithm, DecodingKey)>,
+    keys: KeySet,
     issuer: String,
+}
+
+/// Why a token is not one the issuer signed and still accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    #[error(transparent)]
+    Jws(#[from] JwsError),
+    #[error("the token has no kid")]
+    NoKid,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error(transparent)]
+    Time(#[from] TimeError),
+}
+
+/// Why the issuer's own public keys cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifierError {
+    #[error("JWK without kid")]
+    NoKid,
+    #[error("JWK with unsupported alg {0:?}")]
+    UnsupportedAlg(Option<String>),
+    #[error("JWK: {0}")]
+    Key(#[source] KeyError),
 }
 
 impl Verifier {
     /// A verifier for every key in `jwks` (public JWKs with `kid` and `alg`).
-    pub fn new(jwks: &[serde_json::Value], issuer: &str) -> Result<Self, String> {
-        let mut keys = Vec::new();
-        for value in jwks {
-            let jwk: jsonwebtoken::jwk::Jwk =
-                serde_json::from_value(value.clone()).map_err(|e| format!("JWK: {e}"))?;
-            let kid = jwk.common.key_id.clone().ok_or("JWK without kid")?;
-            let alg = match value.get("alg").and_then(|a| a.as_str()) {
-                Some("ES256") => Algorithm::ES256,
-                Some("EdDSA") => Algorithm::EdDSA,
-                Some("RS256") => Algorithm::RS256,
-                other => return Err(format!("JWK with unsupported alg {other:?}")),
-            };
-            let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| format!("JWK: {e}"))?;
-            keys.push((kid, alg, decoding));
+    pub fn new(jwks: &[Value], issuer: &str) -> Result<Self, VerifierError> {
+        let mut all = Vec::with_capacity(jwks.len());
+        for jwk in jwks {
+            if jwk.get("kid").and_then(Value::as_str).is_none() {
+                return Err(VerifierError::NoKid);
+            }
+            let named = jwk.get("alg").and_then(Value::as_str);
+            if !named
+                .and_then(alg::parse)
+                .is_some_and(|a| alg::ISSUER_SIGNING.contains(&a))
+            {
+                return Err(VerifierError::UnsupportedAlg(named.map(str::to_owned)));
+            }
+            all.push(keys::from_jwk(jwk, &alg::ISSUER_SIGNING).map_err(VerifierError::Key)?);
         }
         Ok(Verifier {
-            keys,
+            keys: KeySet::from_keys(all),
             issuer: issuer.to_owned(),
         })
     }
 
     /// The claims of `token` if the issuer signed it and it has not expired.
-    pub fn verify(&self, token: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        let kid = header.kid?;
-        // The algorithm is the one bound to our key, never the token's choice.
-        let (_, alg, key) = self.keys.iter().find(|(k, _, _)| *k == kid)?;
-        let mut v = Validation::new(*alg);
-        v.set_issuer(&[&self.issuer]);
-        v.validate_aud = false;
-        v.leeway = 0;
-        jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(token, key, &v)
-            .ok()
-            .map(|d| d.claims)
+    pub fn check(&self, token: &str) -> Result<Object, Rejected> {
+        // No size limit of its own: the request that carries it has one.
+        let jws = compact::parse_within(token, usize::MAX)?;
+        // The key named, exactly; its algorithm, never the token's choice.
+        let kid = jws.kid().ok_or(Rejected::NoKid)?;
+        let key = self.keys.get(kid).ok_or(JwsError::UnknownKid)?;
+        crate::jose::verify::check(&jws, key)?;
+        match jws.claims.get("iss") {
+            Some(Value::String(i)) if *i == self.issuer => {}
+            _ => return Err(Rejected::WrongIssuer),
+        }
+        Window::now(0).expiry(&jws.claims)?;
+        Ok(jws.claims)
+    }
+
+    /// [`Verifier::check`], for callers that only need the claims.
+    pub fn verify(&self, token: &str) -> Option<Object> {
+        self.check(token).ok()
     }
 }
 

@@ -10,9 +10,10 @@
 
 use super::introspect::Verifier;
 use super::keyring::KeyRing;
-use super::registry::{Api, App, Registry};
+use super::registry::{Api, App, RegisteredKeys, Registry};
 use super::store::{Store, StoreError, Tombstones};
 use crate::clock::unix_now;
+use crate::jose;
 use crate::respond::Synthetic;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -123,21 +124,12 @@ pub fn caller(
     let Some(token) = bearer(headers)? else {
         return Err(MgmtError::Unauthorized { token_sent: false });
     };
-    let bad = MgmtError::Unauthorized { token_sent: true };
-    let claims = verifier
-        .verify(token)
-        .ok_or(MgmtError::Unauthorized { token_sent: true })?;
-    let aud_ok = match claims.get("aud") {
-        Some(serde_json::Value::String(a)) => a == audience,
-        Some(serde_json::Value::Array(a)) => a.iter().any(|x| x == audience),
-        _ => false,
-    };
-    if !aud_ok {
-        return Err(bad);
+    let bad = || MgmtError::Unauthorized { token_sent: true };
+    let claims = verifier.check(token).map_err(|_| bad())?;
+    if !jose::claims::audience(&claims, |a| a == audience).unwrap_or(false) {
+        return Err(bad());
     }
-    let app = reg
-        .token_app(&claims)
-        .map_err(|_| MgmtError::Unauthorized { token_sent: true })?;
+    let app = reg.token_app(&claims).map_err(|_| bad())?;
     let granted = app.granted(audience);
     let scopes = claims
         .get("scp")
@@ -619,19 +611,19 @@ fn create_app(
 fn keys(
     jwks: Option<serde_json::Value>,
     pem: Option<String>,
-) -> Result<Option<serde_json::Value>, MgmtError> {
-    let doc = match (jwks, pem) {
+) -> Result<Option<RegisteredKeys>, MgmtError> {
+    let keys = match (jwks, pem) {
         (Some(_), Some(_)) => {
             return Err(MgmtError::BadRequest(
                 "give jwks or public_key_pem, not both".into(),
             ));
         }
-        (Some(j), None) => j,
-        (None, Some(p)) => super::registry::pem_to_jwks(&p).map_err(MgmtError::BadRequest)?,
+        (Some(j), None) => RegisteredKeys::from_jwks(j),
+        (None, Some(p)) => RegisteredKeys::from_pem(&p),
         (None, None) => return Ok(None),
     };
-    super::registry::check_jwks(&doc).map_err(MgmtError::BadRequest)?;
-    Ok(Some(doc))
+    keys.map(Some)
+        .map_err(|e| MgmtError::BadRequest(e.to_string()))
 }
 
 fn patch_app(

@@ -2,12 +2,12 @@
 //! token endpoint, JWKS and discovery. It runs alone (`m2m-sidecar issuer`) or
 //! inside the sidecar when the config has an `[issuer]` table.
 //!
-//! Also: client authentication by secret or `private_key_jwt` ([`assertion`]),
+//! Also: client authentication by secret or `private_key_jwt` ([`client_auth`]),
 //! introspection and revocation ([`introspect`]), the management API
 //! ([`management`]), runtime state ([`store`]) and key rotation ([`keyring`]).
 
 pub mod answer;
-pub mod assertion;
+pub mod client_auth;
 pub mod introspect;
 pub mod keyring;
 pub mod keys;
@@ -83,7 +83,7 @@ pub struct Issuer {
     url: String,
     ttl: Duration,
     store: store::Store,
-    auth: assertion::ClientAuth,
+    auth: client_auth::ClientAuthenticator,
     revokes: limit::RevokeLimiter,
     max_body: usize,
     body_timeout: Duration,
@@ -102,7 +102,7 @@ impl Issuer {
     pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, String> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
-        let auth = assertion::ClientAuth::new(&url);
+        let auth = client_auth::ClientAuthenticator::new(&url);
         let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)
             .map_err(|e| e.to_string())?;
         let mut metrics = Metrics::default();

@@ -5,9 +5,12 @@
 //! KDF); they are compared in constant time.
 
 use crate::clock::unix_now;
+use crate::jose::{self, alg};
+use crate::jose::keys::{KeyError, KeySet, Skipped};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 /// An API (audience) and its scopes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -43,7 +46,7 @@ pub struct App {
     pub blocked_at: Option<u64>,
     /// Public keys (a JWKS document) for `private_key_jwt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jwks: Option<serde_json::Value>,
+    pub jwks: Option<RegisteredKeys>,
 }
 
 /// Why a token the issuer signed is not accepted any more.
@@ -77,34 +80,87 @@ impl App {
     }
 }
 
-/// Check a JWKS an app registers for `private_key_jwt`: a `keys` array with at
-/// least one usable public signing key.
-pub fn check_jwks(doc: &serde_json::Value) -> Result<(), String> {
-    use jsonwebtoken::Algorithm as A;
-    let all = [
-        A::RS256,
-        A::RS384,
-        A::RS512,
-        A::PS256,
-        A::ES256,
-        A::ES384,
-        A::EdDSA,
-    ];
-    let (keys, skipped) = crate::inbound::jwks::KeySet::parse(doc.to_string().as_bytes(), &all)?;
-    if keys.is_empty() {
-        return Err(format!(
-            "the JWKS has no usable public signing key ({})",
-            skipped.join("; ")
-        ));
+/// An app's public keys for `private_key_jwt`: the JWKS document as
+/// registered (what the state file holds and the management API shows) and
+/// its keys, decoded once when registered or loaded, never per request.
+#[derive(Clone)]
+pub struct RegisteredKeys {
+    doc: serde_json::Value,
+    keys: Arc<KeySet>,
+}
+
+/// Why keys an app registers are refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error(transparent)]
+    Keys(#[from] KeyError),
+    #[error("the JWKS has no usable public signing key ({})", joined(.0))]
+    NoUsableKey(Vec<Skipped>),
+    #[error("the JWKS holds a private key (`d`): register public keys only")]
+    PrivateKey,
+}
+
+fn joined(skipped: &[Skipped]) -> String {
+    let reasons: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    reasons.join("; ")
+}
+
+impl RegisteredKeys {
+    /// A JWKS an app registers: a `keys` array with at least one usable
+    /// public signing key, and no private key.
+    pub fn from_jwks(doc: serde_json::Value) -> Result<Self, RegisterError> {
+        let (keys, skipped) = KeySet::from_jwks(&doc, &alg::REGISTERED_CLIENT_KEYS)?;
+        if keys.is_empty() {
+            return Err(RegisterError::NoUsableKey(skipped));
+        }
+        let private = doc
+            .get("keys")
+            .and_then(|k| k.as_array())
+            .is_some_and(|ks| ks.iter().any(|k| k.get("d").is_some()));
+        if private {
+            return Err(RegisterError::PrivateKey);
+        }
+        Ok(RegisteredKeys {
+            keys: Arc::new(keys.any_kid_for_a_sole_key()),
+            doc,
+        })
     }
-    let private = doc
-        .get("keys")
-        .and_then(|k| k.as_array())
-        .is_some_and(|ks| ks.iter().any(|k| k.get("d").is_some()));
-    if private {
-        return Err("the JWKS holds a private key (`d`): register public keys only".into());
+
+    /// One PEM public key (`-----BEGIN PUBLIC KEY-----`), registered as a
+    /// JWKS of that key.
+    pub fn from_pem(pem: &str) -> Result<Self, RegisterError> {
+        RegisteredKeys::from_jwks(jose::keys::jwks_from_pem(pem)?)
     }
-    Ok(())
+
+    /// Keys as the state file holds them, checked when they were registered:
+    /// loaded as they are (a key that cannot be used verifies nothing).
+    fn stored(doc: serde_json::Value) -> Self {
+        let keys = KeySet::from_jwks(&doc, &alg::REGISTERED_CLIENT_KEYS)
+            .map(|(keys, _)| keys)
+            .unwrap_or_default();
+        RegisteredKeys {
+            keys: Arc::new(keys.any_kid_for_a_sole_key()),
+            doc,
+        }
+    }
+
+    /// The decoded keys. With one key, it is used whatever `kid` an assertion
+    /// names (an app's one key, perhaps from a PEM file without a kid).
+    pub fn keys(&self) -> &KeySet {
+        &self.keys
+    }
+}
+
+impl Serialize for RegisteredKeys {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.doc.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RegisteredKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(RegisteredKeys::stored)
+    }
 }
 
 /// Everything the token endpoint checks a request against.
@@ -208,52 +264,4 @@ mod b64 {
         let text = String::deserialize(d)?;
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
-}
-
-/// A PEM public key (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo) as a
-/// JWKS of that one key: RSA, EC P-256 or Ed25519.
-pub fn pem_to_jwks(pem: &str) -> Result<serde_json::Value, String> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use rustls_pki_types::SubjectPublicKeyInfoDer;
-    use rustls_pki_types::pem::PemObject as _;
-    use simple_asn1::{ASN1Block, oid};
-    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
-        .map_err(|_| "not a PEM public key (-----BEGIN PUBLIC KEY-----)".to_owned())?;
-    let blocks =
-        simple_asn1::from_der(spki.as_ref()).map_err(|_| "bad public key DER".to_owned())?;
-    let (algorithm, key) = match blocks.as_slice() {
-        [ASN1Block::Sequence(_, parts)] => match parts.as_slice() {
-            [ASN1Block::Sequence(_, alg), ASN1Block::BitString(_, _, key)] => (alg, key),
-            _ => return Err("bad SubjectPublicKeyInfo".into()),
-        },
-        _ => return Err("bad SubjectPublicKeyInfo".into()),
-    };
-    let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
-    let jwk = match algorithm.as_slice() {
-        [ASN1Block::ObjectIdentifier(_, o), ..] if *o == oid!(1, 2, 840, 113549, 1, 1, 1) => {
-            let inner = simple_asn1::from_der(key).map_err(|_| "bad RSA public key".to_owned())?;
-            let [ASN1Block::Sequence(_, ne)] = inner.as_slice() else {
-                return Err("bad RSA public key".into());
-            };
-            let [ASN1Block::Integer(_, n), ASN1Block::Integer(_, e)] = ne.as_slice() else {
-                return Err("bad RSA public key".into());
-            };
-            serde_json::json!({"kty": "RSA", "n": b64(&n.to_bytes_be().1), "e": b64(&e.to_bytes_be().1)})
-        }
-        [
-            ASN1Block::ObjectIdentifier(_, o),
-            ASN1Block::ObjectIdentifier(_, curve),
-        ] if *o == oid!(1, 2, 840, 10045, 2, 1) => {
-            if *curve != oid!(1, 2, 840, 10045, 3, 1, 7) || key.len() != 65 || key[0] != 4 {
-                return Err("EC keys must be uncompressed P-256".into());
-            }
-            serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&key[1..33]), "y": b64(&key[33..])})
-        }
-        [ASN1Block::ObjectIdentifier(_, o)] if *o == oid!(1, 3, 101, 112) => {
-            serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)})
-        }
-        _ => return Err("unsupported public key type (RSA, EC P-256 or Ed25519)".into()),
-    };
-    Ok(serde_json::json!({"keys": [jwk]}))
 }

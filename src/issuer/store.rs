@@ -14,7 +14,7 @@
 //! one of the state's current secrets for that app is not used, and a warning
 //! at start says so (naming the client id, never the secret).
 
-use super::registry::{Api, App, Registry};
+use super::registry::{Api, App, RegisteredKeys, Registry};
 use crate::config::{IssuerSpec, MANAGEMENT_SCOPES};
 use crate::private_file::{WriteError, dir_of, write as write_private};
 use crate::secret;
@@ -121,13 +121,10 @@ impl Store {
                             path.display()
                         )
                     })?;
-                    let doc = super::registry::pem_to_jwks(&text).map_err(|e| {
+                    let keys = RegisteredKeys::from_pem(&text).map_err(|e| {
                         format!("issuer app {}: {}: {e}", a.client_id, path.display())
                     })?;
-                    super::registry::check_jwks(&doc).map_err(|e| {
-                        format!("issuer app {}: {}: {e}", a.client_id, path.display())
-                    })?;
-                    Some(doc)
+                    Some(keys)
                 }
                 (None, None) => None,
                 (Some(path), _) => {
@@ -145,10 +142,10 @@ impl Store {
                             path.display()
                         )
                     })?;
-                    super::registry::check_jwks(&doc).map_err(|e| {
+                    let keys = RegisteredKeys::from_jwks(doc).map_err(|e| {
                         format!("issuer app {}: {}: {e}", a.client_id, path.display())
                     })?;
-                    Some(doc)
+                    Some(keys)
                 }
             };
             reg.apps.insert(

@@ -3,7 +3,7 @@
 //! `client_secret_post` or the JSON body; `audience` or `resource` (RFC 8707);
 //! errors as RFC 6749 §5.2 JSON.
 
-use super::assertion::ClientAuth;
+use super::client_auth::{AssertionOffer, AuthError, ClientAuthenticator, Failure};
 use super::keys::SigningKey;
 use super::registry::Registry;
 use crate::jose::sign::{self, Header, SignError};
@@ -42,6 +42,25 @@ impl TokenError {
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::BAD_REQUEST,
         }
+    }
+}
+
+impl From<AuthError> for TokenError {
+    fn from(e: AuthError) -> Self {
+        let code = if e.is_bad_request() {
+            "invalid_request"
+        } else {
+            "invalid_client"
+        };
+        let mut t = TokenError::new(code, e.to_string());
+        t.retry_after = e.retry_after();
+        t
+    }
+}
+
+impl From<Failure> for TokenError {
+    fn from(e: Failure) -> Self {
+        AuthError::from(e).into()
     }
 }
 
@@ -175,11 +194,18 @@ pub struct Grant {
 /// failures are counted and, past the budget, answered 429 (see [`super::limit`]).
 pub fn authenticate<'r>(
     reg: &'r Registry,
-    auth: &ClientAuth,
+    auth: &ClientAuthenticator,
     req: &TokenRequest,
 ) -> Result<&'r super::registry::App, TokenError> {
     if req.get("client_assertion").is_some() || req.get("client_assertion_type").is_some() {
-        return auth.assertion(reg, req);
+        let offer = AssertionOffer {
+            assertion_type: req.get("client_assertion_type"),
+            assertion: req.get("client_assertion"),
+            client_id: req.get("client_id"),
+            other_method: req.has_basic() || req.get("client_secret").is_some(),
+            peer: req.peer,
+        };
+        return Ok(auth.assertion(reg, &offer)?);
     }
     let body_secret = req.get("client_secret");
     let (client_id, secret, basic) = match (&req.basic, body_secret) {
@@ -209,7 +235,7 @@ pub fn authenticate<'r>(
     match reg.authenticate(client_id, secret) {
         Some(app) => Ok(app),
         None => {
-            let mut e = auth.failure(client_id, req.peer);
+            let mut e = TokenError::from(auth.failure(client_id, req.peer));
             e.basic = basic;
             Err(e)
         }
@@ -220,7 +246,7 @@ pub fn authenticate<'r>(
 /// audience, scopes.
 pub fn authorize(
     reg: &Registry,
-    auth: &ClientAuth,
+    auth: &ClientAuthenticator,
     req: &TokenRequest,
 ) -> Result<Grant, TokenError> {
     let app = authenticate(reg, auth, req)?;

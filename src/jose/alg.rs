@@ -31,12 +31,23 @@ pub const INBOUND_DEFAULT: [Algorithm; 4] = [
 /// What the built-in issuer signs its tokens with (`issuer.signing_alg`).
 pub const ISSUER_SIGNING: [Algorithm; 3] = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
 
-/// What client assertions (`private_key_jwt`, RFC 7523) are signed with, both
-/// by the credential manager and as accepted by the issuer.
+/// What the credential manager signs client assertions (`private_key_jwt`,
+/// RFC 7523) with.
 pub const CLIENT_ASSERTION: [Algorithm; 4] = [
     Algorithm::RS256,
     Algorithm::PS256,
     Algorithm::ES256,
+    Algorithm::EdDSA,
+];
+
+/// What the issuer accepts from the keys apps register for `private_key_jwt`.
+pub const REGISTERED_CLIENT_KEYS: [Algorithm; 7] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::ES256,
+    Algorithm::ES384,
     Algorithm::EdDSA,
 ];
 

@@ -6,8 +6,6 @@
 
 use crate::config::{AuthMethod, CredentialSpec};
 use crate::metrics::Outcome;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderValue, StatusCode};
 use std::time::{Duration, SystemTime};
 
@@ -238,12 +236,7 @@ fn expires_in(v: &serde_json::Value) -> Option<Duration> {
 
 /// The `exp` claim of a JWT, read without verifying it: we only hold the token.
 fn jwt_exp(token: &str) -> Option<f64> {
-    let mut parts = token.split('.');
-    let (_, payload, _, None) = (parts.next()?, parts.next()?, parts.next()?, parts.next()) else {
-        return None;
-    };
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let claims = crate::jose::compact::unverified_claims(token).ok()?;
     claims.get("exp")?.as_f64()
 }
 
