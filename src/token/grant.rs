@@ -287,6 +287,8 @@ pub fn scrub(message: &mut String, spec: &CredentialSpec, secret: &str) {
 mod tests {
     use super::*;
     use crate::config::{Format, load_str};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     fn spec() -> CredentialSpec {
         let text = "[credentials.c]\ntoken_url = \"http://idp/t\"\nclient_id = \"id\"\nclient_secret = \"secret-value\"\ndefault_ttl = \"7m\"\n";
