@@ -276,9 +276,7 @@ impl Inbound {
         } else {
             Arc::new(self.verify_signature(token).await?)
         };
-        self.revocations
-            .check(&v)
-            .map_err(Refusal::InvalidToken)?;
+        self.revocations.check(&v).map_err(Refusal::InvalidToken)?;
         if let (Some((intro, allow_on_error)), Some(key)) = (&self.introspection, key) {
             let (status, cached) = intro.check(token, key, &v).await;
             let outcome = match (status, cached) {

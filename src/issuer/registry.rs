@@ -5,8 +5,8 @@
 //! KDF); they are compared in constant time.
 
 use crate::clock::unix_now;
-use crate::jose::{self, alg};
 use crate::jose::keys::{KeyError, KeySet, Skipped};
+use crate::jose::{self, alg};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

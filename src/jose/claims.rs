@@ -158,7 +158,12 @@ mod tests {
         assert_eq!(aud(json!(["x", "https://api"])), Ok(true));
         assert_eq!(aud(json!(["x", "y"])), Ok(false));
         assert_eq!(aud(json!([])), Ok(false));
-        for bad in [json!(["https://api", 1]), json!(1), json!({"a": 1}), json!(null)] {
+        for bad in [
+            json!(["https://api", 1]),
+            json!(1),
+            json!({"a": 1}),
+            json!(null),
+        ] {
             assert_eq!(aud(bad.clone()), Err(WrongType("aud")), "{bad}");
         }
         assert_eq!(audience(&Object::new(), ours), Ok(false));
@@ -187,15 +192,25 @@ mod tests {
             Err(TimeError::WrongType(WrongType("exp")))
         );
         assert!(check(json!({"exp": 2000, "nbf": 1030, "iat": 1030})).is_ok());
-        for future in [json!({"exp": 2000, "nbf": 1031}), json!({"exp": 2000, "iat": 1031})] {
-            assert_eq!(check(future.clone()), Err(TimeError::NotYetValid), "{future}");
+        for future in [
+            json!({"exp": 2000, "nbf": 1031}),
+            json!({"exp": 2000, "iat": 1031}),
+        ] {
+            assert_eq!(
+                check(future.clone()),
+                Err(TimeError::NotYetValid),
+                "{future}"
+            );
         }
         assert_eq!(
             check(json!({"exp": 2000, "nbf": true})),
             Err(TimeError::WrongType(WrongType("nbf")))
         );
         // No leeway: expired at exp itself.
-        let strict = Window { now: 1000, leeway: 0 };
+        let strict = Window {
+            now: 1000,
+            leeway: 0,
+        };
         assert!(strict.expired(1000) && !strict.expired(1001));
         assert_eq!(
             strict.expiry(&obj(json!({"exp": 1001, "nbf": 5000}))),

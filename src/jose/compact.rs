@@ -166,7 +166,10 @@ mod tests {
                 JwsError::AlgNotAllowed,
             ),
             (with(json!({"alg": "nOnE"})), JwsError::AlgNotAllowed),
-            (with(json!({"alg": "ES256", "crit": ["x"]})), JwsError::UnknownCrit),
+            (
+                with(json!({"alg": "ES256", "crit": ["x"]})),
+                JwsError::UnknownCrit,
+            ),
             (with(json!({"alg": 1})), JwsError::BadHeader),
             (with(json!({"kid": "k"})), JwsError::BadHeader),
             (with(json!({"alg": "ES256", "kid": 1})), JwsError::BadHeader),
@@ -187,7 +190,10 @@ mod tests {
         let dup_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","alg":"HS256"}"#);
         let dup_claims = URL_SAFE_NO_PAD.encode(r#"{"aud":"a","aud":"b"}"#);
         let h = seg(&json!({"alg": "ES256"}));
-        for t in [format!("{dup_header}.{c}.c2ln"), format!("{h}.{dup_claims}.c2ln")] {
+        for t in [
+            format!("{dup_header}.{c}.c2ln"),
+            format!("{h}.{dup_claims}.c2ln"),
+        ] {
             assert_eq!(parse(&t).err(), Some(JwsError::Malformed), "{t}");
         }
         assert!(unverified_claims(&format!("{h}.{dup_claims}.c2ln")).is_err());
@@ -205,7 +211,11 @@ mod tests {
 
     #[test]
     fn a_limit_of_ones_own_applies() {
-        let t = token(&json!({"alg": "ES256"}), &json!({"x": "y".repeat(MAX_TOKEN)}), b"s");
+        let t = token(
+            &json!({"alg": "ES256"}),
+            &json!({"x": "y".repeat(MAX_TOKEN)}),
+            b"s",
+        );
         assert_eq!(parse(&t).err(), Some(JwsError::TooLarge));
         assert!(parse_within(&t, usize::MAX).is_ok());
     }

@@ -210,7 +210,10 @@ impl KeySet {
     }
 
     /// [`KeySet::parse`] for a document already parsed.
-    pub fn from_jwks(doc: &Value, allowed: &[Algorithm]) -> Result<(KeySet, Vec<Skipped>), KeyError> {
+    pub fn from_jwks(
+        doc: &Value,
+        allowed: &[Algorithm],
+    ) -> Result<(KeySet, Vec<Skipped>), KeyError> {
         let list = doc
             .get("keys")
             .and_then(Value::as_array)
@@ -477,16 +480,21 @@ mod tests {
     fn documents_that_are_not_a_jwks_are_refused() {
         let e = KeySet::parse(b"{", &alg::INBOUND).err().unwrap();
         assert!(e.to_string().starts_with("JWKS is not JSON: "), "{e}");
-        let e = KeySet::parse(b"{\"keys\": {}}", &alg::INBOUND).err().unwrap();
+        let e = KeySet::parse(b"{\"keys\": {}}", &alg::INBOUND)
+            .err()
+            .unwrap();
         assert_eq!(e.to_string(), "JWKS has no `keys` array");
     }
 
     #[test]
     fn lookup_by_kid() {
         let jwk = |kid: &str| serde_json::json!({"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": URL_SAFE_NO_PAD.encode([9u8; 32])});
-        let one = KeySet::from_jwks(&serde_json::json!({"keys": [jwk("a")]}), &[Algorithm::EdDSA])
-            .unwrap()
-            .0;
+        let one = KeySet::from_jwks(
+            &serde_json::json!({"keys": [jwk("a")]}),
+            &[Algorithm::EdDSA],
+        )
+        .unwrap()
+        .0;
         assert!(one.find(Some("a")).is_some() && one.find(None).is_some());
         assert!(one.find(Some("b")).is_none() && one.get("b").is_none());
         let one = one.any_kid_for_a_sole_key();
@@ -509,7 +517,9 @@ mod tests {
         let pair = Ed25519KeyPair::generate().unwrap();
         let public = pair.public_key().as_ref().to_vec();
         // SubjectPublicKeyInfo for Ed25519: the fixed prefix, then the key.
-        let mut spki = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        let mut spki = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
         spki.extend_from_slice(&public);
         let b64 = base64::engine::general_purpose::STANDARD.encode(&spki);
         let pem = format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n");
@@ -517,7 +527,10 @@ mod tests {
         assert_eq!(doc["keys"][0]["x"], URL_SAFE_NO_PAD.encode(&public));
         let (set, skipped) = KeySet::from_jwks(&doc, &alg::CLIENT_ASSERTION).unwrap();
         assert!(skipped.is_empty() && set.len() == 1);
-        for bad in ["", "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"] {
+        for bad in [
+            "",
+            "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
+        ] {
             assert!(jwks_from_pem(bad).is_err(), "{bad:?}");
         }
     }

@@ -14,3 +14,8 @@ pub mod compact;
 pub mod keys;
 pub mod sign;
 pub mod verify;
+
+#[cfg(test)]
+mod attacks;
+#[cfg(test)]
+pub(crate) mod test_keys;
