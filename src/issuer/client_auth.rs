@@ -281,3 +281,205 @@ impl ClientAuthenticator {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issuer::registry::RegisteredKeys;
+    use crate::jose::test_keys::TestKey;
+    use serde_json::json;
+
+    const URL: &str = "https://issuer.test/";
+
+    fn registry(key: &TestKey) -> Registry {
+        let app: App = serde_json::from_value(json!({
+            "client_id": "svc", "name": "svc", "secrets": [], "grants": {},
+        }))
+        .unwrap();
+        let app = App {
+            jwks: Some(RegisteredKeys::from_jwks(json!({"keys": [key.jwk()]})).unwrap()),
+            ..app
+        };
+        Registry {
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0u8; 32]),
+            apis: Vec::new(),
+            apps: [("svc".to_owned(), app)].into(),
+            revoked: Default::default(),
+            not_before: Default::default(),
+        }
+    }
+
+    fn claims(jti: &str) -> Value {
+        let now = crate::clock::unix_now();
+        json!({"iss": "svc", "sub": "svc", "aud": URL, "jti": jti, "iat": now, "exp": now + 60})
+    }
+
+    fn offer(assertion: &str) -> AssertionOffer<'_> {
+        AssertionOffer {
+            assertion_type: Some(JWT_BEARER),
+            assertion: Some(assertion),
+            client_id: None,
+            other_method: false,
+            peer: None,
+        }
+    }
+
+    fn said(auth: &ClientAuthenticator, reg: &Registry, token: &str) -> String {
+        match auth.assertion(reg, &offer(token)) {
+            Ok(app) => format!("ok {}", app.client_id),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_assertion_is_checked_against_the_keys_decoded_at_registration() {
+        let key = TestKey::es256("k1");
+        let reg = registry(&key);
+        let auth = ClientAuthenticator::new(URL);
+        let h = json!({"alg": "ES256", "kid": "k1"});
+        let sign = |c: Value| key.sign(&h, &c);
+        let with = |k: &str, v: Value| {
+            let mut c = claims(k);
+            c[k] = v;
+            sign(c)
+        };
+        assert_eq!(said(&auth, &reg, &sign(claims("a"))), "ok svc");
+        // The one registered key is used whatever kid the assertion names.
+        let other_kid = key.sign(&json!({"alg": "ES256", "kid": "zz"}), &claims("b"));
+        assert_eq!(said(&auth, &reg, &other_kid), "ok svc");
+        assert_eq!(
+            said(&auth, &reg, &sign(claims("a"))),
+            "client assertion refused: this assertion's jti was already used"
+        );
+        let not_verified = "client assertion refused: the assertion is not signed by a key registered for its client";
+        let now = crate::clock::unix_now();
+        for (what, token, want) in [
+            (
+                "another key",
+                TestKey::es256("k1").sign(&h, &claims("c")),
+                not_verified.to_owned(),
+            ),
+            (
+                "an unknown client",
+                sign(
+                    json!({"iss": "nobody", "sub": "nobody", "aud": URL, "jti": "d", "exp": now + 60}),
+                ),
+                not_verified.to_owned(),
+            ),
+            (
+                "alg none",
+                format!(
+                    "{}.{}.",
+                    crate::jose::test_keys::seg(&json!({"alg": "none"})),
+                    crate::jose::test_keys::seg(&claims("e"))
+                ),
+                "client assertion refused: algorithm not allowed".to_owned(),
+            ),
+            (
+                "no iss",
+                sign(json!({"sub": "svc"})),
+                "client assertion refused: no iss".to_owned(),
+            ),
+            (
+                "wrong sub",
+                with("sub", "other".into()),
+                "client assertion refused: sub must equal iss (the client id)".to_owned(),
+            ),
+            (
+                "wrong aud",
+                with("aud", "https://elsewhere/".into()),
+                format!(
+                    "client assertion refused: aud must name this server ({URL} or {URL}oauth/token)"
+                ),
+            ),
+            (
+                "no exp",
+                with("exp", Value::Null),
+                "client assertion refused: exp is required".to_owned(),
+            ),
+            (
+                "expired",
+                with("exp", json!(now - 31)),
+                "client assertion refused: the assertion has expired".to_owned(),
+            ),
+            (
+                "too long",
+                with("exp", json!(now + 3600)),
+                "client assertion refused: exp is more than 600 s ahead".to_owned(),
+            ),
+            (
+                "nbf ahead",
+                with("nbf", json!(now + 600)),
+                "client assertion refused: the assertion is not valid yet".to_owned(),
+            ),
+            (
+                "nbf a string",
+                with("nbf", "0".into()),
+                "client assertion refused: the `nbf` claim has the wrong type".to_owned(),
+            ),
+            (
+                "no jti",
+                with("jti", "".into()),
+                "client assertion refused: jti is required".to_owned(),
+            ),
+            (
+                "long jti",
+                with("jti", "j".repeat(MAX_JTI_LEN + 1).into()),
+                "client assertion refused: jti is longer than 256 bytes".to_owned(),
+            ),
+        ] {
+            // A fresh authenticator each: ten failures in a row are throttled.
+            let fresh = ClientAuthenticator::new(URL);
+            assert_eq!(said(&fresh, &reg, &token), want, "{what}");
+        }
+        let to_endpoint = with("aud", json!([format!("{URL}oauth/token")]));
+        assert_eq!(said(&auth, &reg, &to_endpoint), "ok svc");
+    }
+
+    #[test]
+    fn malformed_requests_are_not_client_failures() {
+        let reg = registry(&TestKey::eddsa("k"));
+        let auth = ClientAuthenticator::new(URL);
+        let jwt = "a.b.c";
+        let cases = [
+            (
+                AssertionOffer {
+                    assertion_type: Some("urn:other"),
+                    ..offer(jwt)
+                },
+                true,
+            ),
+            (
+                AssertionOffer {
+                    other_method: true,
+                    ..offer(jwt)
+                },
+                true,
+            ),
+            (
+                AssertionOffer {
+                    assertion: None,
+                    ..offer(jwt)
+                },
+                true,
+            ),
+            (
+                AssertionOffer {
+                    client_id: Some("x"),
+                    ..offer(jwt)
+                },
+                false,
+            ),
+            (offer(jwt), false),
+        ];
+        for (o, bad_request) in cases {
+            let e = auth.assertion(&reg, &o).err().unwrap();
+            assert_eq!(e.is_bad_request(), bad_request, "{e}");
+            assert!(e.retry_after().is_none());
+        }
+        assert_eq!(
+            auth.failure("x", None).to_string(),
+            "client authentication failed"
+        );
+    }
+}

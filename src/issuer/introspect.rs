@@ -115,3 +115,162 @@ pub fn answer(verifier: &Verifier, reg: &Registry, token: &str) -> serde_json::V
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::test_keys::{TestKey, b64, seg};
+    use serde_json::json;
+
+    const ISS: &str = "https://issuer.test/";
+
+    fn claims(exp_in: i64) -> Value {
+        let now = crate::clock::unix_now();
+        json!({"iss": ISS, "aud": "https://api/", "client_id": "app", "jti": "j",
+               "iat": now, "exp": now.saturating_add_signed(exp_in)})
+    }
+
+    #[test]
+    fn the_issuers_tokens_get_the_same_strictness_as_access_tokens() {
+        let key = TestKey::es256("current");
+        let retired = TestKey::eddsa("retired");
+        let v = Verifier::new(&[key.jwk(), retired.jwk()], ISS).unwrap();
+        let h = json!({"alg": "ES256", "kid": "current", "typ": "at+jwt"});
+        let good = key.sign(&h, &claims(60));
+        assert!(v.check(&good).is_ok());
+        let old = retired.sign(&json!({"alg": "EdDSA", "kid": "retired"}), &claims(60));
+        assert!(
+            v.check(&old).is_ok(),
+            "a retired key verifies until it leaves"
+        );
+        let (gh, gp, gs) = {
+            let p: Vec<&str> = good.split('.').collect();
+            (p[0].to_owned(), p[1].to_owned(), p[2].to_owned())
+        };
+        let raw = |header: &str| {
+            let msg = format!("{}.{}", b64(header), seg(&claims(60)));
+            format!("{msg}.{}", b64(key.signature(msg.as_bytes())))
+        };
+        let cases = [
+            (
+                "alg none",
+                format!("{}.{gp}.", seg(&json!({"alg": "none", "kid": "current"}))),
+                Rejected::Jws(JwsError::AlgNotAllowed),
+            ),
+            (
+                "HS256 with the public key",
+                crate::jose::test_keys::hmac_token(
+                    &json!({"alg": "HS256", "kid": "current"}),
+                    &claims(60),
+                    key.jwk().to_string().as_bytes(),
+                ),
+                Rejected::Jws(JwsError::AlgNotAllowed),
+            ),
+            (
+                "the retired key's id",
+                key.sign(&json!({"alg": "ES256", "kid": "retired"}), &claims(60)),
+                Rejected::Jws(JwsError::AlgNotAllowed),
+            ),
+            (
+                "no kid",
+                key.sign(&json!({"alg": "ES256"}), &claims(60)),
+                Rejected::NoKid,
+            ),
+            (
+                "unknown kid",
+                key.sign(&json!({"alg": "ES256", "kid": "x"}), &claims(60)),
+                Rejected::Jws(JwsError::UnknownKid),
+            ),
+            (
+                "signed by another key",
+                TestKey::es256("current").sign(&h, &claims(60)),
+                Rejected::Jws(JwsError::BadSignature),
+            ),
+            (
+                "crit",
+                key.sign(
+                    &json!({"alg": "ES256", "kid": "current", "crit": ["x"]}),
+                    &claims(60),
+                ),
+                Rejected::Jws(JwsError::UnknownCrit),
+            ),
+            (
+                "repeated alg",
+                raw(r#"{"alg":"ES256","kid":"current","alg":"none"}"#),
+                Rejected::Jws(JwsError::Malformed),
+            ),
+            (
+                "padded",
+                format!("{gh}.{gp}.{gs}=="),
+                Rejected::Jws(JwsError::Malformed),
+            ),
+            (
+                "wrong iss",
+                key.sign(&h, &{
+                    let mut c = claims(60);
+                    c["iss"] = "https://evil/".into();
+                    c
+                }),
+                Rejected::WrongIssuer,
+            ),
+            (
+                "no iss",
+                key.sign(&h, &{
+                    let mut c = claims(60);
+                    c.as_object_mut().unwrap().remove("iss");
+                    c
+                }),
+                Rejected::WrongIssuer,
+            ),
+            (
+                "expired",
+                key.sign(&h, &claims(-1)),
+                Rejected::Time(TimeError::Expired),
+            ),
+            (
+                "no exp",
+                key.sign(&h, &{
+                    let mut c = claims(60);
+                    c.as_object_mut().unwrap().remove("exp");
+                    c
+                }),
+                Rejected::Time(TimeError::NoExpiry),
+            ),
+        ];
+        for (what, token, want) in cases {
+            assert_eq!(v.check(&token).err(), Some(want), "{what}");
+            assert!(v.verify(&token).is_none(), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_large_token_of_its_own_still_verifies() {
+        // Many scopes make a large token: the request's limits bound it, not 8 KiB.
+        let key = TestKey::eddsa("k");
+        let v = Verifier::new(&[key.jwk()], ISS).unwrap();
+        let mut c = claims(60);
+        c["scp"] = (0..2000).map(|i| format!("scope:{i}")).collect();
+        let token = key.sign(&json!({"alg": "EdDSA", "kid": "k"}), &c);
+        assert!(token.len() > crate::jose::compact::MAX_TOKEN);
+        assert_eq!(v.verify(&token).unwrap()["scp"][1999], "scope:1999");
+    }
+
+    #[test]
+    fn the_issuers_keys_need_a_kid_and_a_signing_algorithm() {
+        let key = TestKey::es256("k");
+        let mut no_kid = key.jwk();
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let mut hs = key.jwk();
+        hs["alg"] = "HS256".into();
+        let mut ps = TestKey::rsa("r", crate::jose::alg::Algorithm::PS256).jwk();
+        ps["alg"] = "PS256".into();
+        for (what, jwk, want) in [
+            ("no kid", no_kid, "JWK without kid"),
+            ("HS256", hs, "JWK with unsupported alg Some(\"HS256\")"),
+            ("PS256", ps, "JWK with unsupported alg Some(\"PS256\")"),
+        ] {
+            let e = Verifier::new(&[jwk], ISS).err().unwrap();
+            assert_eq!(e.to_string(), want, "{what}");
+        }
+    }
+}

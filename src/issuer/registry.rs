@@ -265,3 +265,65 @@ mod b64 {
         STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::jose::test_keys::TestKey;
+    use serde_json::json;
+
+    #[test]
+    fn registered_keys_are_stored_as_registered_and_decoded_on_load() {
+        let key = TestKey::es256("k1");
+        let doc = json!({"keys": [key.jwk()]});
+        let app = App {
+            client_id: "svc".into(),
+            name: "svc".into(),
+            secrets: Vec::new(),
+            grants: BTreeMap::new(),
+            blocked: false,
+            blocked_at: None,
+            jwks: Some(RegisteredKeys::from_jwks(doc.clone()).unwrap()),
+        };
+        // The state file and the management API show the document itself.
+        let stored = serde_json::to_value(&app).unwrap();
+        assert_eq!(stored["jwks"], doc);
+        assert_eq!(app.public()["jwks"], doc);
+        let loaded: App = serde_json::from_value(stored).unwrap();
+        let keys = loaded.jwks.unwrap();
+        assert_eq!(keys.keys().find(Some("any")).unwrap().kid, "k1");
+        // A stored document that no longer decodes loads, and verifies nothing.
+        let odd: App = serde_json::from_value(json!({
+            "client_id": "x", "name": "x", "secrets": [], "grants": {},
+            "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]},
+        }))
+        .unwrap();
+        assert!(odd.jwks.unwrap().keys().is_empty());
+    }
+
+    #[test]
+    fn registration_refuses_what_cannot_be_used() {
+        let key = TestKey::eddsa("k");
+        let mut private = key.jwk();
+        private["d"] = "AAAA".into();
+        for (doc, want) in [
+            (
+                json!({"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}),
+                "the JWKS has no usable public signing key (key 0: symmetric keys are never taken from a JWKS)",
+            ),
+            (
+                json!({"keys": [private]}),
+                "the JWKS holds a private key (`d`): register public keys only",
+            ),
+            (json!({"k": 1}), "JWKS has no `keys` array"),
+        ] {
+            let e = RegisteredKeys::from_jwks(doc).err().unwrap();
+            assert_eq!(e.to_string(), want);
+        }
+        let e = RegisteredKeys::from_pem("not a key").err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "not a PEM public key (-----BEGIN PUBLIC KEY-----)"
+        );
+    }
+}
