@@ -129,7 +129,7 @@ impl RegisteredKeys {
     /// One PEM public key (`-----BEGIN PUBLIC KEY-----`), registered as a
     /// JWKS of that key.
     pub fn from_pem(pem: &str) -> Result<Self, RegisterError> {
-        RegisteredKeys::from_jwks(jose::keys::jwks_from_pem(pem)?)
+        RegisteredKeys::from_jwks(jose::spki::jwks_from_pem(pem)?)
     }
 
     /// Keys as the state file holds them, checked when they were registered:

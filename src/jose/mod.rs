@@ -13,6 +13,7 @@ pub mod claims;
 pub mod compact;
 pub mod keys;
 pub mod sign;
+pub mod spki;
 pub mod verify;
 
 #[cfg(test)]
