@@ -427,22 +427,16 @@ impl Validator {
                     (key, None) => {
                         let key = self.secret(&p("private_key"), key.as_ref())?;
                         let alg = c.assertion_alg.as_ref().and_then(|t| {
-                            use jsonwebtoken::Algorithm as A;
-                            match t.0.as_str() {
-                                "RS256" => Some(A::RS256),
-                                "PS256" => Some(A::PS256),
-                                "ES256" => Some(A::ES256),
-                                "EdDSA" => Some(A::EdDSA),
-                                other => {
-                                    self.issue(
-                                        p("assertion_alg"),
-                                        format!(
-                                            "must be RS256, PS256, ES256 or EdDSA, got `{other}`"
-                                        ),
-                                    );
-                                    None
-                                }
+                            use crate::jose::alg;
+                            let name = t.0.as_str();
+                            let a = alg::parse(name).filter(|a| alg::CLIENT_ASSERTION.contains(a));
+                            if a.is_none() {
+                                self.issue(
+                                    p("assertion_alg"),
+                                    format!("must be RS256, PS256, ES256 or EdDSA, got `{name}`"),
+                                );
                             }
+                            a
                         });
                         Some(ClientAuth::PrivateKey {
                             key,

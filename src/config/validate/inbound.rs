@@ -4,8 +4,8 @@
 use super::{MS, Validator, secs};
 use crate::config::raw::{InboundConfig, IntrospectionConfig, RuleConfig};
 use crate::config::{DefaultPolicy, InboundSpec, IntrospectionSpec, KeySource, RuleSpec};
+use crate::jose::alg::{self, Algorithm};
 use crate::path::{EscapedSlashes, PathParameters, PathPolicy};
-use jsonwebtoken::Algorithm;
 use std::time::Duration;
 
 impl Validator {
@@ -203,7 +203,7 @@ impl Validator {
         let hmac_algs = algorithms
             .unwrap_or_default()
             .iter()
-            .filter(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512))
+            .filter(|a| alg::is_hmac(**a))
             .count();
         if c.hmac_secret.is_some() {
             // A shared secret is the only key: never beside JWKS keys (RFC 8725 §3.1).
@@ -251,28 +251,16 @@ impl Validator {
     }
 
     fn algorithms(&mut self, given: Option<&[String]>) -> Option<Vec<Algorithm>> {
-        let names: Vec<&str> = match given {
-            Some(list) => list.iter().map(String::as_str).collect(),
-            None => vec!["RS256", "PS256", "ES256", "EdDSA"],
+        let Some(names) = given else {
+            return Some(alg::INBOUND_DEFAULT.to_vec());
         };
         let mut out = Vec::new();
         for (i, name) in names.iter().enumerate() {
-            match *name {
-                "RS256" => out.push(Algorithm::RS256),
-                "RS384" => out.push(Algorithm::RS384),
-                "RS512" => out.push(Algorithm::RS512),
-                "PS256" => out.push(Algorithm::PS256),
-                "PS384" => out.push(Algorithm::PS384),
-                "PS512" => out.push(Algorithm::PS512),
-                "ES256" => out.push(Algorithm::ES256),
-                "ES384" => out.push(Algorithm::ES384),
-                "EdDSA" => out.push(Algorithm::EdDSA),
-                "HS256" => out.push(Algorithm::HS256),
-                "HS384" => out.push(Algorithm::HS384),
-                "HS512" => out.push(Algorithm::HS512),
-                other => self.issue(
+            match alg::parse(name).filter(|a| alg::INBOUND.contains(a)) {
+                Some(a) => out.push(a),
+                None => self.issue(
                     format!("inbound.algorithms[{i}]"),
-                    format!("`{other}` is not allowed (RS256/384/512, PS256/384/512, ES256/384, EdDSA; HS256/384/512 only with hmac_secret)"),
+                    format!("`{name}` is not allowed (RS256/384/512, PS256/384/512, ES256/384, EdDSA; HS256/384/512 only with hmac_secret)"),
                 ),
             }
         }

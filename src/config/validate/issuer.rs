@@ -6,6 +6,7 @@
 use super::{Validator, secs};
 use crate::config::raw::{ApiConfig, AppConfig, IssuerConfig, SecretConfig};
 use crate::config::{ApiSpec, AppSpec, IssuerSpec, MANAGEMENT_SCOPES, SigningAlg};
+use crate::jose::alg::{self, Algorithm};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
@@ -31,14 +32,16 @@ impl Validator {
             self.issue("issuer.url", "must end with `/` (it is the discovery base)");
         }
         let token_ttl = self.duration_or("issuer.token_ttl", &c.token_ttl, secs(86400), secs(1));
-        let signing_alg = match c.signing_alg.as_ref().map_or("ES256", |t| t.0.as_str()) {
-            "ES256" => Some(SigningAlg::ES256),
-            "EdDSA" => Some(SigningAlg::EdDSA),
-            "RS256" => Some(SigningAlg::RS256),
-            other => {
+        let name = c.signing_alg.as_ref().map_or("ES256", |t| t.0.as_str());
+        // The names are jose's; `SigningAlg` is the issuer's subset (`alg::ISSUER_SIGNING`).
+        let signing_alg = match alg::parse(name) {
+            Some(Algorithm::ES256) => Some(SigningAlg::ES256),
+            Some(Algorithm::EdDSA) => Some(SigningAlg::EdDSA),
+            Some(Algorithm::RS256) => Some(SigningAlg::RS256),
+            _ => {
                 self.issue(
                     "issuer.signing_alg",
-                    format!("unknown algorithm `{other}` (expected ES256, RS256 or EdDSA)"),
+                    format!("unknown algorithm `{name}` (expected ES256, RS256 or EdDSA)"),
                 );
                 None
             }
