@@ -11,7 +11,7 @@
 //! file is picked up.
 
 use crate::config::{InboundSpec, KeySource};
-use crate::jose::keys::{KeyError, KeySet, Skipped};
+use crate::jose::keys::{KeySet, Skipped, VerifyKeyError};
 use crate::oauth::metadata::get;
 use arc_swap::ArcSwapOption;
 use std::path::PathBuf;
@@ -215,7 +215,7 @@ enum FetchError {
     #[error(transparent)]
     Secret(#[from] crate::secret::SecretError),
     #[error(transparent)]
-    Keys(#[from] KeyError),
+    Keys(#[from] VerifyKeyError),
     #[error(transparent)]
     Get(#[from] crate::oauth::metadata::GetError),
     #[error(transparent)]
@@ -249,8 +249,8 @@ async fn fetch(client: &reqwest::Client, spec: &InboundSpec) -> Result<Fetched, 
         KeySource::JwksUrl(url) => get(client, url.as_str()).await?,
         KeySource::Discovery(base) => {
             // The metadata must name the configured issuer exactly (RFC 8414 §3.3).
-            let meta = crate::oauth::metadata::metadata(client, base.as_str(), &spec.issuer)
-                .await?;
+            let meta =
+                crate::oauth::metadata::metadata(client, base.as_str(), &spec.issuer).await?;
             // Keys fetched in clear could be anyone's: an https:// issuer's
             // jwks_uri must be https:// too.
             let jwks_uri = crate::oauth::metadata::metadata_endpoint(&meta, "jwks_uri", base)?;

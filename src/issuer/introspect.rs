@@ -8,7 +8,7 @@ use super::registry::Registry;
 use crate::jose::alg;
 use crate::jose::claims::{TimeError, Window};
 use crate::jose::compact::{self, JwsError, Object};
-use crate::jose::keys::{self, KeyError, KeySet};
+use crate::jose::keys::{self, KeySet, VerifyKeyError};
 use serde_json::Value;
 
 /// Checks tokens against the issuer's own keys: [`crate::jose`] (strict
@@ -41,7 +41,7 @@ pub enum VerifierError {
     #[error("JWK with unsupported alg {0:?}")]
     UnsupportedAlg(Option<String>),
     #[error("JWK: {0}")]
-    Key(#[source] KeyError),
+    Key(#[source] VerifyKeyError),
 }
 
 impl Verifier {

@@ -5,7 +5,7 @@
 //! KDF); they are compared in constant time.
 
 use crate::clock::unix_now;
-use crate::jose::keys::{KeyError, KeySet, Skipped};
+use crate::jose::keys::{KeySet, Skipped, VerifyKeyError};
 use crate::jose::{self, alg};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
@@ -93,7 +93,7 @@ pub struct RegisteredKeys {
 #[derive(Debug, thiserror::Error)]
 pub enum RegisterError {
     #[error(transparent)]
-    Keys(#[from] KeyError),
+    Keys(#[from] VerifyKeyError),
     #[error("the JWKS has no usable public signing key ({})", joined(.0))]
     NoUsableKey(Vec<Skipped>),
     #[error("the JWKS holds a private key (`d`): register public keys only")]

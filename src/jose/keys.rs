@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 /// Why a key (or a key document) cannot be used. Never holds key material.
 #[derive(Debug, thiserror::Error)]
-pub enum KeyError {
+pub enum VerifyKeyError {
     #[error("JWKS is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
     #[error("JWKS has no `keys` array")]
@@ -119,15 +119,15 @@ impl KeySet {
     /// The set holding only the configured HMAC `secret`, bound to `alg`
     /// (HS256/384/512). The secret must be at least as long as the hash output
     /// (RFC 7518 §3.2).
-    pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<KeySet, KeyError> {
+    pub fn hmac(secret: &[u8], alg: Algorithm) -> Result<KeySet, VerifyKeyError> {
         let (algorithm, min) = match alg {
             Algorithm::HS256 => (hmac::HMAC_SHA256, 32),
             Algorithm::HS384 => (hmac::HMAC_SHA384, 48),
             Algorithm::HS512 => (hmac::HMAC_SHA512, 64),
-            other => return Err(KeyError::NotHmac(other)),
+            other => return Err(VerifyKeyError::NotHmac(other)),
         };
         if secret.len() < min {
-            return Err(KeyError::HmacTooShort {
+            return Err(VerifyKeyError::HmacTooShort {
                 len: secret.len(),
                 alg,
                 min,
@@ -204,8 +204,11 @@ impl KeySet {
 
     /// Parse a JWKS document; keys that cannot be used are skipped, each with
     /// its index and why.
-    pub fn parse(doc: &[u8], allowed: &[Algorithm]) -> Result<(KeySet, Vec<Skipped>), KeyError> {
-        let value: Value = serde_json::from_slice(doc).map_err(KeyError::NotJson)?;
+    pub fn parse(
+        doc: &[u8],
+        allowed: &[Algorithm],
+    ) -> Result<(KeySet, Vec<Skipped>), VerifyKeyError> {
+        let value: Value = serde_json::from_slice(doc).map_err(VerifyKeyError::NotJson)?;
         KeySet::from_jwks(&value, allowed)
     }
 
@@ -213,11 +216,11 @@ impl KeySet {
     pub fn from_jwks(
         doc: &Value,
         allowed: &[Algorithm],
-    ) -> Result<(KeySet, Vec<Skipped>), KeyError> {
+    ) -> Result<(KeySet, Vec<Skipped>), VerifyKeyError> {
         let list = doc
             .get("keys")
             .and_then(Value::as_array)
-            .ok_or(KeyError::NoKeysArray)?;
+            .ok_or(VerifyKeyError::NoKeysArray)?;
         let mut keys = Vec::with_capacity(list.len());
         let mut skipped = Vec::new();
         for (index, jwk) in list.iter().enumerate() {
@@ -236,32 +239,32 @@ impl KeySet {
 pub struct Skipped {
     pub index: usize,
     #[source]
-    pub why: KeyError,
+    pub why: VerifyKeyError,
 }
 
 fn field<'a>(jwk: &'a Value, name: &str) -> Option<&'a str> {
     jwk.get(name).and_then(Value::as_str)
 }
 
-fn bytes(jwk: &Value, name: &'static str) -> Result<Vec<u8>, KeyError> {
-    let text = field(jwk, name).ok_or(KeyError::Missing(name))?;
+fn bytes(jwk: &Value, name: &'static str) -> Result<Vec<u8>, VerifyKeyError> {
+    let text = field(jwk, name).ok_or(VerifyKeyError::Missing(name))?;
     URL_SAFE_NO_PAD
         .decode(text)
-        .map_err(|_| KeyError::NotBase64(name))
+        .map_err(|_| VerifyKeyError::NotBase64(name))
 }
 
 /// One public JWK, bound to one algorithm of `allowed`: its `alg` if it names
 /// one, else the curve's, else (RSA) the first RSA algorithm allowed.
-pub fn from_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, KeyError> {
+pub fn from_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, VerifyKeyError> {
     if field(jwk, "use").is_some_and(|u| u != "sig") {
-        return Err(KeyError::NotForSigning);
+        return Err(VerifyKeyError::NotForSigning);
     }
-    let kty = field(jwk, "kty").ok_or(KeyError::NoKeyType)?;
+    let kty = field(jwk, "kty").ok_or(VerifyKeyError::NoKeyType)?;
     let named = match field(jwk, "alg") {
         Some(a) => Some(
             alg::parse(a)
                 .filter(|a| !alg::is_hmac(*a))
-                .ok_or_else(|| KeyError::UnknownAlg(a.to_owned()))?,
+                .ok_or_else(|| VerifyKeyError::UnknownAlg(a.to_owned()))?,
         ),
         None => None,
     };
@@ -270,22 +273,22 @@ pub fn from_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, KeyErro
         "EC" => ec(jwk, named)?,
         "OKP" if field(jwk, "crv") == Some("Ed25519") => {
             if named.is_some_and(|n| n != Algorithm::EdDSA) {
-                return Err(KeyError::NotEd25519Alg);
+                return Err(VerifyKeyError::NotEd25519Alg);
             }
             let x = bytes(jwk, "x")?;
             if x.len() != 32 {
-                return Err(KeyError::BadEd25519);
+                return Err(VerifyKeyError::BadEd25519);
             }
             let ed: &'static dyn VerificationAlgorithm = &signature::ED25519;
             (Algorithm::EdDSA, ed, x)
         }
-        "oct" => return Err(KeyError::Symmetric),
-        other => return Err(KeyError::UnsupportedKeyType(other.to_owned())),
+        "oct" => return Err(VerifyKeyError::Symmetric),
+        other => return Err(VerifyKeyError::UnsupportedKeyType(other.to_owned())),
     };
     if !allowed.contains(&alg) {
-        return Err(KeyError::NotAllowed(alg));
+        return Err(VerifyKeyError::NotAllowed(alg));
     }
-    let key = ParsedPublicKey::new(verification, public).map_err(KeyError::Rejected)?;
+    let key = ParsedPublicKey::new(verification, public).map_err(VerifyKeyError::Rejected)?;
     Ok(VerifyKey {
         kid: field(jwk, "kid").unwrap_or_default().to_owned(),
         alg,
@@ -295,34 +298,38 @@ pub fn from_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<VerifyKey, KeyErro
 
 type Decoded = (Algorithm, &'static dyn VerificationAlgorithm, Vec<u8>);
 
-fn rsa(jwk: &Value, named: Option<Algorithm>, allowed: &[Algorithm]) -> Result<Decoded, KeyError> {
+fn rsa(
+    jwk: &Value,
+    named: Option<Algorithm>,
+    allowed: &[Algorithm],
+) -> Result<Decoded, VerifyKeyError> {
     let n = bytes(jwk, "n")?;
     let e = bytes(jwk, "e")?;
     let bits = n.iter().skip_while(|b| **b == 0).count() * 8;
     if bits < 2048 {
-        return Err(KeyError::RsaTooSmall(bits));
+        return Err(VerifyKeyError::RsaTooSmall(bits));
     }
     // Without `alg`, an RSA key is bound to the first RSA algorithm allowed.
     let alg = named
         .or_else(|| allowed.iter().copied().find(|a| rsa_params(*a).is_some()))
-        .ok_or(KeyError::NoRsaAlgorithm)?;
-    let params = rsa_params(alg).ok_or(KeyError::NotAnRsaAlg(alg))?;
+        .ok_or(VerifyKeyError::NoRsaAlgorithm)?;
+    let params = rsa_params(alg).ok_or(VerifyKeyError::NotAnRsaAlg(alg))?;
     Ok((alg, params, rsa_spki(&n, &e)?))
 }
 
-fn ec(jwk: &Value, named: Option<Algorithm>) -> Result<Decoded, KeyError> {
+fn ec(jwk: &Value, named: Option<Algorithm>) -> Result<Decoded, VerifyKeyError> {
     let (alg, verification, size): (_, &'static dyn VerificationAlgorithm, _) =
         match field(jwk, "crv") {
             Some("P-256") => (Algorithm::ES256, &signature::ECDSA_P256_SHA256_FIXED, 32),
             Some("P-384") => (Algorithm::ES384, &signature::ECDSA_P384_SHA384_FIXED, 48),
-            other => return Err(KeyError::UnsupportedCurve(other.map(str::to_owned))),
+            other => return Err(VerifyKeyError::UnsupportedCurve(other.map(str::to_owned))),
         };
     if named.is_some_and(|n| n != alg) {
-        return Err(KeyError::NotTheCurvesAlg);
+        return Err(VerifyKeyError::NotTheCurvesAlg);
     }
     let (x, y) = (bytes(jwk, "x")?, bytes(jwk, "y")?);
     if x.len() != size || y.len() != size {
-        return Err(KeyError::BadEcCoordinates);
+        return Err(VerifyKeyError::BadEcCoordinates);
     }
     // The uncompressed point: 0x04 ‖ x ‖ y.
     let mut point = Vec::with_capacity(1 + 2 * size);
@@ -345,13 +352,13 @@ fn rsa_params(alg: Algorithm) -> Option<&'static dyn VerificationAlgorithm> {
 }
 
 /// SubjectPublicKeyInfo DER for an RSA key given as modulus and exponent.
-fn rsa_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>, KeyError> {
+fn rsa_spki(n: &[u8], e: &[u8]) -> Result<Vec<u8>, VerifyKeyError> {
     use aws_lc_rs::encoding::AsDer as _;
     let components = aws_lc_rs::rsa::PublicKeyComponents { n, e };
     components
         .as_der()
         .map(|d| d.as_ref().to_vec())
-        .map_err(|_| KeyError::BadRsa)
+        .map_err(|_| VerifyKeyError::BadRsa)
 }
 
 #[cfg(test)]

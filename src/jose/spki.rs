@@ -3,7 +3,7 @@
 //! key: RSA, EC P-256 or Ed25519. [`super::keys`] decodes the result like any
 //! JWKS.
 
-use super::keys::KeyError;
+use super::keys::VerifyKeyError;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -11,29 +11,29 @@ use serde_json::Value;
 /// A PEM public key (`-----BEGIN PUBLIC KEY-----`, SubjectPublicKeyInfo) as a
 /// JWKS of that one key: RSA, EC P-256 or Ed25519. The document, not a
 /// [`super::keys::KeySet`], because that is what an app's registration stores.
-pub fn jwks_from_pem(pem: &str) -> Result<Value, KeyError> {
+pub fn jwks_from_pem(pem: &str) -> Result<Value, VerifyKeyError> {
     use rustls_pki_types::SubjectPublicKeyInfoDer;
     use rustls_pki_types::pem::PemObject as _;
     use simple_asn1::{ASN1Block, oid};
-    let spki =
-        SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes()).map_err(|_| KeyError::NotPem)?;
-    let blocks = simple_asn1::from_der(spki.as_ref()).map_err(|_| KeyError::BadDer)?;
+    let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem.as_bytes())
+        .map_err(|_| VerifyKeyError::NotPem)?;
+    let blocks = simple_asn1::from_der(spki.as_ref()).map_err(|_| VerifyKeyError::BadDer)?;
     let (algorithm, key) = match blocks.as_slice() {
         [ASN1Block::Sequence(_, parts)] => match parts.as_slice() {
             [ASN1Block::Sequence(_, alg), ASN1Block::BitString(_, _, key)] => (alg, key),
-            _ => return Err(KeyError::BadSpki),
+            _ => return Err(VerifyKeyError::BadSpki),
         },
-        _ => return Err(KeyError::BadSpki),
+        _ => return Err(VerifyKeyError::BadSpki),
     };
     let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
     let jwk = match algorithm.as_slice() {
         [ASN1Block::ObjectIdentifier(_, o), ..] if *o == oid!(1, 2, 840, 113549, 1, 1, 1) => {
-            let inner = simple_asn1::from_der(key).map_err(|_| KeyError::BadRsaPublicKey)?;
+            let inner = simple_asn1::from_der(key).map_err(|_| VerifyKeyError::BadRsaPublicKey)?;
             let [ASN1Block::Sequence(_, ne)] = inner.as_slice() else {
-                return Err(KeyError::BadRsaPublicKey);
+                return Err(VerifyKeyError::BadRsaPublicKey);
             };
             let [ASN1Block::Integer(_, n), ASN1Block::Integer(_, e)] = ne.as_slice() else {
-                return Err(KeyError::BadRsaPublicKey);
+                return Err(VerifyKeyError::BadRsaPublicKey);
             };
             serde_json::json!({"kty": "RSA", "n": b64(&n.to_bytes_be().1), "e": b64(&e.to_bytes_be().1)})
         }
@@ -42,14 +42,14 @@ pub fn jwks_from_pem(pem: &str) -> Result<Value, KeyError> {
             ASN1Block::ObjectIdentifier(_, curve),
         ] if *o == oid!(1, 2, 840, 10045, 2, 1) => {
             if *curve != oid!(1, 2, 840, 10045, 3, 1, 7) || key.len() != 65 || key[0] != 4 {
-                return Err(KeyError::NotP256Uncompressed);
+                return Err(VerifyKeyError::NotP256Uncompressed);
             }
             serde_json::json!({"kty": "EC", "crv": "P-256", "x": b64(&key[1..33]), "y": b64(&key[33..])})
         }
         [ASN1Block::ObjectIdentifier(_, o)] if *o == oid!(1, 3, 101, 112) => {
             serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": b64(key)})
         }
-        _ => return Err(KeyError::UnsupportedPublicKey),
+        _ => return Err(VerifyKeyError::UnsupportedPublicKey),
     };
     Ok(serde_json::json!({"keys": [jwk]}))
 }
