@@ -11,30 +11,34 @@
 //!   innermost error text, [`shutdown`] the stop signal, [`json`] strict JSON,
 //!   [`path`] request path normalisation (RFC 3986), [`private_file`] atomic 0600
 //!   files, [`retry`] backoff with jitter, [`otel`] OpenTelemetry (feature `otel`)
-//! - layer 1: [`config`] loading, validation (every error with its key path),
-//!   `check` summary; [`jose`] JWS parsing, keys, verification, signing;
-//!   [`logging`] log lines and the trace exporter
-//! - layer 2: [`secret`] secrets from literal/env/file and the rotation watcher;
+//! - layer 1: [`jose`] JWS for every caller: strict compact parsing (`compact`),
+//!   keys decoded once from JWK, PEM/SPKI or an HMAC secret (`keys`, `spki`),
+//!   verification with the key's algorithm (`verify`), NumericDate/`aud`/leeway
+//!   (`claims`), the one signer (`sign`), algorithm names and sets (`alg`)
+//! - layer 2: [`config`] loading, validation (every error with its key path),
+//!   `check` summary; [`logging`] log lines and the trace exporter
+//! - layer 3: [`secret`] secrets from literal/env/file and the rotation watcher;
 //!   [`oauth`] grant vocabulary, `Authorization` schemes, server metadata client
-//! - layer 3: [`proxy`] the shared proxy core: upstream client, hop-by-hop
+//! - layer 4: [`proxy`] the shared proxy core: upstream client, hop-by-hop
 //!   rules, accept loop, connection deadlines; `proxy::body` (`ProxyBody`, the
 //!   JSON body builder), `proxy::error` (`ProxyError`: who caused it, its cause)
-//! - layer 4: [`respond`] the one place refusals become responses: a
+//! - layer 5: [`respond`] the one place refusals become responses: a
 //!   `Synthetic` written as JSON, or as `grpc-status` for gRPC clients;
 //!   [`metrics`] metric families, registered into a registry passed in
-//! - layer 5: [`token`] the credential manager (grant client, `ArcSwap` cache,
-//!   refresh task, disk cache); [`inbound`] JWT verification and rules in front
-//!   of a service; [`issuer`] the built-in authorization server
-//! - layer 6: [`outbound`] reverse listeners that inject a credential's token;
+//! - layer 6: [`token`] the credential manager (grant client, `ArcSwap` cache,
+//!   refresh task, disk cache); [`inbound`] the access-token policy, rules and
+//!   JWKS fetching in front of a service; [`issuer`] the built-in authorization
+//!   server
+//! - layer 7: [`outbound`] reverse listeners that inject a credential's token;
 //!   [`forward`] the `HTTP_PROXY` listener; [`readiness`] what `/readyz` answers
 //!   from (credentials, inbound keys, the draining latch); [`command`] the
 //!   one-shot `check` and `token` commands
-//! - layer 7: [`supervisor`] the running parts a reload prepares (`plan`, which
+//! - layer 8: [`supervisor`] the running parts a reload prepares (`plan`, which
 //!   may fail) and puts in force (`commit`, which cannot); [`admin`] `/healthz`,
 //!   `/readyz`, `/metrics`
-//! - layer 8: [`app`] `App::spawn` on listeners the caller bound, and its `Handle`
-//! - layer 9: [`quickstart`] the one-process demo
-//! - layer 10: [`lifecycle`] the long-running commands: signals, config watch,
+//! - layer 9: [`app`] `App::spawn` on listeners the caller bound, and its `Handle`
+//! - layer 10: [`quickstart`] the one-process demo
+//! - layer 11: [`lifecycle`] the long-running commands: signals, config watch,
 //!   reload, drain (`main.rs` only parses the command line and calls these)
 //!
 //! [`App::spawn`] takes listeners the caller bound, so tests bind `127.0.0.1:0`.
