@@ -36,14 +36,13 @@ pub fn credentials_after<'v>(value: &'v [u8], scheme: &str) -> Option<&'v [u8]> 
     (!rest.is_empty()).then_some(rest)
 }
 
-/// The token of a `Bearer` header value: visible ASCII, surrounding spaces
-/// trimmed; `None` for another scheme, an empty token or other bytes.
+/// The token of a `Bearer` header value, surrounding spaces trimmed; `None`
+/// for another scheme, an empty token or bytes outside ASCII. `value` is a
+/// header value, which holds no control bytes but tab; this runs on every
+/// inbound request, so it is one word-at-a-time ASCII check, no per-byte loop.
 pub fn bearer(value: &[u8]) -> Option<&str> {
     let token = credentials_after(value, "Bearer")?;
-    if !token
-        .iter()
-        .all(|b| (0x20..0x7f).contains(b) || *b == b'\t')
-    {
+    if !token.is_ascii() {
         return None;
     }
     std::str::from_utf8(token).ok()
