@@ -102,7 +102,7 @@ impl ForwardProxy {
     }
 
     async fn proxy(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let format = Format::of(req.headers());
+        let format = Format::of(&req);
         let (authority, port) = match target(&req) {
             Ok(t) => t,
             Err(e) => return refuse(&e, format),
@@ -178,7 +178,7 @@ impl ForwardProxy {
     }
 
     async fn connect(&self, mut req: Request<Incoming>) -> Response<ProxyBody> {
-        let format = Format::of(req.headers());
+        let format = Format::of(&req);
         let fail = |e: ProxyError| refuse(&e, format);
         let authority = match req.uri().authority().map(without_user_info) {
             Some(Ok(a)) => a,

@@ -109,7 +109,7 @@ impl Handler for Route {
         req: Request<Incoming>,
     ) -> Response<ProxyBody> {
         // Read before the request moves on: how a refusal is written.
-        let format = Format::of(req.headers());
+        let format = Format::of(&req);
         let resp = match self.proxy(&conn, req).await {
             Ok(resp) => resp,
             Err(e) => refuse(&e, format),

@@ -12,7 +12,7 @@
 use crate::proxy::ProxyError;
 use crate::proxy::body::{ProxyBody, full, json_response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use std::borrow::Cow;
 use std::time::Duration;
 
@@ -26,12 +26,19 @@ pub enum Format {
 
 impl Format {
     /// gRPC for `content-type: application/grpc…`, else JSON. One header
-    /// lookup, no allocation: listeners call it on every request.
-    pub fn of(headers: &HeaderMap) -> Format {
-        let grpc = headers
+    /// lookup, no allocation: listeners call it on every request. A refused
+    /// `CONNECT` is never answered the gRPC way: any 2xx to `CONNECT` means
+    /// "tunnel established" (RFC 9110 §9.3.6).
+    pub fn of<B>(req: &Request<B>) -> Format {
+        let grpc = req
+            .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-        if grpc { Format::Grpc } else { Format::Json }
+        if grpc && req.method() != Method::CONNECT {
+            Format::Grpc
+        } else {
+            Format::Json
+        }
     }
 }
 
@@ -186,9 +193,10 @@ fn grpc(s: &Synthetic<'_>) -> Response<ProxyBody> {
         HeaderValue::from_static("application/grpc"),
     );
     h.insert("grpc-status", HeaderValue::from(u16::from(s.grpc_status)));
+    // The gRPC spec's Percent-Encoded: bytes outside 0x20..=0x7E, and `%`.
     let message = match &s.description {
-        Some(text) => HeaderValue::try_from(format!("{}: {text}", s.code)),
-        None => Ok(HeaderValue::from_static(s.code)),
+        Some(text) => HeaderValue::try_from(grpc_percent_encode(&format!("{}: {text}", s.code))),
+        None => HeaderValue::try_from(grpc_percent_encode(s.code)),
     };
     if let Ok(v) = message {
         h.insert("grpc-message", v);
@@ -197,6 +205,19 @@ fn grpc(s: &Synthetic<'_>) -> Response<ProxyBody> {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     resp
+}
+
+/// `grpc-message` encoding (gRPC over HTTP/2, "Percent-Encoded").
+fn grpc_percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if (0x20..=0x7e).contains(&b) && b != b'%' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// The proxy core's errors: 503 `token_unavailable` (with `Retry-After`),
@@ -246,13 +267,32 @@ mod tests {
         String::from_utf8(bytes.unwrap_or_default().to_vec()).unwrap_or_default()
     }
 
-    fn grpc_request() -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
+    fn grpc_request(method: Method) -> Request<()> {
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        req.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/grpc+proto"),
         );
-        h
+        req
+    }
+
+    #[test]
+    fn connect_is_never_answered_the_grpc_way() {
+        assert_eq!(Format::of(&grpc_request(Method::POST)), Format::Grpc);
+        assert_eq!(Format::of(&grpc_request(Method::CONNECT)), Format::Json);
+        assert_eq!(Format::of(&Request::new(())), Format::Json);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        let s = Synthetic::new(StatusCode::FORBIDDEN, "host_not_allowed")
+            .described("call http://h:1/ … 100% \u{1}");
+        let resp = refuse(s, Format::Grpc);
+        assert_eq!(
+            resp.headers()["grpc-message"],
+            "host_not_allowed: call http://h:1/ %E2%80%A6 100%25 %01"
+        );
     }
 
     #[tokio::test]
@@ -262,7 +302,7 @@ mod tests {
             reason: "idp down".into(),
             retry_after: Duration::from_millis(200),
         };
-        let resp = refuse(&e, Format::of(&HeaderMap::new()));
+        let resp = refuse(&e, Format::of(&Request::new(())));
         assert_eq!(resp.status(), 503);
         assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
         assert_eq!(resp.headers()[header::CACHE_CONTROL], "no-store");
@@ -288,7 +328,7 @@ mod tests {
         let e = ProxyError::UpstreamTimeout {
             route: "orders".into(),
         };
-        let resp = refuse(&e, Format::of(&grpc_request()));
+        let resp = refuse(&e, Format::of(&grpc_request(Method::GET)));
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()["grpc-status"], "14");
         assert_eq!(resp.headers()["grpc-message"], "upstream_timeout");

@@ -507,7 +507,7 @@ impl Handler for Inbound {
         conn: Arc<Self::Conn>,
         mut req: Request<Incoming>,
     ) -> Response<ProxyBody> {
-        let format = Format::of(req.headers());
+        let format = Format::of(&req);
         if let Err(e) = self.screen(&mut req) {
             return refuse(&e, format);
         }

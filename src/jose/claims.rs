@@ -25,6 +25,9 @@ pub enum TimeError {
     NotYetValid,
 }
 
+/// 2^64: the first NumericDate that does not fit in whole u64 seconds.
+const U64_LIMIT: f64 = 18_446_744_073_709_551_616.0;
+
 /// The NumericDate claim `name`, if present.
 pub fn date(c: &Object, name: &'static str) -> Result<Option<u64>, WrongType> {
     match c.get(name) {
@@ -32,8 +35,10 @@ pub fn date(c: &Object, name: &'static str) -> Result<Option<u64>, WrongType> {
         Some(Value::Number(n)) => n
             .as_u64()
             .or_else(|| {
+                // A date past what u64 seconds hold (1e20, 1.7e308) is no date
+                // any issuer mints: refused rather than saturated.
                 n.as_f64()
-                    .filter(|f| f.is_finite() && *f >= 0.0)
+                    .filter(|f| f.is_finite() && *f >= 0.0 && *f < U64_LIMIT)
                     .map(|f| f as u64)
             })
             .map(Some)
@@ -139,14 +144,18 @@ mod tests {
 
     #[test]
     fn numeric_dates() {
-        let c = obj(json!({"a": 5, "b": 5.9, "c": "5", "d": -1, "e": -0.5, "f": null, "g": 1e300}));
+        let c = obj(json!({
+            "a": 5, "b": 5.9, "c": "5", "d": -1, "e": -0.5, "f": null,
+            "g": 1e300, "h": 1e20, "i": 18_446_744_073_709_551_616.0_f64, "j": u64::MAX
+        }));
         assert_eq!(date(&c, "a"), Ok(Some(5)));
         assert_eq!(date(&c, "b"), Ok(Some(5)));
+        assert_eq!(date(&c, "j"), Ok(Some(u64::MAX)));
         assert_eq!(date(&c, "absent"), Ok(None));
-        for bad in ["c", "d", "e", "f"] {
+        // Past what u64 seconds hold: refused, never saturated into "forever".
+        for bad in ["c", "d", "e", "f", "g", "h", "i"] {
             assert_eq!(date(&c, bad), Err(WrongType(bad)), "{bad}");
         }
-        assert_eq!(date(&c, "g"), Ok(Some(u64::MAX)), "saturates");
     }
 
     #[test]

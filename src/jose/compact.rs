@@ -83,7 +83,7 @@ pub fn parse_within(token: &str, max_len: usize) -> Result<Jws<'_>, JwsError> {
         // We implement no JWS extension, so every critical one is unknown (RFC 7515 §4.1.11).
         return Err(JwsError::UnknownCrit);
     }
-    if header.get("kid").is_some_and(|k| !k.is_string()) {
+    if !registered_members_well_typed(&header) {
         return Err(JwsError::BadHeader);
     }
     Ok(Jws {
@@ -93,6 +93,20 @@ pub fn parse_within(token: &str, max_len: usize) -> Result<Jws<'_>, JwsError> {
         signature,
         alg,
     })
+}
+
+/// The registered header parameters (RFC 7515 §4.1) that are present have
+/// their JSON type, whichever caller reads them (so a `typ` of `1` or an `x5c`
+/// that is not an array of strings is refused everywhere).
+fn registered_members_well_typed(header: &Object) -> bool {
+    const STRINGS: [&str; 7] = ["kid", "typ", "cty", "jku", "x5u", "x5t", "x5t#S256"];
+    STRINGS
+        .iter()
+        .all(|m| header.get(*m).is_none_or(Value::is_string))
+        && header
+            .get("x5c")
+            .is_none_or(|v| v.as_array().is_some_and(|a| a.iter().all(Value::is_string)))
+        && header.get("jwk").is_none_or(Value::is_object)
 }
 
 /// The claims of a token we only hold and never verify (an access token from
@@ -173,6 +187,32 @@ mod tests {
             (with(json!({"alg": 1})), JwsError::BadHeader),
             (with(json!({"kid": "k"})), JwsError::BadHeader),
             (with(json!({"alg": "ES256", "kid": 1})), JwsError::BadHeader),
+            (with(json!({"alg": "ES256", "typ": 1})), JwsError::BadHeader),
+            (
+                with(json!({"alg": "ES256", "typ": true})),
+                JwsError::BadHeader,
+            ),
+            (
+                with(json!({"alg": "ES256", "cty": {}})),
+                JwsError::BadHeader,
+            ),
+            (with(json!({"alg": "ES256", "x5c": 1})), JwsError::BadHeader),
+            (
+                with(json!({"alg": "ES256", "x5c": [1]})),
+                JwsError::BadHeader,
+            ),
+            (
+                with(json!({"alg": "ES256", "x5t#S256": []})),
+                JwsError::BadHeader,
+            ),
+            (
+                with(json!({"alg": "ES256", "jku": null})),
+                JwsError::BadHeader,
+            ),
+            (
+                with(json!({"alg": "ES256", "jwk": "k"})),
+                JwsError::BadHeader,
+            ),
         ] {
             assert_eq!(parse(&bad).err(), Some(why), "{bad}");
         }
