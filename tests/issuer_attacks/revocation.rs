@@ -164,18 +164,26 @@ async fn revoked_tokens_leave_the_feed_when_they_expire_and_revocation_is_rate_l
     // Self-revocation is rate-limited per app (30 in a burst).
     let s = Iss::start(api()).await;
     let mut answers = Vec::new();
+    let started = std::time::Instant::now();
     for _ in 0..35 {
         let t = s.orders_token("billing", SECRET).await;
         answers.push(s.revoke("billing", SECRET, &t).await);
     }
+    // One more is allowed per 6 s the burst took (a slow machine refills the
+    // bucket while it runs); never fewer than 30, never all 35 on time.
+    let refilled = usize::try_from(started.elapsed().as_secs() / 6).unwrap_or(usize::MAX);
     let ok = answers.iter().filter(|a| a.0 == 200).count();
-    assert_eq!(
-        ok,
-        30,
-        "{:?}",
-        answers.iter().map(|a| a.0).collect::<Vec<_>>()
+    let statuses = answers.iter().map(|a| a.0).collect::<Vec<_>>();
+    assert!(
+        (30..=30 + refilled).contains(&ok) && ok < 35,
+        "{ok} answered 200 with {refilled} refills: {statuses:?}"
     );
-    let limited = &answers[34];
+    assert!(answers[..30].iter().all(|a| a.0 == 200), "{statuses:?}");
+    let limited = answers
+        .iter()
+        .rev()
+        .find(|a| a.0 == 429)
+        .unwrap_or_else(|| panic!("no 429: {statuses:?}"));
     assert_eq!(limited.0, 429, "{:?}", limited.2);
     assert!(limited.1.contains_key("retry-after"));
     let (_, _, feed) = s.call("GET", "api/v1/revocations", None, None).await;
