@@ -82,6 +82,17 @@ fn peer(req: &Request<Incoming>) -> Option<std::net::IpAddr> {
         .map(|p| p.0.ip())
 }
 
+/// Why the issuer cannot start: its state or its keys. The texts name files
+/// and client ids, never secrets or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// The signing key, the retired keys, or the verifier built from them.
+    #[error(transparent)]
+    Keys(#[from] keyring::KeyringError),
+}
+
 /// The running issuer.
 pub struct Issuer {
     url: String,
@@ -103,12 +114,11 @@ impl Issuer {
     /// Load (or create) keys and build the registry from the config.
     /// `limits`: the largest request body read (`max_body_bytes`) and how long
     /// it may take to arrive (`body_read_timeout`).
-    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, String> {
+    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, IssuerError> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
         let auth = client_auth::ClientAuthenticator::new(&url);
-        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)
-            .map_err(|e| e.to_string())?;
+        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
