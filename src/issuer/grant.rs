@@ -6,12 +6,13 @@
 use super::client_auth::{AssertionOffer, ClientAuthenticator};
 use super::registry::Registry;
 use super::token_request::{TokenError, TokenRequest};
+use crate::oauth::ids::{Audience, ClientId, Scope};
 
 /// A granted token, ready to sign.
 pub struct Grant {
-    pub client_id: String,
-    pub audience: String,
-    pub scopes: Vec<String>,
+    pub client_id: ClientId,
+    pub audience: Audience,
+    pub scopes: Vec<Scope>,
 }
 
 /// The app a request authenticates as (Basic, or `client_id` + `client_secret`
@@ -128,15 +129,15 @@ pub fn authorize(
     let scopes = match req.get("scope") {
         None => granted.clone(),
         Some(s) => {
-            let wanted: Vec<String> = s
+            let wanted: Vec<Scope> = s
                 .split(' ')
                 .filter(|x| !x.is_empty())
-                .map(str::to_owned)
+                .map(Scope::from)
                 .collect();
             if let Some(missing) = wanted.iter().find(|w| !granted.contains(w)) {
                 return Err(TokenError::new(
                     "invalid_scope",
-                    format!("scope `{}` is not granted", truncate(missing)),
+                    format!("scope `{}` is not granted", truncate(missing.as_str())),
                 ));
             }
             wanted
@@ -144,7 +145,7 @@ pub fn authorize(
     };
     Ok(Grant {
         client_id: app.client_id.clone(),
-        audience: audience.to_owned(),
+        audience: audience.into(),
         scopes,
     })
 }

@@ -14,6 +14,7 @@ use super::registry::{Api, App, RegisteredKeys, Registry};
 use super::store::{Store, StoreError, Tombstones};
 use crate::clock::unix_now;
 use crate::jose;
+use crate::oauth::ids::{Audience, ClientId, Scope};
 use crate::respond::Synthetic;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -95,8 +96,8 @@ impl From<&MgmtError> for Synthetic<'static> {
 /// management scopes it may use now (those its token carries *and* its app is
 /// still granted).
 pub struct Caller {
-    pub client_id: String,
-    pub scopes: BTreeSet<String>,
+    pub client_id: ClientId,
+    pub scopes: BTreeSet<Scope>,
 }
 
 /// The bearer token of `headers`: the scheme is case-insensitive (RFC 6750
@@ -138,7 +139,7 @@ pub fn caller(
         .flatten()
         .filter_map(|s| s.as_str())
         .filter(|s| granted.iter().any(|g| g == s))
-        .map(str::to_owned)
+        .map(Scope::from)
         .collect();
     Ok(Caller {
         client_id: app.client_id.clone(),
@@ -159,7 +160,7 @@ impl Caller {
     /// scopes the caller has.
     fn may_grant(
         &self,
-        grants: &BTreeMap<String, Vec<String>>,
+        grants: &BTreeMap<Audience, Vec<Scope>>,
         audience: &str,
     ) -> Result<(), MgmtError> {
         self.covers(grants.get(audience).map_or(&[], Vec::as_slice))
@@ -182,9 +183,9 @@ impl Caller {
         }
     }
 
-    fn covers(&self, scopes: &[String]) -> Result<(), MgmtError> {
+    fn covers(&self, scopes: &[Scope]) -> Result<(), MgmtError> {
         match scopes.iter().find(|s| !self.scopes.contains(*s)) {
-            Some(s) => Err(MgmtError::Escalation(s.clone())),
+            Some(s) => Err(MgmtError::Escalation(s.as_str().to_owned())),
             None => Ok(()),
         }
     }
@@ -323,7 +324,7 @@ pub async fn handle(
                     // Its tokens stay revoked, even for an app created again
                     // under the same id.
                     reg.revoke_all_until_now(id);
-                    t.apps.insert((*id).to_owned());
+                    t.apps.insert((*id).into());
                     Ok::<_, MgmtError>(())
                 })
                 .await?;
@@ -332,7 +333,7 @@ pub async fn handle(
         (&Method::PUT, ["apps", id, "grants"]) => {
             let c = who()?;
             c.need("apps:write")?;
-            let grants: BTreeMap<String, Vec<String>> = json(body)?;
+            let grants: BTreeMap<Audience, Vec<Scope>> = json(body)?;
             let patch = AppPatch {
                 grants: Some(grants),
                 ..AppPatch::default()
@@ -419,25 +420,25 @@ fn not_found(what: &str, id: &str) -> MgmtError {
 struct NewApi {
     id: Option<String>,
     name: String,
-    identifier: String,
+    identifier: Audience,
     #[serde(default)]
-    scopes: Vec<String>,
+    scopes: Vec<Scope>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApiPatch {
     name: Option<String>,
-    scopes: Option<Vec<String>>,
+    scopes: Option<Vec<Scope>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewApp {
-    client_id: Option<String>,
+    client_id: Option<ClientId>,
     name: String,
     #[serde(default)]
-    grants: BTreeMap<String, Vec<String>>,
+    grants: BTreeMap<Audience, Vec<Scope>>,
     /// Public keys for `private_key_jwt`: a JWKS, or one PEM public key.
     jwks: Option<serde_json::Value>,
     public_key_pem: Option<String>,
@@ -447,7 +448,7 @@ struct NewApp {
 #[serde(deny_unknown_fields)]
 struct AppPatch {
     name: Option<String>,
-    grants: Option<BTreeMap<String, Vec<String>>>,
+    grants: Option<BTreeMap<Audience, Vec<Scope>>>,
     blocked: Option<bool>,
     jwks: Option<serde_json::Value>,
     public_key_pem: Option<String>,
@@ -460,8 +461,8 @@ struct Rotate {
 }
 
 /// Scope values: RFC 6749 §3.3's `scope-token` (`%x21 / %x23-5B / %x5D-7E`).
-fn check_scopes(scopes: &[String]) -> Result<(), MgmtError> {
-    match scopes.iter().find(|s| {
+fn check_scopes(scopes: &[Scope]) -> Result<(), MgmtError> {
+    match scopes.iter().map(Scope::as_str).find(|s| {
         s.is_empty()
             || s.len() > 256
             || !s
@@ -475,7 +476,7 @@ fn check_scopes(scopes: &[String]) -> Result<(), MgmtError> {
 
 fn create_api(reg: &mut Registry, t: &mut Tombstones, new: NewApi) -> Result<Api, MgmtError> {
     check_scopes(&new.scopes)?;
-    if new.name.trim().is_empty() || new.identifier.trim().is_empty() {
+    if new.name.trim().is_empty() || new.identifier.as_str().trim().is_empty() {
         return Err(MgmtError::BadRequest(
             "name and identifier must not be empty".into(),
         ));
@@ -555,10 +556,10 @@ fn delete_api(reg: &mut Registry, t: &mut Tombstones, id: &str) -> Result<(), Mg
     Ok(())
 }
 
-fn check_grants(reg: &Registry, grants: &BTreeMap<String, Vec<String>>) -> Result<(), MgmtError> {
+fn check_grants(reg: &Registry, grants: &BTreeMap<Audience, Vec<Scope>>) -> Result<(), MgmtError> {
     for (aud, scopes) in grants {
         let api = reg
-            .api(aud)
+            .api(aud.as_str())
             .ok_or_else(|| MgmtError::BadRequest(format!("no API with identifier `{aud}`")))?;
         if let Some(s) = scopes.iter().find(|s| !api.scopes.contains(s)) {
             return Err(MgmtError::BadRequest(format!(
@@ -578,12 +579,12 @@ fn create_app(
     let jwks = keys(new.jwks, new.public_key_pem)?;
     let client_id = match new.client_id {
         Some(id) => id,
-        None => random(16)?,
+        None => random(16)?.into(),
     };
-    if !crate::config::valid_id(&client_id) {
+    if !crate::config::valid_id(client_id.as_str()) {
         return Err(MgmtError::BadRequest(format!(
             "client id `{}` is invalid: use 1 to 128 of A-Z a-z 0-9 . _ ~ -",
-            client_id.escape_debug()
+            client_id.as_str().escape_debug()
         )));
     }
     if reg.apps.contains_key(&client_id) {

@@ -4,6 +4,7 @@
 use super::grant::Grant;
 use super::keys::SigningKey;
 use crate::jose::sign::{self, Header, SignError};
+use crate::oauth::ids::Scope;
 use std::time::Duration;
 
 /// The claims of an access token (RFC 9068 §2.2), in the order serde_json has
@@ -19,7 +20,7 @@ struct AccessClaims<'a> {
     iss: &'a str,
     jti: String,
     scope: String,
-    scp: &'a [String],
+    scp: &'a [Scope],
     sub: String,
 }
 
@@ -35,9 +36,9 @@ pub fn mint(
     now: u64,
 ) -> Result<String, SignError> {
     let claims = AccessClaims {
-        aud: &grant.audience,
-        cid: &grant.client_id,
-        client_id: &grant.client_id,
+        aud: grant.audience.as_str(),
+        cid: grant.client_id.as_str(),
+        client_id: grant.client_id.as_str(),
         exp: now + ttl.as_secs(),
         gty: "client_credentials",
         iat: now,

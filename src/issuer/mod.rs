@@ -22,6 +22,7 @@ pub mod store;
 pub mod token_request;
 
 use crate::config::{IssuerSpec, Limits};
+use crate::oauth::ids::Scope;
 use crate::proxy::ProxyBody;
 use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
@@ -308,7 +309,7 @@ impl Issuer {
             // Revoked already (or its app is gone): nothing to record.
             return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
         }
-        if let Err(wait) = self.revokes.take(&caller) {
+        if let Err(wait) = self.revokes.take(caller.as_str()) {
             let mut e = token_request::TokenError::new(
                 "slow_down",
                 "too many revocations by this client; retry later",
@@ -348,7 +349,7 @@ impl Issuer {
                 Ok(g) => g,
                 Err(e) => return self.fail(e).await,
             };
-            match reg.not_before.get(&grant.client_id) {
+            match reg.not_before.get(grant.client_id.as_str()) {
                 Some(nb) if now <= *nb && tries < 3 => {
                     tries += 1;
                     tokio::time::sleep(until_next_second()).await;
@@ -378,7 +379,7 @@ impl Issuer {
         };
         self.issued
             .get_or_create(&IssuedLabels {
-                audience: grant.audience.clone(),
+                audience: grant.audience.as_str().to_owned(),
             })
             .inc();
         let mut body = serde_json::json!({
@@ -420,7 +421,7 @@ impl Issuer {
         let mut scopes: Vec<&str> = reg
             .apis
             .iter()
-            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .flat_map(|a| a.scopes.iter().map(Scope::as_str))
             .collect();
         scopes.sort_unstable();
         scopes.dedup();

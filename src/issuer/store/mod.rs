@@ -19,6 +19,7 @@ mod open;
 pub use open::OpenError;
 
 use super::registry::{Api, App, Registry};
+use crate::oauth::ids::ClientId;
 use crate::private_file::{WriteError, dir_of, write as write_private};
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
@@ -48,20 +49,20 @@ struct State {
     #[serde(default)]
     deleted_apis: BTreeSet<String>,
     #[serde(default)]
-    deleted_apps: BTreeSet<String>,
+    deleted_apps: BTreeSet<ClientId>,
     /// Revoked token ids → their `exp`.
     #[serde(default)]
     revoked: BTreeMap<String, u64>,
     /// client id → tokens issued at or before this Unix second are revoked
     /// (the app's last block or its deletion).
     #[serde(default)]
-    not_before: BTreeMap<String, u64>,
+    not_before: BTreeMap<ClientId, u64>,
 }
 
 /// The issuer's registry, its state file and the lock that orders changes.
 pub struct Store {
     snapshot: ArcSwap<Registry>,
-    deleted: std::sync::Mutex<(BTreeSet<String>, BTreeSet<String>)>,
+    deleted: std::sync::Mutex<(BTreeSet<String>, BTreeSet<ClientId>)>,
     write: tokio::sync::Mutex<()>,
     state_path: PathBuf,
     management: Api,
@@ -75,7 +76,7 @@ impl Store {
 
     /// The management API's audience.
     pub fn management_audience(&self) -> &str {
-        &self.management.identifier
+        self.management.identifier.as_str()
     }
 
     /// Apply `change` to a copy of the registry, persist it, then publish it.
@@ -130,7 +131,7 @@ impl Store {
 /// Ids deleted at runtime, so the config does not bring them back.
 pub struct Tombstones {
     pub apis: BTreeSet<String>,
-    pub apps: BTreeSet<String>,
+    pub apps: BTreeSet<ClientId>,
 }
 
 fn write_state(path: &Path, state: &State) -> Result<(), StoreError> {

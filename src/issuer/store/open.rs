@@ -6,6 +6,7 @@
 use super::{MIN_SECRET_LEN, State, Store, StoreError, write_state};
 use crate::config::{AppSpec, IssuerSpec, MANAGEMENT_SCOPES};
 use crate::issuer::registry::{Api, App, RegisterError, RegisteredKeys, Registry};
+use crate::oauth::ids::{Audience, ClientId, Scope};
 use crate::private_file::{WriteError, dir_of, write as write_private};
 use crate::secret::{self, SecretError};
 use arc_swap::ArcSwap;
@@ -92,32 +93,32 @@ impl Store {
                 reg.apis.push(Api {
                     id: a.id.clone(),
                     name: a.name.clone(),
-                    identifier: a.identifier.clone(),
-                    scopes: a.scopes.clone(),
+                    identifier: a.identifier.as_str().into(),
+                    scopes: scopes(&a.scopes),
                 });
             }
         }
         // Config secrets of apps the state names too, to compare with the
         // state's (which win): never logged, dropped at the end of `open`.
-        let mut config_secrets: BTreeMap<String, String> = BTreeMap::new();
+        let mut config_secrets: BTreeMap<ClientId, String> = BTreeMap::new();
         for a in spec
             .apps
             .iter()
-            .filter(|a| !state.deleted_apps.contains(&a.client_id))
+            .filter(|a| !state.deleted_apps.contains(a.client_id.as_str()))
         {
             let (app, secret) = config_app(&reg, a)?;
             if let Some(secret) = secret
                 && state.apps.iter().any(|s| s.client_id == a.client_id)
             {
-                config_secrets.insert(a.client_id.clone(), secret);
+                config_secrets.insert(app.client_id.clone(), secret);
             }
-            reg.apps.insert(a.client_id.clone(), app);
+            reg.apps.insert(app.client_id.clone(), app);
         }
         overlay_state(&mut reg, &mut state, spec, &config_secrets);
         drop(config_secrets);
         // A blocked app: none of its tokens so far are valid, whenever (and
         // however: config or runtime) it was blocked.
-        let blocked: Vec<String> = reg
+        let blocked: Vec<ClientId> = reg
             .apps
             .values()
             .filter(|a| a.blocked)
@@ -140,8 +141,8 @@ impl Store {
         let management = Api {
             id: "management".into(),
             name: "m2m-sidecar management API".into(),
-            identifier: spec.management_audience(),
-            scopes: MANAGEMENT_SCOPES.map(str::to_owned).to_vec(),
+            identifier: Audience::from(spec.management_audience()),
+            scopes: MANAGEMENT_SCOPES.map(Scope::from).to_vec(),
         };
         reg.apis.push(management.clone());
         Ok(Store {
@@ -178,11 +179,15 @@ fn config_app(reg: &Registry, a: &AppSpec) -> Result<(App, Option<String>), Open
         (None, Some(path)) => Some(registered_keys(&a.client_id, path, false)?),
     };
     let app = App {
-        client_id: a.client_id.clone(),
+        client_id: a.client_id.as_str().into(),
         name: a.name.clone(),
         secrets,
         jwks,
-        grants: a.grants.iter().cloned().collect(),
+        grants: a
+            .grants
+            .iter()
+            .map(|(audience, granted)| (audience.as_str().into(), scopes(granted)))
+            .collect(),
         blocked: a.blocked,
         blocked_at: a.blocked.then(crate::clock::unix_now),
     };
@@ -214,6 +219,11 @@ fn registered_keys(client_id: &str, path: &Path, jwks: bool) -> Result<Registere
     })
 }
 
+/// Scopes as the config names them.
+fn scopes(names: &[String]) -> Vec<Scope> {
+    names.iter().map(|s| Scope::from(s.as_str())).collect()
+}
+
 /// Lay the state's APIs and apps over the config's: the state wins for what
 /// it names, with one exception: the config can block (never unblock) an app
 /// the state names.
@@ -221,7 +231,7 @@ fn overlay_state(
     reg: &mut Registry,
     state: &mut State,
     spec: &IssuerSpec,
-    config_secrets: &BTreeMap<String, String>,
+    config_secrets: &BTreeMap<ClientId, String>,
 ) {
     for api in &state.apis {
         reg.apis.retain(|a| a.id != api.id);
