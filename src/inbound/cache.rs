@@ -44,7 +44,7 @@ impl TokenCache {
     ) -> Option<Arc<Verified>> {
         let entries = self.entries.read().unwrap_or_else(PoisonError::into_inner);
         let v = entries.get(key)?;
-        (unix_now() < v.exp && still_valid_kid(&v.kid)).then(|| v.clone())
+        (unix_now() < v.exp && still_valid_kid(v.kid.as_str())).then(|| v.clone())
     }
 
     pub fn insert(&self, key: Digest, v: Arc<Verified>) {

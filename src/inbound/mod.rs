@@ -520,7 +520,10 @@ impl Handler for Inbound {
         // Only the access log reads it: no allocation when it is off.
         let note = identity.as_ref().filter(|_| self.access_log).map(|v| {
             crate::proxy::server::AccessNote {
-                client_id: v.client_id.clone(),
+                client_id: v
+                    .client_id
+                    .clone()
+                    .map(crate::oauth::ids::ClientId::into_string),
             }
         });
         let headers = req.headers_mut();
@@ -531,14 +534,19 @@ impl Handler for Inbound {
         }
         if let Some(v) = identity {
             for (name, value) in [
-                (CLIENT_ID, &v.client_id),
-                (SUBJECT, &v.subject),
-                (SCOPES, &v.scopes),
+                (
+                    CLIENT_ID,
+                    v.client_id
+                        .as_ref()
+                        .map(crate::oauth::ids::ClientId::as_str),
+                ),
+                (SUBJECT, v.subject.as_deref()),
+                (SCOPES, v.scopes.as_deref()),
             ] {
                 let Some(value) = value else { continue };
                 // Verification refused control characters, so this holds; if it
                 // did not, the request must not go on without its identity.
-                let Ok(hv) = HeaderValue::try_from(value.as_str()) else {
+                let Ok(hv) = HeaderValue::try_from(value) else {
                     return refuse(&Refusal::InvalidToken(Invalid::BadClaims), format);
                 };
                 headers.insert(name, hv);

@@ -40,7 +40,11 @@ impl Revocations {
         if v.jti.as_ref().is_some_and(|j| list.revoked.contains(j)) {
             return Err(Invalid::Revoked);
         }
-        if let Some(since) = v.client_id.as_ref().and_then(|c| list.blocked.get(c)) {
+        if let Some(since) = v
+            .client_id
+            .as_ref()
+            .and_then(|c| list.blocked.get(c.as_str()))
+        {
             // A token issued after the block would have been refused by the
             // issuer; one without `iat` is refused to be safe.
             if v.iat.is_none_or(|iat| iat <= *since) {
@@ -177,7 +181,7 @@ mod tests {
             subject: None,
             scopes: None,
             jti: Some(format!("{client}-{iat}")),
-            kid: String::new(),
+            kid: Default::default(),
             exp: iat + 3600,
             iat: Some(iat),
         }

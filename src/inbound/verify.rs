@@ -8,6 +8,7 @@
 use crate::jose::claims::{self, TimeError, Window, WrongType};
 use crate::jose::compact::{JwsError, Object};
 use crate::jose::keys::KeySet;
+use crate::oauth::ids::{ClientId, Kid};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -95,12 +96,12 @@ impl From<TimeError> for Invalid {
 /// What a request needs to know about a verified token.
 #[derive(Debug, Clone)]
 pub struct Verified {
-    pub client_id: Option<String>,
+    pub client_id: Option<ClientId>,
     pub subject: Option<String>,
     /// Space-separated, in the token's order (`scope`, else `scp`).
     pub scopes: Option<String>,
     pub jti: Option<String>,
-    pub kid: String,
+    pub kid: Kid,
     pub exp: u64,
     pub iat: Option<u64>,
 }
@@ -125,7 +126,7 @@ pub struct Policy {
 pub fn verify(token: &str, keys: &KeySet, policy: &Policy) -> Result<Verified, Invalid> {
     let (jws, key) = crate::jose::verify::verify(token, keys)?;
     check_typ(&jws.header, policy)?;
-    claims(&jws.claims, policy, key.kid.clone())
+    claims(&jws.claims, policy, Kid::from(key.kid.clone()))
 }
 
 fn check_typ(header: &Object, policy: &Policy) -> Result<(), Invalid> {
@@ -143,7 +144,7 @@ fn check_typ(header: &Object, policy: &Policy) -> Result<(), Invalid> {
     if ok { Ok(()) } else { Err(Invalid::WrongType) }
 }
 
-fn claims(c: &Object, policy: &Policy, kid: String) -> Result<Verified, Invalid> {
+fn claims(c: &Object, policy: &Policy, kid: Kid) -> Result<Verified, Invalid> {
     match c.get("iss") {
         Some(Value::String(i)) if *i == policy.issuer => {}
         Some(Value::String(_)) | None => return Err(Invalid::WrongIssuer),
@@ -174,7 +175,7 @@ fn claims(c: &Object, policy: &Policy, kid: String) -> Result<Verified, Invalid>
     let client_id = ["client_id", "cid", "azp", "sub"]
         .iter()
         .find_map(|k| c.get(*k))
-        .map(string)
+        .map(|v| string(v).map(ClientId::from))
         .transpose()?;
     let subject = c.get("sub").map(string).transpose()?;
     let jti = c.get("jti").map(string).transpose()?;
@@ -392,7 +393,7 @@ mod tests {
         let key = TestKey::eddsa("k");
         let keys = key_set(&[&key]);
         let v = verify(&key.sign(&key.header(), &claims()), &keys, &policy(true)).unwrap();
-        assert_eq!(v.client_id.as_deref(), Some("app"));
+        assert_eq!(v.client_id.as_ref().map(ClientId::as_str), Some("app"));
         assert_eq!(v.subject.as_deref(), Some("svc"));
         assert_eq!(v.kid, "k");
         assert!(v.has_scope("orders:write") && !v.has_scope("orders"));

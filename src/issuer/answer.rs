@@ -6,7 +6,7 @@
 //! are beside `MgmtError`.) The issuer speaks JSON only: its callers are OAuth
 //! clients, never gRPC ones.
 
-use super::token::TokenError;
+use super::token_request::TokenError;
 use crate::respond::Synthetic;
 use http::StatusCode;
 use std::time::Duration;

@@ -303,7 +303,7 @@ mod tests {
         Registry {
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0u8; 32]),
             apis: Vec::new(),
-            apps: [("svc".to_owned(), app)].into(),
+            apps: [("svc".into(), app)].into(),
             revoked: Default::default(),
             not_before: Default::default(),
         }

@@ -2,22 +2,27 @@
 //! token endpoint, JWKS and discovery. It runs alone (`m2m-sidecar issuer`) or
 //! inside the sidecar when the config has an `[issuer]` table.
 //!
+//! The token endpoint: the request and its §5.2 errors ([`token_request`]),
+//! the grant decision ([`grant`]), the signed access token ([`mint`]).
 //! Also: client authentication by secret or `private_key_jwt` ([`client_auth`]),
 //! introspection and revocation ([`introspect`]), the management API
 //! ([`management`]), runtime state ([`store`]) and key rotation ([`keyring`]).
 
 pub mod answer;
 pub mod client_auth;
+pub mod grant;
 pub mod introspect;
 pub mod keyring;
 pub mod keys;
 pub mod limit;
 pub mod management;
+pub mod mint;
 pub mod registry;
 pub mod store;
-pub mod token;
+pub mod token_request;
 
 use crate::config::{IssuerSpec, Limits};
+use crate::oauth::ids::Scope;
 use crate::proxy::ProxyBody;
 use crate::proxy::body::json_response;
 use crate::proxy::server::Handler;
@@ -78,6 +83,17 @@ fn peer(req: &Request<Incoming>) -> Option<std::net::IpAddr> {
         .map(|p| p.0.ip())
 }
 
+/// Why the issuer cannot start: its state or its keys. The texts name files
+/// and client ids, never secrets or key material.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// The signing key, the retired keys, or the verifier built from them.
+    #[error(transparent)]
+    Keys(#[from] keyring::KeyringError),
+}
+
 /// The running issuer.
 pub struct Issuer {
     url: String,
@@ -99,12 +115,11 @@ impl Issuer {
     /// Load (or create) keys and build the registry from the config.
     /// `limits`: the largest request body read (`max_body_bytes`) and how long
     /// it may take to arrive (`body_read_timeout`).
-    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, String> {
+    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, IssuerError> {
         let store = store::Store::open(spec)?;
         let url = spec.url.to_string();
         let auth = client_auth::ClientAuthenticator::new(&url);
-        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)
-            .map_err(|e| e.to_string())?;
+        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -162,12 +177,12 @@ impl Issuer {
     async fn read(
         &self,
         req: Request<Incoming>,
-    ) -> Result<Result<token::TokenRequest, token::TokenError>, BodyError> {
+    ) -> Result<Result<token_request::TokenRequest, token_request::TokenError>, BodyError> {
         let peer = peer(&req);
         let (parts, body) = req.into_parts();
         let body = self.body(body).await?;
         Ok(
-            token::TokenRequest::parse(&parts.headers, &body).map(|mut r| {
+            token_request::TokenRequest::parse(&parts.headers, &body).map(|mut r| {
                 r.peer = peer;
                 r
             }),
@@ -184,7 +199,7 @@ impl Issuer {
             Err(e) => return refuse(&e, Format::Json),
         };
         let reg = self.store.snapshot();
-        let app = match token::authenticate(&reg, &self.auth, &r) {
+        let app = match grant::authenticate(&reg, &self.auth, &r) {
             Ok(app) => app,
             Err(e) => return self.fail(e).await,
         };
@@ -199,7 +214,7 @@ impl Issuer {
         }
         let Some(t) = r.get("token") else {
             return self
-                .fail(token::TokenError::new(
+                .fail(token_request::TokenError::new(
                     "invalid_request",
                     "token is required",
                 ))
@@ -257,10 +272,11 @@ impl Issuer {
             Ok(Err(e)) => return self.fail(e).await,
             Err(e) => return refuse(&e, Format::Json),
         };
-        let parsed = token::authenticate(&self.store.snapshot(), &self.auth, &r).and_then(|app| {
+        let parsed = grant::authenticate(&self.store.snapshot(), &self.auth, &r).and_then(|app| {
             let t = r.get("token").map(str::to_owned);
-            t.map(|t| (app.client_id.clone(), t))
-                .ok_or_else(|| token::TokenError::new("invalid_request", "token is required"))
+            t.map(|t| (app.client_id.clone(), t)).ok_or_else(|| {
+                token_request::TokenError::new("invalid_request", "token is required")
+            })
         });
         let (caller, token) = match parsed {
             Ok(p) => p,
@@ -274,7 +290,7 @@ impl Issuer {
             .and_then(|c| c.as_str())
             .unwrap_or_default();
         if owner != caller {
-            let e = token::TokenError::new(
+            let e = token_request::TokenError::new(
                 "unauthorized_client",
                 "the token was not issued to this client",
             );
@@ -293,8 +309,8 @@ impl Issuer {
             // Revoked already (or its app is gone): nothing to record.
             return no_store(json_response(StatusCode::OK, &serde_json::json!({})));
         }
-        if let Err(wait) = self.revokes.take(&caller) {
-            let mut e = token::TokenError::new(
+        if let Err(wait) = self.revokes.take(caller.as_str()) {
+            let mut e = token_request::TokenError::new(
                 "slow_down",
                 "too many revocations by this client; retry later",
             );
@@ -329,23 +345,26 @@ impl Issuer {
         let (grant, now) = loop {
             let now = crate::clock::unix_now();
             let reg = self.store.snapshot();
-            let grant = match token::authorize(&reg, &self.auth, &r) {
+            let grant = match grant::authorize(&reg, &self.auth, &r) {
                 Ok(g) => g,
                 Err(e) => return self.fail(e).await,
             };
-            match reg.not_before.get(&grant.client_id) {
+            match reg.not_before.get(grant.client_id.as_str()) {
                 Some(nb) if now <= *nb && tries < 3 => {
                     tries += 1;
                     tokio::time::sleep(until_next_second()).await;
                 }
                 Some(nb) if now <= *nb => {
-                    let e = token::TokenError::new("temporarily_unavailable", "retry in a second");
+                    let e = token_request::TokenError::new(
+                        "temporarily_unavailable",
+                        "retry in a second",
+                    );
                     return self.token_error(&e);
                 }
                 _ => break (grant, now),
             }
         };
-        let access_token = match token::mint(
+        let access_token = match mint::mint(
             &self.keys.current().signing,
             &self.url,
             self.ttl,
@@ -360,7 +379,7 @@ impl Issuer {
         };
         self.issued
             .get_or_create(&IssuedLabels {
-                audience: grant.audience.clone(),
+                audience: grant.audience.as_str().to_owned(),
             })
             .inc();
         let mut body = serde_json::json!({
@@ -376,14 +395,14 @@ impl Issuer {
 
     /// [`Self::token_error`], after [`limit::THROTTLED_DELAY`] when the
     /// failure is throttled.
-    async fn fail(&self, e: token::TokenError) -> Response<ProxyBody> {
+    async fn fail(&self, e: token_request::TokenError) -> Response<ProxyBody> {
         if e.retry_after.is_some() {
             tokio::time::sleep(limit::THROTTLED_DELAY).await;
         }
         self.token_error(&e)
     }
 
-    fn token_error(&self, e: &token::TokenError) -> Response<ProxyBody> {
+    fn token_error(&self, e: &token_request::TokenError) -> Response<ProxyBody> {
         self.errors
             .get_or_create(&ErrorLabels {
                 code: e.code.to_owned(),
@@ -402,7 +421,7 @@ impl Issuer {
         let mut scopes: Vec<&str> = reg
             .apis
             .iter()
-            .flat_map(|a| a.scopes.iter().map(String::as_str))
+            .flat_map(|a| a.scopes.iter().map(Scope::as_str))
             .collect();
         scopes.sort_unstable();
         scopes.dedup();

@@ -7,6 +7,7 @@
 use crate::clock::unix_now;
 use crate::jose::keys::{KeySet, Skipped, VerifyKeyError};
 use crate::jose::{self, alg};
+use crate::oauth::ids::{Audience, ClientId, Scope};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -17,8 +18,8 @@ use std::sync::Arc;
 pub struct Api {
     pub id: String,
     pub name: String,
-    pub identifier: String,
-    pub scopes: Vec<String>,
+    pub identifier: Audience,
+    pub scopes: Vec<Scope>,
 }
 
 /// A client secret as stored: its MAC, and until when it is valid (a rotated
@@ -34,11 +35,11 @@ pub struct StoredSecret {
 /// An M2M app.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct App {
-    pub client_id: String,
+    pub client_id: ClientId,
     pub name: String,
     pub secrets: Vec<StoredSecret>,
     /// audience → granted scopes
-    pub grants: BTreeMap<String, Vec<String>>,
+    pub grants: BTreeMap<Audience, Vec<Scope>>,
     #[serde(default)]
     pub blocked: bool,
     /// When the app was last blocked (Unix seconds), for the revocation feed.
@@ -75,7 +76,7 @@ impl App {
     }
 
     /// The scopes this app is granted on `audience`.
-    pub fn granted(&self, audience: &str) -> &[String] {
+    pub fn granted(&self, audience: &str) -> &[Scope] {
         self.grants.get(audience).map_or(&[], Vec::as_slice)
     }
 }
@@ -168,14 +169,14 @@ impl<'de> Deserialize<'de> for RegisteredKeys {
 pub struct Registry {
     pub(super) key: hmac::Key,
     pub apis: Vec<Api>,
-    pub apps: HashMap<String, App>,
+    pub apps: HashMap<ClientId, App>,
     /// Revoked token ids and their `exp` (dropped once expired).
     pub revoked: BTreeMap<String, u64>,
     /// client id → Unix second at or before which every token issued to that
     /// client id is revoked: the app's last block, or its deletion (kept after
     /// the app is gone, so an app created again under the same id never
     /// revives the old tokens).
-    pub not_before: BTreeMap<String, u64>,
+    pub not_before: BTreeMap<ClientId, u64>,
 }
 
 impl Registry {
@@ -207,7 +208,7 @@ impl Registry {
     /// Mark every token issued to `client_id` up to now as revoked.
     pub fn revoke_all_until_now(&mut self, client_id: &str) {
         let t = unix_now();
-        let entry = self.not_before.entry(client_id.to_owned()).or_insert(t);
+        let entry = self.not_before.entry(client_id.into()).or_insert(t);
         *entry = (*entry).max(t);
     }
 

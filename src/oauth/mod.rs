@@ -4,6 +4,7 @@
 //! server metadata client.
 
 pub mod authorization;
+pub mod ids;
 pub mod metadata;
 
 /// `client_assertion_type` of a JWT client assertion (RFC 7523 §2.2).

@@ -1,16 +1,13 @@
-//! `POST /oauth/token`: the client credentials grant as the issuer serves it.
-//! Form-encoded (RFC 6749) or JSON (the seed's body); `client_secret_basic`,
-//! `client_secret_post` or the JSON body; `audience` or `resource` (RFC 8707);
-//! errors as RFC 6749 §5.2 JSON.
+//! The token endpoint's request (`POST /oauth/token`, and the same form on
+//! introspection and revocation): form-encoded (RFC 6749) or JSON (the seed's
+//! body), with `client_secret_basic` credentials from `Authorization`; and its
+//! errors, RFC 6749 §5.2 codes. What the request is checked against is in
+//! [`super::grant`]; the token it earns is signed by [`super::mint`].
 
-use super::client_auth::{AssertionOffer, AuthError, ClientAuthenticator, Failure};
-use super::keys::SigningKey;
-use super::registry::Registry;
-use crate::jose::sign::{self, Header, SignError};
+use super::client_auth::{AuthError, Failure};
 use http::{HeaderMap, StatusCode, header};
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::Duration;
 
 /// A token endpoint error: the §5.2 code, a description, and whether the client
 /// authenticated with Basic (then a 401 carries `WWW-Authenticate: Basic`).
@@ -138,6 +135,11 @@ impl TokenRequest {
         self.basic.is_some()
     }
 
+    /// `(client_id, secret)` from a Basic `Authorization` header.
+    pub(super) fn basic(&self) -> Option<(&str, &str)> {
+        self.basic.as_ref().map(|(id, s)| (id.as_str(), s.as_str()))
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.params
             .get(name)
@@ -180,200 +182,6 @@ fn form_params(body: &[u8]) -> Result<HashMap<String, String>, TokenError> {
         }
     }
     Ok(params)
-}
-
-/// A granted token, ready to sign.
-pub struct Grant {
-    pub client_id: String,
-    pub audience: String,
-    pub scopes: Vec<String>,
-}
-
-/// The app a request authenticates as (Basic, or `client_id` + `client_secret`
-/// in the body, or a client assertion). Correct credentials always pass;
-/// failures are counted and, past the budget, answered 429 (see [`super::limit`]).
-pub fn authenticate<'r>(
-    reg: &'r Registry,
-    auth: &ClientAuthenticator,
-    req: &TokenRequest,
-) -> Result<&'r super::registry::App, TokenError> {
-    if req.get("client_assertion").is_some() || req.get("client_assertion_type").is_some() {
-        let offer = AssertionOffer {
-            assertion_type: req.get("client_assertion_type"),
-            assertion: req.get("client_assertion"),
-            client_id: req.get("client_id"),
-            other_method: req.has_basic() || req.get("client_secret").is_some(),
-            peer: req.peer,
-        };
-        return Ok(auth.assertion(reg, &offer)?);
-    }
-    let body_secret = req.get("client_secret");
-    let (client_id, secret, basic) = match (&req.basic, body_secret) {
-        (Some(_), Some(_)) => {
-            return Err(TokenError::new(
-                "invalid_request",
-                "use one client authentication method, not two",
-            ));
-        }
-        (Some((id, s)), None) => (id.as_str(), s.as_str(), true),
-        (None, Some(s)) => (req.get("client_id").unwrap_or_default(), s, false),
-        (None, None) => {
-            return Err(TokenError::new(
-                "invalid_client",
-                "client authentication is required",
-            ));
-        }
-    };
-    if let (true, Some(body_id)) = (basic, req.get("client_id"))
-        && body_id != client_id
-    {
-        return Err(TokenError::new(
-            "invalid_request",
-            "client_id in the body differs from the Basic credentials",
-        ));
-    }
-    match reg.authenticate(client_id, secret) {
-        Some(app) => Ok(app),
-        None => {
-            let mut e = TokenError::from(auth.failure(client_id, req.peer));
-            e.basic = basic;
-            Err(e)
-        }
-    }
-}
-
-/// Check a token request against the registry: authentication, grant type,
-/// audience, scopes.
-pub fn authorize(
-    reg: &Registry,
-    auth: &ClientAuthenticator,
-    req: &TokenRequest,
-) -> Result<Grant, TokenError> {
-    let app = authenticate(reg, auth, req)?;
-    match req.get("grant_type") {
-        None => return Err(TokenError::new("invalid_request", "grant_type is required")),
-        Some("client_credentials") => {}
-        Some(other) => {
-            return Err(TokenError::new(
-                "unsupported_grant_type",
-                format!(
-                    "grant_type `{}` is not supported; use client_credentials",
-                    truncate(other)
-                ),
-            ));
-        }
-    }
-    if app.blocked {
-        return Err(TokenError::new(
-            "unauthorized_client",
-            format!("app {} is blocked", app.client_id),
-        ));
-    }
-    let audience = match (req.get("audience"), req.get("resource")) {
-        (Some(a), Some(r)) if a != r => {
-            return Err(TokenError::new(
-                "invalid_request",
-                "audience and resource differ",
-            ));
-        }
-        (Some(a), _) | (None, Some(a)) => a,
-        (None, None) => {
-            return Err(TokenError::new(
-                "invalid_request",
-                "audience (or resource) is required",
-            ));
-        }
-    };
-    if reg.api(audience).is_none() {
-        return Err(TokenError::new(
-            "invalid_target",
-            format!("no API with identifier `{}`", truncate(audience)),
-        ));
-    }
-    let Some(granted) = app.grants.get(audience) else {
-        return Err(TokenError::new(
-            "unauthorized_client",
-            format!(
-                "app {} has no grant for `{}`",
-                app.client_id,
-                truncate(audience)
-            ),
-        ));
-    };
-    let scopes = match req.get("scope") {
-        None => granted.clone(),
-        Some(s) => {
-            let wanted: Vec<String> = s
-                .split(' ')
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect();
-            if let Some(missing) = wanted.iter().find(|w| !granted.contains(w)) {
-                return Err(TokenError::new(
-                    "invalid_scope",
-                    format!("scope `{}` is not granted", truncate(missing)),
-                ));
-            }
-            wanted
-        }
-    };
-    Ok(Grant {
-        client_id: app.client_id.clone(),
-        audience: audience.to_owned(),
-        scopes,
-    })
-}
-
-fn truncate(s: &str) -> String {
-    s.chars().take(100).collect()
-}
-
-/// The claims of an access token (RFC 9068 §2.2), in the order serde_json has
-/// always written them (by name).
-#[derive(serde::Serialize)]
-struct AccessClaims<'a> {
-    aud: &'a str,
-    cid: &'a str,
-    client_id: &'a str,
-    exp: u64,
-    gty: &'static str,
-    iat: u64,
-    iss: &'a str,
-    jti: String,
-    scope: String,
-    scp: &'a [String],
-    sub: String,
-}
-
-/// Sign an RFC 9068 access token for `grant`.
-/// `now` (Unix seconds) is `iat`: read before the registry snapshot that
-/// allowed the grant, so a block or deletion after that snapshot has a later
-/// (or equal) time and revokes this token too.
-pub fn mint(
-    key: &SigningKey,
-    issuer: &str,
-    ttl: Duration,
-    grant: &Grant,
-    now: u64,
-) -> Result<String, SignError> {
-    let claims = AccessClaims {
-        aud: &grant.audience,
-        cid: &grant.client_id,
-        client_id: &grant.client_id,
-        exp: now + ttl.as_secs(),
-        gty: "client_credentials",
-        iat: now,
-        iss: issuer,
-        jti: sign::new_jti::<16>()?,
-        scope: grant.scopes.join(" "),
-        scp: &grant.scopes,
-        sub: format!("{}@client", grant.client_id),
-    };
-    let header = Header {
-        typ: "at+jwt",
-        kid: Some(&key.kid),
-    };
-    key.signer.sign_compact(header, &claims)
 }
 
 #[cfg(test)]
@@ -471,58 +279,6 @@ mod tests {
             prop_assert_eq!(e.code, "invalid_request");
             prop_assert!(e.description.contains("repeats a key"), "{}", e.description);
         }
-    }
-
-    #[test]
-    fn minted_tokens_keep_their_header_and_claims_byte_for_byte() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = super::super::keys::replace(
-            &dir.path().join("issuer.json"),
-            crate::config::SigningAlg::ES256,
-        )
-        .unwrap();
-        let grant = Grant {
-            client_id: "billing".into(),
-            audience: "https://orders.example.com".into(),
-            scopes: vec!["orders:read".into(), "orders:write".into()],
-        };
-        let jwt = mint(
-            &key,
-            "https://issuer.example/",
-            Duration::from_secs(3600),
-            &grant,
-            1000,
-        )
-        .unwrap();
-        let parts: Vec<Vec<u8>> = jwt
-            .split('.')
-            .map(|p| {
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(p)
-                    .unwrap()
-            })
-            .collect();
-        // What jsonwebtoken's `Header` and a `serde_json::json!` map wrote before.
-        let header = format!(r#"{{"typ":"at+jwt","alg":"ES256","kid":"{}"}}"#, key.kid);
-        assert_eq!(String::from_utf8_lossy(&parts[0]), header);
-        let claims: serde_json::Value = serde_json::from_slice(&parts[1]).unwrap();
-        let jti = claims["jti"].as_str().unwrap();
-        assert_eq!(jti.len(), 22);
-        let expected = serde_json::json!({
-            "iss": "https://issuer.example/",
-            "sub": "billing@client",
-            "aud": "https://orders.example.com",
-            "cid": "billing",
-            "client_id": "billing",
-            "iat": 1000,
-            "exp": 4600,
-            "jti": jti,
-            "scp": ["orders:read", "orders:write"],
-            "scope": "orders:read orders:write",
-            "gty": "client_credentials",
-        });
-        assert_eq!(String::from_utf8_lossy(&parts[1]), expected.to_string());
-        assert_eq!(parts[2].len(), 64);
     }
 
     #[test]

@@ -1,0 +1,236 @@
+//! The management API under `/api/v1`, protected by the issuer's own access
+//! tokens: audience `{url}api/v1/`, scopes `apis:read apis:write apps:read
+//! apps:write keys:write tokens:introspect`. Missing, invalid, revoked token, or
+//! one whose app is blocked or deleted (or was since the token was issued) →
+//! 401; missing scope → 403 (RFC 6750). No escalation: on the management
+//! audience a caller grants only scopes it has itself, and cannot touch an app
+//! that holds management scopes it lacks (403). JSON in and out; duplicate keys
+//! and unknown fields are refused with a message. Ids in paths are
+//! percent-decoded.
+
+//!
+//! Here: routing and the errors' answers; the caller and its scopes
+//! ([`caller`]); the API routes ([`apis`]); the app routes ([`apps`]).
+
+mod apis;
+mod apps;
+mod caller;
+
+pub use caller::{Caller, bearer, caller};
+
+use super::keyring::KeyRing;
+use super::registry::Registry;
+use super::store::{Store, StoreError};
+use crate::clock::unix_now;
+use crate::respond::Synthetic;
+use http::{HeaderMap, Method, StatusCode};
+use serde::de::DeserializeOwned;
+
+/// Why a management call failed; each maps to one status.
+#[derive(Debug, thiserror::Error)]
+pub enum MgmtError {
+    #[error("a valid access token for the management API is required")]
+    Unauthorized { token_sent: bool },
+    #[error("the token lacks the scope {0}")]
+    Forbidden(&'static str),
+    /// The call would hand out or touch a management scope the caller lacks.
+    #[error("the caller lacks the management scope {0}, which the app would hold")]
+    Escalation(String),
+    /// The target app holds management scopes the caller lacks (which ones
+    /// is not said: a caller without `apps:read` learns nothing of the app).
+    #[error("the app holds management scopes the caller lacks")]
+    Outranked,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// The change could not be persisted (nothing was published).
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// The signing keys could not be rotated.
+    #[error("{0}")]
+    Keys(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("no randomness")]
+    NoRandomness(#[source] aws_lc_rs::error::Unspecified),
+}
+
+/// The answer (RFC 6750 §3 for token problems): 401 `invalid_token` with a
+/// `Bearer realm` challenge, 403 `insufficient_scope`, 400 `invalid_request`,
+/// 404 `not_found`, 409 `conflict`, 500 `server_error`; the message as
+/// `error_description`, never cached.
+impl From<&MgmtError> for Synthetic<'static> {
+    fn from(e: &MgmtError) -> Self {
+        let insufficient = |challenge: String| {
+            Synthetic::new(StatusCode::FORBIDDEN, "insufficient_scope").challenge(challenge)
+        };
+        let answer = match e {
+            MgmtError::Unauthorized { token_sent: false } => {
+                Synthetic::new(StatusCode::UNAUTHORIZED, "invalid_token")
+                    .challenge("Bearer realm=\"m2m-sidecar\"")
+            }
+            MgmtError::Unauthorized { token_sent: true } => {
+                Synthetic::new(StatusCode::UNAUTHORIZED, "invalid_token")
+                    .challenge("Bearer realm=\"m2m-sidecar\", error=\"invalid_token\"")
+            }
+            MgmtError::Forbidden(scope) => insufficient(format!(
+                "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            MgmtError::Escalation(scope) => insufficient(format!(
+                "Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\", scope=\"{}\"",
+                scope.replace(['"', '\\'], "")
+            )),
+            MgmtError::Outranked => {
+                insufficient("Bearer realm=\"m2m-sidecar\", error=\"insufficient_scope\"".into())
+            }
+            MgmtError::BadRequest(_) => Synthetic::new(StatusCode::BAD_REQUEST, "invalid_request"),
+            MgmtError::NotFound(_) => Synthetic::new(StatusCode::NOT_FOUND, "not_found"),
+            MgmtError::Conflict(_) => Synthetic::new(StatusCode::CONFLICT, "conflict"),
+            MgmtError::Store(_) | MgmtError::Keys(_) | MgmtError::NoRandomness(_) => {
+                Synthetic::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
+            }
+        };
+        answer.described(e.to_string()).pragma_no_cache()
+    }
+}
+
+/// The longest grace period a secret rotation accepts.
+pub const MAX_GRACE: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Percent-decode one path segment (RFC 3986 §2.1); `None` if it is not valid
+/// percent-encoding of UTF-8.
+fn decode_segment(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// One call, as the routes see it.
+struct Call<'a> {
+    store: &'a Store,
+    /// The management audience.
+    aud: &'a str,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    verifier: &'a super::introspect::Verifier,
+}
+
+impl Call<'_> {
+    /// The caller, checked ([`caller()`]).
+    fn who(&self) -> Result<Caller, MgmtError> {
+        caller(
+            self.verifier,
+            &self.store.snapshot(),
+            self.aud,
+            self.headers,
+        )
+    }
+}
+
+/// Handle one management call; `Ok((status, body))`.
+pub async fn handle(
+    store: &Store,
+    keys: &KeyRing,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(StatusCode, serde_json::Value), MgmtError> {
+    let no_route = || {
+        let shown: String = path.chars().take(200).collect();
+        MgmtError::NotFound(format!("no route {method} {shown}"))
+    };
+    let segments: Vec<String> = path
+        .strip_prefix("/api/v1/")
+        .unwrap_or_default()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_segment)
+        .collect::<Option<_>>()
+        .ok_or_else(no_route)?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let audience = store.management_audience().to_owned();
+    let current = keys.current();
+    let call = Call {
+        store,
+        aud: audience.as_str(),
+        headers,
+        body,
+        verifier: &current.verifier,
+    };
+    let answer = match (method, segments.as_slice()) {
+        (&Method::GET, ["revocations"]) => Some((StatusCode::OK, revocations(&store.snapshot()))),
+        (&Method::POST, ["keys", "rotate"]) => {
+            call.who()?.need("keys:write")?;
+            let kid = keys.rotate().await.map_err(|e| MgmtError::Keys(e.into()))?;
+            Some((StatusCode::OK, serde_json::json!({"kid": kid})))
+        }
+        (method, ["apis", rest @ ..]) => apis::route(&call, method, rest).await?,
+        (method, ["apps", rest @ ..]) => apps::route(&call, method, rest).await?,
+        _ => None,
+    };
+    answer.ok_or_else(no_route)
+}
+
+/// A JSON body: strict (no duplicate keys at any depth), then typed.
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, MgmtError> {
+    let value = crate::json::parse(body)
+        .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))?;
+    serde_json::from_value(value)
+        .map_err(|e| MgmtError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+fn not_found(what: &str, id: &str) -> MgmtError {
+    MgmtError::NotFound(format!("no {what} `{id}`"))
+}
+
+/// The feed inbound sidecars poll. `blocked_clients`: apps blocked now and
+/// since when (as before). `client_not_before`: for every client id blocked or
+/// deleted at some time, the Unix second at or before which all its tokens are
+/// revoked, even after an unblock or a new app under the same id.
+/// `revoked_tokens`: revoked `jti`s until the token would have expired.
+fn revocations(reg: &Registry) -> serde_json::Value {
+    let now = unix_now();
+    let mut blocked: Vec<serde_json::Value> = reg
+        .apps
+        .values()
+        .filter(|a| a.blocked)
+        .map(|a| {
+            serde_json::json!({
+                "client_id": a.client_id,
+                "blocked_at": a.blocked_at,
+                "not_before": reg.not_before.get(&a.client_id),
+            })
+        })
+        .collect();
+    blocked.sort_by(|a, b| a["client_id"].as_str().cmp(&b["client_id"].as_str()));
+    let not_before: Vec<serde_json::Value> = reg
+        .not_before
+        .iter()
+        .map(|(id, nb)| serde_json::json!({"client_id": id, "not_before": nb}))
+        .collect();
+    let revoked: Vec<serde_json::Value> = reg
+        .revoked
+        .iter()
+        .filter(|(_, exp)| **exp > now)
+        .map(|(jti, exp)| serde_json::json!({"jti": jti, "exp": exp}))
+        .collect();
+    serde_json::json!({
+        "blocked_clients": blocked,
+        "client_not_before": not_before,
+        "revoked_tokens": revoked,
+    })
+}
