@@ -18,7 +18,8 @@
 //! - layer 2: [`config`] loading, validation (every error with its key path),
 //!   `check` summary; [`logging`] log lines and the trace exporter
 //! - layer 3: [`secret`] secrets from literal/env/file and the rotation watcher;
-//!   [`oauth`] grant vocabulary, `Authorization` schemes, server metadata client
+//!   [`oauth`] grant vocabulary, `Authorization` schemes, server metadata
+//!   client, the ids that cross modules (`ClientId`, `Audience`, `Scope`, `Kid`)
 //! - layer 4: [`proxy`] the shared proxy core: upstream client, hop-by-hop
 //!   rules, accept loop, connection deadlines; `proxy::body` (`ProxyBody`, the
 //!   JSON body builder), `proxy::error` (`ProxyError`: who caused it, its cause)
