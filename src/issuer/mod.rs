@@ -248,6 +248,7 @@ impl Issuer {
             &self.keys,
             &parts.method,
             parts.uri.path(),
+            parts.uri.query(),
             &parts.headers,
             &body,
         )

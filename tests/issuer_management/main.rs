@@ -8,6 +8,7 @@ mod support;
 
 mod apps;
 mod config_secrets;
+mod pages;
 mod state;
 
 use support::http::client;

@@ -19,7 +19,7 @@ async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
     let secrets = futures_util::future::join_all(creates).await;
     let (_, apps) = s.call("GET", "api/v1/apps", Some(&admin), None).await;
     assert_eq!(
-        apps.as_array().unwrap().len(),
+        apps["items"].as_array().unwrap().len(),
         52,
         "50 created + 2 from config"
     );
@@ -37,7 +37,7 @@ async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
     let admin = s.admin_token("admin").await;
     let (_, apps) = s.call("GET", "api/v1/apps", Some(&admin), None).await;
     assert_eq!(
-        apps.as_array().unwrap().len(),
+        apps["items"].as_array().unwrap().len(),
         51,
         "reader stays deleted though the config names it"
     );

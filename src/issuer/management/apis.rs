@@ -18,7 +18,13 @@ pub(super) async fn route(
     let answer = match (method, path) {
         (&Method::GET, []) => {
             call.who()?.need("apis:read")?;
-            (StatusCode::OK, serde_json::json!(store.snapshot().apis))
+            let page = super::page::Page::from_query(call.query)?;
+            let reg = store.snapshot();
+            let mut apis: Vec<&Api> = reg.apis.iter().collect();
+            apis.sort_by(|a, b| a.id.cmp(&b.id));
+            let (apis, next) = page.of(apis, |a| a.id.as_str(), |a| a.name.as_str());
+            let items = apis.iter().map(|a| serde_json::json!(a)).collect();
+            (StatusCode::OK, super::page::answer(items, next))
         }
         (&Method::POST, []) => {
             call.who()?.need("apis:write")?;

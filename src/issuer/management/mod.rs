@@ -15,6 +15,7 @@
 mod apis;
 mod apps;
 mod caller;
+mod page;
 
 pub use caller::{Caller, bearer, caller};
 
@@ -124,6 +125,8 @@ struct Call<'a> {
     /// The management audience.
     aud: &'a str,
     headers: &'a HeaderMap,
+    /// The query string (list calls: `limit`, `after`, `prefix`).
+    query: Option<&'a str>,
     body: &'a [u8],
     verifier: &'a super::introspect::Verifier,
 }
@@ -146,6 +149,7 @@ pub async fn handle(
     keys: &KeyRing,
     method: &Method,
     path: &str,
+    query: Option<&str>,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(StatusCode, serde_json::Value), MgmtError> {
@@ -168,6 +172,7 @@ pub async fn handle(
         store,
         aud: audience.as_str(),
         headers,
+        query,
         body,
         verifier: &current.verifier,
     };
