@@ -202,9 +202,13 @@ impl Iss {
     /// Every client id, as `root` sees them.
     async fn client_ids(&self) -> Vec<String> {
         let root = self.mgmt_token("root").await;
-        let (status, _, v) = self.call("GET", "api/v1/apps", Some(&root), None).await;
+        let (status, _, v) = self
+            .call("GET", "api/v1/apps?limit=1000", Some(&root), None)
+            .await;
         assert_eq!(status, 200);
-        v.as_array()
+        assert!(v["next"].is_null(), "more apps than one page: {v}");
+        v["items"]
+            .as_array()
             .unwrap()
             .iter()
             .map(|a| a["client_id"].as_str().unwrap().to_owned())
