@@ -20,9 +20,7 @@ pub(super) async fn route(
             call.who()?.need("apis:read")?;
             let page = super::page::Page::from_query(call.query)?;
             let reg = store.snapshot();
-            let mut apis: Vec<&Api> = reg.apis.iter().collect();
-            apis.sort_by(|a, b| a.id.cmp(&b.id));
-            let (apis, next) = page.of(apis, |a| a.id.as_str(), |a| a.name.as_str());
+            let (apis, next) = page.of(&reg.apis, |a| a.id.as_str(), |a| a.name.as_str());
             let items = apis.iter().map(|a| serde_json::json!(a)).collect();
             (StatusCode::OK, super::page::answer(items, next))
         }

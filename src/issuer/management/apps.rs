@@ -26,9 +26,11 @@ pub(super) async fn route(
             call.who()?.need("apps:read")?;
             let page = super::page::Page::from_query(call.query)?;
             let reg = store.snapshot();
-            let mut apps: Vec<&App> = reg.apps.values().collect();
-            apps.sort_by(|a, b| a.client_id.cmp(&b.client_id));
-            let (apps, next) = page.of(apps, |a| a.client_id.as_str(), |a| a.name.as_str());
+            let (apps, next) = page.of(
+                reg.apps.values(),
+                |a| a.client_id.as_str(),
+                |a| a.name.as_str(),
+            );
             ok(super::page::answer(
                 apps.iter().map(|a| shown(&reg, a)).collect(),
                 next,

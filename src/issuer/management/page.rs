@@ -62,7 +62,7 @@ impl Page {
         Ok(page)
     }
 
-    /// One page of `items` (sorted by id): those after the cursor that match
+    /// One page of `items`, in id order: those after the cursor that match
     /// the prefix, at most `limit`, and the cursor of the next page.
     pub fn of<'i, T>(
         &self,
@@ -73,7 +73,9 @@ impl Page {
     where
         T: 'i,
     {
-        let mut matching = items
+        let mut sorted: Vec<&T> = items.into_iter().collect();
+        sorted.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+        let mut matching = sorted
             .into_iter()
             .filter(|t| self.after.as_deref().is_none_or(|a| id(t) > a))
             .filter(|t| {
