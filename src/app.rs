@@ -144,14 +144,15 @@ pub struct App;
 
 impl App {
     /// Only the issuer of `config` (the `m2m-sidecar issuer` command), on `listener`.
-    pub fn spawn_issuer(
+    pub async fn spawn_issuer(
         config: &Config,
         listener: TcpListener,
         shutdown: watch::Receiver<bool>,
     ) -> Result<tokio::task::JoinHandle<()>, StartError> {
         let spec = config.issuer.as_ref().ok_or(StartError::NoIssuer)?;
-        let issuer =
-            issuer::Issuer::new(spec, &config.limits).map_err(|e| StartError::Issuer(e.into()))?;
+        let issuer = issuer::Issuer::open(spec, &config.limits)
+            .await
+            .map_err(|e| StartError::Issuer(e.into()))?;
         let addr = listener.local_addr().map_err(StartError::Address)?;
         tracing::info!(%addr, url = %spec.url, "issuer ready");
         let mut opts = proxy::server::ServeOptions::plain("issuer", config.drain_timeout);
@@ -177,7 +178,8 @@ impl App {
         // The issuer starts first: in-process credentials may use it as their IdP.
         let issuer_addr = match (&config.issuer, listeners.issuer) {
             (Some(spec), Some(listener)) => {
-                let issuer = issuer::Issuer::new(spec, &config.limits)
+                let issuer = issuer::Issuer::open(spec, &config.limits)
+                    .await
                     .map_err(|e| StartError::Issuer(e.into()))?;
                 let addr = listener.local_addr().map_err(StartError::Address)?;
                 tracing::info!(%addr, url = %spec.url, "issuer ready");

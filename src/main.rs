@@ -37,7 +37,11 @@ enum Command {
     /// Run the sidecar: outbound listeners and admin endpoints (the default).
     Run,
     /// Run only the built-in authorization server (`[issuer]`).
-    Issuer,
+    Issuer {
+        /// Bring the store's schema up to date (under a lock), then exit.
+        #[arg(long)]
+        migrate_only: bool,
+    },
     /// Issuer, inbound and outbound sidecars and a demo service in one process; prints curl lines.
     Quickstart {
         /// Use free ports instead of 15000-15100 (for tests).
@@ -84,7 +88,8 @@ fn main() -> ExitCode {
     }
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => lifecycle::run(path, config, false),
-        Command::Issuer => lifecycle::run(path, config, true),
+        Command::Issuer { migrate_only: true } => lifecycle::migrate_only(&config),
+        Command::Issuer { .. } => lifecycle::run(path, config, true),
         Command::Quickstart { .. } => ExitCode::FAILURE,
         Command::Check => command::check(path, &config),
         Command::Token { credential } => command::print_token(&config, &credential),

@@ -192,7 +192,7 @@ scopes = ["orders:write"]
 [issuer]
 listen = "127.0.0.1:{pi}"
 url = "{issuer}"
-state = "{state}"
+store = "sqlite://{store}"
 token_ttl = "1h"
 [[issuer.apis]]
 name = "Orders API"
@@ -214,7 +214,7 @@ client_id = "admin"
 client_secret = "{admin}"
 grants = {{ "{issuer}api/v1/" = ["apps:read", "apps:write"] }}
 "#,
-        state = dir.join("issuer.json").display()
+        store = dir.join("issuer.db").display()
     );
     let config = load_str(&toml, Format::Toml).map_err(QuickstartError::Config)?;
     let mut it = ls.into_iter();

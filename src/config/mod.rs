@@ -214,11 +214,32 @@ pub struct IssuerSpec {
     pub listen: SocketAddr,
     /// Ends with `/`; the `iss` claim.
     pub url: Url,
+    /// Where the registry, the keys and the audit log live.
+    pub store: StoreSpec,
+    /// Encrypts the signing keys at rest (with SQLite: generated beside the
+    /// database when not given).
+    pub store_key: Option<SecretSource>,
+    /// A JSON state file of earlier versions, imported once if it exists.
     pub state: PathBuf,
     pub token_ttl: Duration,
     pub signing_alg: SigningAlg,
     pub apis: Vec<ApiSpec>,
     pub apps: Vec<AppSpec>,
+}
+
+/// Where the issuer keeps its registry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreSpec {
+    /// An embedded SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database shared by any number of issuer replicas.
+    Postgres {
+        /// The DSN as configured (never holds a password).
+        url: String,
+        password: Option<SecretSource>,
+        /// TLS to the database, its certificate verified against this CA.
+        ca_file: Option<PathBuf>,
+    },
 }
 
 impl IssuerSpec {
@@ -228,14 +249,16 @@ impl IssuerSpec {
     }
 }
 
-/// The management API's scopes (`tokens:introspect`: may call `/oauth/introspect`).
-pub const MANAGEMENT_SCOPES: [&str; 6] = [
+/// The management API's scopes (`tokens:introspect`: may call
+/// `/oauth/introspect`; `audit:read`: may read `/api/v1/audit`).
+pub const MANAGEMENT_SCOPES: [&str; 7] = [
     "apis:read",
     "apis:write",
     "apps:read",
     "apps:write",
     "keys:write",
     "tokens:introspect",
+    "audit:read",
 ];
 
 /// An API: an audience and the scopes tokens for it may carry.

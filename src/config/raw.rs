@@ -138,8 +138,17 @@ pub struct IssuerConfig {
     pub listen: Option<Text>,
     /// The `iss` claim and the discovery base (ends with `/`).
     pub url: Option<Text>,
-    /// Where runtime state lives; keys are kept beside it.
+    /// Deprecated: the JSON state file of earlier versions, imported once
+    /// into the store (whose SQLite default then sits beside it).
     pub state: Option<PathBuf>,
+    /// `sqlite://PATH` (default `sqlite://data/issuer.db`) or
+    /// `postgres://user@host:port/db`.
+    pub store: Option<Text>,
+    pub store_password: Option<SecretConfig>,
+    /// 32 random bytes, base64: encrypts the signing keys at rest.
+    pub store_key: Option<SecretConfig>,
+    /// The CA that signs PostgreSQL's certificate: TLS to the database.
+    pub store_ca_file: Option<PathBuf>,
     pub token_ttl: Option<Text>,
     pub signing_alg: Option<Text>,
     #[serde(default)]

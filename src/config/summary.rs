@@ -110,12 +110,15 @@ pub fn redact_url(url: &Url) -> String {
 fn issuer_lines(out: &mut String, i: &super::IssuerSpec) {
     let _ = writeln!(
         out,
-        "issuer    {} url={} alg={} token_ttl={} state={}",
+        "issuer    {} url={} alg={} token_ttl={} store={}",
         i.listen,
         i.url,
         i.signing_alg.as_str(),
         humantime::format_duration(i.token_ttl),
-        i.state.display()
+        match &i.store {
+            super::StoreSpec::Sqlite(path) => format!("sqlite://{}", path.display()),
+            super::StoreSpec::Postgres { url, .. } => url.clone(),
+        }
     );
     for a in &i.apis {
         let _ = writeln!(

@@ -97,6 +97,14 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
             message: exposed.into(),
         });
     }
+    if raw.issuer.as_ref().is_some_and(|i| i.state.is_some()) {
+        warnings.push(Issue {
+            path: "issuer.state".into(),
+            message: "is deprecated: the issuer keeps its registry in `store` now (default: SQLite beside this file); \
+                      an existing state file is imported once, then no longer read"
+                .into(),
+        });
+    }
     match (v.issues.is_empty(), admin) {
         (true, Some(listen)) => Ok(Config {
             admin: AdminSettings { listen },

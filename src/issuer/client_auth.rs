@@ -300,10 +300,12 @@ mod tests {
             jwks: Some(RegisteredKeys::from_jwks(json!({"keys": [key.jwk()]})).unwrap()),
             ..app
         };
+        let mut apps = crate::issuer::registry::Apps::default();
+        apps.insert("svc".into(), app);
         Registry {
             key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[0u8; 32]),
             apis: Vec::new(),
-            apps: [("svc".into(), app)].into(),
+            apps,
             revoked: Default::default(),
             not_before: Default::default(),
         }

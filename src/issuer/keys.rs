@@ -1,35 +1,12 @@
-//! The issuer's signing key: generated on first start and kept as a PKCS#8 PEM
-//! file (mode 0600) beside the state, or loaded from there; its public half as
-//! a JWK for `/.well-known/jwks.json`. The key itself is a
-//! [`crate::jose::sign::Signer`]; this module is where it lives and how it is named.
+//! The issuer's signing key: generated on first start and kept, sealed with
+//! the store key, in the store (see [`super::store`]); its public half as a
+//! JWK for `/.well-known/jwks.json`. The key itself is a
+//! [`crate::jose::sign::Signer`]; this module is how it is made and named.
 
 use crate::config::SigningAlg;
 use crate::jose::alg::Algorithm;
-use crate::jose::sign::{KeyError, Signer};
-use crate::private_file::WriteError;
+use crate::jose::sign::{KeyError, Pkcs8Pem, Signer};
 use std::fmt;
-use std::path::{Path, PathBuf};
-
-/// Why the signing key cannot be loaded or made. Names the file, never the key.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    #[error("cannot read {}: {source}", .path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{}: {source}", .path.display())]
-    Invalid {
-        path: PathBuf,
-        #[source]
-        source: KeyError,
-    },
-    #[error(transparent)]
-    Generate(KeyError),
-    #[error(transparent)]
-    Write(#[from] WriteError),
-}
 
 /// A key the issuer signs with.
 pub struct SigningKey {
@@ -48,32 +25,15 @@ impl fmt::Debug for SigningKey {
     }
 }
 
-/// Where the key for `alg` is kept: `<state dir>/signing-<alg>.pem`.
-pub fn key_path(state: &Path, alg: SigningAlg) -> PathBuf {
-    crate::private_file::dir_of(state).join(format!("signing-{}.pem", alg.as_str().to_lowercase()))
+/// A new key for `alg` and its PKCS#8 PEM (to be sealed in the store).
+pub fn generate(alg: SigningAlg) -> Result<(SigningKey, Pkcs8Pem), KeyError> {
+    let (signer, pem) = Signer::generate(jose_alg(alg))?;
+    Ok((named(signer), pem))
 }
 
-/// Load the key for `alg`, generating and saving it on first start.
-pub fn load_or_generate(state: &Path, alg: SigningAlg) -> Result<SigningKey, KeyFileError> {
-    let path = key_path(state, alg);
-    match std::fs::read_to_string(&path) {
-        Ok(pem) => Signer::from_pkcs8_pem(&pem, jose_alg(alg))
-            .map(named)
-            .map_err(|source| KeyFileError::Invalid { path, source }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let key = replace(state, alg)?;
-            tracing::info!(file = %path.display(), alg = alg.as_str(), "generated a signing key");
-            Ok(key)
-        }
-        Err(source) => Err(KeyFileError::Read { path, source }),
-    }
-}
-
-/// Generate a new key for `alg` and make it the one on disk.
-pub fn replace(state: &Path, alg: SigningAlg) -> Result<SigningKey, KeyFileError> {
-    let (signer, pem) = Signer::generate(jose_alg(alg)).map_err(KeyFileError::Generate)?;
-    crate::private_file::write(&key_path(state, alg), pem.as_bytes())?;
-    Ok(named(signer))
+/// The key of a stored PKCS#8 PEM.
+pub fn from_pem(pem: &str, alg: SigningAlg) -> Result<SigningKey, KeyError> {
+    Signer::from_pkcs8_pem(pem, jose_alg(alg)).map(named)
 }
 
 fn jose_alg(alg: SigningAlg) -> Algorithm {
@@ -86,7 +46,7 @@ fn jose_alg(alg: SigningAlg) -> Algorithm {
 
 /// The key with its `kid` (a hash of the public key, stable across restarts)
 /// and its public JWK.
-fn named(signer: Signer) -> SigningKey {
+pub fn named(signer: Signer) -> SigningKey {
     let kid = signer.key_id();
     let mut jwk = signer.public_jwk();
     if let Some(obj) = jwk.as_object_mut() {

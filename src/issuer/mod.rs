@@ -98,28 +98,31 @@ pub enum IssuerError {
 pub struct Issuer {
     url: String,
     ttl: Duration,
-    store: store::Store,
+    store: Arc<store::Store>,
     auth: client_auth::ClientAuthenticator,
     revokes: limit::RevokeLimiter,
     max_body: usize,
     body_timeout: Duration,
-    keys: keyring::KeyRing,
+    keys: Arc<keyring::KeyRing>,
     metrics: Metrics,
     issued: Family<IssuedLabels, Counter>,
     errors: Family<ErrorLabels, Counter>,
     throttled: Counter,
     management_calls: Family<ManagementLabels, Counter>,
+    store_up: prometheus_client::metrics::gauge::Gauge,
 }
 
 impl Issuer {
-    /// Load (or create) keys and build the registry from the config.
+    /// Open the store (migrated, a JSON state of earlier versions imported
+    /// once), load (or create) the keys and build the registry.
     /// `limits`: the largest request body read (`max_body_bytes`) and how long
     /// it may take to arrive (`body_read_timeout`).
-    pub fn new(spec: &IssuerSpec, limits: &Limits) -> Result<Self, IssuerError> {
-        let store = store::Store::open(spec)?;
+    pub async fn open(spec: &IssuerSpec, limits: &Limits) -> Result<Self, IssuerError> {
+        let store = store::Store::open(spec).await?;
         let url = spec.url.to_string();
         let auth = client_auth::ClientAuthenticator::new(&url);
-        let keys = keyring::KeyRing::open(&spec.state, spec.signing_alg, &url, spec.token_ttl)?;
+        let keys =
+            keyring::KeyRing::open(store.clone(), spec.signing_alg, &url, spec.token_ttl).await?;
         let mut metrics = Metrics::default();
         let issued = Family::<IssuedLabels, Counter>::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -138,6 +141,12 @@ impl Issuer {
             "m2m_issuer_management_calls",
             "Management API calls, by method and answer status",
             management_calls.clone(),
+        );
+        let store_up = prometheus_client::metrics::gauge::Gauge::default();
+        metrics.register(
+            "m2m_issuer_store_up",
+            "1 when the issuer's store (SQLite or PostgreSQL) answers, 0 during an outage",
+            store_up.clone(),
         );
         let throttled = Counter::default();
         metrics.register(
@@ -159,6 +168,7 @@ impl Issuer {
             errors,
             throttled,
             management_calls,
+            store_up,
         })
     }
 
@@ -320,7 +330,7 @@ impl Issuer {
         }
         let stored = self
             .store
-            .change(|reg, _| {
+            .change(None, |reg, _| {
                 reg.revoked.insert(jti, exp);
                 Ok::<_, store::StoreError>(())
             })
@@ -442,7 +452,26 @@ impl Issuer {
         static_json(Bytes::from(doc.to_string()), "application/json")
     }
 
+    /// `/readyz`: `ok` when the store answers. When it does not, the answer
+    /// says why and stays 200 (`degraded`): this replica still issues tokens
+    /// to the apps it knows, from memory, and taking every replica out of
+    /// service during a database outage would stop that; alert on
+    /// `m2m_issuer_store_up` instead.
+    fn readyz(&self) -> Response<ProxyBody> {
+        let body = match self.store.trouble() {
+            None => serde_json::json!({"status": "ok", "store": "ok"}),
+            Some(why) => serde_json::json!({
+                "status": "degraded",
+                "store": "unavailable",
+                "reason": why,
+                "serving": "tokens, JWKS, introspection and the revocation feed from memory; management writes answer 503",
+            }),
+        };
+        no_store(json_response(StatusCode::OK, &body))
+    }
+
     fn metrics_text(&self) -> Response<ProxyBody> {
+        self.store_up.set(i64::from(self.store.trouble().is_none()));
         let mut out = String::new();
         match prometheus_client::encoding::text::encode(&mut out, &self.metrics) {
             Ok(()) => static_json(
@@ -476,6 +505,7 @@ impl Handler for Issuer {
             (&Method::GET, "/healthz") => {
                 static_json(Bytes::from_static(b"ok\n"), "text/plain; charset=utf-8")
             }
+            (&Method::GET, "/readyz") => self.readyz(),
             (&Method::GET, "/metrics") => self.metrics_text(),
             (_, "/oauth/token") => refuse(answer::use_post(), Format::Json),
             _ => refuse(answer::not_found(), Format::Json),

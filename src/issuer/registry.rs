@@ -1,5 +1,8 @@
 //! APIs and apps as the token endpoint sees them: an immutable snapshot, swapped
-//! whole on every change (see [`super::store`]). Client secrets are kept only as
+//! on every change (see [`super::store`]). The maps are persistent (`imbl`):
+//! a copy shares everything it does not change, so a change costs the same
+//! with ten apps or a hundred thousand, and [`Apps`] remembers which apps a
+//! change touched, which is what the store writes. Client secrets are kept only as
 //! HMAC-SHA256 under a server key stored beside the state (secrets are long and
 //! random, so a keyed hash is enough and keeps the token path fast: no password
 //! KDF); they are compared in constant time.
@@ -10,7 +13,7 @@ use crate::jose::{self, alg};
 use crate::oauth::ids::{Audience, ClientId, Scope};
 use aws_lc_rs::hmac;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// An API (audience) and its scopes.
@@ -133,9 +136,9 @@ impl RegisteredKeys {
         RegisteredKeys::from_jwks(jose::spki::jwks_from_pem(pem)?)
     }
 
-    /// Keys as the state file holds them, checked when they were registered:
+    /// Keys as the store holds them, checked when they were registered:
     /// loaded as they are (a key that cannot be used verifies nothing).
-    fn stored(doc: serde_json::Value) -> Self {
+    pub fn stored(doc: serde_json::Value) -> Self {
         let keys = KeySet::from_jwks(&doc, &alg::REGISTERED_CLIENT_KEYS)
             .map(|(keys, _)| keys)
             .unwrap_or_default();
@@ -143,6 +146,11 @@ impl RegisteredKeys {
             keys: Arc::new(keys.any_kid_for_a_sole_key()),
             doc,
         }
+    }
+
+    /// The JWKS document as registered.
+    pub fn document(&self) -> &serde_json::Value {
+        &self.doc
     }
 
     /// The decoded keys. With one key, it is used whatever `kid` an assertion
@@ -164,19 +172,87 @@ impl<'de> Deserialize<'de> for RegisteredKeys {
     }
 }
 
+/// The apps by client id, in id order, and the ids changed since
+/// [`Apps::take_touched`] was last called.
+#[derive(Clone, Default)]
+pub struct Apps {
+    map: imbl::OrdMap<ClientId, Arc<App>>,
+    touched: BTreeSet<ClientId>,
+}
+
+impl Apps {
+    pub fn get(&self, client_id: &str) -> Option<&App> {
+        self.map.get(client_id).map(Arc::as_ref)
+    }
+
+    /// The app, to change (recorded as touched).
+    pub fn get_mut(&mut self, client_id: &str) -> Option<&mut App> {
+        let app = self.map.get_mut(client_id)?;
+        self.touched.insert(app.client_id.clone());
+        Some(Arc::make_mut(app))
+    }
+
+    pub fn insert(&mut self, client_id: ClientId, app: App) {
+        self.touched.insert(client_id.clone());
+        self.map.insert(client_id, Arc::new(app));
+    }
+
+    pub fn remove(&mut self, client_id: &str) -> Option<Arc<App>> {
+        let app = self.map.remove(client_id)?;
+        self.touched.insert(app.client_id.clone());
+        Some(app)
+    }
+
+    pub fn contains_key(&self, client_id: &str) -> bool {
+        self.map.contains_key(client_id)
+    }
+
+    /// Every app, in client id order.
+    pub fn values(&self) -> impl Iterator<Item = &App> {
+        self.map.values().map(Arc::as_ref)
+    }
+
+    /// The apps after `client_id` (all with `None`), in client id order.
+    pub fn after<'a>(&'a self, client_id: Option<&str>) -> impl Iterator<Item = &'a App> + 'a {
+        use std::ops::Bound;
+        let from = client_id.map_or(Bound::Unbounded, |c| Bound::Excluded(ClientId::from(c)));
+        self.map
+            .range((from, Bound::Unbounded))
+            .map(|(_, a)| a.as_ref())
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// The ids changed since the last call, and forget them.
+    pub fn take_touched(&mut self) -> BTreeSet<ClientId> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// The shared app (for the store, which writes it).
+    pub fn shared(&self, client_id: &str) -> Option<Arc<App>> {
+        self.map.get(client_id).cloned()
+    }
+}
+
 /// Everything the token endpoint checks a request against.
 #[derive(Clone)]
 pub struct Registry {
     pub(super) key: hmac::Key,
     pub apis: Vec<Api>,
-    pub apps: HashMap<ClientId, App>,
+    pub apps: Apps,
     /// Revoked token ids and their `exp` (dropped once expired).
-    pub revoked: BTreeMap<String, u64>,
+    pub revoked: imbl::OrdMap<String, u64>,
     /// client id → Unix second at or before which every token issued to that
     /// client id is revoked: the app's last block, or its deletion (kept after
     /// the app is gone, so an app created again under the same id never
     /// revives the old tokens).
-    pub not_before: BTreeMap<ClientId, u64>,
+    pub not_before: imbl::OrdMap<ClientId, u64>,
 }
 
 impl Registry {
@@ -208,8 +284,8 @@ impl Registry {
     /// Mark every token issued to `client_id` up to now as revoked.
     pub fn revoke_all_until_now(&mut self, client_id: &str) {
         let t = unix_now();
-        let entry = self.not_before.entry(client_id.into()).or_insert(t);
-        *entry = (*entry).max(t);
+        let at = self.not_before.get(client_id).map_or(t, |nb| (*nb).max(t));
+        self.not_before.insert(client_id.into(), at);
     }
 
     /// The app of a token this issuer signed (its verified `claims`), if the

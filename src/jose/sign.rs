@@ -104,6 +104,10 @@ impl Pkcs8Pem {
     pub fn as_bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Pkcs8Pem {

@@ -71,6 +71,32 @@ pub fn run(path: &Path, config: Config, issuer_only: bool) -> ExitCode {
     }
 }
 
+/// `issuer --migrate-only`: apply the store's pending schema migrations
+/// (under the PostgreSQL advisory lock, so replicas starting meanwhile wait)
+/// and exit.
+pub fn migrate_only(config: &Config) -> ExitCode {
+    let Some(spec) = config.issuer.as_ref() else {
+        eprintln!("error: {}", StartError::NoIssuer);
+        return ExitCode::from(2);
+    };
+    let migrated = runtime(Some(1))
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| {
+            rt.block_on(crate::issuer::store::migrate(spec))
+                .map_err(|e| e.to_string())
+        });
+    match migrated {
+        Ok(version) => {
+            tracing::info!(version, "store schema up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// Run until SIGTERM/SIGINT; reload on SIGHUP and when the config file changes
 /// (once it has settled), then [`drain`].
 async fn serve(path: &Path, config: Config) -> Result<(), ServeError> {
@@ -129,7 +155,7 @@ async fn serve_issuer(config: Config) -> Result<(), ServeError> {
     let spec = config.issuer.as_ref().ok_or(StartError::NoIssuer)?;
     let listener = bind(spec.listen, "issuer").await?;
     let (stop, stopped) = watch::channel(false);
-    let task = App::spawn_issuer(&config, listener, stopped)?;
+    let task = App::spawn_issuer(&config, listener, stopped).await?;
     Signals::stop()?.next().await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(config.drain_timeout + Duration::from_secs(1), task).await;

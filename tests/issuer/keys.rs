@@ -43,11 +43,21 @@ async fn the_signing_key_survives_a_restart_and_is_private() {
     let Issuer { sidecar, dir, .. } = s;
     sidecar.stop().await;
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(path.join("signing-es256.pem"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    // The key is in the store, sealed: the database and the store key are
+    // this user's alone, and no private key is there in clear.
+    for file in ["issuer.db", "store.key"] {
+        let mode = std::fs::metadata(path.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
+    let db = std::fs::read(path.join("issuer.db")).unwrap();
+    let wal = std::fs::read(path.join("issuer.db-wal")).unwrap_or_default();
+    for bytes in [&db, &wal] {
+        assert!(!bytes.windows(11).any(|w| w == b"PRIVATE KEY"));
+    }
+    assert!(!path.join("signing-es256.pem").exists());
     // Restarted on another port, with the same state.
     let s = Reserved::on(0, dir)
         .await

@@ -1,12 +1,12 @@
-//! A config secret the state overrides, warned about at start (the
+//! A config secret the store overrides, warned about at start (the
 //! `m2m-sidecar issuer` binary, restarted with a changed config).
 
 use super::*;
 use support::process::{Running, write_config};
 
-/// The message of the start-up warning about a config secret the state overrides.
-const SECRET_IGNORED: &str = "the client_secret in the config for this issuer app is not one of its secrets in the state: \
-     the state's secret stays in effect and the config's is refused; to change the secret, \
+/// The message of the start-up warning about a config secret the store overrides.
+const SECRET_IGNORED: &str = "the client_secret in the config for this issuer app is not one of its secrets in the store: \
+     the store's secret stays in effect and the config's is refused; to change the secret, \
      rotate it through the management API (POST /api/v1/apps/{client_id}/secrets, with \
      {\"grace\": \"1h\"} to keep the old one for a while) and give the client the secret it returns";
 
@@ -52,8 +52,8 @@ async fn start(config: &tempfile::NamedTempFile, env: &[(String, String)]) -> (R
     (run, format!("http://{addr}/"))
 }
 
-/// Once the state names a config app (any runtime change copies every app
-/// into it), the state's secret wins; a config `client_secret` that is none of
+/// Once the store names a config app (a runtime change to that app records
+/// it), the store's secret wins; a config `client_secret` that is none of
 /// the state's current secrets for that app is not silently ignored: the next
 /// start warns, naming the client id and how to rotate, never a secret. Apps
 /// whose config secret still verifies (unchanged, or the old one of a rotation
@@ -80,7 +80,7 @@ async fn a_config_secret_the_state_overrides_is_warned_about_at_start() {
     let (mut second, url) = start(&second_config, &env2).await;
     second.wait_for_log(SECRET_IGNORED, 2).await;
     warned_about_exactly(&second);
-    // What the warning says is so: the state's secret works, the config's does not.
+    // What the warning says is so: the store's secret works, the config's does not.
     let orders = "https://orders.example.com";
     for (id, secret, want) in [
         ("changed", first_secret("changed"), 200),
@@ -108,7 +108,7 @@ async fn a_config_secret_the_state_overrides_is_warned_about_at_start() {
 }
 
 /// The first run: `rotated`'s secret rotated, `graced`'s rotated with a grace
-/// period (each change also copies every config app into the state), and no
+/// period, the others renamed (each is recorded in the store), and no
 /// warning. The two new secrets.
 async fn rotate_at_runtime(
     config: &tempfile::NamedTempFile,
@@ -135,6 +135,18 @@ async fn rotate_at_runtime(
     };
     let rotated = rotate("rotated", "{}").await;
     let graced = rotate("graced", r#"{"grace":"1h"}"#).await;
+    // A change to each of the others records them in the store as they are.
+    for id in ["changed", "kept", "incident"] {
+        let resp = client()
+            .patch(format!("{url}api/v1/apps/{id}"))
+            .bearer_auth(&admin)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"name":"{id} (renamed)"}}"#))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
     assert!(
         first
             .lines

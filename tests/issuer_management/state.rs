@@ -49,16 +49,20 @@ async fn state_survives_a_restart_and_concurrent_writes_lose_nothing() {
     );
     assert_eq!(s.token("reader", ADMIN_SECRET, ORDERS).await.0, 401);
     use std::os::unix::fs::PermissionsExt as _;
-    let mode = std::fs::metadata(s.dir.path().join("issuer.json"))
+    let mode = std::fs::metadata(s.dir.path().join("issuer.db"))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let state = std::fs::read_to_string(s.dir.path().join("issuer.json")).unwrap();
-    assert!(
-        !state.contains(&secrets[3]),
-        "secrets are not stored in the clear"
-    );
+    for file in ["issuer.db", "issuer.db-wal"] {
+        let bytes = std::fs::read(s.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes
+                .windows(secrets[3].len())
+                .any(|w| w == secrets[3].as_bytes()),
+            "secrets are not stored in the clear ({file})"
+        );
+    }
     s.sidecar.stop().await;
 }
 

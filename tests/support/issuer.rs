@@ -141,11 +141,11 @@ impl OrdersApi {
     /// The whole `[issuer]` table of an issuer listening on `listen` (a port),
     /// named `url`, keeping its state in `state_dir`.
     pub fn toml(&self, listen: u16, url: &str, state_dir: &std::path::Path) -> String {
-        let state = state_dir.join("issuer.json");
+        let store = format!("sqlite://{}", state_dir.join("issuer.db").display());
         let mut out = format!(
-            "[issuer]\nlisten = \"127.0.0.1:{listen}\"\nurl = {}\nstate = {}\n",
+            "[issuer]\nlisten = \"127.0.0.1:{listen}\"\nurl = {}\nstore = {}\n",
             quote(url),
-            quote(state.to_str().unwrap_or_default())
+            quote(&store)
         );
         for (k, v) in &self.settings {
             let _ = writeln!(out, "{k} = {v}");
@@ -227,7 +227,7 @@ pub struct Issuer {
     /// `http://127.0.0.1:PORT/`
     pub url: String,
     pub port: u16,
-    /// The state directory (`issuer.json`, signing keys).
+    /// The state directory (`issuer.db`, `store.key`).
     pub dir: tempfile::TempDir,
 }
 

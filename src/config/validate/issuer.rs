@@ -5,7 +5,7 @@
 
 use super::{Validator, secs};
 use crate::config::raw::{ApiConfig, AppConfig, IssuerConfig, SecretConfig};
-use crate::config::{ApiSpec, AppSpec, IssuerSpec, MANAGEMENT_SCOPES, SigningAlg};
+use crate::config::{ApiSpec, AppSpec, IssuerSpec, MANAGEMENT_SCOPES, SigningAlg, StoreSpec};
 use crate::jose::alg::{self, Algorithm};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -93,9 +93,23 @@ impl Validator {
                 );
             }
         }
+        let store = self.store(c);
+        let store_key = c
+            .store_key
+            .as_ref()
+            .and_then(|k| self.secret("issuer.store_key", Some(k)));
+        if matches!(store, Some(StoreSpec::Postgres { .. })) && c.store_key.is_none() {
+            self.issue(
+                "issuer.store_key",
+                "is required with PostgreSQL (32 random bytes, base64: `openssl rand -base64 32`); \
+                 it encrypts the signing keys every replica shares",
+            );
+        }
         Some(IssuerSpec {
             listen: listen?,
             url: url?,
+            store: store?,
+            store_key,
             state: c
                 .state
                 .clone()
@@ -105,6 +119,76 @@ impl Validator {
             apis,
             apps,
         })
+    }
+
+    /// `issuer.store` and the keys that go with it. Without `store`: SQLite
+    /// beside a configured (deprecated) `state` file, else `data/issuer.db`.
+    fn store(&mut self, c: &IssuerConfig) -> Option<StoreSpec> {
+        let postgres_only = |v: &mut Self, given: bool, key: &str| {
+            if given {
+                v.issue(
+                    format!("issuer.{key}"),
+                    "is only used with a PostgreSQL store",
+                );
+            }
+        };
+        let Some(text) = c.store.as_ref().map(|t| t.0.as_str()) else {
+            postgres_only(self, c.store_password.is_some(), "store_password");
+            postgres_only(self, c.store_ca_file.is_some(), "store_ca_file");
+            let dir = c
+                .state
+                .as_deref()
+                .map_or_else(|| PathBuf::from("data"), crate::private_file::dir_of);
+            return Some(StoreSpec::Sqlite(dir.join("issuer.db")));
+        };
+        if let Some(path) = text.strip_prefix("sqlite://") {
+            postgres_only(self, c.store_password.is_some(), "store_password");
+            postgres_only(self, c.store_ca_file.is_some(), "store_ca_file");
+            if path.is_empty() || path.ends_with('/') {
+                self.issue(
+                    "issuer.store",
+                    "name the database file: `sqlite://data/issuer.db` (relative to the working directory) or `sqlite:///var/lib/m2m/issuer.db`",
+                );
+                return None;
+            }
+            return Some(StoreSpec::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let parsed = match text.parse::<tokio_postgres::Config>() {
+                Ok(p) => p,
+                Err(e) => {
+                    self.issue("issuer.store", format!("not a PostgreSQL URL: {e}"));
+                    return None;
+                }
+            };
+            if parsed.get_password().is_some() {
+                // The URL is shown in logs and `check`: the password is a secret source.
+                self.issue(
+                    "issuer.store",
+                    "holds a password: give it as `store_password` (a secret source) instead",
+                );
+                return None;
+            }
+            if parsed.get_hosts().is_empty() {
+                self.issue("issuer.store", "names no host");
+                return None;
+            }
+            let password = c
+                .store_password
+                .as_ref()
+                .and_then(|p| self.secret("issuer.store_password", Some(p)));
+            self.file_exists("issuer.store_ca_file", c.store_ca_file.as_ref());
+            return Some(StoreSpec::Postgres {
+                url: text.to_owned(),
+                password,
+                ca_file: c.store_ca_file.clone(),
+            });
+        }
+        self.issue(
+            "issuer.store",
+            "expected `sqlite://PATH` or `postgres://user@host:port/db`",
+        );
+        None
     }
 
     fn api(&mut self, i: usize, a: &ApiConfig) -> Option<ApiSpec> {

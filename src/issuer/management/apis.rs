@@ -4,7 +4,7 @@
 use super::{Call, MgmtError, json, not_found};
 use crate::issuer::registry::{Api, Registry};
 use crate::issuer::store::Tombstones;
-use crate::oauth::ids::{Audience, Scope};
+use crate::oauth::ids::{Audience, ClientId, Scope};
 use http::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -27,7 +27,9 @@ pub(super) async fn route(
         (&Method::POST, []) => {
             call.who()?.need("apis:write")?;
             let new: NewApi = json(call.body)?;
-            let api = store.change(|reg, t| create_api(reg, t, new)).await?;
+            let api = store
+                .change(call.audit(), |reg, t| create_api(reg, t, new))
+                .await?;
             (StatusCode::CREATED, serde_json::json!(api))
         }
         (&Method::GET, [id]) => {
@@ -43,12 +45,16 @@ pub(super) async fn route(
         (&Method::PATCH, [id]) => {
             call.who()?.need("apis:write")?;
             let patch: ApiPatch = json(call.body)?;
-            let api = store.change(|reg, _| patch_api(reg, id, patch)).await?;
+            let api = store
+                .change(call.audit(), |reg, _| patch_api(reg, id, patch))
+                .await?;
             (StatusCode::OK, serde_json::json!(api))
         }
         (&Method::DELETE, [id]) => {
             call.who()?.need("apis:write")?;
-            store.change(|reg, t| delete_api(reg, t, id)).await?;
+            store
+                .change(call.audit(), |reg, t| delete_api(reg, t, id))
+                .await?;
             (StatusCode::NO_CONTENT, serde_json::Value::Null)
         }
         _ => return Ok(None),
@@ -141,9 +147,24 @@ fn patch_api(reg: &mut Registry, id: &str, patch: ApiPatch) -> Result<Api, MgmtE
         api.scopes = scopes;
     }
     let api = api.clone();
-    // Grants may only hold scopes the API still has.
-    for app in reg.apps.values_mut() {
-        if let Some(granted) = app.grants.get_mut(&api.identifier) {
+    // Grants may only hold scopes the API still has (only the apps that
+    // change are written).
+    let affected: Vec<ClientId> = reg
+        .apps
+        .values()
+        .filter(|a| {
+            a.granted(api.identifier.as_str())
+                .iter()
+                .any(|s| !api.scopes.contains(s))
+        })
+        .map(|a| a.client_id.clone())
+        .collect();
+    for id in affected {
+        if let Some(granted) = reg
+            .apps
+            .get_mut(id.as_str())
+            .and_then(|app| app.grants.get_mut(&api.identifier))
+        {
             granted.retain(|s| api.scopes.contains(s));
         }
     }
@@ -162,8 +183,16 @@ fn delete_api(reg: &mut Registry, t: &mut Tombstones, id: &str) -> Result<(), Mg
         .position(|a| a.id == id)
         .ok_or_else(|| not_found("API", id))?;
     let api = reg.apis.remove(pos);
-    for app in reg.apps.values_mut() {
-        app.grants.remove(&api.identifier);
+    let affected: Vec<ClientId> = reg
+        .apps
+        .values()
+        .filter(|a| a.grants.contains_key(&api.identifier))
+        .map(|a| a.client_id.clone())
+        .collect();
+    for id in affected {
+        if let Some(app) = reg.apps.get_mut(id.as_str()) {
+            app.grants.remove(&api.identifier);
+        }
     }
     t.apis.insert(id.to_owned());
     Ok(())

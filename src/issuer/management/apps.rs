@@ -26,8 +26,8 @@ pub(super) async fn route(
             call.who()?.need("apps:read")?;
             let page = super::page::Page::from_query(call.query)?;
             let reg = store.snapshot();
-            let (apps, next) = page.of(
-                reg.apps.values(),
+            let (apps, next) = page.of_sorted(
+                reg.apps.after(page.after.as_deref()),
                 |a| a.client_id.as_str(),
                 |a| a.name.as_str(),
             );
@@ -41,7 +41,9 @@ pub(super) async fn route(
             c.need("apps:write")?;
             let new: NewApp = json(call.body)?;
             c.may_grant(&new.grants, aud)?;
-            let (app, secret) = store.change(|reg, t| create_app(reg, t, new)).await?;
+            let (app, secret) = store
+                .change(call.audit(), |reg, t| create_app(reg, t, new))
+                .await?;
             let mut out = app.public();
             out["client_secret"] = secret.into();
             (StatusCode::CREATED, out)
@@ -49,7 +51,7 @@ pub(super) async fn route(
         (&Method::GET, [id]) => {
             call.who()?.need("apps:read")?;
             let reg = store.snapshot();
-            let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+            let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
             ok(shown(&reg, app))
         }
         (&Method::PATCH, [id]) => {
@@ -62,10 +64,10 @@ pub(super) async fn route(
             let c = call.who()?;
             c.need("apps:write")?;
             store
-                .change(|reg, t| {
-                    let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+                .change(call.audit(), |reg, t| {
+                    let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
                     c.may_manage(app, aud)?;
-                    reg.apps.remove(*id);
+                    reg.apps.remove(id);
                     // Its tokens stay revoked, even for an app created again
                     // under the same id.
                     reg.revoke_all_until_now(id);
@@ -99,8 +101,8 @@ pub(super) async fn route(
             c.need("apps:write")?;
             let grace = grace(call.body)?;
             let secret = store
-                .change(|reg, _| {
-                    let app = reg.apps.get(*id).ok_or_else(|| not_found("app", id))?;
+                .change(call.audit(), |reg, _| {
+                    let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
                     c.may_manage(app, aud)?;
                     rotate_secret(reg, id, grace)
                 })
@@ -124,7 +126,9 @@ async fn change(
 ) -> Result<serde_json::Value, MgmtError> {
     let record = call
         .store
-        .change(|reg, _| patch_app(reg, caller, call.aud, id, patch))
+        .change(call.audit(), |reg, _| {
+            patch_app(reg, caller, call.aud, id, patch)
+        })
         .await?;
     Ok(caller.written(record))
 }
@@ -222,7 +226,7 @@ fn create_app(
             client_id.as_str().escape_debug()
         )));
     }
-    if reg.apps.contains_key(&client_id) {
+    if reg.apps.contains_key(client_id.as_str()) {
         return Err(MgmtError::Conflict(format!(
             "client id `{client_id}` is taken"
         )));

@@ -1,6 +1,6 @@
 //! The management API under `/api/v1`, protected by the issuer's own access
 //! tokens: audience `{url}api/v1/`, scopes `apis:read apis:write apps:read
-//! apps:write keys:write tokens:introspect`. Missing, invalid, revoked token, or
+//! apps:write keys:write tokens:introspect audit:read`. Missing, invalid, revoked token, or
 //! one whose app is blocked or deleted (or was since the token was issued) →
 //! 401; missing scope → 403 (RFC 6750). No escalation: on the management
 //! audience a caller grants only scopes it has itself, and cannot touch an app
@@ -19,13 +19,15 @@ mod page;
 
 pub use caller::{Caller, bearer, caller};
 
-use super::keyring::KeyRing;
+use super::keyring::{KeyRing, KeyringError};
 use super::registry::Registry;
-use super::store::{Store, StoreError};
+use super::store::{Audit, Store, StoreError};
 use crate::clock::unix_now;
+use crate::oauth::ids::ClientId;
 use crate::respond::Synthetic;
 use http::{HeaderMap, Method, StatusCode};
 use serde::de::DeserializeOwned;
+use std::sync::PoisonError;
 
 /// Why a management call failed; each maps to one status.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,8 @@ pub enum MgmtError {
 
 /// The answer (RFC 6750 §3 for token problems): 401 `invalid_token` with a
 /// `Bearer realm` challenge, 403 `insufficient_scope`, 400 `invalid_request`,
-/// 404 `not_found`, 409 `conflict`, 500 `server_error`; the message as
+/// 404 `not_found`, 409 `conflict`, 503 `temporarily_unavailable` (the
+/// store is down: nothing changed), 500 `server_error`; the message as
 /// `error_description`, never cached.
 impl From<&MgmtError> for Synthetic<'static> {
     fn from(e: &MgmtError) -> Self {
@@ -88,6 +91,9 @@ impl From<&MgmtError> for Synthetic<'static> {
             MgmtError::BadRequest(_) => Synthetic::new(StatusCode::BAD_REQUEST, "invalid_request"),
             MgmtError::NotFound(_) => Synthetic::new(StatusCode::NOT_FOUND, "not_found"),
             MgmtError::Conflict(_) => Synthetic::new(StatusCode::CONFLICT, "conflict"),
+            MgmtError::Store(StoreError::Unavailable(_)) => {
+                Synthetic::new(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable")
+            }
             MgmtError::Store(_) | MgmtError::Keys(_) | MgmtError::NoRandomness(_) => {
                 Synthetic::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error")
             }
@@ -122,6 +128,12 @@ fn decode_segment(s: &str) -> Option<String> {
 /// One call, as the routes see it.
 struct Call<'a> {
     store: &'a Store,
+    /// What a change through this call is recorded as (`None`: not a change).
+    action: Option<&'static str>,
+    /// The id the path names, if any.
+    target: String,
+    /// The caller, once checked.
+    caller: std::sync::Mutex<Option<ClientId>>,
     /// The management audience.
     aud: &'a str,
     headers: &'a HeaderMap,
@@ -134,12 +146,61 @@ struct Call<'a> {
 impl Call<'_> {
     /// The caller, checked ([`caller()`]).
     fn who(&self) -> Result<Caller, MgmtError> {
-        caller(
+        let c = caller(
             self.verifier,
             &self.store.snapshot(),
             self.aud,
             self.headers,
-        )
+        )?;
+        *self.caller.lock().unwrap_or_else(PoisonError::into_inner) = Some(c.client_id.clone());
+        Ok(c)
+    }
+
+    /// The audit record of a change through this call (its target, when the
+    /// path names none, is what the change made).
+    fn audit(&self) -> Option<Audit> {
+        Some(Audit {
+            caller: self
+                .caller
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            action: self.action?,
+            target: self.target.clone(),
+        })
+    }
+}
+
+/// What a management call changes, as the audit log names it, and the id
+/// its path names (empty: the change decides, e.g. a new app's client id).
+fn action(method: &Method, segments: &[&str]) -> Option<(&'static str, String)> {
+    let id = |s: &&str| (*s).to_owned();
+    Some(match (method, segments) {
+        (&Method::POST, ["apis"]) => ("api.create", String::new()),
+        (&Method::PATCH, ["apis", i]) => ("api.update", id(i)),
+        (&Method::DELETE, ["apis", i]) => ("api.delete", id(i)),
+        (&Method::POST, ["apps"]) => ("app.create", String::new()),
+        (&Method::PATCH, ["apps", i]) => ("app.update", id(i)),
+        (&Method::DELETE, ["apps", i]) => ("app.delete", id(i)),
+        (&Method::PUT, ["apps", i, "grants"]) => ("app.grants", id(i)),
+        (&Method::POST, ["apps", i, "block"]) => ("app.block", id(i)),
+        (&Method::POST, ["apps", i, "unblock"]) => ("app.unblock", id(i)),
+        (&Method::POST, ["apps", i, "secrets"]) => ("app.rotate_secret", id(i)),
+        (&Method::POST, ["keys", "rotate"]) => ("keys.rotate", String::new()),
+        _ => return None,
+    })
+}
+
+/// How a refused change is recorded.
+fn outcome(e: &MgmtError) -> &'static str {
+    match e {
+        MgmtError::Unauthorized { .. } => "unauthorized",
+        MgmtError::Forbidden(_) | MgmtError::Escalation(_) | MgmtError::Outranked => "forbidden",
+        MgmtError::BadRequest(_) => "bad_request",
+        MgmtError::NotFound(_) => "not_found",
+        MgmtError::Conflict(_) => "conflict",
+        MgmtError::Store(StoreError::Unavailable(_)) => "unavailable",
+        MgmtError::Store(_) | MgmtError::Keys(_) | MgmtError::NoRandomness(_) => "error",
     }
 }
 
@@ -168,26 +229,83 @@ pub async fn handle(
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let audience = store.management_audience().to_owned();
     let current = keys.current();
+    let (action, target) = action(method, &segments).unzip();
     let call = Call {
         store,
+        action,
+        target: target.unwrap_or_default(),
+        caller: std::sync::Mutex::new(None),
         aud: audience.as_str(),
         headers,
         query,
         body,
         verifier: &current.verifier,
     };
-    let answer = match (method, segments.as_slice()) {
-        (&Method::GET, ["revocations"]) => Some((StatusCode::OK, revocations(&store.snapshot()))),
+    let answer = route(&call, keys, method, &segments).await;
+    match (&answer, call.audit()) {
+        (Err(e), Some(audit)) => store.record_refusal(audit, outcome(e)).await,
+        (Ok(None), _) | (_, None) | (Ok(Some(_)), _) => {}
+    }
+    answer?.ok_or_else(no_route)
+}
+
+async fn route(
+    call: &Call<'_>,
+    keys: &KeyRing,
+    method: &Method,
+    segments: &[&str],
+) -> Result<Option<(StatusCode, serde_json::Value)>, MgmtError> {
+    Ok(match (method, segments) {
+        (&Method::GET, ["revocations"]) => {
+            Some((StatusCode::OK, revocations(&call.store.snapshot())))
+        }
+        (&Method::GET, ["audit"]) => {
+            call.who()?.need("audit:read")?;
+            Some((StatusCode::OK, audit_page(call).await?))
+        }
         (&Method::POST, ["keys", "rotate"]) => {
             call.who()?.need("keys:write")?;
-            let kid = keys.rotate().await.map_err(|e| MgmtError::Keys(e.into()))?;
+            let audit = call.audit().ok_or(MgmtError::Forbidden("keys:write"))?;
+            let kid = keys.rotate(audit).await.map_err(|e| match e {
+                KeyringError::Store(e) => MgmtError::Store(e),
+                e => MgmtError::Keys(e.into()),
+            })?;
             Some((StatusCode::OK, serde_json::json!({"kid": kid})))
         }
-        (method, ["apis", rest @ ..]) => apis::route(&call, method, rest).await?,
-        (method, ["apps", rest @ ..]) => apps::route(&call, method, rest).await?,
+        (method, ["apis", rest @ ..]) => apis::route(call, method, rest).await?,
+        (method, ["apps", rest @ ..]) => apps::route(call, method, rest).await?,
+        _ => None,
+    })
+}
+
+/// `GET /api/v1/audit`: the log in the order it was written, paginated as
+/// the lists are (`limit`, `after`; no `prefix`).
+async fn audit_page(call: &Call<'_>) -> Result<serde_json::Value, MgmtError> {
+    let page = page::Page::from_query(call.query)?;
+    if page.prefix.is_some() {
+        return Err(MgmtError::BadRequest(
+            "the audit log takes no prefix".into(),
+        ));
+    }
+    let after = match page.after.as_deref() {
+        None => 0,
+        Some(a) => a
+            .parse::<i64>()
+            .map_err(|_| MgmtError::BadRequest("after is not a cursor this API gave".into()))?,
+    };
+    // One more than asked tells whether there is a next page.
+    let mut records = call.store.audit_page(after, page.limit + 1).await?;
+    let more = records.len() > page.limit;
+    records.truncate(page.limit);
+    let next = match (more, records.last()) {
+        (true, Some(last)) => Some(page::cursor(&last.seq.to_string())),
         _ => None,
     };
-    answer.ok_or_else(no_route)
+    let items = records
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
+    Ok(page::answer(items, next))
 }
 
 /// A JSON body: strict (no duplicate keys at any depth), then typed.

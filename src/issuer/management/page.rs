@@ -75,6 +75,20 @@ impl Page {
     {
         let mut sorted: Vec<&T> = items.into_iter().collect();
         sorted.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+        self.of_sorted(sorted, id, name)
+    }
+
+    /// [`Page::of`] for items already in id order (a large registry is
+    /// not sorted again for every page).
+    pub fn of_sorted<'i, T>(
+        &self,
+        sorted: impl IntoIterator<Item = &'i T>,
+        id: impl Fn(&T) -> &str,
+        name: impl Fn(&T) -> &str,
+    ) -> (Vec<&'i T>, Option<String>)
+    where
+        T: 'i,
+    {
         let mut matching = sorted
             .into_iter()
             .filter(|t| self.after.as_deref().is_none_or(|a| id(t) > a))
@@ -90,6 +104,11 @@ impl Page {
         };
         (page, next)
     }
+}
+
+/// The cursor for the item `id` (the last of a page).
+pub fn cursor(id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(id)
 }
 
 /// The list answer.

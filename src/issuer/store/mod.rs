@@ -1,71 +1,93 @@
-//! The registry over time: built from config at start, overlaid by the runtime
-//! state file, changed by the management API. Readers take a snapshot without
-//! locking; writers are serialized, and each change is written to the state file
-//! (temporary file, fsync, rename, fsync of the directory) before it is visible,
-//! so a crash never leaves the file half written and no acknowledged change is
-//! lost.
+//! The registry over time: built from config at start, laid over by what
+//! the database holds, changed by the management API. Readers take the
+//! in-memory snapshot without locking (the token endpoint never waits for
+//! the database); writers are serialised, and each change is committed to
+//! the database, in one transaction with its audit record, before it is
+//! visible. With PostgreSQL, replicas follow each other's changes through
+//! the change feed ([`feed`]).
 //!
-//! Config and state: the config is the bootstrap. For an API id or client id that
-//! both name, the state wins (it holds the latest runtime change); an entry deleted
-//! at runtime stays deleted even though the config still names it. One
-//! exception: `blocked = true` in the config blocks the app at start whatever
-//! the state says (recorded in the state, with a new "not before"); the config
-//! never unblocks what the state blocked. A config `client_secret` that is not
-//! one of the state's current secrets for that app is not used, and a warning
-//! at start says so (naming the client id, never the secret).
+//! Config and store: the config is the bootstrap. For an API id or client
+//! id that both name, the store wins (it holds the latest runtime change);
+//! an entry deleted at runtime stays deleted even though the config still
+//! names it. One exception: `blocked = true` in the config blocks the app at
+//! start whatever the store says (recorded in the store, with a new "not
+//! before"); the config never unblocks what the store blocked. A config
+//! `client_secret` that is not one of the store's current secrets for that
+//! app is not used, and a warning at start says so (naming the client id,
+//! never the secret).
 
+mod db;
+mod feed;
+mod import;
 mod open;
+mod postgres;
+mod rows;
+mod schema;
+mod seal;
+mod sql;
+mod sqlite;
 
+pub use db::DbError;
 pub use open::OpenError;
+pub use rows::{Audit, AuditRecord, KeyRow};
 
 use super::registry::{Api, App, Registry};
 use crate::oauth::ids::ClientId;
-use crate::private_file::{WriteError, dir_of, write as write_private};
 use arc_swap::ArcSwap;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use db::Db;
+use rows::{Delta, Loaded};
+use seal::StoreKey;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// Why a change could not be persisted.
+/// Why a change could not be made durable (nothing was published).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot encode the state: {0}")]
-    Encode(#[source] serde_json::Error),
-    #[error("{0}")]
-    Write(#[source] WriteError),
+    #[error("the store is unavailable ({0}): nothing was changed; retry later")]
+    Unavailable(#[source] DbError),
+    #[error("cannot seal a key for the store")]
+    Seal(#[source] aws_lc_rs::error::Unspecified),
+    #[error(transparent)]
+    Unseal(#[from] seal::OpenError),
+    #[error("{}: {source}", .path.display())]
+    Import {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 /// Shortest client secret accepted (literal, env or file).
 pub(super) const MIN_SECRET_LEN: usize = 32;
 
-/// What the state file holds.
-#[derive(Default, Serialize, Deserialize)]
-struct State {
-    #[serde(default)]
-    apis: Vec<Api>,
-    #[serde(default)]
-    apps: Vec<App>,
-    #[serde(default)]
-    deleted_apis: BTreeSet<String>,
-    #[serde(default)]
-    deleted_apps: BTreeSet<ClientId>,
-    /// Revoked token ids → their `exp`.
-    #[serde(default)]
-    revoked: BTreeMap<String, u64>,
-    /// client id → tokens issued at or before this Unix second are revoked
-    /// (the app's last block or its deletion).
-    #[serde(default)]
-    not_before: BTreeMap<ClientId, u64>,
+/// Ids deleted at runtime, so the config does not bring them back.
+#[derive(Clone, Default)]
+pub struct Tombstones {
+    pub apis: BTreeSet<String>,
+    pub apps: BTreeSet<ClientId>,
 }
 
-/// The issuer's registry, its state file and the lock that orders changes.
+/// What the config contributes, kept to rebuild the registry from a full
+/// reload (a replica that was away longer than the feed keeps rows).
+struct Base {
+    apis: Vec<Api>,
+    apps: Vec<App>,
+}
+
+/// The issuer's registry, its database and the lock that orders changes.
 pub struct Store {
     snapshot: ArcSwap<Registry>,
-    deleted: std::sync::Mutex<(BTreeSet<String>, BTreeSet<ClientId>)>,
-    write: tokio::sync::Mutex<()>,
-    state_path: PathBuf,
+    deleted: Mutex<Tombstones>,
+    /// Held while changing; holds the last feed position applied.
+    write: tokio::sync::Mutex<i64>,
+    db: Db,
+    key: StoreKey,
     management: Api,
+    base: Base,
+    /// Why the database is not usable now, if it is not.
+    trouble: Mutex<Option<String>>,
+    /// Bumped when another replica changed the signing keys.
+    keys_changed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Store {
@@ -79,67 +101,318 @@ impl Store {
         self.management.identifier.as_str()
     }
 
-    /// Apply `change` to a copy of the registry, persist it, then publish it.
-    /// Changes run one at a time, so concurrent ones lose nothing.
+    /// `None` when the database answers; else why not.
+    pub fn trouble(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_trouble(&self, why: Option<String>) {
+        let mut t = self.trouble.lock().unwrap_or_else(PoisonError::into_inner);
+        match (&*t, &why) {
+            (None, Some(w)) => {
+                tracing::error!(reason = %w, "store unavailable: tokens are issued from memory, management writes are refused")
+            }
+            (Some(_), None) => tracing::info!("store available again"),
+            _ => {}
+        }
+        *t = why;
+    }
+
+    fn unavailable(&self, e: DbError) -> StoreError {
+        self.set_trouble(Some(e.to_string()));
+        StoreError::Unavailable(e)
+    }
+
+    /// Changes of the signing keys made elsewhere (another replica).
+    pub fn keys_changed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.keys_changed.subscribe()
+    }
+
+    /// Apply `change` to a copy of the registry, commit it (with `audit`, if
+    /// any, in the same transaction), then publish it. Changes run one at a
+    /// time, on every replica together, so concurrent ones lose nothing.
     pub async fn change<T, E: From<StoreError>>(
         &self,
+        audit: Option<Audit>,
         change: impl FnOnce(&mut Registry, &mut Tombstones) -> Result<T, E>,
     ) -> Result<T, E> {
-        let _one_at_a_time = self.write.lock().await;
-        let mut next = (*self.snapshot.load_full()).clone();
-        let mut tombstones = {
-            let d = self
-                .deleted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            Tombstones {
-                apis: d.0.clone(),
-                apps: d.1.clone(),
+        let mut seq = self.write.lock().await;
+        match &self.db {
+            Db::Sqlite(s) => {
+                let (next, tombstones, delta, out) = self.draft(change)?;
+                let audit = targeted(audit, &delta);
+                s.apply(delta, audit)
+                    .await
+                    .map_err(|e| E::from(self.unavailable(e)))?;
+                self.set_trouble(None);
+                self.publish(next, tombstones);
+                Ok(out)
             }
-        };
+            Db::Postgres(p) => {
+                let mut guard = p.writer().await.map_err(|e| E::from(self.unavailable(e)))?;
+                let client = guard
+                    .as_mut()
+                    .ok_or_else(|| E::from(self.unavailable(DbError::Stopped)))?;
+                let pg = |e| E::from(self.unavailable(DbError::postgres(&p.target, e)));
+                let tx = postgres::begin(client).await.map_err(pg)?;
+                // Whatever other replicas committed first, this one sees.
+                *seq = self
+                    .catch_up(&tx, *seq)
+                    .await
+                    .map_err(|e| E::from(self.unavailable(e)))?;
+                let (next, tombstones, delta, out) = self.draft(change)?;
+                let audit = targeted(audit, &delta);
+                let written = postgres::write(&tx, &delta, audit.as_ref())
+                    .await
+                    .map_err(pg)?;
+                tx.commit().await.map_err(pg)?;
+                *seq = written.unwrap_or(*seq).max(*seq);
+                self.set_trouble(None);
+                self.publish(next, tombstones);
+                Ok(out)
+            }
+        }
+    }
+
+    /// The change applied to a copy: the new registry and tombstones, the
+    /// rows to write, and what the change returns.
+    fn draft<T, E>(
+        &self,
+        change: impl FnOnce(&mut Registry, &mut Tombstones) -> Result<T, E>,
+    ) -> Result<(Registry, Tombstones, Delta, T), E> {
+        let prev = self.snapshot.load_full();
+        let mut next = (*prev).clone();
+        let _ = next.apps.take_touched();
+        let prev_tomb = self.tombstones();
+        let mut tombstones = prev_tomb.clone();
         let out = change(&mut next, &mut tombstones)?;
         let now = crate::clock::unix_now();
-        next.revoked.retain(|_, exp| *exp > now);
-        self.persist(&next, &tombstones).map_err(E::from)?;
-        *self
-            .deleted
+        let expired: Vec<String> = next
+            .revoked
+            .iter()
+            .filter(|(_, exp)| **exp <= now)
+            .map(|(jti, _)| jti.clone())
+            .collect();
+        for jti in expired {
+            next.revoked.remove(&jti);
+        }
+        let delta = self.delta(&prev, &mut next, &prev_tomb, &tombstones);
+        Ok((next, tombstones, delta, out))
+    }
+
+    fn delta(
+        &self,
+        prev: &Registry,
+        next: &mut Registry,
+        pt: &Tombstones,
+        nt: &Tombstones,
+    ) -> Delta {
+        use imbl::ordmap::DiffItem;
+        let mut d = Delta::default();
+        for id in next.apps.take_touched() {
+            let app = next.apps.shared(id.as_str());
+            d.apps.push((id, app));
+        }
+        for api in next.apis.iter().filter(|a| a.id != self.management.id) {
+            if prev.apis.iter().find(|p| p.id == api.id) != Some(api) {
+                d.apis.push((api.id.clone(), Some(api.clone())));
+            }
+        }
+        for api in &prev.apis {
+            if !next.apis.iter().any(|a| a.id == api.id) {
+                d.apis.push((api.id.clone(), None));
+            }
+        }
+        for item in prev.not_before.diff(&next.not_before) {
+            match item {
+                DiffItem::Add(k, v) | DiffItem::Update { new: (k, v), .. } => {
+                    d.not_before.push((k.clone(), Some(*v)))
+                }
+                DiffItem::Remove(k, _) => d.not_before.push((k.clone(), None)),
+            }
+        }
+        for item in prev.revoked.diff(&next.revoked) {
+            match item {
+                DiffItem::Add(k, v) | DiffItem::Update { new: (k, v), .. } => {
+                    d.revoked.push((k.clone(), Some(*v)))
+                }
+                DiffItem::Remove(k, _) => d.revoked.push((k.clone(), None)),
+            }
+        }
+        d.deleted_apis
+            .extend(nt.apis.difference(&pt.apis).map(|id| (id.clone(), true)));
+        d.deleted_apis
+            .extend(pt.apis.difference(&nt.apis).map(|id| (id.clone(), false)));
+        d.deleted_apps
+            .extend(nt.apps.difference(&pt.apps).map(|id| (id.clone(), true)));
+        d.deleted_apps
+            .extend(pt.apps.difference(&nt.apps).map(|id| (id.clone(), false)));
+        d
+    }
+
+    fn tombstones(&self) -> Tombstones {
+        self.deleted
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            (tombstones.apis, tombstones.apps);
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish(&self, next: Registry, tombstones: Tombstones) {
+        *self.deleted.lock().unwrap_or_else(PoisonError::into_inner) = tombstones;
         self.snapshot.store(Arc::new(next));
-        Ok(out)
     }
 
-    fn persist(&self, reg: &Registry, tombstones: &Tombstones) -> Result<(), StoreError> {
-        let state = State {
-            apis: reg
-                .apis
-                .iter()
-                .filter(|a| a.id != self.management.id)
-                .cloned()
-                .collect(),
-            apps: reg.apps.values().cloned().collect(),
-            deleted_apis: tombstones.apis.clone(),
-            deleted_apps: tombstones.apps.clone(),
-            revoked: reg.revoked.clone(),
-            not_before: reg.not_before.clone(),
-        };
-        write_state(&self.state_path, &state)
+    /// Record a refused management call (best effort: a store that is down
+    /// cannot record it, and the log says so).
+    pub async fn record_refusal(&self, audit: Audit, outcome: &str) {
+        if let Err(e) = self.db.record(audit, outcome.to_owned()).await {
+            tracing::warn!(error = %e, "cannot record a refused management call in the audit log");
+        }
+    }
+
+    /// A page of the audit log after `seq`.
+    pub async fn audit_page(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<AuditRecord>, StoreError> {
+        self.db
+            .audit_page(after, limit)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// The signing keys of `alg`, in the order they were made.
+    pub async fn signing_keys(&self, alg: &str) -> Result<Vec<KeyRow>, StoreError> {
+        self.db.keys(alg).await.map_err(|e| self.unavailable(e))
+    }
+
+    /// Make `pem` the active key of `alg` unless there is one (two replicas
+    /// starting together make exactly one).
+    pub async fn add_first_key(
+        &self,
+        kid: &str,
+        alg: &str,
+        jwk: String,
+        pem: &str,
+    ) -> Result<(), StoreError> {
+        let row = self.key_row(kid, alg, jwk, pem)?;
+        self.db
+            .insert_key_if_none(row)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    /// Retire the active key of `alg` until `retire_after`, make the new one
+    /// active: one transaction, announced to every replica.
+    pub async fn rotate_key(
+        &self,
+        (kid, alg, jwk, pem): (&str, &str, String, &str),
+        retire_after: u64,
+        max_retired: usize,
+        audit: Audit,
+    ) -> Result<(), StoreError> {
+        let row = self.key_row(kid, alg, jwk, pem)?;
+        let _one_at_a_time = self.write.lock().await;
+        self.db
+            .rotate(row, retire_after, max_retired, audit)
+            .await
+            .map_err(|e| self.unavailable(e))
+    }
+
+    fn key_row(&self, kid: &str, alg: &str, jwk: String, pem: &str) -> Result<KeyRow, StoreError> {
+        let sealed = self
+            .key
+            .seal(&rows::signing_key_aad(kid), pem.as_bytes())
+            .map_err(StoreError::Seal)?;
+        Ok(KeyRow {
+            kid: kid.to_owned(),
+            alg: alg.to_owned(),
+            jwk,
+            sealed,
+            retired_at: None,
+            retire_after: None,
+        })
+    }
+
+    /// The private key (PKCS#8 PEM) of a stored signing key.
+    pub fn unseal_key(&self, row: &KeyRow) -> Result<String, StoreError> {
+        let pem = self
+            .key
+            .open(&rows::signing_key_aad(&row.kid), &row.sealed)?;
+        String::from_utf8(pem).map_err(|_| {
+            StoreError::Unseal(seal::OpenError {
+                what: rows::signing_key_aad(&row.kid),
+            })
+        })
     }
 }
 
-/// Ids deleted at runtime, so the config does not bring them back.
-pub struct Tombstones {
-    pub apis: BTreeSet<String>,
-    pub apps: BTreeSet<ClientId>,
+/// Bring the schema of `spec`'s store up to date; the version it is at.
+pub async fn migrate(spec: &crate::config::IssuerSpec) -> Result<i64, OpenError> {
+    open::database(spec).await?;
+    Ok(schema::latest())
 }
 
-fn write_state(path: &Path, state: &State) -> Result<(), StoreError> {
-    let json = serde_json::to_vec_pretty(state).map_err(StoreError::Encode)?;
-    write_private(path, &json).map_err(StoreError::Write)?;
-    // Make the rename itself durable.
-    if let Ok(dir) = std::fs::File::open(dir_of(path)) {
-        let _ = dir.sync_all();
+/// `audit` with its target, when the call named none, taken from what the
+/// change wrote (a new app's client id, a new API's id).
+fn targeted(audit: Option<Audit>, delta: &Delta) -> Option<Audit> {
+    audit.map(|mut a| {
+        if a.target.is_empty() {
+            a.target = delta
+                .apps
+                .first()
+                .map(|(id, _)| id.to_string())
+                .or_else(|| delta.apis.first().map(|(id, _)| id.clone()))
+                .unwrap_or_default();
+        }
+        a
+    })
+}
+
+/// Lay `loaded` (the database) over `base` (the config).
+fn registry_from(
+    key: aws_lc_rs::hmac::Key,
+    base: &Base,
+    loaded: Loaded,
+    management: &Api,
+) -> (Registry, Tombstones) {
+    let mut reg = Registry {
+        key,
+        apis: Vec::new(),
+        apps: Default::default(),
+        revoked: loaded.revoked.into_iter().collect(),
+        not_before: loaded.not_before.into_iter().collect(),
+    };
+    for api in base
+        .apis
+        .iter()
+        .filter(|a| !loaded.deleted_apis.contains(&a.id))
+    {
+        reg.apis.push(api.clone());
     }
-    Ok(())
+    for api in loaded.apis {
+        reg.apis.retain(|a| a.id != api.id);
+        reg.apis.push(api);
+    }
+    for app in base
+        .apps
+        .iter()
+        .filter(|a| !loaded.deleted_apps.contains(&a.client_id))
+    {
+        reg.apps.insert(app.client_id.clone(), app.clone());
+    }
+    for app in loaded.apps {
+        reg.apps.insert(app.client_id.clone(), app);
+    }
+    reg.apis.push(management.clone());
+    let _ = reg.apps.take_touched();
+    let tombstones = Tombstones {
+        apis: loaded.deleted_apis,
+        apps: loaded.deleted_apps,
+    };
+    (reg, tombstones)
 }
