@@ -1,4 +1,4 @@
-//! §3: a block in the config wins over the state, for good.
+//! §3: a block in the config wins over the store, for good.
 
 use super::*;
 
@@ -21,7 +21,7 @@ const HOW: [&str; 6] = [
     "grants changed at runtime",
     "blocked and unblocked at runtime",
     "secret rotated at runtime",
-    "copied into the state by another app's change",
+    "renamed at runtime",
     "blocked at runtime (and then in the config too)",
     "control: never blocked in the config",
 ];
@@ -88,6 +88,17 @@ async fn named_by_the_state(s: &Iss) -> (Vec<String>, Vec<(String, String)>) {
         .await;
     assert_eq!(status, 201, "{v}");
     secrets[2] = v["client_secret"].as_str().unwrap().to_owned();
+    for id in ["victim-3", "victim-5"] {
+        let (status, _, v) = s
+            .call(
+                "PATCH",
+                &format!("api/v1/apps/{id}"),
+                Some(&root),
+                Some(r#"{"name":"renamed"}"#),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
     // Tokens issued before the config blocks them (victim-4's before its
     // runtime block).
     let mut old = Vec::new();
@@ -102,17 +113,12 @@ async fn named_by_the_state(s: &Iss) -> (Vec<String>, Vec<(String, String)>) {
         .call("POST", "api/v1/apps/victim-4/block", Some(&root), None)
         .await;
     assert_eq!(status, 200);
-    // The state names every victim now: without the fix, it would win.
-    let state = std::fs::read_to_string(s.dir.path().join("issuer.json")).unwrap();
-    let state: serde_json::Value = serde_json::from_str(&state).unwrap();
+    // The store names every victim now: without the fix, it would win.
+    let rows = support::store::query(s.dir.path(), "SELECT client_id, blocked FROM apps");
     for (i, what) in HOW.iter().enumerate() {
         let id = format!("victim-{i}");
-        let named = state["apps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["client_id"] == id);
-        assert_eq!(named.unwrap()["blocked"], i == 4, "{what}: {id}");
+        let named = rows.iter().find(|r| r[0] == id.as_str());
+        assert_eq!(named.unwrap()[1], i64::from(i == 4), "{what}: {id}");
     }
 
     (secrets, old)

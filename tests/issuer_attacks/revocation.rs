@@ -150,15 +150,14 @@ async fn revoked_tokens_leave_the_feed_when_they_expire_and_revocation_is_rate_l
         },
     )
     .await;
-    // The next change prunes the state file too.
+    // The next change prunes the store too.
     let root = s.mgmt_token("root").await;
     let (status, _, _) = s
         .call("POST", "api/v1/apps/billing/block", Some(&root), None)
         .await;
     assert_eq!(status, 200);
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("issuer.json")).unwrap()).unwrap();
-    assert_eq!(state["revoked"], serde_json::json!({}), "{state}");
+    let revoked = support::store::query(&dir, "SELECT jti FROM revoked_tokens");
+    assert!(revoked.is_empty(), "{revoked:?}");
     s.stop().await;
 
     // Self-revocation is rate-limited per app (30 in a burst).

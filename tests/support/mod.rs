@@ -17,6 +17,7 @@ pub mod poll;
 pub mod process;
 pub mod raw;
 pub mod sidecar;
+pub mod store;
 pub mod tls;
 pub mod token_server;
 

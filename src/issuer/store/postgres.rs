@@ -217,7 +217,7 @@ impl Postgres {
                     &row.alg,
                     &row.jwk,
                     &row.sealed,
-                    &to_i64(unix_now()),
+                    &super::rows::now_ns(),
                 ],
             )
             .await
@@ -243,9 +243,10 @@ impl Postgres {
             let now = to_i64(unix_now());
             tx.execute(sql::RETIRE_ACTIVE, &[&now, &to_i64(retire_after), &row.alg])
                 .await?;
+            let made = super::rows::now_ns();
             tx.execute(
                 sql::INSERT_KEY,
-                &[&row.kid, &row.alg, &row.jwk, &row.sealed, &now],
+                &[&row.kid, &row.alg, &row.jwk, &row.sealed, &made],
             )
             .await?;
             tx.execute(sql::PRUNE_KEYS, &[&now]).await?;
@@ -311,7 +312,8 @@ impl Postgres {
             }
             write_delta(&tx, &import.delta).await?;
             let now = to_i64(unix_now());
-            for row in &import.keys {
+            for (i, row) in import.keys.iter().enumerate() {
+                let made = super::rows::now_ns() + i64::try_from(i).unwrap_or(0);
                 let retired_at = row.retired_at.map(to_i64);
                 let retire_after = row.retire_after.map(to_i64);
                 tx.execute(
@@ -321,7 +323,7 @@ impl Postgres {
                         &row.alg,
                         &row.jwk,
                         &row.sealed,
-                        &now,
+                        &made,
                         &retired_at,
                         &retire_after,
                     ],

@@ -172,3 +172,8 @@ pub struct AuditRecord {
     pub target: String,
     pub outcome: String,
 }
+
+/// Nanoseconds since the epoch: the order signing keys were made in.
+pub fn now_ns() -> i64 {
+    i64::try_from(crate::clock::since_epoch().as_nanos()).unwrap_or(i64::MAX)
+}

@@ -19,7 +19,7 @@ pub const MIGRATIONS: &[Migration] = &[(
      CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
      CREATE INDEX revoked_tokens_exp ON revoked_tokens (exp);
      CREATE TABLE deleted (kind TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (kind, id));
-     CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, jwk TEXT NOT NULL, sealed BLOB NOT NULL, created_at BIGINT NOT NULL, retired_at BIGINT, retire_after BIGINT);
+     CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, jwk TEXT NOT NULL, sealed BLOB NOT NULL, created_ns BIGINT NOT NULL, retired_at BIGINT, retire_after BIGINT);
      CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (alg) WHERE retired_at IS NULL;
      CREATE TABLE server_keys (name TEXT PRIMARY KEY, sealed BLOB NOT NULL);
      CREATE TABLE audit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL, caller TEXT, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);
@@ -34,7 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[(
      CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
      CREATE INDEX revoked_tokens_exp ON revoked_tokens (exp);
      CREATE TABLE deleted (kind TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (kind, id));
-     CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, jwk TEXT NOT NULL, sealed BYTEA NOT NULL, created_at BIGINT NOT NULL, retired_at BIGINT, retire_after BIGINT);
+     CREATE TABLE signing_keys (kid TEXT PRIMARY KEY, alg TEXT NOT NULL, jwk TEXT NOT NULL, sealed BYTEA NOT NULL, created_ns BIGINT NOT NULL, retired_at BIGINT, retire_after BIGINT);
      CREATE UNIQUE INDEX signing_keys_one_active ON signing_keys (alg) WHERE retired_at IS NULL;
      CREATE TABLE server_keys (name TEXT PRIMARY KEY, sealed BYTEA NOT NULL);
      CREATE TABLE audit_log (seq BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, caller TEXT, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL);

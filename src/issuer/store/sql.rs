@@ -50,14 +50,14 @@ pub const INSERT_AUDIT: &str =
 pub const AUDIT_PAGE: &str = "SELECT seq, at, caller, action, target, outcome FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2";
 pub const INSERT_CHANGE: &str = "INSERT INTO changes (kind, id, at) VALUES ($1, $2, $3)";
 
-pub const KEYS: &str = "SELECT kid, alg, jwk, sealed, retired_at, retire_after FROM signing_keys WHERE alg = $1 ORDER BY created_at, kid";
-pub const INSERT_KEY_IF_NONE: &str = "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_at) VALUES ($1, $2, $3, $4, $5) \
+pub const KEYS: &str = "SELECT kid, alg, jwk, sealed, retired_at, retire_after FROM signing_keys WHERE alg = $1 ORDER BY created_ns, kid";
+pub const INSERT_KEY_IF_NONE: &str = "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_ns) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (alg) WHERE retired_at IS NULL DO NOTHING";
-pub const INSERT_RETIRED_KEY: &str = "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_at, retired_at, retire_after) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+pub const INSERT_RETIRED_KEY: &str = "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_ns, retired_at, retire_after) VALUES ($1, $2, $3, $4, $5, $6, $7) \
      ON CONFLICT (kid) DO NOTHING";
 pub const RETIRE_ACTIVE: &str = "UPDATE signing_keys SET retired_at = $1, retire_after = $2 WHERE alg = $3 AND retired_at IS NULL";
 pub const INSERT_KEY: &str =
-    "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_at) VALUES ($1, $2, $3, $4, $5)";
+    "INSERT INTO signing_keys (kid, alg, jwk, sealed, created_ns) VALUES ($1, $2, $3, $4, $5)";
 pub const PRUNE_KEYS: &str =
     "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retire_after <= $1";
 

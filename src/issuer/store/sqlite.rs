@@ -149,7 +149,7 @@ impl Sqlite {
         self.run(move |c| {
             c.execute(
                 sql::INSERT_KEY_IF_NONE,
-                params![row.kid, row.alg, row.jwk, row.sealed, to_i64(unix_now())],
+                params![row.kid, row.alg, row.jwk, row.sealed, super::rows::now_ns()],
             )
             .map(|_| ())
         })
@@ -174,7 +174,7 @@ impl Sqlite {
             )?;
             tx.execute(
                 sql::INSERT_KEY,
-                params![row.kid, row.alg, row.jwk, row.sealed, now],
+                params![row.kid, row.alg, row.jwk, row.sealed, super::rows::now_ns()],
             )?;
             tx.execute(sql::PRUNE_KEYS, params![now])?;
             for kid in super::db::beyond_retired(&keys(&tx, &row.alg)?, max_retired) {
@@ -221,7 +221,7 @@ impl Sqlite {
         self.run(move |c| {
             let tx = c.transaction()?;
             write_delta(&tx, &import.delta)?;
-            for row in &import.keys {
+            for (i, row) in import.keys.iter().enumerate() {
                 tx.execute(
                     sql::INSERT_RETIRED_KEY,
                     params![
@@ -229,7 +229,7 @@ impl Sqlite {
                         row.alg,
                         row.jwk,
                         row.sealed,
-                        to_i64(unix_now()),
+                        super::rows::now_ns() + i64::try_from(i).unwrap_or(0),
                         row.retired_at.map(to_i64),
                         row.retire_after.map(to_i64)
                     ],
