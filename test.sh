@@ -40,9 +40,8 @@ if ! pg_bin >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "test.sh: installing postgresql" >&2
   export DEBIAN_FRONTEND=noninteractive
   # No default cluster on port 5432: the tests start their own.
-  mkdir -p /etc/postgresql-common
-  [ -e /etc/postgresql-common/createcluster.conf ] ||
-    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.conf
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/m2m-tests.conf
   timeout 300 apt-get install -y -qq --no-install-recommends postgresql >/dev/null ||
     { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } ||
     echo "test.sh: installing postgresql failed" >&2
