@@ -22,6 +22,42 @@ timeout 300 npm ci --prefix tests/peers/jose --no-audit --no-fund --loglevel=err
 # The interop test refuses to skip when CI is set; set it here too so a
 # missing peer is a failure, not a silent skip.
 export CI="${CI:-true}"
+
+# A real PostgreSQL for the store tests (tests/support/postgres.rs starts a
+# throwaway cluster per test): Debian's `postgresql` is installed when initdb
+# is missing; as root, the cluster runs as the unprivileged user m2m-test
+# (initdb and postgres refuse root). Under CI=true a missing PostgreSQL is a
+# failure, never a skip.
+pg_bin() {
+  local d
+  if [ -n "${M2M_PG_BIN:-}" ] && [ -x "$M2M_PG_BIN/initdb" ]; then echo "$M2M_PG_BIN"; return; fi
+  for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V -r); do
+    [ -x "$d/initdb" ] && { echo "$d"; return; }
+  done
+  d=$(command -v initdb) && dirname "$(readlink -f "$d")"
+}
+if ! pg_bin >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "test.sh: installing postgresql" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  # No default cluster on port 5432: the tests start their own.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/m2m-tests.conf
+  timeout 300 apt-get install -y -qq --no-install-recommends postgresql >/dev/null ||
+    { timeout 300 apt-get update -qq && timeout 300 apt-get install -y -qq --no-install-recommends postgresql >/dev/null; } ||
+    echo "test.sh: installing postgresql failed" >&2
+fi
+if M2M_PG_BIN=$(pg_bin); then
+  export M2M_PG_BIN
+  if [ "$(id -u)" = 0 ] && ! id -u m2m-test >/dev/null 2>&1; then
+    useradd --system --no-create-home --shell /usr/sbin/nologin m2m-test
+  fi
+elif [ "$CI" = true ]; then
+  echo "test.sh: PostgreSQL (initdb) not found and could not be installed" >&2
+  exit 1
+else
+  unset M2M_PG_BIN
+  echo "test.sh: PostgreSQL not found; its tests will skip" >&2
+fi
 cargo test -j2 --locked --all-targets "$@"
 # The optional OpenTelemetry feature: built and its end-to-end test run.
 cargo test -j2 --locked --features otel --test otel "$@"

@@ -14,6 +14,7 @@ pub mod http;
 pub mod issuer;
 pub mod jwt;
 pub mod poll;
+pub mod postgres;
 pub mod process;
 pub mod raw;
 pub mod sidecar;
