@@ -87,7 +87,7 @@ die() { printf '[issuer-scale] ERROR: %s\n' "$*" >&2; exit 1; }
 # --------------------------------------------------------------------------
 # Arguments, dependencies
 # --------------------------------------------------------------------------
-[[ $APPS =~ ^[0-9]+$ ]] && ((APPS >= 10)) || die "APPS must be an integer ≥ 10 (got $APPS)"
+if ! [[ $APPS =~ ^[0-9]+$ ]] || ((APPS < 10)); then die "APPS must be an integer ≥ 10 (got $APPS)"; fi
 BLOCK=${BLOCK:-$((APPS / 10))}
 [[ $BLOCK =~ ^[1-9][0-9]*$ ]] || die "BLOCK must be a positive integer (got $BLOCK)"
 [[ $CONNECTIONS =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a positive integer"
@@ -149,6 +149,7 @@ PG_DIR=""
 PG_PORT="" PG_PASSWORD="" STORE_KEY=""
 scale_cleanup() {
     local rc=$? i
+    set +e # stop everything even when one step fails
     for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[i]}"; done
     PIDS=()
     stop_pg
@@ -184,7 +185,7 @@ start_pg() {
         chown -R "$PG_USER" "$PG_DIR"
     fi
     read -r PG_PORT < <(free_ports 1)
-    PG_VERSION=$("$PG_BIN/postgres" --version | awk '{ print $NF }')
+    PG_VERSION=$("$PG_BIN/postgres" --version | awk '{ print $3 }')
     log "PostgreSQL $PG_VERSION: initdb in $PG_DIR/data, port $PG_PORT"
     as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U issuer --pwfile="$PG_DIR/pwfile" \
         --auth-local=scram-sha-256 --auth-host=scram-sha-256 -E UTF8 --no-locale \
@@ -311,6 +312,7 @@ PY
 # Token measurement (as bench/issuer.sh: wrk -t1, bench/issuer-token.lua)
 # --------------------------------------------------------------------------
 WARNINGS=()
+# shellcheck disable=SC2034 # R_P50, R_PCT: filled by parse_wrk (lib.sh) and measure_tokens, logged only
 declare -A R_RPS R_P50 R_P99 R_CPU R_PCT R_ERR R_CORE0 R_CORE1 R_WRKPCT
 # Per store: write latencies, RSS, start-up, client cost.
 declare -A W_BLOCKS W_P50 W_P99 W_LAST_P50 W_LAST_P99 W_CLIENT_CPU W_WALL RSS_N RSS_B START_S READY_S RSS_RESTART
