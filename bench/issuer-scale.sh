@@ -351,6 +351,7 @@ measure_tokens() {
             printf "%.1f %.0f\n", c / hz * 1e6 / n, 100 * c / hz / (t1 - t0) }')
     window_stats "$id"
     foreign_load "$id" "$WRK_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" wrk
+    foreign_load "$id" "$SERVER_CPU" "${R_CORE0[$id]}" "${R_PCT[$id]}" "the issuer"
     if ((${R_ERR[$id]} > 0)); then
         log "[$id] WARNING: ${R_ERR[$id]} errors (non-2xx $non2xx, no access_token $notok, socket $sock; $(lua_field "$out" statuses))"
         WARNINGS+=("($id) ${R_ERR[$id]} token errors")
@@ -358,15 +359,35 @@ measure_tokens() {
     log "[$id] $WRK_RPS tokens/s, p50 $WRK_P50, p99 $WRK_P99, ${R_CPU[$id]} µs CPU/token, errors ${R_ERR[$id]}"
 }
 
-# create_apps STORE URLS START COUNT TOKEN_URL MGMT: the Python client on core 1.
+# create_apps STORE URLS START COUNT TOKEN_URL MGMT "ISSUER_PIDS": the Python client on
+# core 1, inside a measurement window: R_CORE0/R_CORE1 (busy %), R_WRKPCT (the client's
+# CPU %) and R_PCT (the issuers' CPU %) under the id STORE-writes.
 create_apps() {
-    local store=$1 urls=$2 start=$3 count=$4 token_url=$5 mgmt=$6 res
+    local store=$1 urls=$2 start=$3 count=$4 token_url=$5 mgmt=$6 pids=$7 res c0 c1
+    local id="$1-writes"
     log "[$store] creating apps $start..$((start + count - 1)) one by one via ${urls//,/ and }"
+    # shellcheck disable=SC2086
+    c0=$(cpu_ticks $pids)
+    window_open "$SERVER_CPU" "$CLIENT_CPU"
     res=$(taskset -c "$CLIENT_CPU" python3 "$CLIENT" create --url "$urls" --token-url "$token_url" \
         --audience "$mgmt" --api "$AUDIENCE" --start "$start" --count "$count" \
         --out "$TMP/$store-latencies.txt" --ids "$TMP/$store-ids.txt") ||
         die "[$store] creating apps failed (issuer log: $TMP/logs/$store-a.out)"
+    window_close "$SERVER_CPU" "$CLIENT_CPU"
+    # shellcheck disable=SC2086
+    c1=$(cpu_ticks $pids)
+    window_stats "$id"
+    R_PCT[$id]=$(awk -v c="$((c1 - c0))" -v hz="$CLK_TCK" -v t0="$WIN_T0" -v t1="$WIN_T1" \
+        'BEGIN { printf "%.0f", 100 * c / hz / (t1 - t0) }')
     log "[$store] $res"
+    LAST_ID=$(kv "$res" last_id)
+    CREATE_CPU=$(kv "$res" client_cpu_us)
+    CREATE_WALL=$(kv "$res" wall_s)
+    log "[$id] core busy: cpu$SERVER_CPU ${R_CORE0[$id]}% (issuer ${R_PCT[$id]}%), cpu$CLIENT_CPU ${R_CORE1[$id]}% (client ${R_WRKPCT[$id]}%)"
+    ((count >= 1000)) || return 0 # too short a window to judge foreign load
+    foreign_load "$id" "$CLIENT_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" "the client"
+    # With PostgreSQL, its processes share core 0 with the issuer(s): not foreign.
+    [[ $store == pg* ]] || foreign_load "$id" "$SERVER_CPU" "${R_CORE0[$id]}" "${R_PCT[$id]}" "the issuer"
     LAST_ID=$(kv "$res" last_id)
     CREATE_CPU=$(kv "$res" client_cpu_us)
     CREATE_WALL=$(kv "$res" wall_s)
@@ -418,9 +439,9 @@ run_store() {
 
     : >"$TMP/$store-latencies.txt"
     : >"$TMP/$store-ids.txt"
-    create_apps "$store" "$urls" 0 "$FIRST_APPS" "$token_url" "$mgmt"
+    create_apps "$store" "$urls" 0 "$FIRST_APPS" "$token_url" "$mgmt" "$pid_a $pid_b"
     measure_tokens "$store-10" "$token_url" "$pid_a"
-    create_apps "$store" "$urls" "$FIRST_APPS" "$((APPS - FIRST_APPS))" "$token_url" "$mgmt"
+    create_apps "$store" "$urls" "$FIRST_APPS" "$((APPS - FIRST_APPS))" "$token_url" "$mgmt" "$pid_a $pid_b"
     W_CLIENT_CPU[$store]=$CREATE_CPU
     W_WALL[$store]=$CREATE_WALL
     rss_created=$(rss_mb "$pid_a")
@@ -537,15 +558,15 @@ report() {
     for s in "${STORE_LIST[@]}"; do printf ' %s | %s |' "$(fmt_lat "${W_P50[$s]}")" "$(fmt_lat "${W_P99[$s]}")"; done
     echo
     echo
-    echo "| store | tokens/s at 10 apps | tokens/s at $APPS | ratio | token p99 at $APPS | CPU µs/token at $APPS | RSS at $APPS | start-up | RSS after start-up | $APPS writes took | client CPU µs/write | token errors |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| store | tokens/s at 10 apps | tokens/s at $APPS | ratio | token p99 at $APPS | CPU µs/token at $APPS | RSS at $APPS | start-up | RSS after start-up | $APPS writes took | core $SERVER_CPU / $CLIENT_CPU busy in writes | client CPU µs/write | token errors |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for s in "${STORE_LIST[@]}"; do
         r=$(ratio "${R_RPS[$s-N]}" "${R_RPS[$s-10]}")
-        printf '| %s | %s | %s | %s× | %s | %s | %s MB%s | %s%s | %s MB | %s s | %s | %s |\n' "$(label "$s")" \
+        printf '| %s | %s | %s | %s× | %s | %s | %s MB%s | %s%s | %s MB | %s s | %s%% / %s%% | %s | %s |\n' "$(label "$s")" \
             "${R_RPS[$s-10]}" "${R_RPS[$s-N]}" "$r" "$(fmt_lat "${R_P99[$s-N]}")" "${R_CPU[$s-N]}" \
             "${RSS_N[$s]}" "${RSS_B[$s]:+ (B: ${RSS_B[$s]} MB)}" "$(secs "${START_S[$s]}")" \
             "$([[ ${READY_S[$s]} == n/a ]] || echo " (/readyz ${READY_S[$s]} s)")" \
-            "${RSS_RESTART[$s]}" "${W_WALL[$s]}" "${W_CLIENT_CPU[$s]}" "$((${R_ERR[$s-10]} + ${R_ERR[$s-N]}))"
+            "${RSS_RESTART[$s]}" "${W_WALL[$s]}" "${R_CORE0[$s-writes]}" "${R_CORE1[$s-writes]}" "${W_CLIENT_CPU[$s]}" "$((${R_ERR[$s-10]} + ${R_ERR[$s-N]}))"
     done
     echo
     echo "| check (issue 12, at $APPS apps) | value | target | result |"
