@@ -1,6 +1,9 @@
 //! The configs ConfigMaps are generated from: each passes `m2m-sidecar
 //! check`, and the Deployments' probes, ports and mounts match them (the
-//! base and, with `kubectl`, every rendered overlay).
+//! base and, with `kubectl`, every rendered overlay). The issuer overlays:
+//! every secret file the config names is mounted from a Secret; SQLite lives
+//! on a PersistentVolumeClaim with one replica; PostgreSQL runs replicas with
+//! no volume, a PodDisruptionBudget and anti-affinity.
 
 use super::*;
 
@@ -22,7 +25,7 @@ fn configs() -> Vec<PathBuf> {
 #[test]
 fn every_config_passes_check() {
     let mut configs = configs();
-    assert_eq!(configs.len(), 5, "{configs:?}");
+    assert_eq!(configs.len(), 6, "{configs:?}");
     // The README's example too.
     configs.push(root().join("config/example.toml"));
     for c in configs {
@@ -66,6 +69,195 @@ fn port_of(container: &Value, port: &Value) -> u64 {
         .unwrap()
 }
 
+/// The pod volume mounted in container `c` at `dir`.
+fn mounted_volume<'a>(spec: &'a Value, c: &Value, dir: &Path) -> Option<&'a Value> {
+    let mount = c["volumeMounts"]
+        .as_sequence()?
+        .iter()
+        .find(|m| m["mountPath"].as_str().map(Path::new) == Some(dir))?;
+    spec["volumes"]
+        .as_sequence()?
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+}
+
+/// A config as plain data, read without the typed loader (so these checks
+/// hold whatever keys the loader knows).
+fn plain(text: &str) -> Value {
+    use figment::providers::Format as _;
+    figment::Figment::from(figment::providers::Toml::string(text))
+        .extract()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Every secret file a config names: `{ file = "…" }` sources, and
+/// `store_ca_file`.
+fn secret_files(v: &Value, out: &mut Vec<PathBuf>) {
+    match v {
+        Value::Mapping(m) => {
+            if m.len() == 1
+                && let Some(f) = m.get("file").and_then(Value::as_str)
+            {
+                out.push(PathBuf::from(f));
+            }
+            for (k, x) in m {
+                if k == "store_ca_file"
+                    && let Some(f) = x.as_str()
+                {
+                    out.push(PathBuf::from(f));
+                }
+                secret_files(x, out);
+            }
+        }
+        Value::Sequence(s) => s.iter().for_each(|x| secret_files(x, out)),
+        _ => {}
+    }
+}
+
+/// An issuer overlay's objects (rendered, or its files) against its config
+/// (`text`): secret files mounted, and the store where its replicas can share it.
+fn check_issuer(objects: &[Value], text: &str, what: &str) {
+    let config = plain(text);
+    let d = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .unwrap_or_else(|| panic!("{what}: a Deployment"));
+    let spec = &d["spec"]["template"]["spec"];
+    let c = spec["containers"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|c| c["args"][0] == "issuer")
+        .unwrap_or_else(|| panic!("{what}: an issuer container"));
+    let pod_labels = &d["spec"]["template"]["metadata"]["labels"];
+    let selects_pods = |selector: &Value| {
+        let labels = selector["matchLabels"].as_mapping().unwrap();
+        !labels.is_empty() && labels.iter().all(|(k, v)| pod_labels[k] == *v)
+    };
+    // Every secret file is in a mounted Secret (a directory of its keys).
+    let mut files = Vec::new();
+    secret_files(&config, &mut files);
+    assert!(!files.is_empty(), "{what}: no secret files");
+    for f in &files {
+        let dir = f.parent().unwrap();
+        let v = mounted_volume(spec, c, dir).unwrap_or_else(|| {
+            panic!(
+                "{what}: {} is read, but nothing is mounted at {}",
+                f.display(),
+                dir.display()
+            )
+        });
+        assert!(
+            v["secret"]["secretName"].is_string(),
+            "{what}: {} comes from a Secret: {v:?}",
+            f.display()
+        );
+    }
+    let issuer = &config["issuer"];
+    let store = issuer["store"]
+        .as_str()
+        .unwrap_or("sqlite://data/issuer.db");
+    let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
+    let volumes = spec["volumes"].as_sequence().unwrap();
+    if let Some(db) = store.strip_prefix("sqlite://") {
+        // The embedded store: one writer, on a volume that outlives the pod.
+        assert_eq!(replicas, 1, "{what}: SQLite has one writer");
+        assert_eq!(
+            d["spec"]["strategy"]["type"], "Recreate",
+            "{what}: an old and a new pod never share the database"
+        );
+        let db = Path::new(db);
+        assert!(db.is_absolute(), "{what}: {store}: an absolute path");
+        let v = mounted_volume(spec, c, db.parent().unwrap())
+            .unwrap_or_else(|| panic!("{what}: nothing mounted at {store}'s directory"));
+        let claim = &v["persistentVolumeClaim"]["claimName"];
+        assert!(
+            claim.is_string(),
+            "{what}: {store} is on a PersistentVolumeClaim"
+        );
+        assert!(
+            objects
+                .iter()
+                .any(|o| o["kind"] == "PersistentVolumeClaim" && o["metadata"]["name"] == *claim),
+            "{what}: the claim {claim:?} is part of the overlay"
+        );
+    } else {
+        // PostgreSQL: replicas, nothing kept in the pod.
+        let (scheme, rest) = store.split_once("://").unwrap();
+        assert!(
+            scheme == "postgres" || scheme == "postgresql",
+            "{what}: store {store}"
+        );
+        let user = rest.split('@').next().unwrap();
+        assert!(
+            rest.contains('@') && !user.contains(':'),
+            "{what}: a user and no password in the DSN (store_password)"
+        );
+        for key in ["store_password", "store_key"] {
+            assert!(
+                issuer[key].is_mapping(),
+                "{what}: {key} from a file or the environment"
+            );
+        }
+        assert!(replicas >= 2, "{what}: replicas");
+        for v in volumes {
+            assert!(
+                v["configMap"].is_mapping()
+                    || v["secret"].is_mapping()
+                    || v["emptyDir"].is_mapping(),
+                "{what}: no volume but config, secrets and scratch: {v:?}"
+            );
+        }
+        assert!(
+            !objects.iter().any(|o| o["kind"] == "PersistentVolumeClaim"),
+            "{what}: no PersistentVolumeClaim"
+        );
+        assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate", "{what}");
+        let unavailable = d["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: maxUnavailable as a number"));
+        let pdb = objects
+            .iter()
+            .find(|o| o["kind"] == "PodDisruptionBudget")
+            .unwrap_or_else(|| panic!("{what}: a PodDisruptionBudget"));
+        assert!(selects_pods(&pdb["spec"]["selector"]), "{what}: {pdb:?}");
+        let min = pdb["spec"]["minAvailable"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{what}: minAvailable as a number"));
+        assert!(
+            min >= 1 && min < replicas,
+            "{what}: minAvailable {min} of {replicas}: a drain can proceed, never to zero"
+        );
+        assert!(
+            unavailable >= 1 && replicas - unavailable >= min,
+            "{what}: a rollout stays within the budget"
+        );
+        let anti =
+            spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{what}: preferred pod anti-affinity"));
+        assert!(
+            anti.iter().any(|t| {
+                let t = &t["podAffinityTerm"];
+                t["topologyKey"] == "kubernetes.io/hostname" && selects_pods(&t["labelSelector"])
+            }),
+            "{what}: replicas spread across nodes"
+        );
+    }
+}
+
+/// An overlay's objects as its files hold them (not rendered).
+fn overlay_files(overlay: &str) -> Vec<Value> {
+    let mut files = Vec::new();
+    yaml_files(&deploy().join("overlays").join(overlay), &mut files);
+    files.sort();
+    files
+        .iter()
+        .filter(|f| f.file_name().unwrap() != "kustomization.yaml")
+        .flat_map(|f| docs(f))
+        .collect()
+}
+
 /// Check a rendered (or base) Deployment against the config it mounts.
 fn check_deployment(d: &Value, config: &m2m_sidecar::config::Config, what: &str) {
     let spec = &d["spec"]["template"]["spec"];
@@ -89,7 +281,8 @@ fn check_deployment(d: &Value, config: &m2m_sidecar::config::Config, what: &str)
         .collect();
     let (port, paths): (u16, [&str; 3]) = if args[0] == "issuer" {
         let i = config.issuer.as_ref().expect("an [issuer] table");
-        (i.listen.port(), ["/healthz", "/healthz", "/healthz"])
+        // Ready only while the store is reachable; alive while it answers.
+        (i.listen.port(), ["/healthz", "/readyz", "/healthz"])
     } else {
         assert_eq!(args[0], "run", "{what}");
         // A native sidecar: an init container that keeps running.
@@ -118,18 +311,8 @@ fn check_deployment(d: &Value, config: &m2m_sidecar::config::Config, what: &str)
     // The --config file is in the mounted ConfigMap volume.
     let config_arg = args[args.iter().position(|a| *a == "--config").unwrap() + 1];
     let mount_dir = Path::new(config_arg).parent().unwrap();
-    let mount = c["volumeMounts"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|m| Path::new(m["mountPath"].as_str().unwrap()) == mount_dir)
+    let volume = mounted_volume(spec, c, mount_dir)
         .unwrap_or_else(|| panic!("{what}: nothing mounted at {}", mount_dir.display()));
-    let volume = spec["volumes"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap();
     assert!(
         volume["configMap"]["name"].is_string(),
         "{what}: the config comes from a ConfigMap"
@@ -157,12 +340,13 @@ fn check_deployment(d: &Value, config: &m2m_sidecar::config::Config, what: &str)
 fn the_base_deployment_matches_its_config() {
     let base = docs(&deploy().join("base/deployment.yaml"));
     check_deployment(&base[0], &load(&deploy().join("base/sidecar.toml")), "base");
-    let issuer = docs(&deploy().join("overlays/issuer/deployment.yaml"));
-    check_deployment(
-        &issuer[0],
-        &load(&deploy().join("overlays/issuer/issuer.toml")),
-        "issuer",
-    );
+    for overlay in ["issuer", "issuer-ha"] {
+        let objects = overlay_files(overlay);
+        let toml = deploy().join("overlays").join(overlay).join("issuer.toml");
+        check_issuer(&objects, &std::fs::read_to_string(&toml).unwrap(), overlay);
+        let d = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+        check_deployment(d, &load(&toml), overlay);
+    }
 }
 
 #[test]
@@ -192,6 +376,9 @@ fn rendered_overlays_match_their_configs() {
         };
         let cm = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
         let (file, text) = cm["data"].as_mapping().unwrap().iter().next().unwrap();
+        if overlay.starts_with("issuer") {
+            check_issuer(&objects, text.as_str().unwrap(), overlay);
+        }
         let config = m2m_sidecar::config::load_str(
             text.as_str().unwrap(),
             m2m_sidecar::config::Format::Toml,

@@ -3,8 +3,11 @@
 //! `m2m-sidecar check`; probes and ports match those configs; the Dockerfile's
 //! stages copy paths that exist and run the binary this crate builds; the alert
 //! rules use only metrics the sidecar exposes, and docs/metrics.md lists every
-//! metric. When `kubectl` is installed, each overlay is also rendered with
-//! `kubectl kustomize` and the same checks run on the result.
+//! metric; the issuer overlays keep their store where it belongs (SQLite on a
+//! volume with one replica, PostgreSQL with replicas, a disruption budget and
+//! no volume), with every secret file mounted. When `kubectl` is installed, each
+//! overlay is also rendered with `kubectl kustomize` and the same checks run on
+//! the result.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -48,7 +51,13 @@ fn docs(path: &Path) -> Vec<Value> {
 
 use serde::Deserialize as _;
 
-const OVERLAYS: [&str; 4] = ["reverse-listener", "http-proxy", "inbound-only", "issuer"];
+const OVERLAYS: [&str; 5] = [
+    "reverse-listener",
+    "http-proxy",
+    "inbound-only",
+    "issuer",
+    "issuer-ha",
+];
 
 #[test]
 fn every_manifest_parses_and_every_referenced_file_exists() {
