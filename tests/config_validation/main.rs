@@ -6,6 +6,7 @@ mod cases;
 mod inbound;
 mod issuer;
 mod listeners;
+mod store;
 
 use m2m_sidecar::config::{Format, load_str};
 
