@@ -72,6 +72,10 @@ fn store_problems_are_named() {
             "issuer.store_key: is required with PostgreSQL",
         ),
         (
+            format!("store = \"postgres:///issuer\"\n{key}"),
+            "issuer.store: names no host",
+        ),
+        (
             format!("store = \"sqlite://data/issuer.db\"\nstore_password = \"{PASSWORD}\""),
             "issuer.store_password: is only used with a PostgreSQL store",
         ),
@@ -137,6 +141,20 @@ fn a_password_in_the_url_is_refused_and_never_shown() {
             !stdout.contains("pw") && !stderr.contains("pw"),
             "{url}: the password shown:\n{stdout}{stderr}"
         );
+    }
+}
+
+#[test]
+fn a_malformed_url_with_a_password_is_refused_without_showing_it() {
+    let key = format!("store_key = \"{STORE_KEY}\"");
+    for url in [
+        "postgres://u:pw@h:port/db",
+        "postgres://u:pw@h/db?sslmode=bogus",
+    ] {
+        let found = issues(&with_store(&format!("store = \"{url}\"\n{key}")));
+        assert_eq!(found.len(), 1, "{url}: {found:?}");
+        assert!(found[0].starts_with("issuer.store: "), "{found:?}");
+        assert!(!found[0].contains("pw"), "{url}: {found:?}");
     }
 }
 
