@@ -338,3 +338,72 @@ async fn a_refused_create_names_the_client_id_it_asked_for() {
     assert_eq!(page["items"][0]["target"], "reader", "{page}");
     s.sidecar.stop().await;
 }
+
+/// Calls without a valid management token are not management changes of
+/// anyone: recording them lets anyone who can reach the issuer write a
+/// (synced) row per request into the store, without bound.
+#[tokio::test]
+#[ignore = "bug: every unauthenticated management write is recorded in the audit log (see the report)"]
+async fn unauthenticated_calls_do_not_grow_the_audit_log() {
+    let s = Issuer::start(&api()).await;
+    let admin = s.access_token("admin", ADMIN_SECRET, &s.mgmt()).await;
+    let (_, orders) = s.token("reader", READER_SECRET, ORDERS).await;
+    let not_management = orders["access_token"].as_str().map(str::to_owned);
+    for bearer in [None, Some("garbage".to_owned()), not_management] {
+        for _ in 0..10 {
+            let (status, _) =
+                call(&s, "DELETE", "api/v1/apps/admin", bearer.as_deref(), None).await;
+            assert_eq!(status, 401);
+            let (status, _) = call(
+                &s,
+                "POST",
+                "api/v1/apps",
+                bearer.as_deref(),
+                Some(json!({"name": "x"})),
+            )
+            .await;
+            assert_eq!(status, 401);
+        }
+    }
+    let (_, page) = call(&s, "GET", "api/v1/audit?limit=1000", Some(&admin), None).await;
+    let items = page["items"].as_array().unwrap();
+    assert!(
+        items.is_empty(),
+        "{} records, the first: {}",
+        items.len(),
+        items[0]
+    );
+    s.sidecar.stop().await;
+}
+
+/// The target of a record is an id (at most 128 characters), not whatever
+/// path a caller sent.
+#[tokio::test]
+#[ignore = "bug: a refused call's target is the raw path segment, of any length (see the report)"]
+async fn a_recorded_target_is_bounded() {
+    let s = Issuer::start(&api()).await;
+    let admin = s.access_token("admin", ADMIN_SECRET, &s.mgmt()).await;
+    let reader = s.access_token("reader", READER_SECRET, &s.mgmt()).await;
+    let long = "x".repeat(20_000);
+    for bearer in [&admin, &reader] {
+        let (status, _) = call(
+            &s,
+            "POST",
+            &format!("api/v1/apps/{long}/block"),
+            Some(bearer),
+            None,
+        )
+        .await;
+        assert!(status == 403 || status == 404, "{status}");
+    }
+    let (_, page) = call(&s, "GET", "api/v1/audit?limit=1000", Some(&admin), None).await;
+    for r in page["items"].as_array().unwrap() {
+        let target = r["target"].as_str().unwrap();
+        assert!(
+            target.len() <= 256,
+            "a target of {} characters",
+            target.len()
+        );
+    }
+    s.sidecar.stop().await;
+}
