@@ -371,3 +371,39 @@ async fn a_state_file_is_imported_into_an_explicit_sqlite_store_too() {
     assert!(active(&base, &signed).await);
     assert_eq!(run.terminate().await.code(), Some(0));
 }
+
+#[tokio::test]
+async fn a_state_file_is_not_imported_over_a_store_in_use() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let store = store_line(elsewhere.path());
+    let f = config(&store);
+    let (mut run, _) = start_issuer(f.path()).await;
+    assert_eq!(run.terminate().await.code(), Some(0));
+
+    // The operator points `state` at an old file afterwards: the store wins.
+    let old = OldState::write();
+    let g = config(&format!(
+        "{store}state = {}\n",
+        quote(old.state_path().to_str().unwrap())
+    ));
+    let (mut run, base) = start_issuer(g.path()).await;
+    let warned = logged(
+        &run,
+        "the JSON state file was not imported: the store already holds a registry",
+    );
+    assert_eq!(warned.len(), 1, "{:?}", run.lines.lock().unwrap());
+    assert_eq!(warned[0]["file"], old.state_path().to_str().unwrap());
+    assert_eq!(logged(&run, IMPORTED).len(), 0);
+    assert_eq!(
+        token_status(&base, "legacy", LEGACY_SECRET, ORDERS).await,
+        401
+    );
+    assert_eq!(
+        token_status(&base, "gone", GONE_SECRET, ORDERS).await,
+        200,
+        "the config's app, not deleted"
+    );
+    let (_, imported) = jwks(&base, &old.signing).await;
+    assert_eq!(imported, None, "the old key is not taken either");
+    assert_eq!(run.terminate().await.code(), Some(0));
+}
