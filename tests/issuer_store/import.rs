@@ -407,3 +407,31 @@ async fn a_state_file_is_not_imported_over_a_store_in_use() {
     assert_eq!(imported, None, "the old key is not taken either");
     assert_eq!(run.terminate().await.code(), Some(0));
 }
+
+/// An upgrade as the README has it: `--migrate-only` first, then the
+/// issuer; the import still happens (on that first real start).
+#[tokio::test]
+async fn migrating_first_does_not_skip_the_import() {
+    let old = OldState::write();
+    let f = config(&format!(
+        "state = {}\n",
+        quote(old.state_path().to_str().unwrap())
+    ));
+    let (status, stderr) = run_issuer(f.path(), &["--migrate-only"]).await;
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains(IMPORTED), "{stderr}");
+    let (mut run, base) = start_issuer(f.path()).await;
+    assert_eq!(
+        logged(&run, IMPORTED).len(),
+        1,
+        "{:?}",
+        run.lines.lock().unwrap()
+    );
+    assert_eq!(
+        token_status(&base, "legacy", LEGACY_SECRET, ORDERS).await,
+        200
+    );
+    let (_, imported) = jwks(&base, &old.signing).await;
+    assert!(imported.is_some(), "the PEM key in JWKS");
+    assert_eq!(run.terminate().await.code(), Some(0));
+}
