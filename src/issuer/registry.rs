@@ -42,7 +42,7 @@ pub struct App {
     pub name: String,
     pub secrets: Vec<StoredSecret>,
     /// audience → granted scopes
-    pub grants: BTreeMap<Audience, Vec<Scope>>,
+    pub grants: Grants,
     #[serde(default)]
     pub blocked: bool,
     /// When the app was last blocked (Unix seconds), for the revocation feed.
@@ -51,6 +51,95 @@ pub struct App {
     /// Public keys (a JWKS document) for `private_key_jwt`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks: Option<RegisteredKeys>,
+}
+
+/// An app's grants: audience → scopes, in audience order. A sorted vector:
+/// an app has a few grants, and a `BTreeMap` node would cost half a KiB for
+/// each of a hundred thousand apps.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Grants(Vec<(Audience, Vec<Scope>)>);
+
+impl Grants {
+    fn find(&self, audience: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(a, _)| a.as_str().cmp(audience))
+    }
+
+    pub fn get(&self, audience: &str) -> Option<&Vec<Scope>> {
+        self.find(audience)
+            .ok()
+            .and_then(|i| self.0.get(i))
+            .map(|(_, s)| s)
+    }
+
+    pub fn get_mut(&mut self, audience: &str) -> Option<&mut Vec<Scope>> {
+        let i = self.find(audience).ok()?;
+        self.0.get_mut(i).map(|(_, s)| s)
+    }
+
+    pub fn contains_key(&self, audience: &str) -> bool {
+        self.find(audience).is_ok()
+    }
+
+    pub fn insert(&mut self, audience: Audience, mut scopes: Vec<Scope>) {
+        scopes.shrink_to_fit();
+        match self.find(audience.as_str()) {
+            Ok(i) => {
+                if let Some(slot) = self.0.get_mut(i) {
+                    slot.1 = scopes;
+                }
+            }
+            Err(i) => self.0.insert(i, (audience, scopes)),
+        }
+    }
+
+    pub fn remove(&mut self, audience: &str) -> Option<Vec<Scope>> {
+        let i = self.find(audience).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&Audience, &Vec<Scope>)> {
+        self.0.iter().map(|(a, s)| (a, s))
+    }
+}
+
+impl FromIterator<(Audience, Vec<Scope>)> for Grants {
+    fn from_iter<I: IntoIterator<Item = (Audience, Vec<Scope>)>>(iter: I) -> Self {
+        let mut g = Grants::default();
+        for (a, s) in iter {
+            g.insert(a, s);
+        }
+        g.0.shrink_to_fit();
+        g
+    }
+}
+
+impl From<BTreeMap<Audience, Vec<Scope>>> for Grants {
+    fn from(map: BTreeMap<Audience, Vec<Scope>>) -> Self {
+        map.into_iter().collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Grants {
+    type Item = (&'a Audience, &'a Vec<Scope>);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (Audience, Vec<Scope>)>,
+        fn(&'a (Audience, Vec<Scope>)) -> (&'a Audience, &'a Vec<Scope>),
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(a, s)| (a, s))
+    }
+}
+
+impl Serialize for Grants {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Grants {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        BTreeMap::<Audience, Vec<Scope>>::deserialize(d).map(Grants::from)
+    }
 }
 
 /// Why a token the issuer signed is not accepted any more.
@@ -357,7 +446,7 @@ mod tests {
             client_id: "svc".into(),
             name: "svc".into(),
             secrets: Vec::new(),
-            grants: BTreeMap::new(),
+            grants: Grants::default(),
             blocked: false,
             blocked_at: None,
             jwks: Some(RegisteredKeys::from_jwks(doc.clone()).unwrap()),

@@ -163,7 +163,7 @@ fn patch_api(reg: &mut Registry, id: &str, patch: ApiPatch) -> Result<Api, MgmtE
         if let Some(granted) = reg
             .apps
             .get_mut(id.as_str())
-            .and_then(|app| app.grants.get_mut(&api.identifier))
+            .and_then(|app| app.grants.get_mut(api.identifier.as_str()))
         {
             granted.retain(|s| api.scopes.contains(s));
         }
@@ -186,12 +186,12 @@ fn delete_api(reg: &mut Registry, t: &mut Tombstones, id: &str) -> Result<(), Mg
     let affected: Vec<ClientId> = reg
         .apps
         .values()
-        .filter(|a| a.grants.contains_key(&api.identifier))
+        .filter(|a| a.grants.contains_key(api.identifier.as_str()))
         .map(|a| a.client_id.clone())
         .collect();
     for id in affected {
         if let Some(app) = reg.apps.get_mut(id.as_str()) {
-            app.grants.remove(&api.identifier);
+            app.grants.remove(api.identifier.as_str());
         }
     }
     t.apis.insert(id.to_owned());

@@ -237,7 +237,7 @@ fn create_app(
         client_id: client_id.clone(),
         name: new.name,
         secrets: vec![reg.seal(&secret)],
-        grants: new.grants,
+        grants: new.grants.into(),
         blocked: false,
         blocked_at: None,
         jwks,
@@ -290,7 +290,7 @@ fn patch_app(
         app.name = name;
     }
     if let Some(grants) = patch.grants {
-        app.grants = grants;
+        app.grants = grants.into();
     }
     if jwks.is_some() {
         app.jwks = jwks;

@@ -166,7 +166,8 @@ impl Call<'_> {
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone(),
             action: self.action?,
-            target: self.target.clone(),
+            // Ids are at most 128 characters; a longer one is recorded cut.
+            target: self.target.chars().take(128).collect(),
         })
     }
 }
@@ -189,6 +190,17 @@ fn action(method: &Method, segments: &[&str]) -> Option<(&'static str, String)> 
         (&Method::POST, ["keys", "rotate"]) => ("keys.rotate", String::new()),
         _ => return None,
     })
+}
+
+/// The id a create call asks for (`client_id`, else `id`, else `name`), for
+/// the record of a refused create; a successful one records what it made.
+fn asked_for(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    ["client_id", "id", "name"]
+        .iter()
+        .find_map(|k| v.get(k).and_then(|x| x.as_str()))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// How a refused change is recorded.
@@ -230,6 +242,7 @@ pub async fn handle(
     let audience = store.management_audience().to_owned();
     let current = keys.current();
     let (action, target) = action(method, &segments).unzip();
+    let target = target.map(|t| if t.is_empty() { asked_for(body) } else { t });
     let call = Call {
         store,
         action,
@@ -242,9 +255,12 @@ pub async fn handle(
         verifier: &current.verifier,
     };
     let answer = route(&call, keys, method, &segments).await;
-    match (&answer, call.audit()) {
-        (Err(e), Some(audit)) => store.record_refusal(audit, outcome(e)).await,
-        (Ok(None), _) | (_, None) | (Ok(Some(_)), _) => {}
+    // A refused change by an authenticated caller is recorded; calls
+    // without a valid token are not (anyone could grow the log).
+    if let (Err(e), Some(audit)) = (&answer, call.audit())
+        && audit.caller.is_some()
+    {
+        store.record_refusal(audit, outcome(e)).await;
     }
     answer?.ok_or_else(no_route)
 }

@@ -69,7 +69,7 @@ pub struct Import {
 /// The database.
 pub enum Db {
     Sqlite(Sqlite),
-    Postgres(Postgres),
+    Postgres(Box<Postgres>),
 }
 
 impl Db {

@@ -103,7 +103,7 @@ pub async fn database(spec: &IssuerSpec) -> Result<(Db, StoreKey), OpenError> {
                 None => None,
             };
             let db = Postgres::open(url, password.as_deref(), ca_file.as_deref()).await?;
-            Ok((Db::Postgres(db), key))
+            Ok((Db::Postgres(Box::new(db)), key))
         }
     }
 }

@@ -88,7 +88,7 @@ pub fn assemble(
                 client_id: ClientId::from(r.client_id.as_str()),
                 name: r.name,
                 secrets: Vec::new(),
-                grants: BTreeMap::new(),
+                grants: Default::default(),
                 blocked: r.blocked,
                 blocked_at: r.blocked_at,
                 jwks: None,

@@ -99,7 +99,7 @@ impl Sqlite {
     }
 
     pub async fn load(&self) -> Result<Loaded, DbError> {
-        self.run(|c| load(c)).await
+        self.run(load).await
     }
 
     /// Write one change (and its audit record) in one transaction.
