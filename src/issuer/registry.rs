@@ -177,9 +177,13 @@ impl App {
 /// registered (what the state file holds and the management API shows) and
 /// its keys, decoded once when registered or loaded, never per request.
 #[derive(Clone)]
-pub struct RegisteredKeys {
+pub struct RegisteredKeys(Arc<Registered>);
+
+/// The document and its decoded keys (one pointer in [`App`]: most apps
+/// register none, and every byte of an app counts a hundred thousand times).
+struct Registered {
     doc: serde_json::Value,
-    keys: Arc<KeySet>,
+    keys: KeySet,
 }
 
 /// Why keys an app registers are refused.
@@ -213,10 +217,10 @@ impl RegisteredKeys {
         if private {
             return Err(RegisterError::PrivateKey);
         }
-        Ok(RegisteredKeys {
-            keys: Arc::new(keys.any_kid_for_a_sole_key()),
+        Ok(RegisteredKeys(Arc::new(Registered {
+            keys: keys.any_kid_for_a_sole_key(),
             doc,
-        })
+        })))
     }
 
     /// One PEM public key (`-----BEGIN PUBLIC KEY-----`), registered as a
@@ -231,27 +235,27 @@ impl RegisteredKeys {
         let keys = KeySet::from_jwks(&doc, &alg::REGISTERED_CLIENT_KEYS)
             .map(|(keys, _)| keys)
             .unwrap_or_default();
-        RegisteredKeys {
-            keys: Arc::new(keys.any_kid_for_a_sole_key()),
+        RegisteredKeys(Arc::new(Registered {
+            keys: keys.any_kid_for_a_sole_key(),
             doc,
-        }
+        }))
     }
 
     /// The JWKS document as registered.
     pub fn document(&self) -> &serde_json::Value {
-        &self.doc
+        &self.0.doc
     }
 
     /// The decoded keys. With one key, it is used whatever `kid` an assertion
     /// names (an app's one key, perhaps from a PEM file without a kid).
     pub fn keys(&self) -> &KeySet {
-        &self.keys
+        &self.0.keys
     }
 }
 
 impl Serialize for RegisteredKeys {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.doc.serialize(s)
+        self.0.doc.serialize(s)
     }
 }
 
@@ -262,60 +266,96 @@ impl<'de> Deserialize<'de> for RegisteredKeys {
 }
 
 /// The apps by client id, in id order, and the ids changed since
-/// [`Apps::take_touched`] was last called.
+/// [`Apps::take_touched`] was last called. A set of shared apps ordered by
+/// their own client id (a map keyed by a copy of the id would cost a third
+/// more memory per app).
 #[derive(Clone, Default)]
 pub struct Apps {
-    map: imbl::OrdMap<ClientId, Arc<App>>,
+    set: imbl::OrdSet<Entry>,
     touched: BTreeSet<ClientId>,
+}
+
+/// An app in [`Apps`]: ordered, and found, by its client id.
+#[derive(Clone)]
+struct Entry(Arc<App>);
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.client_id == other.0.client_id
+    }
+}
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.client_id.cmp(&other.0.client_id)
+    }
+}
+
+impl std::borrow::Borrow<str> for Entry {
+    fn borrow(&self) -> &str {
+        self.0.client_id.as_str()
+    }
 }
 
 impl Apps {
     pub fn get(&self, client_id: &str) -> Option<&App> {
-        self.map.get(client_id).map(Arc::as_ref)
+        self.set.get(client_id).map(|e| e.0.as_ref())
     }
 
-    /// The app, to change (recorded as touched).
-    pub fn get_mut(&mut self, client_id: &str) -> Option<&mut App> {
-        let app = self.map.get_mut(client_id)?;
+    /// Change the app `client_id` with `f` (recorded as touched); `None` if
+    /// there is no such app.
+    pub fn update<R>(&mut self, client_id: &str, f: impl FnOnce(&mut App) -> R) -> Option<R> {
+        let Entry(mut app) = self.set.remove(client_id)?;
+        let out = f(Arc::make_mut(&mut app));
         self.touched.insert(app.client_id.clone());
-        Some(Arc::make_mut(app))
+        self.set.insert(Entry(app));
+        Some(out)
     }
 
     pub fn insert(&mut self, client_id: ClientId, app: App) {
-        self.touched.insert(client_id.clone());
-        self.map.insert(client_id, Arc::new(app));
+        debug_assert_eq!(client_id, app.client_id);
+        self.touched.insert(client_id);
+        self.set.insert(Entry(Arc::new(app)));
     }
 
     pub fn remove(&mut self, client_id: &str) -> Option<Arc<App>> {
-        let app = self.map.remove(client_id)?;
+        let Entry(app) = self.set.remove(client_id)?;
         self.touched.insert(app.client_id.clone());
         Some(app)
     }
 
     pub fn contains_key(&self, client_id: &str) -> bool {
-        self.map.contains_key(client_id)
+        self.set.contains(client_id)
     }
 
     /// Every app, in client id order.
     pub fn values(&self) -> impl Iterator<Item = &App> {
-        self.map.values().map(Arc::as_ref)
+        self.set.iter().map(|e| e.0.as_ref())
     }
 
     /// The apps after `client_id` (all with `None`), in client id order.
-    pub fn after<'a>(&'a self, client_id: Option<&str>) -> impl Iterator<Item = &'a App> + 'a {
+    pub fn after<'a>(&'a self, client_id: Option<&'a str>) -> impl Iterator<Item = &'a App> + 'a {
         use std::ops::Bound;
-        let from = client_id.map_or(Bound::Unbounded, |c| Bound::Excluded(ClientId::from(c)));
-        self.map
-            .range((from, Bound::Unbounded))
-            .map(|(_, a)| a.as_ref())
+        let from = client_id.map_or(Bound::Unbounded, Bound::Excluded);
+        self.set
+            .range::<_, str>((from, Bound::Unbounded))
+            .map(|e| e.0.as_ref())
     }
 
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.set.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.set.is_empty()
     }
 
     /// The ids changed since the last call, and forget them.
@@ -325,11 +365,11 @@ impl Apps {
 
     /// The shared app (for the store, which writes it).
     pub fn shared(&self, client_id: &str) -> Option<Arc<App>> {
-        self.map.get(client_id).cloned()
+        self.set.get(client_id).map(|e| e.0.clone())
     }
 }
 
-/// Everything the token endpoint checks a request against.
+/// Everything the token endpoint checks a request against./// Everything the token endpoint checks a request against.
 #[derive(Clone)]
 pub struct Registry {
     pub(super) key: hmac::Key,
@@ -490,6 +530,62 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "not a PEM public key (-----BEGIN PUBLIC KEY-----)"
+        );
+    }
+}
+
+#[cfg(test)]
+mod memory {
+    use super::*;
+
+    fn rss_kb() -> u64 {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    #[ignore = "measurement"]
+    fn bytes_per_app() {
+        let n = 100_000u64;
+        let make = |i: u64| App {
+            client_id: format!("app-{i:06}").into(),
+            name: format!("App number {i}"),
+            secrets: vec![StoredSecret {
+                mac: vec![7u8; 32],
+                not_after: None,
+            }],
+            grants: [(
+                "https://orders.example.com".into(),
+                vec!["orders:read".into()],
+            )]
+            .into_iter()
+            .collect(),
+            blocked: false,
+            blocked_at: None,
+            jwks: None,
+        };
+        let r0 = rss_kb();
+        let v: Vec<Arc<App>> = (0..n).map(|i| Arc::new(make(i))).collect();
+        let r1 = rss_kb();
+        drop(v);
+        let r2 = rss_kb();
+        let mut apps = Apps::default();
+        for i in 0..n {
+            let a = make(i);
+            apps.insert(a.client_id.clone(), a);
+        }
+        let r3 = rss_kb();
+        eprintln!(
+            "App size {} B; Vec<Arc<App>>: {} B/app; after drop {} kB; Apps (OrdMap): {} B/app",
+            std::mem::size_of::<App>(),
+            (r1 - r0) * 1024 / n,
+            r2,
+            (r3 - r2) * 1024 / n
         );
     }
 }

@@ -160,13 +160,11 @@ fn patch_api(reg: &mut Registry, id: &str, patch: ApiPatch) -> Result<Api, MgmtE
         .map(|a| a.client_id.clone())
         .collect();
     for id in affected {
-        if let Some(granted) = reg
-            .apps
-            .get_mut(id.as_str())
-            .and_then(|app| app.grants.get_mut(api.identifier.as_str()))
-        {
-            granted.retain(|s| api.scopes.contains(s));
-        }
+        reg.apps.update(id.as_str(), |app| {
+            if let Some(granted) = app.grants.get_mut(api.identifier.as_str()) {
+                granted.retain(|s| api.scopes.contains(s));
+            }
+        });
     }
     Ok(api)
 }
@@ -190,9 +188,9 @@ fn delete_api(reg: &mut Registry, t: &mut Tombstones, id: &str) -> Result<(), Mg
         .map(|a| a.client_id.clone())
         .collect();
     for id in affected {
-        if let Some(app) = reg.apps.get_mut(id.as_str()) {
-            app.grants.remove(api.identifier.as_str());
-        }
+        reg.apps.update(id.as_str(), |app| {
+            app.grants.remove(api.identifier.as_str())
+        });
     }
     t.apis.insert(id.to_owned());
     Ok(())

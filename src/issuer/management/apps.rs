@@ -271,7 +271,7 @@ fn patch_app(
     caller: &Caller,
     audience: &str,
     id: &str,
-    patch: AppPatch,
+    mut patch: AppPatch,
 ) -> Result<serde_json::Value, MgmtError> {
     let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
     caller.may_manage(app, audience)?;
@@ -279,13 +279,25 @@ fn patch_app(
         caller.may_grant(g, audience)?;
         check_grants(reg, g)?;
     }
-    let jwks = keys(patch.jwks, patch.public_key_pem)?;
+    let jwks = keys(patch.jwks.take(), patch.public_key_pem.take())?;
     if patch.blocked == Some(true) {
         // Every token issued so far is revoked, for good (until it expires).
         reg.revoke_all_until_now(id);
     }
     let not_before = reg.not_before.get(id).copied();
-    let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
+    let changed = reg.apps.update(id, |app| {
+        apply(app, patch, jwks);
+        app.public()
+    });
+    let mut shown = changed.ok_or_else(|| not_found("app", id))?;
+    if let Some(nb) = not_before {
+        shown["not_before"] = nb.into();
+    }
+    Ok(shown)
+}
+
+/// The changes of `patch` (checked already), and `jwks` if given.
+fn apply(app: &mut App, patch: AppPatch, jwks: Option<RegisteredKeys>) {
     if let Some(name) = patch.name {
         app.name = name;
     }
@@ -307,28 +319,26 @@ fn patch_app(
         }
         _ => {}
     }
-    let mut shown = app.public();
-    if let Some(nb) = not_before {
-        shown["not_before"] = nb.into();
-    }
-    Ok(shown)
 }
 
 fn rotate_secret(reg: &mut Registry, id: &str, grace_secs: u64) -> Result<String, MgmtError> {
     let secret = random(32)?;
     let sealed = reg.seal(&secret);
-    let app = reg.apps.get_mut(id).ok_or_else(|| not_found("app", id))?;
     let until = unix_now().saturating_add(grace_secs);
-    if grace_secs == 0 {
-        app.secrets.clear();
-    } else {
-        for s in &mut app.secrets {
-            s.not_after = Some(s.not_after.map_or(until, |t| t.min(until)));
-        }
-        app.secrets
-            .retain(|s| s.not_after.is_none_or(|t| t > unix_now()));
-    }
-    app.secrets.push(sealed);
+    reg.apps
+        .update(id, |app| {
+            if grace_secs == 0 {
+                app.secrets.clear();
+            } else {
+                for s in &mut app.secrets {
+                    s.not_after = Some(s.not_after.map_or(until, |t| t.min(until)));
+                }
+                app.secrets
+                    .retain(|s| s.not_after.is_none_or(|t| t > unix_now()));
+            }
+            app.secrets.push(sealed);
+        })
+        .ok_or_else(|| not_found("app", id))?;
     Ok(secret)
 }
 

@@ -398,15 +398,14 @@ fn registry_from(
         reg.apis.retain(|a| a.id != api.id);
         reg.apis.push(api);
     }
-    for app in base
-        .apps
-        .iter()
-        .filter(|a| !loaded.deleted_apps.contains(&a.client_id))
-    {
-        reg.apps.insert(app.client_id.clone(), app.clone());
-    }
-    for app in loaded.apps {
-        reg.apps.insert(app.client_id.clone(), app);
+    // The database's apps, and the config's it does not name (nor deleted).
+    reg.apps = loaded.apps;
+    for app in &base.apps {
+        if !loaded.deleted_apps.contains(&app.client_id)
+            && !reg.apps.contains_key(app.client_id.as_str())
+        {
+            reg.apps.insert(app.client_id.clone(), app.clone());
+        }
     }
     reg.apis.push(management.clone());
     let _ = reg.apps.take_touched();

@@ -175,11 +175,13 @@ impl Store {
         self.change(None, |reg, _| {
             let now = crate::clock::unix_now();
             for id in &names_in_db {
-                if let Some(app) = reg.apps.get_mut(id.as_str()) {
+                let blocked = reg.apps.update(id.as_str(), |app| {
                     app.blocked = true;
                     app.blocked_at = Some(now);
+                });
+                if blocked.is_some() {
                     tracing::warn!(
-                        client_id = %app.client_id,
+                        client_id = %id,
                         "issuer app blocked by the config (`blocked = true`) although the store had it unblocked: \
                          blocked now, and every token issued so far is refused; this is recorded in the store, \
                          so removing `blocked` from the config will not unblock it: unblock it through the \

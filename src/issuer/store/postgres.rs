@@ -462,19 +462,21 @@ pub async fn reload(
                 None => None,
                 Some(row) => {
                     let grants = triples(c.query(sql::APP_GRANTS, &[&id]).await?);
-                    let secrets = c
+                    let secrets: Vec<(String, Vec<u8>, Option<u64>)> = c
                         .query(sql::APP_SECRETS, &[&id])
                         .await?
                         .iter()
                         .map(|r| (r.get(0), r.get(1), to_u64(r.get(2))))
                         .collect();
-                    let keys = c
+                    let keys: Vec<(String, String)> = c
                         .query(sql::APP_KEY, &[&id])
                         .await?
                         .iter()
                         .map(|r| (r.get(0), r.get(1)))
                         .collect();
-                    assemble(vec![row], grants, secrets, keys).pop()
+                    assemble(vec![row], grants, secrets, keys)
+                        .shared(id)
+                        .map(std::sync::Arc::unwrap_or_clone)
                 }
             };
             Reloaded::App(ClientId::from(id), app)
@@ -570,25 +572,20 @@ async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
         .iter()
         .map(api_row)
         .collect();
-    let apps = tx
-        .query(sql::APPS, &[])
-        .await?
-        .iter()
-        .map(app_row)
-        .collect();
-    let grants = triples(tx.query(sql::GRANTS, &[]).await?);
-    let secrets = tx
-        .query(sql::SECRETS, &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1), to_u64(r.get(2))))
-        .collect();
-    let keys = tx
-        .query(sql::APP_KEYS, &[])
-        .await?
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    // Rows as the driver holds them, merged into apps as they are read.
+    let app_rows = tx.query(sql::APPS, &[]).await?;
+    let grant_rows = tx.query(sql::GRANTS, &[]).await?;
+    let secret_rows = tx.query(sql::SECRETS, &[]).await?;
+    let key_rows = tx.query(sql::APP_KEYS, &[]).await?;
+    let apps = assemble(
+        app_rows.iter().map(app_row),
+        grant_rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))),
+        secret_rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), to_u64(r.get(2)))),
+        key_rows.iter().map(|r| (r.get(0), r.get(1))),
+    );
+    drop((app_rows, grant_rows, secret_rows, key_rows));
     let not_before = tx
         .query(sql::BLOCKS, &[])
         .await?
@@ -608,7 +605,7 @@ async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
         .collect();
     let mut loaded = Loaded {
         apis,
-        apps: assemble(apps, grants, secrets, keys),
+        apps,
         not_before,
         revoked,
         ..Loaded::default()

@@ -2,16 +2,16 @@
 //! start ([`Loaded`]), one change's rows ([`Delta`]), the signing keys
 //! ([`KeyRow`]) and the audit log ([`Audit`], [`AuditRecord`]).
 
-use crate::issuer::registry::{Api, App, RegisteredKeys, StoredSecret};
+use crate::issuer::registry::{Api, App, Apps, RegisteredKeys, StoredSecret};
 use crate::oauth::ids::{Audience, ClientId, Scope};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 /// The registry as the database holds it.
 #[derive(Default)]
 pub struct Loaded {
     pub apis: Vec<Api>,
-    pub apps: Vec<App>,
+    pub apps: Apps,
     pub not_before: Vec<(ClientId, u64)>,
     pub revoked: Vec<(String, u64)>,
     pub deleted_apis: BTreeSet<String>,
@@ -74,45 +74,54 @@ pub struct AppRow {
     pub blocked_at: Option<u64>,
 }
 
-/// Build apps from their rows: the apps, then (client id, …) child rows.
+/// Build apps from their rows, every input in client id order (a merge:
+/// nothing is held but the apps themselves, so loading a hundred thousand
+/// apps costs little more memory than having them). Child rows of no app
+/// are skipped.
 pub fn assemble(
-    apps: Vec<AppRow>,
-    grants: Vec<(String, String, String)>,
-    secrets: Vec<(String, Vec<u8>, Option<u64>)>,
-    keys: Vec<(String, String)>,
-) -> Vec<App> {
-    let mut by_id: BTreeMap<String, App> = apps
-        .into_iter()
-        .map(|r| {
-            let app = App {
-                client_id: ClientId::from(r.client_id.as_str()),
-                name: r.name,
-                secrets: Vec::new(),
-                grants: Default::default(),
-                blocked: r.blocked,
-                blocked_at: r.blocked_at,
-                jwks: None,
-            };
-            (r.client_id, app)
-        })
-        .collect();
-    for (id, audience, scopes) in grants {
-        if let Some(app) = by_id.get_mut(&id) {
-            app.grants
-                .insert(Audience::from(audience), split_scopes(&scopes));
+    apps: impl IntoIterator<Item = AppRow>,
+    grants: impl IntoIterator<Item = (String, String, String)>,
+    secrets: impl IntoIterator<Item = (String, Vec<u8>, Option<u64>)>,
+    keys: impl IntoIterator<Item = (String, String)>,
+) -> Apps {
+    let mut grants = grants.into_iter().peekable();
+    let mut secrets = secrets.into_iter().peekable();
+    let mut keys = keys.into_iter().peekable();
+    let mut out = Apps::default();
+    for r in apps {
+        let id = r.client_id.as_str();
+        let mut app = App {
+            client_id: ClientId::from(id),
+            name: r.name,
+            secrets: Vec::new(),
+            grants: Default::default(),
+            blocked: r.blocked,
+            blocked_at: r.blocked_at,
+            jwks: None,
+        };
+        while let Some(g) = grants.next_if(|g| g.0.as_str() <= id) {
+            if g.0 == id {
+                app.grants.insert(Audience::from(g.1), split_scopes(&g.2));
+            }
         }
-    }
-    for (id, mac, not_after) in secrets {
-        if let Some(app) = by_id.get_mut(&id) {
-            app.secrets.push(StoredSecret { mac, not_after });
+        while let Some(s) = secrets.next_if(|s| s.0.as_str() <= id) {
+            if s.0 == id {
+                app.secrets.push(StoredSecret {
+                    mac: s.1,
+                    not_after: s.2,
+                });
+            }
         }
-    }
-    for (id, jwks) in keys {
-        if let (Some(app), Ok(doc)) = (by_id.get_mut(&id), serde_json::from_str(&jwks)) {
-            app.jwks = Some(RegisteredKeys::stored(doc));
+        app.secrets.shrink_to_fit();
+        while let Some(k) = keys.next_if(|k| k.0.as_str() <= id) {
+            if let (true, Ok(doc)) = (k.0 == id, serde_json::from_str(&k.1)) {
+                app.jwks = Some(RegisteredKeys::stored(doc));
+            }
         }
+        out.insert(app.client_id.clone(), app);
     }
-    by_id.into_values().collect()
+    let _ = out.take_touched();
+    out
 }
 
 /// Scopes as stored: space-separated (scope tokens hold no spaces).

@@ -2,10 +2,11 @@
 //! order, which SQLite binds by position too).
 
 pub const APIS: &str = "SELECT id, name, identifier, scopes FROM apis";
-pub const APPS: &str = "SELECT client_id, name, blocked, blocked_at FROM apps";
-pub const GRANTS: &str = "SELECT client_id, audience, scopes FROM app_grants";
-pub const SECRETS: &str = "SELECT client_id, mac, not_after FROM app_secrets";
-pub const APP_KEYS: &str = "SELECT client_id, jwks FROM app_keys";
+pub const APPS: &str = "SELECT client_id, name, blocked, blocked_at FROM apps ORDER BY client_id";
+pub const GRANTS: &str =
+    "SELECT client_id, audience, scopes FROM app_grants ORDER BY client_id, audience";
+pub const SECRETS: &str = "SELECT client_id, mac, not_after FROM app_secrets ORDER BY client_id";
+pub const APP_KEYS: &str = "SELECT client_id, jwks FROM app_keys ORDER BY client_id";
 pub const BLOCKS: &str = "SELECT client_id, not_before FROM blocks";
 pub const REVOKED: &str = "SELECT jti, exp FROM revoked_tokens";
 pub const DELETED: &str = "SELECT kind, id FROM deleted";

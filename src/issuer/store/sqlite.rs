@@ -303,18 +303,31 @@ fn load(c: &mut Connection) -> rusqlite::Result<Loaded> {
         })?;
         rows.collect::<Result<Vec<_>, _>>()?
     };
+    // The four queries in client id order, merged as they are read.
+    let failed;
     let apps = {
-        let mut st = tx.prepare(sql::APPS)?;
-        let rows = st.query_map([], app_row)?;
-        rows.collect::<Result<Vec<_>, _>>()?
+        let mut apps_st = tx.prepare(sql::APPS)?;
+        let mut grants_st = tx.prepare(sql::GRANTS)?;
+        let mut secrets_st = tx.prepare(sql::SECRETS)?;
+        let mut keys_st = tx.prepare(sql::APP_KEYS)?;
+        let apps = apps_st.query_map([], app_row)?;
+        let grants = grants_st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let secrets =
+            secrets_st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, to_u64(r.get(2)?))))?;
+        let keys = keys_st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let slot = std::cell::RefCell::new(None);
+        let apps = assemble(
+            apps.map_while(|r| keep(&slot, r)),
+            grants.map_while(|r| keep(&slot, r)),
+            secrets.map_while(|r| keep(&slot, r)),
+            keys.map_while(|r| keep(&slot, r)),
+        );
+        failed = slot.into_inner();
+        apps
     };
-    let grants = triples(&tx, sql::GRANTS)?;
-    let secrets = {
-        let mut st = tx.prepare(sql::SECRETS)?;
-        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, to_u64(r.get(2)?))))?;
-        rows.collect::<Result<Vec<_>, _>>()?
-    };
-    let keys = pairs::<String>(&tx, sql::APP_KEYS)?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
     let not_before = pairs::<i64>(&tx, sql::BLOCKS)?
         .into_iter()
         .map(|(id, t)| (ClientId::from(id), to_u64(Some(t)).unwrap_or_default()))
@@ -325,7 +338,7 @@ fn load(c: &mut Connection) -> rusqlite::Result<Loaded> {
         .collect();
     let mut loaded = Loaded {
         apis,
-        apps: assemble(apps, grants, secrets, keys),
+        apps,
         not_before,
         revoked,
         ..Loaded::default()
@@ -343,6 +356,14 @@ fn load(c: &mut Connection) -> rusqlite::Result<Loaded> {
     Ok(loaded)
 }
 
+/// A row, or `None` (and the error kept) if it could not be read.
+fn keep<T>(
+    slot: &std::cell::RefCell<Option<rusqlite::Error>>,
+    r: rusqlite::Result<T>,
+) -> Option<T> {
+    r.map_err(|e| *slot.borrow_mut() = Some(e)).ok()
+}
+
 fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
     Ok(AppRow {
         client_id: r.get(0)?,
@@ -350,12 +371,6 @@ fn app_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AppRow> {
         blocked: r.get::<_, i64>(2)? != 0,
         blocked_at: to_u64(r.get(3)?),
     })
-}
-
-fn triples(tx: &Transaction<'_>, q: &str) -> rusqlite::Result<Vec<(String, String, String)>> {
-    let mut st = tx.prepare(q)?;
-    let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-    rows.collect()
 }
 
 fn pairs<T: rusqlite::types::FromSql>(
