@@ -334,6 +334,12 @@ async fn create_app(base: &str, admin: &str, name: &str, scopes: &[&str]) -> (St
     )
 }
 
+/// Whether a replica says app `id` is blocked (`None`: it knows no such app).
+async fn is_blocked(base: &str, admin: &str, id: &str) -> Option<bool> {
+    let (status, v) = call(base, "GET", &format!("api/v1/apps/{id}"), Some(admin), None).await;
+    (status == 200).then(|| v["blocked"].as_bool().unwrap())
+}
+
 /// Every app a replica lists (all pages).
 async fn listed_apps(base: &str, admin: &str) -> Vec<String> {
     let mut ids = Vec::new();
@@ -380,25 +386,51 @@ async fn audit_log(base: &str, admin: &str, limit: usize) -> Vec<serde_json::Val
     }
 }
 
-/// Wait until `check` holds (polled every 5 ms, for at most [`support::LONG`]);
-/// print how long it took since `since` and fail if that is more than
-/// [`PROPAGATION`]. Its value.
+/// How often a propagation check polls. A check that makes failing token
+/// requests (an unknown client or secret) polls every [`SLOW_STEP`]: the
+/// token endpoint throttles a client after 10 failures (429, and half a
+/// second's delay), which would hide the change.
+const STEP: Duration = Duration::from_millis(5);
+const SLOW_STEP: Duration = Duration::from_millis(50);
+
+/// Wait until `check` holds (polled every [`STEP`], for at most
+/// [`support::LONG`]); print how long it took since `since` and fail if that
+/// is more than [`PROPAGATION`]. Its value.
 async fn propagated<O: Outcome>(
     what: &str,
     since: Instant,
     check: impl AsyncFnMut() -> O,
 ) -> O::Value {
-    let (value, took) = took(what, since, check).await;
-    assert!(
-        took <= PROPAGATION,
-        "{what}: took {took:?}, more than {PROPAGATION:?}"
-    );
+    within(PROPAGATION, STEP, what, since, check).await
+}
+
+/// Wait until `check` holds (polled every `step`, for at most
+/// [`support::LONG`]); print how long it took since `since` and fail if that
+/// is more than `limit`. Its value.
+async fn within<O: Outcome>(
+    limit: Duration,
+    step: Duration,
+    what: &str,
+    since: Instant,
+    check: impl AsyncFnMut() -> O,
+) -> O::Value {
+    let (value, took) = took_every(step, what, since, check).await;
+    assert!(took <= limit, "{what}: took {took:?}, more than {limit:?}");
     value
 }
 
-/// Wait until `check` holds (polled every 5 ms, for at most [`support::LONG`]
-/// after `since`); print and return how long it took since `since`.
+/// Wait until `check` holds (polled every [`STEP`], for at most
+/// [`support::LONG`] after `since`); print and return how long it took.
 async fn took<O: Outcome>(
+    what: &str,
+    since: Instant,
+    check: impl AsyncFnMut() -> O,
+) -> (O::Value, Duration) {
+    took_every(STEP, what, since, check).await
+}
+
+async fn took_every<O: Outcome>(
+    step: Duration,
     what: &str,
     since: Instant,
     mut check: impl AsyncFnMut() -> O,
@@ -417,7 +449,7 @@ async fn took<O: Outcome>(
                 support::LONG
             ),
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(step).await;
     }
 }
 

@@ -176,9 +176,10 @@ async fn a_database_outage_keeps_tokens_flowing_and_both_replicas_recover() {
         propagated(
             &format!("after the outage, an unblock through {name} reaches the other"),
             since,
-            async || is(token(&to.url, &known, &known_secret, ORDERS).await.0, 200),
+            async || is(is_blocked(&to.url, &admin, &known).await, Some(false)),
         )
         .await;
+        assert_eq!(token(&to.url, &known, &known_secret, ORDERS).await.0, 200);
     }
     // The refused writes did not happen; the audit log says they were refused
     // where it could (the store was down: it could not).

@@ -31,9 +31,10 @@ async fn two_replicas_started_together_make_one_signing_key() {
         let admin = admin_token(&b.url).await;
         let (id, secret) = create_app(&a.url, &admin, "probe", &["orders:read"]).await;
         support::until(support::LONG, "B to know the app", async || {
-            token(&b.url, &id, &secret, ORDERS).await.0 == 200
+            is_blocked(&b.url, &admin, &id).await.is_some()
         })
         .await;
+        assert_eq!(token(&b.url, &id, &secret, ORDERS).await.0, 200);
     }
 }
 

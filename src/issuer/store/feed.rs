@@ -26,7 +26,7 @@ impl Store {
         };
         let pg = |e| DbError::postgres(&p.target, e);
         let Some(changes) = postgres::changes_since(c, seq).await.map_err(pg)? else {
-            return self.reload_all().await;
+            return self.reload_all(c).await;
         };
         let Some(last) = changes.last().map(|c| c.0) else {
             return Ok(seq);
@@ -80,7 +80,7 @@ impl Store {
                     }
                 }
                 Reloaded::Keys => keys = true,
-                Reloaded::All => return self.reload_all().await,
+                Reloaded::All => return self.reload_all(c).await,
             }
         }
         let _ = next.apps.take_touched();
@@ -92,12 +92,15 @@ impl Store {
     }
 
     /// Everything again from the database (the feed rows this replica
-    /// needed were pruned, or a whole state was imported).
-    async fn reload_all(&self) -> Result<i64, DbError> {
+    /// needed were pruned, or a whole state was imported), through `c`: the
+    /// caller holds the writer connection already.
+    async fn reload_all(&self, c: &impl GenericClient) -> Result<i64, DbError> {
         let Db::Postgres(p) = &self.db else {
             return Ok(0);
         };
-        let (loaded, seq) = p.load().await?;
+        let (loaded, seq) = postgres::load(c)
+            .await
+            .map_err(|e| DbError::postgres(&p.target, e))?;
         let key = self.snapshot.load().key.clone();
         let (reg, tombstones) = registry_from(key, &self.base, loaded, &self.management);
         self.publish(reg, tombstones);
@@ -112,9 +115,19 @@ impl Store {
             return Ok(());
         };
         let mut seq = self.write.lock().await;
-        let guard = p.writer().await?;
-        let client = guard.as_ref().ok_or(DbError::Stopped)?;
-        *seq = self.catch_up(client, *seq).await?;
+        let mut guard = p.writer().await?;
+        let client = guard.as_mut().ok_or(DbError::Stopped)?;
+        let pg = |e| DbError::postgres(&p.target, e);
+        // One snapshot: the feed rows and the entities (or everything) reloaded.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        *seq = self.catch_up(&tx, *seq).await?;
+        tx.commit().await.map_err(pg)?;
         Ok(())
     }
 }

@@ -161,14 +161,9 @@ impl Postgres {
             .start()
             .await
             .map_err(|e| self.err(e))?;
-        let seq: i64 = tx
-            .query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
-            .await
-            .map_err(|e| self.err(e))?
-            .get(0);
         let loaded = load(&tx).await.map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
-        Ok((loaded, seq))
+        Ok(loaded)
     }
 
     pub async fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, DbError> {
@@ -563,7 +558,15 @@ pub async fn write(
     Ok(last)
 }
 
-async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
+/// Everything the database holds, and the feed position it is at. Through
+/// a connection the caller holds (the writer's mutex is not taken: a replica
+/// reloading while it holds it, behind a pruned feed, must not wait for
+/// itself), in a transaction that sees one snapshot.
+pub async fn load(tx: &impl GenericClient) -> Result<(Loaded, i64), tokio_postgres::Error> {
+    let seq: i64 = tx
+        .query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
+        .await?
+        .get(0);
     let apis = tx
         .query(sql::APIS, &[])
         .await?
@@ -621,7 +624,7 @@ async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
             loaded.deleted_apps.insert(ClientId::from(id));
         }
     }
-    Ok(loaded)
+    Ok((loaded, seq))
 }
 
 fn api_row(r: &tokio_postgres::Row) -> Api {
