@@ -44,13 +44,17 @@ async fn a_replica_cut_off_from_the_database_catches_up() {
     .await;
     b.freeze(false);
     let thawed = Instant::now();
-    propagated(
+    // B reconnects after a pause (200 ms at first), twice (its listening
+    // connection and its writer), then catches up.
+    within(
+        Duration::from_secs(2),
+        STEP,
         "a block made while B was cut off reaches B once it runs again",
         thawed,
         async || is(token(&b.url, &id, &secret, ORDERS).await.0, 400),
     )
     .await;
-    let (_, ready) = support::http::get_json(&format!("{}readyz", b.url)).await;
+    let (_, ready) = call(&b.url, "GET", "readyz", None, None).await;
     assert_eq!(ready["status"], "ok", "{ready}");
     let (status, v) = call(
         &b.url,

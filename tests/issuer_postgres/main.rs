@@ -23,7 +23,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 use support::config::quote;
-use support::http::client;
 use support::issuer::{App, ORDERS, OrdersApi};
 use support::poll::Outcome;
 use support::postgres::Cluster;
@@ -165,7 +164,26 @@ impl Database {
         let Ok(replicas) = <[Replica; N]>::try_from(started) else {
             unreachable!()
         };
+        self.listening(N).await;
         (replicas, config)
+    }
+
+    /// Wait until `n` replicas listen on the change feed. A replica says it
+    /// is ready before its listening connection is up (a change made
+    /// meanwhile reaches it when it is, by the catch-up): the delays
+    /// measured are those of replicas following the feed.
+    async fn listening(&self, n: usize) {
+        let sql = format!(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = '{}' \
+             AND application_name = 'm2m-sidecar issuer' \
+             AND query IN ('LISTEN m2m_issuer_changes', 'SELECT 1')",
+            self.name
+        );
+        let since = Instant::now();
+        took(&format!("{n} replicas listening"), since, async || {
+            is(self.count(&sql), i64::try_from(n).unwrap())
+        })
+        .await;
     }
 }
 
@@ -192,6 +210,23 @@ impl Replica {
     fn log(&self) -> String {
         self.run.lines.lock().unwrap().join("\n")
     }
+}
+
+/// One HTTP client for every request of the tests (building one costs tens
+/// of milliseconds in a debug build, which would blur the delays measured).
+/// It keeps no idle connection: each test has its own runtime, and a pooled
+/// connection would belong to the runtime that made it.
+fn client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::LazyLock<reqwest::Client> = std::sync::LazyLock::new(|| {
+        reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    });
+    &CLIENT
 }
 
 /// A management call: status and JSON answer (`Null` if empty).
@@ -242,7 +277,8 @@ async fn token(
     secret: &str,
     audience: &str,
 ) -> (u16, serde_json::Value) {
-    support::http::token_json(base, client_id, secret, audience).await
+    let body = serde_json::json!({"audience": audience, "grant_type": "client_credentials", "client_id": client_id, "client_secret": secret});
+    call(base, "POST", "oauth/token", None, Some(body)).await
 }
 
 /// An access token, which must be issued.
@@ -280,7 +316,7 @@ async fn introspect(base: &str, token: &str) -> serde_json::Value {
 
 /// The JWKS a replica serves.
 async fn jwks(base: &str) -> serde_json::Value {
-    let (status, v) = support::http::get_json(&format!("{base}.well-known/jwks.json")).await;
+    let (status, v) = call(base, "GET", ".well-known/jwks.json", None, None).await;
     assert_eq!(status, 200, "{v}");
     v
 }

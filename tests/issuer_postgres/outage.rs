@@ -8,7 +8,7 @@ use std::time::Instant;
 
 /// `/readyz` of a replica: status and JSON.
 async fn readyz(base: &str) -> (u16, serde_json::Value) {
-    support::http::get_json(&format!("{base}readyz")).await
+    call(base, "GET", "readyz", None, None).await
 }
 
 #[tokio::test]
