@@ -170,7 +170,7 @@ async fn a_replica_killed_during_writes_leaves_the_database_consistent() {
     let done = AtomicUsize::new(0);
     let (url_a, url_b) = (a.url.clone(), b.url.clone());
     let worker = |w: usize| {
-        let (base, on_killed) = if w % 2 == 0 {
+        let (base, on_killed) = if w.is_multiple_of(2) {
             (url_a.clone(), false)
         } else {
             (url_b.clone(), true)

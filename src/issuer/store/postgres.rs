@@ -26,6 +26,10 @@ const LOCK: i64 = 0x6d32_6d5f_6973_7375; // "m2m_issu"
 pub const CHANNEL: &str = "m2m_issuer_changes";
 /// How long the change feed keeps rows (a replica away longer reloads whole).
 const FEED_KEPT_SECS: u64 = 24 * 3600;
+/// How long connecting may take, TLS and authentication included (the
+/// driver's `connect_timeout` bounds the TCP connection only: a server that
+/// accepts and then hangs would hold a reconnection forever).
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Postgres {
     config: tokio_postgres::Config,
@@ -81,8 +85,16 @@ impl Postgres {
     }
 
     /// A new connection, and the stream of its notifications (ends when the
-    /// connection does).
+    /// connection does); at most [`CONNECT_LIMIT`].
     pub async fn connect(&self) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
+        tokio::time::timeout(CONNECT_LIMIT, self.connect_unbounded())
+            .await
+            .unwrap_or_else(|_| Err(self.err(tokio_postgres::Error::__private_api_timeout())))
+    }
+
+    async fn connect_unbounded(
+        &self,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let client = match &self.tls {
             Some(tls) => {
