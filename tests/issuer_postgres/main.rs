@@ -16,6 +16,7 @@ mod changes;
 mod feed;
 mod outage;
 mod start;
+mod tls;
 mod tokens;
 mod writes;
 
@@ -119,6 +120,16 @@ impl Database {
 
     /// A replica's config serving `api` on this database with `store_key`.
     fn config_with_key(&self, api: &OrdersApi, store_key: &str) -> tempfile::NamedTempFile {
+        self.config_with(api, store_key, "")
+    }
+
+    /// [`Database::config_with_key`] with `extra` lines in `[issuer]`.
+    fn config_with(
+        &self,
+        api: &OrdersApi,
+        store_key: &str,
+        extra: &str,
+    ) -> tempfile::NamedTempFile {
         let dir = tempfile::tempdir().unwrap();
         let text: String = api
             .toml(0, URL, dir.path())
@@ -126,7 +137,7 @@ impl Database {
             .map(|l| {
                 if l.starts_with("store = ") {
                     format!(
-                        "store = {}\nstore_password = {{ env = \"{PASSWORD_ENV}\" }}\nstore_key = {}\n",
+                        "store = {}\nstore_password = {{ env = \"{PASSWORD_ENV}\" }}\nstore_key = {}\n{extra}",
                         quote(&self.cluster.url(&self.name)),
                         quote(store_key)
                     )
