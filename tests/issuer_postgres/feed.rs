@@ -30,6 +30,7 @@ async fn a_replica_cut_off_from_the_database_catches_up() {
     eprintln!("cut {cut} issuer connections");
     // A's own connection was cut too: it reconnects on the next write (the
     // first may find the connection dying and answer 503).
+    let mut refused = Vec::new();
     support::until(support::LONG, "a block through A", async || {
         let (status, v) = call(
             &a.url,
@@ -39,9 +40,13 @@ async fn a_replica_cut_off_from_the_database_catches_up() {
             None,
         )
         .await;
+        if status != 200 {
+            refused.push(format!("{status} {v}"));
+        }
         is(status, 200).map_err(|e| format!("{e}: {v}"))
     })
     .await;
+    eprintln!("writes through A refused before its connection was made again: {refused:?}");
     b.freeze(false);
     let thawed = Instant::now();
     // B reconnects after a pause (200 ms at first), twice (its listening
