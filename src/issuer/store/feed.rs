@@ -17,6 +17,10 @@ use tokio_postgres::GenericClient;
 /// How often the feed is read without a notification (and the connection
 /// checked).
 const TICK: Duration = Duration::from_secs(2);
+/// How long the database may take to answer the check (or `LISTEN`) before
+/// this replica says it is unavailable: a database that hangs, or a network
+/// that drops packets, does not end the connection.
+const ANSWER_LIMIT: Duration = Duration::from_secs(3);
 
 impl Store {
     /// Apply the feed after `seq` (with the write lock held); the new position.
@@ -26,7 +30,7 @@ impl Store {
         };
         let pg = |e| DbError::postgres(&p.target, e);
         let Some(changes) = postgres::changes_since(c, seq).await.map_err(pg)? else {
-            return self.reload_all().await;
+            return self.reload_all(c).await;
         };
         let Some(last) = changes.last().map(|c| c.0) else {
             return Ok(seq);
@@ -80,7 +84,7 @@ impl Store {
                     }
                 }
                 Reloaded::Keys => keys = true,
-                Reloaded::All => return self.reload_all().await,
+                Reloaded::All => return self.reload_all(c).await,
             }
         }
         let _ = next.apps.take_touched();
@@ -92,12 +96,15 @@ impl Store {
     }
 
     /// Everything again from the database (the feed rows this replica
-    /// needed were pruned, or a whole state was imported).
-    async fn reload_all(&self) -> Result<i64, DbError> {
+    /// needed were pruned, or a whole state was imported), through `c`: the
+    /// caller holds the writer connection already.
+    async fn reload_all(&self, c: &impl GenericClient) -> Result<i64, DbError> {
         let Db::Postgres(p) = &self.db else {
             return Ok(0);
         };
-        let (loaded, seq) = p.load().await?;
+        let (loaded, seq) = postgres::load(c)
+            .await
+            .map_err(|e| DbError::postgres(&p.target, e))?;
         let key = self.snapshot.load().key.clone();
         let (reg, tombstones) = registry_from(key, &self.base, loaded, &self.management);
         self.publish(reg, tombstones);
@@ -112,9 +119,19 @@ impl Store {
             return Ok(());
         };
         let mut seq = self.write.lock().await;
-        let guard = p.writer().await?;
-        let client = guard.as_ref().ok_or(DbError::Stopped)?;
-        *seq = self.catch_up(client, *seq).await?;
+        let mut guard = p.writer().await?;
+        let client = guard.as_mut().ok_or(DbError::Stopped)?;
+        let pg = |e| DbError::postgres(&p.target, e);
+        // One snapshot: the feed rows and the entities (or everything) reloaded.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg)?;
+        *seq = self.catch_up(&tx, *seq).await?;
+        tx.commit().await.map_err(pg)?;
         Ok(())
     }
 }
@@ -127,13 +144,18 @@ pub async fn follow(store: Weak<Store>) {
         let Db::Postgres(p) = &s.db else { return };
         match p.connect().await {
             Ok((client, mut notes)) => {
-                let listening = client.batch_execute(&format!("LISTEN {CHANNEL}")).await;
-                if let Err(e) = listening {
-                    s.set_trouble(Some(DbError::postgres(&p.target, e).to_string()));
-                } else {
-                    backoff = Duration::from_millis(200);
-                    drop(s);
-                    listen(&store, &client, &mut notes).await;
+                let listen_sql = format!("LISTEN {CHANNEL}");
+                let listening =
+                    tokio::time::timeout(ANSWER_LIMIT, client.batch_execute(&listen_sql)).await;
+                match listening {
+                    Err(_) => s.set_trouble(Some(no_answer(&p.target))),
+                    Ok(Err(e)) => s.set_trouble(Some(DbError::postgres(&p.target, e).to_string())),
+                    Ok(Ok(())) => {
+                        backoff = Duration::from_millis(200);
+                        let target = p.target.clone();
+                        drop(s);
+                        listen(&store, &client, &mut notes, &target).await;
+                    }
                 }
             }
             Err(e) => s.set_trouble(Some(e.to_string())),
@@ -148,10 +170,27 @@ async fn listen(
     store: &Weak<Store>,
     client: &tokio_postgres::Client,
     notes: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+    target: &str,
 ) {
     loop {
         let Some(s) = store.upgrade() else { return };
-        match s.catch_up_now().await {
+        let caught = {
+            let catch_up = s.catch_up_now();
+            tokio::pin!(catch_up);
+            loop {
+                tokio::select! {
+                    caught = &mut catch_up => break caught,
+                    // A catch-up waits for this replica's writes, or for a
+                    // database that hangs: the check on this connection tells.
+                    () = tokio::time::sleep(TICK) => {
+                        if let Err(why) = check(client, target).await {
+                            s.set_trouble(Some(why));
+                        }
+                    }
+                }
+            }
+        };
+        match caught {
             Ok(()) => s.set_trouble(None),
             Err(e) => s.set_trouble(Some(e.to_string())),
         }
@@ -166,13 +205,29 @@ async fn listen(
                 }
             }
             () = tokio::time::sleep(TICK) => {
-                if client.simple_query("SELECT 1").await.is_err() {
+                if let Err(why) = check(client, target).await {
                     if let Some(s) = store.upgrade() {
-                        s.set_trouble(Some("lost the connection to PostgreSQL".into()));
+                        s.set_trouble(Some(why));
                     }
                     return;
                 }
             }
         }
     }
+}
+
+/// Whether the database answers on `client`, within [`ANSWER_LIMIT`].
+async fn check(client: &tokio_postgres::Client, target: &str) -> Result<(), String> {
+    match tokio::time::timeout(ANSWER_LIMIT, client.simple_query("SELECT 1")).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(_)) => Err("lost the connection to PostgreSQL".into()),
+        Err(_) => Err(no_answer(target)),
+    }
+}
+
+fn no_answer(target: &str) -> String {
+    format!(
+        "PostgreSQL {target}: no answer within {} s",
+        ANSWER_LIMIT.as_secs()
+    )
 }

@@ -26,6 +26,10 @@ const LOCK: i64 = 0x6d32_6d5f_6973_7375; // "m2m_issu"
 pub const CHANNEL: &str = "m2m_issuer_changes";
 /// How long the change feed keeps rows (a replica away longer reloads whole).
 const FEED_KEPT_SECS: u64 = 24 * 3600;
+/// How long connecting may take, TLS and authentication included (the
+/// driver's `connect_timeout` bounds the TCP connection only: a server that
+/// accepts and then hangs would hold a reconnection forever).
+const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct Postgres {
     config: tokio_postgres::Config,
@@ -81,8 +85,16 @@ impl Postgres {
     }
 
     /// A new connection, and the stream of its notifications (ends when the
-    /// connection does).
+    /// connection does); at most [`CONNECT_LIMIT`].
     pub async fn connect(&self) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
+        tokio::time::timeout(CONNECT_LIMIT, self.connect_unbounded())
+            .await
+            .unwrap_or_else(|_| Err(self.err(tokio_postgres::Error::__private_api_timeout())))
+    }
+
+    async fn connect_unbounded(
+        &self,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
         let (tx, rx) = mpsc::unbounded_channel();
         let client = match &self.tls {
             Some(tls) => {
@@ -161,14 +173,9 @@ impl Postgres {
             .start()
             .await
             .map_err(|e| self.err(e))?;
-        let seq: i64 = tx
-            .query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
-            .await
-            .map_err(|e| self.err(e))?
-            .get(0);
         let loaded = load(&tx).await.map_err(|e| self.err(e))?;
         tx.commit().await.map_err(|e| self.err(e))?;
-        Ok((loaded, seq))
+        Ok(loaded)
     }
 
     pub async fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, DbError> {
@@ -565,7 +572,15 @@ pub async fn write(
     Ok(last)
 }
 
-async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
+/// Everything the database holds, and the feed position it is at. Through
+/// a connection the caller holds (the writer's mutex is not taken: a replica
+/// reloading while it holds it, behind a pruned feed, must not wait for
+/// itself), in a transaction that sees one snapshot.
+pub async fn load(tx: &impl GenericClient) -> Result<(Loaded, i64), tokio_postgres::Error> {
+    let seq: i64 = tx
+        .query_one("SELECT COALESCE(MAX(seq), 0) FROM changes", &[])
+        .await?
+        .get(0);
     let apis = tx
         .query(sql::APIS, &[])
         .await?
@@ -618,7 +633,7 @@ async fn load(tx: &Transaction<'_>) -> Result<Loaded, tokio_postgres::Error> {
             loaded.deleted_apps.insert(ClientId::from(id));
         }
     }
-    Ok(loaded)
+    Ok((loaded, seq))
 }
 
 fn api_row(r: &tokio_postgres::Row) -> Api {
