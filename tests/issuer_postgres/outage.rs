@@ -325,7 +325,6 @@ async fn a_hung_database_is_noticed_and_tokens_still_flow() {
 /// A management write while PostgreSQL hangs answers 503 in bounded time
 /// (as when it is down), instead of waiting for it.
 #[tokio::test]
-#[ignore = "bug: Store::change (src/issuer/store/mod.rs) waits for PostgreSQL without a bound: the write hangs, and every later write and catch-up of that replica queues behind it"]
 async fn a_write_while_the_database_hangs_answers_503() {
     let Some((cluster, db, [a, _b], _config, admin, known, secret)) =
         on_own_cluster("hungwrite").await

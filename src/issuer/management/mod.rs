@@ -242,7 +242,6 @@ pub async fn handle(
     let audience = store.management_audience().to_owned();
     let current = keys.current();
     let (action, target) = action(method, &segments).unzip();
-    let target = target.map(|t| if t.is_empty() { asked_for(body) } else { t });
     let call = Call {
         store,
         action,
@@ -257,9 +256,12 @@ pub async fn handle(
     let answer = route(&call, keys, method, &segments).await;
     // A refused change by an authenticated caller is recorded; calls
     // without a valid token are not (anyone could grow the log).
-    if let (Err(e), Some(audit)) = (&answer, call.audit())
+    if let (Err(e), Some(mut audit)) = (&answer, call.audit())
         && audit.caller.is_some()
     {
+        if audit.target.is_empty() {
+            audit.target = asked_for(body).chars().take(128).collect();
+        }
         store.record_refusal(audit, outcome(e)).await;
     }
     answer?.ok_or_else(no_route)

@@ -37,6 +37,8 @@ pub enum DbError {
     Ca(PathBuf),
     #[error(transparent)]
     TooNew(#[from] TooNew),
+    #[error("PostgreSQL {0}: no answer within 5 s")]
+    Timeout(String),
     #[error("the store is shutting down")]
     Stopped,
 }
@@ -76,28 +78,28 @@ impl Db {
     pub async fn audit_page(&self, after: i64, limit: usize) -> Result<Vec<AuditRecord>, DbError> {
         match self {
             Db::Sqlite(s) => s.audit_page(after, limit).await,
-            Db::Postgres(p) => p.audit_page(after, limit).await,
+            Db::Postgres(p) => p.bounded(p.audit_page(after, limit)).await,
         }
     }
 
     pub async fn record(&self, audit: Audit, outcome: String) -> Result<(), DbError> {
         match self {
             Db::Sqlite(s) => s.record(audit, outcome).await,
-            Db::Postgres(p) => p.record(audit, outcome).await,
+            Db::Postgres(p) => p.bounded(p.record(audit, outcome)).await,
         }
     }
 
     pub async fn keys(&self, alg: &str) -> Result<Vec<KeyRow>, DbError> {
         match self {
             Db::Sqlite(s) => s.keys(alg).await,
-            Db::Postgres(p) => p.keys(alg).await,
+            Db::Postgres(p) => p.bounded(p.keys(alg)).await,
         }
     }
 
     pub async fn insert_key_if_none(&self, row: KeyRow) -> Result<(), DbError> {
         match self {
             Db::Sqlite(s) => s.insert_key_if_none(row).await,
-            Db::Postgres(p) => p.insert_key_if_none(row).await,
+            Db::Postgres(p) => p.bounded(p.insert_key_if_none(row)).await,
         }
     }
 
@@ -110,14 +112,17 @@ impl Db {
     ) -> Result<(), DbError> {
         match self {
             Db::Sqlite(s) => s.rotate(row, retire_after, max_retired, audit).await,
-            Db::Postgres(p) => p.rotate(row, retire_after, max_retired, audit).await,
+            Db::Postgres(p) => {
+                p.bounded(p.rotate(row, retire_after, max_retired, audit))
+                    .await
+            }
         }
     }
 
     pub async fn server_key(&self, name: &'static str) -> Result<Option<Vec<u8>>, DbError> {
         match self {
             Db::Sqlite(s) => s.server_key(name).await,
-            Db::Postgres(p) => p.server_key(name).await,
+            Db::Postgres(p) => p.bounded(p.server_key(name)).await,
         }
     }
 
@@ -128,21 +133,21 @@ impl Db {
     ) -> Result<(), DbError> {
         match self {
             Db::Sqlite(s) => s.insert_server_key(name, sealed).await,
-            Db::Postgres(p) => p.insert_server_key(name, sealed).await,
+            Db::Postgres(p) => p.bounded(p.insert_server_key(name, sealed)).await,
         }
     }
 
     pub async fn meta(&self, key: &'static str) -> Result<Option<String>, DbError> {
         match self {
             Db::Sqlite(s) => s.meta(key).await,
-            Db::Postgres(p) => p.meta(key).await,
+            Db::Postgres(p) => p.bounded(p.meta(key)).await,
         }
     }
 
     pub async fn import(&self, import: Import) -> Result<(), DbError> {
         match self {
             Db::Sqlite(s) => s.import(import).await,
-            Db::Postgres(p) => p.import(import).await,
+            Db::Postgres(p) => p.bounded(p.import(import)).await,
         }
     }
 }

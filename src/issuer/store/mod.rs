@@ -152,27 +152,44 @@ impl Store {
                 Ok(out)
             }
             Db::Postgres(p) => {
-                let mut guard = p.writer().await.map_err(|e| E::from(self.unavailable(e)))?;
-                let client = guard
-                    .as_mut()
-                    .ok_or_else(|| E::from(self.unavailable(DbError::Stopped)))?;
-                let pg = |e| E::from(self.unavailable(DbError::postgres(&p.target, e)));
-                let tx = postgres::begin(client).await.map_err(pg)?;
-                // Whatever other replicas committed first, this one sees.
-                *seq = self
-                    .catch_up(&tx, *seq)
-                    .await
-                    .map_err(|e| E::from(self.unavailable(e)))?;
-                let (next, tombstones, delta, out) = self.draft(change)?;
-                let audit = targeted(audit, &delta);
-                let written = postgres::write(&tx, &delta, audit.as_ref())
-                    .await
-                    .map_err(pg)?;
-                tx.commit().await.map_err(pg)?;
-                *seq = written.unwrap_or(*seq).max(*seq);
-                self.set_trouble(None);
-                self.publish(next, tombstones);
-                Ok(out)
+                let at = *seq;
+                let attempt = async {
+                    let mut guard = p.writer().await.map_err(|e| E::from(self.unavailable(e)))?;
+                    let client = guard
+                        .as_mut()
+                        .ok_or_else(|| E::from(self.unavailable(DbError::Stopped)))?;
+                    let pg = |e| E::from(self.unavailable(DbError::postgres(&p.target, e)));
+                    let tx = postgres::begin(client).await.map_err(pg)?;
+                    // Whatever other replicas committed first, this one sees.
+                    let caught = self
+                        .catch_up(&tx, at)
+                        .await
+                        .map_err(|e| E::from(self.unavailable(e)))?;
+                    let (next, tombstones, delta, out) = self.draft(change)?;
+                    let audit = targeted(audit, &delta);
+                    let written = postgres::write(&tx, &delta, audit.as_ref())
+                        .await
+                        .map_err(pg)?;
+                    tx.commit().await.map_err(pg)?;
+                    Ok::<_, E>((next, tombstones, out, written.unwrap_or(caught).max(caught)))
+                };
+                // A database that does not answer is an outage too: the
+                // write is refused, and the next one starts afresh.
+                match tokio::time::timeout(postgres::QUERY_LIMIT, attempt).await {
+                    Ok(done) => {
+                        let (next, tombstones, out, at) = done?;
+                        *seq = at;
+                        self.set_trouble(None);
+                        self.publish(next, tombstones);
+                        Ok(out)
+                    }
+                    Err(_) => {
+                        p.drop_writer().await;
+                        Err(E::from(
+                            self.unavailable(DbError::Timeout(p.target.clone())),
+                        ))
+                    }
+                }
             }
         }
     }

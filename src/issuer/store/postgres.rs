@@ -31,6 +31,10 @@ const FEED_KEPT_SECS: u64 = 24 * 3600;
 /// accepts and then hangs would hold a reconnection forever).
 const CONNECT_LIMIT: Duration = Duration::from_secs(5);
 
+/// How long one store operation may wait for PostgreSQL before it is
+/// refused as unavailable (and its connection dropped).
+pub const QUERY_LIMIT: Duration = Duration::from_secs(5);
+
 pub struct Postgres {
     config: tokio_postgres::Config,
     tls: Option<MakeRustlsConnect>,
@@ -113,6 +117,27 @@ impl Postgres {
             }
         };
         Ok((client, rx))
+    }
+
+    /// Forget the writer connection (it did not answer): the next call
+    /// connects again.
+    pub async fn drop_writer(&self) {
+        *self.writer.lock().await = None;
+    }
+
+    /// `op`, refused as unavailable when PostgreSQL does not answer within
+    /// [`QUERY_LIMIT`].
+    pub async fn bounded<T>(
+        &self,
+        op: impl Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        match tokio::time::timeout(QUERY_LIMIT, op).await {
+            Ok(r) => r,
+            Err(_) => {
+                self.drop_writer().await;
+                Err(DbError::Timeout(self.target.clone()))
+            }
+        }
     }
 
     /// The writer connection, (re)connected if needed.
