@@ -6,11 +6,13 @@
 
 use super::db::{DbError, Import};
 use super::rows::{
-    AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, join_scopes, split_scopes,
+    AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, assemble_into, join_scopes,
+    split_scopes,
 };
 use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
+use crate::issuer::registry::Apps;
 use crate::issuer::registry::{Api, App};
 use crate::oauth::ids::{Audience, ClientId};
 use futures_util::StreamExt as _;
@@ -19,6 +21,15 @@ use std::time::Duration;
 use tokio::sync::{Mutex, MutexGuard, mpsc};
 use tokio_postgres::{AsyncMessage, Client, GenericClient, NoTls, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// Apps read at once at start (with their child rows).
+const LOAD_PAGE: i64 = 2000;
+/// The load's queries: client ids in byte order (`COLLATE "C"`, as the
+/// schema declares them), the order the merge in `assemble` expects.
+const APPS_PAGE: &str = "SELECT client_id, name, blocked, blocked_at FROM apps WHERE client_id > $1 ORDER BY client_id LIMIT $2";
+const GRANTS_RANGE: &str = "SELECT client_id, audience, scopes FROM app_grants WHERE client_id >= $1 AND client_id <= $2 ORDER BY client_id, audience";
+const SECRETS_RANGE: &str = "SELECT client_id, mac, not_after FROM app_secrets WHERE client_id >= $1 AND client_id <= $2 ORDER BY client_id";
+const APP_KEYS_RANGE: &str = "SELECT client_id, jwks FROM app_keys WHERE client_id >= $1 AND client_id <= $2 ORDER BY client_id";
 
 /// The advisory lock every write and every migration takes.
 const LOCK: i64 = 0x6d32_6d5f_6973_7375; // "m2m_issu"
@@ -612,20 +623,30 @@ pub async fn load(tx: &impl GenericClient) -> Result<(Loaded, i64), tokio_postgr
         .iter()
         .map(api_row)
         .collect();
-    // Rows as the driver holds them, merged into apps as they are read.
-    let app_rows = tx.query(sql::APPS, &[]).await?;
-    let grant_rows = tx.query(sql::GRANTS, &[]).await?;
-    let secret_rows = tx.query(sql::SECRETS, &[]).await?;
-    let key_rows = tx.query(sql::APP_KEYS, &[]).await?;
-    let apps = assemble(
-        app_rows.iter().map(app_row),
-        grant_rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))),
-        secret_rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), to_u64(r.get(2)))),
-        key_rows.iter().map(|r| (r.get(0), r.get(1))),
-    );
-    drop((app_rows, grant_rows, secret_rows, key_rows));
+    // A page of apps at a time with their child rows, merged as they are
+    // read: the rows held at once stay bounded whatever the registry's size.
+    let mut apps = Apps::default();
+    let mut after = String::new();
+    loop {
+        let app_rows = tx.query(APPS_PAGE, &[&after, &LOAD_PAGE]).await?;
+        let (Some(first), Some(last)) = (app_rows.first(), app_rows.last()) else {
+            break;
+        };
+        let (lo, hi): (String, String) = (first.get(0), last.get(0));
+        let grant_rows = tx.query(GRANTS_RANGE, &[&lo, &hi]).await?;
+        let secret_rows = tx.query(SECRETS_RANGE, &[&lo, &hi]).await?;
+        let key_rows = tx.query(APP_KEYS_RANGE, &[&lo, &hi]).await?;
+        assemble_into(
+            &mut apps,
+            app_rows.iter().map(app_row),
+            grant_rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))),
+            secret_rows
+                .iter()
+                .map(|r| (r.get(0), r.get(1), to_u64(r.get(2)))),
+            key_rows.iter().map(|r| (r.get(0), r.get(1))),
+        );
+        after = hi;
+    }
     let not_before = tx
         .query(sql::BLOCKS, &[])
         .await?

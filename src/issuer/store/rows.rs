@@ -84,10 +84,22 @@ pub fn assemble(
     secrets: impl IntoIterator<Item = (String, Vec<u8>, Option<u64>)>,
     keys: impl IntoIterator<Item = (String, String)>,
 ) -> Apps {
+    let mut out = Apps::default();
+    assemble_into(&mut out, apps, grants, secrets, keys);
+    out
+}
+
+/// [`assemble`] into `out` (one page of apps after another).
+pub fn assemble_into(
+    out: &mut Apps,
+    apps: impl IntoIterator<Item = AppRow>,
+    grants: impl IntoIterator<Item = (String, String, String)>,
+    secrets: impl IntoIterator<Item = (String, Vec<u8>, Option<u64>)>,
+    keys: impl IntoIterator<Item = (String, String)>,
+) {
     let mut grants = grants.into_iter().peekable();
     let mut secrets = secrets.into_iter().peekable();
     let mut keys = keys.into_iter().peekable();
-    let mut out = Apps::default();
     for r in apps {
         let id = r.client_id.as_str();
         let mut app = App {
@@ -121,7 +133,6 @@ pub fn assemble(
         out.insert(app.client_id.clone(), app);
     }
     let _ = out.take_touched();
-    out
 }
 
 /// Scopes as stored: space-separated (scope tokens hold no spaces).

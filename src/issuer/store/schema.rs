@@ -2,7 +2,9 @@
 //! own transaction, and recorded in `schema_migrations`. Migrations are
 //! forward-only and additive, so replicas of the previous release keep
 //! working while a rolling update runs. A database migrated by a newer
-//! release than this one is refused at start.
+//! release than this one is refused at start. On PostgreSQL, client ids
+//! are `COLLATE "C"` (byte order, as SQLite's and Rust's): the start-up
+//! load merges tables in that order.
 
 /// (version, what it does, SQLite DDL, PostgreSQL DDL)
 pub type Migration = (i64, &'static str, &'static str, &'static str);
@@ -26,10 +28,10 @@ pub const MIGRATIONS: &[Migration] = &[(
      CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, id TEXT NOT NULL, at BIGINT NOT NULL);
      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
     "CREATE TABLE apis (id TEXT PRIMARY KEY, name TEXT NOT NULL, identifier TEXT NOT NULL, scopes TEXT NOT NULL);
-     CREATE TABLE apps (client_id TEXT PRIMARY KEY, name TEXT NOT NULL, blocked BIGINT NOT NULL, blocked_at BIGINT);
-     CREATE TABLE app_grants (client_id TEXT NOT NULL, audience TEXT NOT NULL, scopes TEXT NOT NULL, PRIMARY KEY (client_id, audience));
-     CREATE TABLE app_secrets (client_id TEXT NOT NULL, mac BYTEA NOT NULL, not_after BIGINT, PRIMARY KEY (client_id, mac));
-     CREATE TABLE app_keys (client_id TEXT PRIMARY KEY, jwks TEXT NOT NULL);
+     CREATE TABLE apps (client_id TEXT COLLATE \"C\" PRIMARY KEY, name TEXT NOT NULL, blocked BIGINT NOT NULL, blocked_at BIGINT);
+     CREATE TABLE app_grants (client_id TEXT COLLATE \"C\" NOT NULL, audience TEXT NOT NULL, scopes TEXT NOT NULL, PRIMARY KEY (client_id, audience));
+     CREATE TABLE app_secrets (client_id TEXT COLLATE \"C\" NOT NULL, mac BYTEA NOT NULL, not_after BIGINT, PRIMARY KEY (client_id, mac));
+     CREATE TABLE app_keys (client_id TEXT COLLATE \"C\" PRIMARY KEY, jwks TEXT NOT NULL);
      CREATE TABLE blocks (client_id TEXT PRIMARY KEY, not_before BIGINT NOT NULL);
      CREATE TABLE revoked_tokens (jti TEXT PRIMARY KEY, exp BIGINT NOT NULL);
      CREATE INDEX revoked_tokens_exp ON revoked_tokens (exp);
