@@ -134,6 +134,30 @@ impl RevokeLimiter {
     }
 }
 
+/// Refused management calls recorded in the audit log per caller: 60 in a
+/// burst, then one a second (authenticated callers only, so the map is
+/// bounded by the number of apps). Past that, refusals are logged, not
+/// stored: one caller cannot grow the log (and load the database) at will.
+#[derive(Default)]
+pub struct RefusalLimiter {
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+pub const REFUSAL_CAPACITY: f64 = 60.0;
+pub const REFUSAL_REFILL: Duration = Duration::from_secs(1);
+
+impl RefusalLimiter {
+    /// Whether a refusal of `client_id` may be recorded now.
+    pub fn take(&self, client_id: &str) -> bool {
+        let mut b = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if b.len() > 10_000 {
+            b.retain(|_, v| level(*v, REFUSAL_CAPACITY, REFUSAL_REFILL) < REFUSAL_CAPACITY);
+        }
+        let entry = b.entry(client_id.to_owned()).or_default();
+        take(entry, REFUSAL_CAPACITY, REFUSAL_REFILL).is_ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,10 +25,11 @@ pub(super) async fn route(
             (StatusCode::OK, super::page::answer(items, next))
         }
         (&Method::POST, []) => {
-            call.who()?.need("apis:write")?;
+            let c = call.who()?;
+            c.need("apis:write")?;
             let new: NewApi = json(call.body)?;
-            let api = store
-                .change(call.audit(), |reg, t| create_api(reg, t, new))
+            let api = call
+                .change(&c, "apis:write", |_, reg, t| create_api(reg, t, new))
                 .await?;
             (StatusCode::CREATED, serde_json::json!(api))
         }
@@ -43,17 +44,18 @@ pub(super) async fn route(
             (StatusCode::OK, serde_json::json!(api))
         }
         (&Method::PATCH, [id]) => {
-            call.who()?.need("apis:write")?;
+            let c = call.who()?;
+            c.need("apis:write")?;
             let patch: ApiPatch = json(call.body)?;
-            let api = store
-                .change(call.audit(), |reg, _| patch_api(reg, id, patch))
+            let api = call
+                .change(&c, "apis:write", |_, reg, _| patch_api(reg, id, patch))
                 .await?;
             (StatusCode::OK, serde_json::json!(api))
         }
         (&Method::DELETE, [id]) => {
-            call.who()?.need("apis:write")?;
-            store
-                .change(call.audit(), |reg, t| delete_api(reg, t, id))
+            let c = call.who()?;
+            c.need("apis:write")?;
+            call.change(&c, "apis:write", |_, reg, t| delete_api(reg, t, id))
                 .await?;
             (StatusCode::NO_CONTENT, serde_json::Value::Null)
         }
@@ -95,6 +97,8 @@ fn check_scopes(scopes: &[Scope]) -> Result<(), MgmtError> {
 
 fn create_api(reg: &mut Registry, t: &mut Tombstones, new: NewApi) -> Result<Api, MgmtError> {
     check_scopes(&new.scopes)?;
+    super::text("name", &new.name, super::MAX_NAME)?;
+    super::text("identifier", new.identifier.as_str(), super::MAX_IDENTIFIER)?;
     if new.name.trim().is_empty() || new.identifier.as_str().trim().is_empty() {
         return Err(MgmtError::BadRequest(
             "name and identifier must not be empty".into(),
@@ -140,6 +144,7 @@ fn patch_api(reg: &mut Registry, id: &str, patch: ApiPatch) -> Result<Api, MgmtE
         .find(|a| a.id == id)
         .ok_or_else(|| not_found("API", id))?;
     if let Some(name) = patch.name {
+        super::text("name", &name, super::MAX_NAME)?;
         api.name = name;
     }
     if let Some(scopes) = patch.scopes {

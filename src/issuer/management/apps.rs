@@ -41,8 +41,11 @@ pub(super) async fn route(
             c.need("apps:write")?;
             let new: NewApp = json(call.body)?;
             c.may_grant(&new.grants, aud)?;
-            let (app, secret) = store
-                .change(call.audit(), |reg, t| create_app(reg, t, new))
+            let (app, secret) = call
+                .change(&c, "apps:write", |c, reg, t| {
+                    c.may_grant(&new.grants, aud)?;
+                    create_app(reg, t, new)
+                })
                 .await?;
             let mut out = app.public();
             out["client_secret"] = secret.into();
@@ -63,18 +66,17 @@ pub(super) async fn route(
         (&Method::DELETE, [id]) => {
             let c = call.who()?;
             c.need("apps:write")?;
-            store
-                .change(call.audit(), |reg, t| {
-                    let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
-                    c.may_manage(app, aud)?;
-                    reg.apps.remove(id);
-                    // Its tokens stay revoked, even for an app created again
-                    // under the same id.
-                    reg.revoke_all_until_now(id);
-                    t.apps.insert((*id).into());
-                    Ok::<_, MgmtError>(())
-                })
-                .await?;
+            call.change(&c, "apps:write", |c, reg, t| {
+                let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
+                c.may_manage(app, aud)?;
+                reg.apps.remove(id);
+                // Its tokens stay revoked, even for an app created again
+                // under the same id.
+                reg.revoke_all_until_now(id);
+                t.apps.insert((*id).into());
+                Ok::<_, MgmtError>(())
+            })
+            .await?;
             (StatusCode::NO_CONTENT, serde_json::Value::Null)
         }
         (&Method::PUT, [id, "grants"]) => {
@@ -100,8 +102,8 @@ pub(super) async fn route(
             let c = call.who()?;
             c.need("apps:write")?;
             let grace = grace(call.body)?;
-            let secret = store
-                .change(call.audit(), |reg, _| {
+            let secret = call
+                .change(&c, "apps:write", |c, reg, _| {
                     let app = reg.apps.get(id).ok_or_else(|| not_found("app", id))?;
                     c.may_manage(app, aud)?;
                     rotate_secret(reg, id, grace)
@@ -125,9 +127,8 @@ async fn change(
     patch: AppPatch,
 ) -> Result<serde_json::Value, MgmtError> {
     let record = call
-        .store
-        .change(call.audit(), |reg, _| {
-            patch_app(reg, caller, call.aud, id, patch)
+        .change(caller, "apps:write", |c, reg, _| {
+            patch_app(reg, c, call.aud, id, patch)
         })
         .await?;
     Ok(caller.written(record))
@@ -215,6 +216,7 @@ fn create_app(
     new: NewApp,
 ) -> Result<(App, String), MgmtError> {
     check_grants(reg, &new.grants)?;
+    super::text("name", &new.name, super::MAX_NAME)?;
     let jwks = keys(new.jwks, new.public_key_pem)?;
     let client_id = match new.client_id {
         Some(id) => id,
@@ -243,6 +245,11 @@ fn create_app(
         jwks,
     };
     t.apps.remove(&client_id);
+    if reg.not_before.contains_key(&client_id) {
+        // An id deleted (or blocked) before: nothing issued to it until now
+        // (say by a replica that had not yet seen the deletion) is valid.
+        reg.revoke_all_until_now(client_id.as_str());
+    }
     reg.apps.insert(client_id, app.clone());
     Ok((app, secret))
 }
@@ -280,8 +287,13 @@ fn patch_app(
         check_grants(reg, g)?;
     }
     let jwks = keys(patch.jwks.take(), patch.public_key_pem.take())?;
-    if patch.blocked == Some(true) {
-        // Every token issued so far is revoked, for good (until it expires).
+    if let Some(name) = &patch.name {
+        super::text("name", name, super::MAX_NAME)?;
+    }
+    if patch.blocked.is_some() {
+        // A block revokes every token issued so far, for good (until it
+        // expires). An unblock does too: tokens a replica that had not yet
+        // seen the block issued meanwhile must not come back with it.
         reg.revoke_all_until_now(id);
     }
     let not_before = reg.not_before.get(id).copied();

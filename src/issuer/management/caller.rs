@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 pub struct Caller {
     pub client_id: ClientId,
     pub scopes: BTreeSet<Scope>,
+    /// The token's verified claims, to check the caller again against the
+    /// registry a change is made to.
+    claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The bearer token of `headers`: the scheme is case-insensitive (RFC 6750
@@ -48,6 +51,16 @@ pub fn caller(
     if !jose::claims::audience(&claims, |a| a == audience).unwrap_or(false) {
         return Err(bad());
     }
+    from_claims(claims, reg, audience)
+}
+
+/// The caller of a verified management token, as `reg` sees its app now.
+fn from_claims(
+    claims: serde_json::Map<String, serde_json::Value>,
+    reg: &Registry,
+    audience: &str,
+) -> Result<Caller, MgmtError> {
+    let bad = || MgmtError::Unauthorized { token_sent: true };
     let app = reg.token_app(&claims).map_err(|_| bad())?;
     let granted = app.granted(audience);
     let scopes = claims
@@ -62,10 +75,19 @@ pub fn caller(
     Ok(Caller {
         client_id: app.client_id.clone(),
         scopes,
+        claims,
     })
 }
 
 impl Caller {
+    /// The caller against `reg`, the registry a change is made to (after
+    /// every change ordered before it, on every replica): an app blocked,
+    /// deleted or stripped of a scope meanwhile is refused here, so calls in
+    /// flight cannot undo what was done to their own app.
+    pub(super) fn recheck(&self, reg: &Registry, audience: &str) -> Result<Caller, MgmtError> {
+        from_claims(self.claims.clone(), reg, audience)
+    }
+
     pub(super) fn need(&self, scope: &'static str) -> Result<(), MgmtError> {
         if self.scopes.contains(scope) {
             Ok(())

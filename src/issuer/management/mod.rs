@@ -172,6 +172,47 @@ impl Call<'_> {
     }
 }
 
+impl Call<'_> {
+    /// Make a change as `caller`, who needs `scope`: checked again against
+    /// the registry the change is made to, then `f` with that caller.
+    async fn change<T>(
+        &self,
+        caller: &Caller,
+        scope: &'static str,
+        f: impl FnOnce(&Caller, &mut Registry, &mut super::store::Tombstones) -> Result<T, MgmtError>,
+    ) -> Result<T, MgmtError> {
+        self.store
+            .change(self.audit(), |reg, t| {
+                let now = caller.recheck(reg, self.aud)?;
+                now.need(scope)?;
+                f(&now, reg, t)
+            })
+            .await
+    }
+}
+
+/// A name or identifier as given: at most `max` characters, none of them a
+/// control character (NUL among them: PostgreSQL refuses it in text, and
+/// names reach logs and consoles).
+fn text(field: &str, value: &str, max: usize) -> Result<(), MgmtError> {
+    if value.chars().count() > max {
+        return Err(MgmtError::BadRequest(format!(
+            "{field}: at most {max} characters"
+        )));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(MgmtError::BadRequest(format!(
+            "{field}: control characters are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// The longest app or API name.
+const MAX_NAME: usize = 200;
+/// The longest API identifier (an audience).
+const MAX_IDENTIFIER: usize = 512;
+
 /// What a management call changes, as the audit log names it, and the id
 /// its path names (empty: the change decides, e.g. a new app's client id).
 fn action(method: &Method, segments: &[&str]) -> Option<(&'static str, String)> {

@@ -119,19 +119,32 @@ impl Store {
             return Ok(());
         };
         let mut seq = self.write.lock().await;
-        let mut guard = p.writer().await?;
-        let client = guard.as_mut().ok_or(DbError::Stopped)?;
-        let pg = |e| DbError::postgres(&p.target, e);
-        // One snapshot: the feed rows and the entities (or everything) reloaded.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg)?;
-        *seq = self.catch_up(&tx, *seq).await?;
-        tx.commit().await.map_err(pg)?;
+        let at = *seq;
+        let attempt = async {
+            let mut guard = p.writer().await?;
+            let client = guard.as_mut().ok_or(DbError::Stopped)?;
+            let pg = |e| DbError::postgres(&p.target, e);
+            // One snapshot: the feed rows and the entities (or everything) reloaded.
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+                .map_err(pg)?;
+            let caught = self.catch_up(&tx, at).await?;
+            tx.commit().await.map_err(pg)?;
+            Ok::<_, DbError>(caught)
+        };
+        // Bounded like every store call: a database that hangs must not
+        // hold the write lock (and every management call) with it.
+        match tokio::time::timeout(super::postgres::QUERY_LIMIT, attempt).await {
+            Ok(caught) => *seq = caught?,
+            Err(_) => {
+                p.drop_writer().await;
+                return Err(DbError::Timeout(p.target.clone()));
+            }
+        }
         Ok(())
     }
 }

@@ -88,6 +88,8 @@ pub struct Store {
     trouble: Mutex<Option<String>>,
     /// Bumped when another replica changed the signing keys.
     keys_changed: tokio::sync::watch::Sender<u64>,
+    /// Refused calls recorded per caller.
+    refusals: crate::issuer::limit::RefusalLimiter,
 }
 
 impl Store {
@@ -285,6 +287,11 @@ impl Store {
     /// Record a refused management call (best effort: a store that is down
     /// cannot record it, and the log says so).
     pub async fn record_refusal(&self, audit: Audit, outcome: &str) {
+        let caller = audit.caller.as_ref().map_or("", ClientId::as_str);
+        if !self.refusals.take(caller) {
+            tracing::warn!(client_id = %caller, action = audit.action, outcome, "refused management call not recorded in the audit log: this caller's refusals are over their rate");
+            return;
+        }
         if let Err(e) = self.db.record(audit, outcome.to_owned()).await {
             tracing::warn!(error = %e, "cannot record a refused management call in the audit log");
         }

@@ -142,6 +142,7 @@ impl Store {
             base,
             trouble: Mutex::new(None),
             keys_changed: tokio::sync::watch::channel(0).0,
+            refusals: Default::default(),
         });
         store.impose_config_blocks(spec).await?;
         if matches!(store.db, Db::Postgres(_)) {

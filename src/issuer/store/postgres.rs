@@ -6,8 +6,7 @@
 
 use super::db::{DbError, Import};
 use super::rows::{
-    AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, assemble_into, join_scopes,
-    split_scopes,
+    AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, assemble_into, split_scopes,
 };
 use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
 use super::sql;
@@ -736,88 +735,12 @@ async fn record(
 }
 
 async fn write_delta(tx: &Transaction<'_>, d: &Delta) -> Result<(), tokio_postgres::Error> {
-    for (id, app) in &d.apps {
-        let id = id.as_str();
-        tx.execute(sql::DELETE_GRANTS, &[&id]).await?;
-        tx.execute(sql::DELETE_SECRETS, &[&id]).await?;
-        tx.execute(sql::DELETE_APP_KEYS, &[&id]).await?;
-        let Some(app) = app else {
-            tx.execute(sql::DELETE_APP, &[&id]).await?;
-            continue;
-        };
-        let blocked_at = app.blocked_at.map(to_i64);
-        tx.execute(
-            sql::UPSERT_APP,
-            &[&id, &app.name, &i64::from(app.blocked), &blocked_at],
-        )
-        .await?;
-        for (aud, scopes) in &app.grants {
-            tx.execute(
-                sql::INSERT_GRANT,
-                &[&id, &aud.as_str(), &join_scopes(scopes)],
-            )
-            .await?;
-        }
-        for s in &app.secrets {
-            let not_after = s.not_after.map(to_i64);
-            tx.execute(sql::INSERT_SECRET, &[&id, &s.mac, &not_after])
-                .await?;
-        }
-        if let Some(keys) = &app.jwks {
-            tx.execute(sql::INSERT_APP_KEYS, &[&id, &keys.document().to_string()])
-                .await?;
-        }
+    for (q, params) in sql::delta_statements(d, unix_now()) {
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+            .iter()
+            .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        tx.execute(q, &params).await?;
     }
-    for (id, api) in &d.apis {
-        match api {
-            Some(a) => {
-                tx.execute(
-                    sql::UPSERT_API,
-                    &[
-                        &a.id,
-                        &a.name,
-                        &a.identifier.as_str(),
-                        &join_scopes(&a.scopes),
-                    ],
-                )
-                .await?
-            }
-            None => tx.execute(sql::DELETE_API, &[id]).await?,
-        };
-    }
-    for (id, nb) in &d.not_before {
-        match nb {
-            Some(t) => {
-                tx.execute(sql::UPSERT_BLOCK, &[&id.as_str(), &to_i64(*t)])
-                    .await?
-            }
-            None => tx.execute(sql::DELETE_BLOCK, &[&id.as_str()]).await?,
-        };
-    }
-    for (jti, exp) in &d.revoked {
-        match exp {
-            Some(e) => tx.execute(sql::UPSERT_REVOKED, &[jti, &to_i64(*e)]).await?,
-            None => tx.execute(sql::DELETE_REVOKED, &[jti]).await?,
-        };
-    }
-    let deleted = d
-        .deleted_apis
-        .iter()
-        .map(|(id, on)| ("api", id.as_str(), *on))
-        .chain(
-            d.deleted_apps
-                .iter()
-                .map(|(id, on)| ("app", id.as_str(), *on)),
-        );
-    for (kind, id, on) in deleted {
-        let q = if on {
-            sql::INSERT_DELETED
-        } else {
-            sql::DELETE_DELETED
-        };
-        tx.execute(q, &[&kind, &id]).await?;
-    }
-    tx.execute(sql::PRUNE_REVOKED, &[&to_i64(unix_now())])
-        .await?;
     Ok(())
 }

@@ -71,3 +71,155 @@ pub const SET_META: &str = "INSERT INTO meta (key, value) VALUES ($1, $2) ON CON
 pub const VERSIONS: &str = "SELECT version FROM schema_migrations ORDER BY version";
 pub const RECORD_VERSION: &str =
     "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
+
+/// A parameter of a statement, bound by either driver.
+#[derive(Debug, Clone)]
+pub enum Param {
+    Text(String),
+    Int(i64),
+    Bytes(Vec<u8>),
+    Null,
+}
+
+impl From<&str> for Param {
+    fn from(s: &str) -> Self {
+        Param::Text(s.to_owned())
+    }
+}
+
+impl From<String> for Param {
+    fn from(s: String) -> Self {
+        Param::Text(s)
+    }
+}
+
+impl From<u64> for Param {
+    fn from(v: u64) -> Self {
+        Param::Int(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+
+impl From<Option<u64>> for Param {
+    fn from(v: Option<u64>) -> Self {
+        v.map_or(Param::Null, Param::from)
+    }
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Param::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Param::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
+    }
+}
+
+impl tokio_postgres::types::ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &tokio_postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<tokio_postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Param::Text(s) => s.to_sql(ty, out),
+            Param::Int(i) => i.to_sql(ty, out),
+            Param::Bytes(b) => b.to_sql(ty, out),
+            Param::Null => Ok(tokio_postgres::types::IsNull::Yes),
+        }
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <String as tokio_postgres::types::ToSql>::accepts(ty)
+            || <i64 as tokio_postgres::types::ToSql>::accepts(ty)
+            || <Vec<u8> as tokio_postgres::types::ToSql>::accepts(ty)
+    }
+
+    tokio_postgres::types::to_sql_checked!();
+}
+
+/// The statements that write `d`, in order, the same for both databases.
+pub fn delta_statements(d: &super::rows::Delta, now: u64) -> Vec<(&'static str, Vec<Param>)> {
+    use super::rows::join_scopes;
+    let mut out: Vec<(&'static str, Vec<Param>)> = Vec::new();
+    for (id, app) in &d.apps {
+        let id = id.as_str();
+        out.push((DELETE_GRANTS, vec![id.into()]));
+        out.push((DELETE_SECRETS, vec![id.into()]));
+        out.push((DELETE_APP_KEYS, vec![id.into()]));
+        let Some(app) = app else {
+            out.push((DELETE_APP, vec![id.into()]));
+            continue;
+        };
+        out.push((
+            UPSERT_APP,
+            vec![
+                id.into(),
+                app.name.clone().into(),
+                Param::Int(i64::from(app.blocked)),
+                app.blocked_at.into(),
+            ],
+        ));
+        for (aud, scopes) in &app.grants {
+            out.push((
+                INSERT_GRANT,
+                vec![id.into(), aud.as_str().into(), join_scopes(scopes).into()],
+            ));
+        }
+        for s in &app.secrets {
+            out.push((
+                INSERT_SECRET,
+                vec![id.into(), Param::Bytes(s.mac.clone()), s.not_after.into()],
+            ));
+        }
+        if let Some(keys) = &app.jwks {
+            out.push((
+                INSERT_APP_KEYS,
+                vec![id.into(), keys.document().to_string().into()],
+            ));
+        }
+    }
+    for (id, api) in &d.apis {
+        out.push(match api {
+            Some(a) => (
+                UPSERT_API,
+                vec![
+                    a.id.as_str().into(),
+                    a.name.as_str().into(),
+                    a.identifier.as_str().into(),
+                    join_scopes(&a.scopes).into(),
+                ],
+            ),
+            None => (DELETE_API, vec![id.as_str().into()]),
+        });
+    }
+    for (id, nb) in &d.not_before {
+        out.push(match nb {
+            Some(t) => (UPSERT_BLOCK, vec![id.as_str().into(), (*t).into()]),
+            None => (DELETE_BLOCK, vec![id.as_str().into()]),
+        });
+    }
+    for (jti, exp) in &d.revoked {
+        out.push(match exp {
+            Some(e) => (UPSERT_REVOKED, vec![jti.as_str().into(), (*e).into()]),
+            None => (DELETE_REVOKED, vec![jti.as_str().into()]),
+        });
+    }
+    let deleted = d
+        .deleted_apis
+        .iter()
+        .map(|(id, on)| ("api", id.as_str(), *on))
+        .chain(
+            d.deleted_apps
+                .iter()
+                .map(|(id, on)| ("app", id.as_str(), *on)),
+        );
+    for (kind, id, on) in deleted {
+        let q = if on { INSERT_DELETED } else { DELETE_DELETED };
+        out.push((q, vec![kind.into(), id.into()]));
+    }
+    out.push((PRUNE_REVOKED, vec![now.into()]));
+    out
+}

@@ -3,9 +3,7 @@
 //! Calls run on tokio's blocking threads; the issuer serialises writes.
 
 use super::db::DbError;
-use super::rows::{
-    AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, join_scopes, split_scopes,
-};
+use super::rows::{AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, split_scopes};
 use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
@@ -411,81 +409,8 @@ fn record(c: &Connection, a: &Audit, outcome: &str) -> rusqlite::Result<usize> {
 }
 
 fn write_delta(tx: &Transaction<'_>, d: &Delta) -> rusqlite::Result<()> {
-    for (id, app) in &d.apps {
-        let id = id.as_str();
-        tx.execute(sql::DELETE_GRANTS, params![id])?;
-        tx.execute(sql::DELETE_SECRETS, params![id])?;
-        tx.execute(sql::DELETE_APP_KEYS, params![id])?;
-        let Some(app) = app else {
-            tx.execute(sql::DELETE_APP, params![id])?;
-            continue;
-        };
-        tx.execute(
-            sql::UPSERT_APP,
-            params![
-                id,
-                app.name,
-                i64::from(app.blocked),
-                app.blocked_at.map(to_i64)
-            ],
-        )?;
-        for (aud, scopes) in &app.grants {
-            tx.execute(
-                sql::INSERT_GRANT,
-                params![id, aud.as_str(), join_scopes(scopes)],
-            )?;
-        }
-        for s in &app.secrets {
-            tx.execute(
-                sql::INSERT_SECRET,
-                params![id, s.mac, s.not_after.map(to_i64)],
-            )?;
-        }
-        if let Some(keys) = &app.jwks {
-            tx.execute(
-                sql::INSERT_APP_KEYS,
-                params![id, keys.document().to_string()],
-            )?;
-        }
+    for (q, params) in sql::delta_statements(d, unix_now()) {
+        tx.execute(q, rusqlite::params_from_iter(params.iter()))?;
     }
-    for (id, api) in &d.apis {
-        match api {
-            Some(a) => tx.execute(
-                sql::UPSERT_API,
-                params![a.id, a.name, a.identifier.as_str(), join_scopes(&a.scopes)],
-            )?,
-            None => tx.execute(sql::DELETE_API, params![id])?,
-        };
-    }
-    for (id, nb) in &d.not_before {
-        match nb {
-            Some(t) => tx.execute(sql::UPSERT_BLOCK, params![id.as_str(), to_i64(*t)])?,
-            None => tx.execute(sql::DELETE_BLOCK, params![id.as_str()])?,
-        };
-    }
-    for (jti, exp) in &d.revoked {
-        match exp {
-            Some(e) => tx.execute(sql::UPSERT_REVOKED, params![jti, to_i64(*e)])?,
-            None => tx.execute(sql::DELETE_REVOKED, params![jti])?,
-        };
-    }
-    let deleted = d
-        .deleted_apis
-        .iter()
-        .map(|(id, on)| ("api", id.as_str(), *on))
-        .chain(
-            d.deleted_apps
-                .iter()
-                .map(|(id, on)| ("app", id.as_str(), *on)),
-        );
-    for (kind, id, on) in deleted {
-        let q = if on {
-            sql::INSERT_DELETED
-        } else {
-            sql::DELETE_DELETED
-        };
-        tx.execute(q, params![kind, id])?;
-    }
-    tx.execute(sql::PRUNE_REVOKED, params![to_i64(unix_now())])?;
     Ok(())
 }
