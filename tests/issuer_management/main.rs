@@ -9,6 +9,7 @@ mod support;
 mod apps;
 mod config_secrets;
 mod pages;
+mod races;
 mod state;
 
 use support::http::client;
