@@ -167,7 +167,7 @@ impl Call<'_> {
                 .clone(),
             action: self.action?,
             // Ids are at most 128 characters; a longer one is recorded cut.
-            target: self.target.chars().take(128).collect(),
+            target: shown_target(&self.target),
         })
     }
 }
@@ -231,6 +231,26 @@ fn action(method: &Method, segments: &[&str]) -> Option<(&'static str, String)> 
         (&Method::POST, ["keys", "rotate"]) => ("keys.rotate", String::new()),
         _ => return None,
     })
+}
+
+/// A target as the audit log records it: at most 128 characters (ids are
+/// no longer), control and bidi-override characters replaced, so a record
+/// cannot pose as another line or rewrite itself on a console.
+fn shown_target(target: &str) -> String {
+    target
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_control()
+                || ('\u{202a}'..='\u{202e}').contains(&c)
+                || ('\u{2066}'..='\u{2069}').contains(&c)
+            {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 /// The id a create call asks for (`client_id`, else `id`, else `name`), for
@@ -301,7 +321,7 @@ pub async fn handle(
         && audit.caller.is_some()
     {
         if audit.target.is_empty() {
-            audit.target = asked_for(body).chars().take(128).collect();
+            audit.target = shown_target(&asked_for(body));
         }
         store.record_refusal(audit, outcome(e)).await;
     }
