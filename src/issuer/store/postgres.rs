@@ -8,6 +8,7 @@ use super::db::{DbError, Import};
 use super::rows::{
     AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, assemble_into, split_scopes,
 };
+use super::rows::{to_i64, to_u64};
 use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
@@ -51,14 +52,6 @@ pub struct Postgres {
     writer: Mutex<Option<Client>>,
     /// `host:port/db`, for messages (never the password).
     pub target: String,
-}
-
-fn to_u64(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl Postgres {

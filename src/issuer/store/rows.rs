@@ -197,3 +197,14 @@ pub struct AuditRecord {
 pub fn now_ns() -> i64 {
     i64::try_from(crate::clock::since_epoch().as_nanos()).unwrap_or(i64::MAX)
 }
+
+/// A stored integer (the databases' `BIGINT`) as a time or count; `None`
+/// if absent or negative.
+pub fn to_u64(v: Option<i64>) -> Option<u64> {
+    v.and_then(|v| u64::try_from(v).ok())
+}
+
+/// A time or count as stored (saturating).
+pub fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}

@@ -4,6 +4,7 @@
 
 use super::db::DbError;
 use super::rows::{AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, split_scopes};
+use super::rows::{to_i64, to_u64};
 use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
@@ -21,14 +22,6 @@ pub struct Sqlite {
     /// Held while the process runs: one issuer per database file.
     _lock: Arc<std::fs::File>,
     pub path: PathBuf,
-}
-
-fn to_u64(v: Option<i64>) -> Option<u64> {
-    v.and_then(|v| u64::try_from(v).ok())
-}
-
-fn to_i64(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 impl Sqlite {
