@@ -46,6 +46,39 @@ pub enum ClientError {
     },
 }
 
+/// Clients without a client certificate, shared by every credential with the
+/// same timeouts and extra roots: each client holds its own TLS configuration
+/// (the parsed root store is most of it), which a thousand credentials would
+/// otherwise each hold (about 75 KB apiece). Bounded by the distinct settings
+/// configs name.
+type SharedKey = (Duration, Duration, Option<[u8; 32]>);
+static SHARED: std::sync::LazyLock<Mutex<std::collections::HashMap<SharedKey, reqwest::Client>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// The shared client for `spec`'s settings (its CA file read now: a changed
+/// file is a new key), built on first use.
+fn shared_client(spec: &CredentialSpec) -> Result<reqwest::Client, ClientError> {
+    let ca = match &spec.ca_file {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| ClientError::CaUnreadable {
+                path: path.clone(),
+                source,
+            })?;
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &pem);
+            let mut id = [0u8; 32];
+            id.copy_from_slice(digest.as_ref());
+            Some(id)
+        }
+        None => None,
+    };
+    let key = (spec.connect_timeout, spec.timeout, ca);
+    if let Some(c) = lock(&SHARED).get(&key) {
+        return Ok(c.clone());
+    }
+    let client = build_client(spec, None)?;
+    Ok(lock(&SHARED).entry(key).or_insert(client).clone())
+}
+
 /// A reqwest client for `spec`'s token endpoint, presenting `identity` (client
 /// certificate and key, PEM) when given.
 fn build_client(
@@ -113,7 +146,7 @@ impl Fetcher {
     /// may itself be the `HTTP_PROXY`), the credential's timeouts and extra roots,
     /// and its client certificate when it has one (read again before each request).
     pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, ClientError> {
-        let client = build_client(&spec, None)?;
+        let client = shared_client(&spec)?;
         Ok(Fetcher {
             spec,
             client: Mutex::new(Built {
