@@ -52,15 +52,7 @@ fn mgmt() -> String {
 /// The Orders API; `admin` with every management scope; `billing` with
 /// `orders:read`.
 fn api() -> OrdersApi {
-    let all = [
-        "apis:read",
-        "apis:write",
-        "apps:read",
-        "apps:write",
-        "keys:write",
-        "tokens:introspect",
-        "audit:read",
-    ];
+    let all = m2m_sidecar::config::MANAGEMENT_SCOPES;
     OrdersApi::new()
         .app(App::new("admin", ADMIN_SECRET).mgmt(&all))
         .app(App::new("billing", BILLING_SECRET).orders(&["orders:read"]))

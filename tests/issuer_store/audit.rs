@@ -12,15 +12,7 @@ const READER_SECRET: &str = "reader-secret-0123456789abcdef012345678";
 
 /// `admin` holds every management scope; `reader` only `apps:read`.
 fn api() -> OrdersApi {
-    let all = [
-        "apis:read",
-        "apis:write",
-        "apps:read",
-        "apps:write",
-        "keys:write",
-        "tokens:introspect",
-        "audit:read",
-    ];
+    let all = m2m_sidecar::config::MANAGEMENT_SCOPES;
     OrdersApi::new()
         .app(App::new("admin", ADMIN_SECRET).mgmt(&all))
         .app(App::new("reader", READER_SECRET).mgmt(&["apps:read"]))

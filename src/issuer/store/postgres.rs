@@ -9,7 +9,7 @@ use super::rows::{
     AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, assemble_into, split_scopes,
 };
 use super::rows::{to_i64, to_u64};
-use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
+use super::schema::{self, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
 use crate::issuer::registry::Apps;
@@ -171,18 +171,7 @@ impl Postgres {
             .iter()
             .map(|r| r.get(0))
             .collect();
-        if let Some(found) = applied
-            .iter()
-            .copied()
-            .max()
-            .filter(|v| *v > schema::latest())
-        {
-            return Err(DbError::TooNew(TooNew {
-                found,
-                known: schema::latest(),
-            }));
-        }
-        for (version, name, _, ddl) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
+        for (version, name, _, ddl) in schema::pending(&applied)? {
             tx.batch_execute(ddl).await.map_err(|e| self.err(e))?;
             tx.execute(sql::RECORD_VERSION, &[version, name, &to_i64(unix_now())])
                 .await

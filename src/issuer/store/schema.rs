@@ -52,6 +52,21 @@ pub fn latest() -> i64 {
 /// The table that records applied migrations (same in both dialects).
 pub const VERSIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
+/// The migrations `applied` lacks, in order; refused if the database is at a
+/// version newer than this release knows.
+pub fn pending(applied: &[i64]) -> Result<Vec<&'static Migration>, TooNew> {
+    if let Some(found) = applied.iter().copied().max().filter(|v| *v > latest()) {
+        return Err(TooNew {
+            found,
+            known: latest(),
+        });
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.contains(&m.0))
+        .collect())
+}
+
 /// Why the schema cannot be brought up to date.
 #[derive(Debug, thiserror::Error)]
 #[error(

@@ -5,7 +5,7 @@
 use super::db::DbError;
 use super::rows::{AppRow, Audit, AuditRecord, Delta, KeyRow, Loaded, assemble, split_scopes};
 use super::rows::{to_i64, to_u64};
-use super::schema::{self, MIGRATIONS, TooNew, VERSIONS_TABLE};
+use super::schema::{self, TooNew, VERSIONS_TABLE};
 use super::sql;
 use crate::clock::unix_now;
 use crate::issuer::registry::Api;
@@ -257,18 +257,7 @@ fn migrate(conn: &mut Connection) -> Result<(), Migrate> {
         let rows = st.query_map([], |r| r.get(0))?;
         rows.collect::<Result<_, _>>()?
     };
-    if let Some(found) = applied
-        .iter()
-        .copied()
-        .max()
-        .filter(|v| *v > schema::latest())
-    {
-        return Err(Migrate::TooNew(TooNew {
-            found,
-            known: schema::latest(),
-        }));
-    }
-    for (version, name, ddl, _) in MIGRATIONS.iter().filter(|m| !applied.contains(&m.0)) {
+    for (version, name, ddl, _) in schema::pending(&applied).map_err(Migrate::TooNew)? {
         tx.execute_batch(ddl)?;
         tx.execute(
             sql::RECORD_VERSION,
