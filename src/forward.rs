@@ -22,6 +22,8 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +39,9 @@ struct Route {
 
 /// The forward-proxy listener's handler.
 pub struct ForwardProxy {
-    routes: Vec<Route>,
+    /// Routes by lower-case host (validation lower-cases them): one lookup
+    /// however many hosts are mapped.
+    routes: HashMap<String, Vec<Route>>,
     deny_unmatched: bool,
     client: UpstreamClient,
     timeouts: Timeouts,
@@ -66,11 +70,11 @@ impl ForwardProxy {
             idle_timeout: spec.idle_timeout,
         })
         .map_err(SetupError::Client)?;
-        let routes = spec
-            .routes
-            .iter()
-            .map(|r| route(r, credentials, metrics))
-            .collect::<Result<_, _>>()?;
+        let mut routes: HashMap<String, Vec<Route>> = HashMap::new();
+        for r in &spec.routes {
+            let route = route(r, credentials, metrics)?;
+            routes.entry(route.host.clone()).or_default().push(route);
+        }
         Ok(ForwardProxy {
             routes,
             deny_unmatched: spec.deny_unmatched,
@@ -88,17 +92,15 @@ impl ForwardProxy {
 
     /// The route for `host:port`: one naming that port wins over one for any port.
     fn find(&self, host: &str, port: u16) -> Option<&Route> {
-        let same_host = |r: &&Route| r.host.eq_ignore_ascii_case(host);
-        self.routes
+        let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => Cow::Owned(host.to_ascii_lowercase()),
+            false => Cow::Borrowed(host),
+        };
+        let same_host = self.routes.get(host.as_ref())?;
+        same_host
             .iter()
-            .filter(same_host)
             .find(|r| r.port == Some(port))
-            .or_else(|| {
-                self.routes
-                    .iter()
-                    .filter(same_host)
-                    .find(|r| r.port.is_none())
-            })
+            .or_else(|| same_host.iter().find(|r| r.port.is_none()))
     }
 
     async fn proxy(&self, req: Request<Incoming>) -> Response<ProxyBody> {

@@ -284,6 +284,17 @@ async fn a_route_with_a_port_matches_only_that_port() {
         .unwrap();
     assert_eq!(resp.status(), 403, "same host, another port: not mapped");
     assert!(other.seen().is_empty());
+    // Host names match in any case.
+    let port = echo.addr.port();
+    let answer = raw(
+        &sidecar,
+        &format!("GET http://LocalHost:{port}/mixed HTTP/1.1\r\nHost: LocalHost:{port}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let seen = echo.seen().pop().unwrap();
+    assert_eq!(seen.uri, "/mixed");
+    assert!(seen.authorization().unwrap().starts_with("Bearer "));
     sidecar.stop().await;
 }
 

@@ -441,7 +441,14 @@ pub struct CredentialSpec {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub ca_file: Option<PathBuf>,
+    /// Top-level `token_requests_per_second`: the pace of token requests to
+    /// this credential's token endpoint, shared with every credential that
+    /// names the same one.
+    pub endpoint_rate: f64,
 }
+
+/// `token_requests_per_second` when not configured.
+pub const DEFAULT_TOKEN_RATE: f64 = 50.0;
 
 /// `[[outbound]]`, validated.
 #[derive(Debug, Clone, PartialEq)]

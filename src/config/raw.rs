@@ -23,6 +23,8 @@ pub struct FileConfig {
     pub worker_threads: Option<Text>,
     /// Where still-valid tokens are kept across restarts (off when absent).
     pub token_cache_dir: Option<PathBuf>,
+    /// At most this many token requests per second to each token endpoint.
+    pub token_requests_per_second: Option<Text>,
     /// After SIGTERM, how long new connections are still accepted.
     pub drain_grace: Option<Text>,
     /// One log line per proxied request (default true).

@@ -3,8 +3,8 @@
 
 use super::raw::{CredentialConfig, FileConfig, OutboundConfig, SecretConfig, Text};
 use super::{
-    AdminSettings, AuthMethod, ClientAuth, ClientCert, Config, CredentialSpec, Endpoint, Errors,
-    Issue, OutboundSpec, SecretSource,
+    AdminSettings, AuthMethod, ClientAuth, ClientCert, Config, CredentialSpec, DEFAULT_TOKEN_RATE,
+    Endpoint, Errors, Issue, OutboundSpec, SecretSource,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -62,10 +62,25 @@ pub fn validate(raw: &FileConfig) -> Result<Config, Errors> {
     let limits = v.limits(raw, drain_timeout);
     let issuer = raw.issuer.as_ref().and_then(|c| v.issuer(c));
     let inbound = raw.inbound.as_ref().and_then(|c| v.inbound(c));
+    let rate_text = raw.token_requests_per_second.as_ref().map(|t| t.0.trim());
+    let endpoint_rate = match rate_text.map(str::parse::<f64>) {
+        None => DEFAULT_TOKEN_RATE,
+        Some(Ok(r)) if (0.01..=100_000.0).contains(&r) => r,
+        Some(_) => {
+            v.issue(
+                "token_requests_per_second",
+                format!(
+                    "must be a number from 0.01 to 100000, got `{}`",
+                    rate_text.unwrap_or_default()
+                ),
+            );
+            DEFAULT_TOKEN_RATE
+        }
+    };
     let credentials: Vec<_> = raw
         .credentials
         .iter()
-        .filter_map(|(name, c)| v.credential(name, c))
+        .filter_map(|(name, c)| v.credential(name, c, endpoint_rate))
         .collect();
     let outbound: Vec<_> = raw
         .outbound
@@ -243,7 +258,12 @@ impl Validator {
         d
     }
 
-    fn credential(&mut self, name: &str, c: &CredentialConfig) -> Option<Arc<CredentialSpec>> {
+    fn credential(
+        &mut self,
+        name: &str,
+        c: &CredentialConfig,
+        endpoint_rate: f64,
+    ) -> Option<Arc<CredentialSpec>> {
         let p = |k: &str| format!("credentials.{name}.{k}");
         if !valid_name(name) {
             self.issue(
@@ -358,6 +378,7 @@ impl Validator {
             timeout,
             connect_timeout,
             ca_file: c.ca_file.clone(),
+            endpoint_rate,
         }))
     }
 

@@ -16,6 +16,8 @@
 
 use crate::config::RuleSpec;
 use http::Method;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// What a matched rule asks of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,35 +30,112 @@ pub enum Need<'r> {
 
 pub struct Rules {
     rules: Vec<RuleSpec>,
+    /// Past a few rules, which rules a path can match at all, by the
+    /// lower-cased first segment of the rule's path: matching costs the same
+    /// with 1,000 rules as with 10.
+    index: Option<FirstSegment>,
 }
+
+/// Rule numbers (ascending, so the first match still wins) by first segment.
+struct FirstSegment {
+    by_segment: HashMap<String, Vec<usize>>,
+    /// Rules that can match under any first segment (`/*`).
+    anywhere: Vec<usize>,
+}
+
+/// Up to this many rules a scan is as fast as a lookup.
+const SCAN_MAX: usize = 16;
 
 impl Rules {
     pub fn new(rules: &[RuleSpec]) -> Self {
+        let index = (rules.len() > SCAN_MAX).then(|| {
+            let mut index = FirstSegment {
+                by_segment: HashMap::new(),
+                anywhere: Vec::new(),
+            };
+            for (i, r) in rules.iter().enumerate() {
+                match first_segment(&r.path) {
+                    Some(seg) => index
+                        .by_segment
+                        .entry(seg.to_ascii_lowercase())
+                        .or_default()
+                        .push(i),
+                    None => index.anywhere.push(i),
+                }
+            }
+            index
+        });
         Rules {
             rules: rules.to_vec(),
+            index,
         }
     }
 
     /// The first rule for `method` and `path`, or `None` when no rule matches.
     pub fn find(&self, method: &Method, path: &str) -> Option<Need<'_>> {
         let folded = windows_folded(path);
-        self.rules
-            .iter()
-            .find(|r| {
-                let matched = if r.public {
-                    path_matches(r, path, true)
-                } else {
-                    path_matches(r, &folded, false)
+        let matches = |r: &RuleSpec| {
+            let matched = if r.public {
+                path_matches(r, path, true)
+            } else {
+                path_matches(r, &folded, false)
+            };
+            matched && method_matches(r, method)
+        };
+        let found = match &self.index {
+            None => self.rules.iter().find(|r| matches(r)),
+            Some(index) => {
+                // A public rule can only match the path's own first segment, a
+                // protecting one the folded path's: the first match among
+                // those candidates is the first match of the whole table.
+                let mut best: Option<usize> = None;
+                let mut first_in = |candidates: &[usize]| {
+                    let limit = best.unwrap_or(usize::MAX);
+                    let hit = candidates
+                        .iter()
+                        .copied()
+                        .take_while(|&i| i < limit)
+                        .find(|&i| self.rules.get(i).is_some_and(&matches));
+                    best = hit.or(best);
                 };
-                matched && method_matches(r, method)
-            })
-            .map(|r| {
-                if r.public {
-                    Need::Public
-                } else {
-                    Need::Scopes(&r.scopes)
+                first_in(&index.anywhere);
+                let own = first_segment(path).map(lower);
+                if let Some(list) = own.as_deref().and_then(|s| index.by_segment.get(s)) {
+                    first_in(list);
                 }
-            })
+                let folded_seg = first_segment(&folded).map(lower);
+                if folded_seg != own
+                    && let Some(list) = folded_seg.as_deref().and_then(|s| index.by_segment.get(s))
+                {
+                    first_in(list);
+                }
+                best.and_then(|i| self.rules.get(i))
+            }
+        };
+        found.map(|r| {
+            if r.public {
+                Need::Public
+            } else {
+                Need::Scopes(&r.scopes)
+            }
+        })
+    }
+}
+
+/// The first segment of a path that starts with `/` (`orders` of
+/// `/orders/1`, `` of `/`); `None` for a path that names none (the `""` of
+/// a `/*` rule).
+fn first_segment(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix('/')?;
+    Some(rest.split_once('/').map_or(rest, |(seg, _)| seg))
+}
+
+/// ASCII lower case, borrowed when already lower case (most paths).
+fn lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(s)
     }
 }
 
@@ -224,8 +303,65 @@ mod tests {
             prop::collection::vec(piece, 0..8).prop_map(|v| format!("/{}", v.concat()))
         }
 
+        fn rule_path() -> impl Strategy<Value = String> {
+            let seg = prop_oneof![
+                Just("admin"),
+                Just("Admin"),
+                Just("public"),
+                Just("x"),
+                Just("orders"),
+                Just(""),
+            ];
+            (prop::collection::vec(seg, 0..3), any::<bool>()).prop_map(|(segs, prefix)| {
+                let path = segs.iter().map(|s| format!("/{s}")).collect::<String>();
+                match (path.is_empty(), prefix) {
+                    (true, false) => "/".to_owned(),
+                    (_, true) => format!("{path}/*"),
+                    (false, false) => path,
+                }
+            })
+        }
+
+        fn a_rule() -> impl Strategy<Value = RuleSpec> {
+            let methods = prop_oneof![Just(vec![]), Just(vec!["GET"]), Just(vec!["POST"])];
+            (rule_path(), methods, any::<bool>())
+                .prop_map(|(path, methods, public)| rule(&path, &methods, &["s"], public))
+        }
+
+        fn request_path() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("admin"),
+                Just("ADMIN"),
+                Just("admin."),
+                Just("admin%20"),
+                Just("admin::$DATA"),
+                Just("public"),
+                Just("Public"),
+                Just("x"),
+                Just("orders"),
+                Just(""),
+            ];
+            prop::collection::vec(piece, 0..4).prop_map(|v| format!("/{}", v.join("/")))
+        }
+
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// Past SCAN_MAX rules the index answers as the plain scan does.
+            #[test]
+            fn the_index_finds_what_a_scan_finds(
+                table in prop::collection::vec(a_rule(), SCAN_MAX + 1..60),
+                paths in prop::collection::vec(request_path(), 1..20),
+                get in any::<bool>(),
+            ) {
+                let indexed = Rules::new(&table);
+                prop_assert!(indexed.index.is_some());
+                let scanned = Rules { rules: table.clone(), index: None };
+                let method = if get { Method::GET } else { Method::POST };
+                for p in &paths {
+                    prop_assert_eq!(indexed.find(&method, p), scanned.find(&method, p), "{}", p);
+                }
+            }
 
             /// Whatever the spelling, once normalised: a path under `/admin`
             /// in any case needs `admin`, and only `/public` in its exact case

@@ -3,6 +3,7 @@
 
 use super::assertion::AssertionKey;
 use super::grant::{FetchError, Issued, MAX_BODY, Proof, build_request, parse_response, scrub};
+use super::pace::{self, Pacer};
 use crate::config::redact_url;
 use crate::config::{ClientAuth, CredentialSpec, Endpoint};
 use crate::metrics::Outcome;
@@ -125,6 +126,8 @@ pub struct Fetcher {
     spec: Arc<CredentialSpec>,
     client: Mutex<Built>,
     discovered: Mutex<Option<Discovered>>,
+    /// Shared with every credential that names the same endpoint.
+    pacer: Arc<Pacer>,
 }
 
 /// The client and the client certificate it was built with (a digest of the
@@ -147,6 +150,7 @@ impl Fetcher {
     /// and its client certificate when it has one (read again before each request).
     pub fn new(spec: Arc<CredentialSpec>) -> Result<Self, ClientError> {
         let client = shared_client(&spec)?;
+        let pacer = pace::for_endpoint(spec.endpoint.url().as_str(), spec.endpoint_rate);
         Ok(Fetcher {
             spec,
             client: Mutex::new(Built {
@@ -154,7 +158,18 @@ impl Fetcher {
                 identity: None,
             }),
             discovered: Mutex::new(None),
+            pacer,
         })
+    }
+
+    /// When the next token request may go, at the endpoint's pace.
+    pub fn turn(&self) -> Instant {
+        self.pacer.reserve(Instant::now())
+    }
+
+    /// How many credentials ask this credential's token endpoint.
+    pub fn endpoint_sharers(&self) -> usize {
+        pace::sharers(&self.pacer)
     }
 
     /// Ask the token endpoint for a token once.

@@ -9,6 +9,7 @@ pub mod assertion;
 pub mod disk;
 mod fetch;
 pub mod grant;
+pub mod pace;
 mod refresh;
 pub mod schedule;
 
@@ -86,6 +87,9 @@ pub struct Credential {
     status: watch::Sender<Status>,
     /// Wakes the refresh task early (upstream 401, rotated secret file).
     kick: Arc<Notify>,
+    /// A request waits for a token: the refresh task stops waiting for its
+    /// turn at the endpoint's pace ([`pace`]).
+    demand: Notify,
     last_early_refresh_ms: AtomicU64,
     epoch: Instant,
     metrics: TokenMetrics,
@@ -115,6 +119,7 @@ impl Credential {
             slot: ArcSwapOption::empty(),
             status,
             kick: Arc::new(Notify::new()),
+            demand: Notify::new(),
             last_early_refresh_ms: AtomicU64::new(u64::MAX),
             epoch: Instant::now(),
             metrics,
@@ -142,6 +147,7 @@ impl Credential {
         if let Some(b) = self.current() {
             return Ok(b);
         }
+        self.demand.notify_one();
         let deadline = Instant::now() + wait;
         let mut rx = self.status.subscribe();
         loop {

@@ -8,8 +8,15 @@
 //! per episode, counted). With `token_cache_dir`, a still-valid token from the
 //! previous run is used at start instead of a token request, and every new
 //! token is written there.
+//!
+//! Spreading: every request waits for its turn at the token endpoint's pace
+//! ([`super::pace`]); and when more than [`BURST`] credentials share that
+//! endpoint, the first refresh after start comes at a random point before
+//! the usual one ([`spread`]), so credentials started together do not go on
+//! refreshing together.
 
-use super::schedule::refresh_in;
+use super::pace::BURST;
+use super::schedule::{refresh_in, spread};
 use super::{Credential, Fetcher, Status};
 use crate::metrics::{Outcome, TokenRequestLabels};
 use crate::retry::backoff;
@@ -34,7 +41,10 @@ pub async fn run(
     // When the last token requests were made, for the hourly budget.
     let mut sent: VecDeque<Instant> = VecDeque::new();
     let mut over_budget_logged = false;
+    // Until the first token of this run (a token from disk keeps its schedule).
+    let mut first = true;
     if let Some(wait) = cache_file.as_ref().and_then(|f| from_disk(&cred, f)) {
+        first = false;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
@@ -71,12 +81,41 @@ pub async fn run(
             over_budget_logged = false;
             sent.push_back(Instant::now());
         }
-        let wait = attempt(&cred, &fetcher, cache_file.as_ref(), &mut failures).await;
+        if !my_turn(&cred, &fetcher, &mut shutdown).await {
+            return;
+        }
+        let wait = attempt(
+            &cred,
+            &fetcher,
+            cache_file.as_ref(),
+            &mut failures,
+            &mut first,
+        )
+        .await;
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = cred.kick.notified() => {}
             _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
         }
+    }
+}
+
+/// Wait for this request's turn at the endpoint's pace. A request waiting
+/// for a token, or a kick, cuts the wait short. False on shutdown.
+async fn my_turn(
+    cred: &Credential,
+    fetcher: &Fetcher,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let at = fetcher.turn();
+    if at <= Instant::now() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep_until(at) => true,
+        _ = cred.demand.notified() => true,
+        _ = cred.kick.notified() => true,
+        _ = crate::shutdown::until_shutdown(shutdown) => false,
     }
 }
 
@@ -119,6 +158,7 @@ async fn attempt(
     fetcher: &Fetcher,
     cache_file: Option<&super::disk::CacheFile>,
     failures: &mut u32,
+    first: &mut bool,
 ) -> Duration {
     cred.status.send_modify(|s| s.fetching = true);
     // The lifetime counts from when we asked: a slow answer must not stretch it.
@@ -166,7 +206,10 @@ async fn attempt(
                 tracing::info!(credential = %cred.name, "token fetch recovered");
             }
             *failures = 0;
-            let wait = refresh_in(lifetime, cred.spec.refresh_at, rng.random_range(-1.0..=1.0));
+            let mut wait = refresh_in(lifetime, cred.spec.refresh_at, rng.random_range(-1.0..=1.0));
+            if std::mem::take(first) && fetcher.endpoint_sharers() > BURST as usize {
+                wait = spread(wait, rng.random_range(0.0..=1.0));
+            }
             tracing::info!(credential = %cred.name, lifetime_s = lifetime.as_secs(), refresh_in_s = wait.as_secs_f64().round(), "token fetched");
             cred.status.send_replace(Status::default());
             wait

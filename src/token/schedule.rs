@@ -18,6 +18,13 @@ pub fn refresh_in(lifetime: Duration, refresh_at: f64, jitter: f64) -> Duration 
         .max(MIN_REFRESH)
 }
 
+/// The first refresh of a credential started together with many others:
+/// `u` ∈ [0, 1] of the usual wait (at least [`MIN_REFRESH`]), so their
+/// refresh times spread evenly over one refresh period.
+pub fn spread(wait: Duration, u: f64) -> Duration {
+    wait.mul_f64(u.clamp(0.0, 1.0)).max(MIN_REFRESH).min(wait)
+}
+
 /// How long a token is sent: its lifetime less a small skew for clock
 /// differences and transit (at most 5 s, at most a tenth of the lifetime).
 pub fn usable(lifetime: Duration) -> Duration {
@@ -59,6 +66,15 @@ mod tests {
                 "{lifetime} {at} {jitter}: {got:?} != {want}"
             );
         }
+    }
+
+    #[test]
+    fn spread_stays_within_the_usual_wait() {
+        assert_eq!(spread(s(48.0), 0.0), s(1.0));
+        assert_eq!(spread(s(48.0), 0.5), s(24.0));
+        assert_eq!(spread(s(48.0), 1.0), s(48.0));
+        assert_eq!(spread(s(48.0), 7.0), s(48.0));
+        assert_eq!(spread(s(0.5), 0.0), s(0.5));
     }
 
     #[test]

@@ -175,5 +175,15 @@ pub(crate) fn routes_and_ranges() -> Vec<Case> {
             "worker_threads = 0\n[admin]",
             "worker_threads: must be a whole number from 1 to 1024, got `0`",
         ),
+        (
+            "[admin]",
+            "token_requests_per_second = 0\n[admin]",
+            "token_requests_per_second: must be a number from 0.01 to 100000, got `0`",
+        ),
+        (
+            "[admin]",
+            "token_requests_per_second = \"fast\"\n[admin]",
+            "token_requests_per_second: must be a number from 0.01 to 100000, got `fast`",
+        ),
     ]
 }
