@@ -75,10 +75,11 @@ pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
 fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Config, Errors> {
     let merged = env::merge(file.clone(), env);
     let (raw, unknown) = parse(&merged)?;
+    drop(merged);
     // Unknown keys the file holds are errors. Those only the environment brings
     // are warnings: Kubernetes injects `M2M_PORT`, `M2M_SERVICE_HOST` and the
     // like into every pod when a Service is named `m2m`.
-    let in_file: HashSet<String> = if env.is_empty() {
+    let in_file: HashSet<String> = if env.is_empty() || unknown.is_empty() {
         unknown.iter().map(|i| i.path.clone()).collect()
     } else {
         parse(&file)
@@ -111,6 +112,7 @@ fn parse(figment: &Figment) -> Result<(FileConfig, Vec<Issue>), Errors> {
         .map_err(|e| Errors::one("", format!("cannot parse config: {}", e.kind)))?;
     let json = serde_json::to_value(&value)
         .map_err(|e| Errors::one("", format!("cannot parse config: {e}")))?;
+    drop(value);
     let mut unknown = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(&json, &mut track);

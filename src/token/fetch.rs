@@ -80,6 +80,10 @@ fn shared_client(spec: &CredentialSpec) -> Result<reqwest::Client, ClientError> 
     Ok(lock(&SHARED).entry(key).or_insert(client).clone())
 }
 
+/// Idle connections kept per token endpoint, and for how long.
+const IDLE_CONNECTIONS: usize = 2;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A reqwest client for `spec`'s token endpoint, presenting `identity` (client
 /// certificate and key, PEM) when given.
 fn build_client(
@@ -91,6 +95,10 @@ fn build_client(
         .no_proxy()
         .connect_timeout(spec.connect_timeout)
         .timeout(spec.timeout)
+        // Token requests are rare and paced ([`super::pace`]): a couple of
+        // kept connections serve them; more would only hold buffers.
+        .pool_max_idle_per_host(IDLE_CONNECTIONS)
+        .pool_idle_timeout(IDLE_TIMEOUT)
         .user_agent(concat!("m2m-sidecar/", env!("CARGO_PKG_VERSION")));
     if let Some(path) = &spec.ca_file {
         let pem = std::fs::read(path).map_err(|source| ClientError::CaUnreadable {

@@ -163,8 +163,10 @@ async fn attempt(
     cred.status.send_modify(|s| s.fetching = true);
     // The lifetime counts from when we asked: a slow answer must not stretch it.
     let (started, started_wall) = (Instant::now(), std::time::SystemTime::now());
+    // Boxed: the request's state exists only while it runs, and the task that
+    // sleeps between fetches stays small (1,000 credentials, 1,000 tasks).
     let result = tracing::Instrument::instrument(
-        fetcher.fetch(),
+        Box::pin(fetcher.fetch()),
         tracing::info_span!("token_fetch", credential = %cred.name),
     )
     .await;
