@@ -538,6 +538,10 @@ if want connections; then
         plot_point conn_cpu "outbound listener" "$c" "${R_CPU[$id]}"
         plot_point conn_rss "RSS at end of run" "$c" "$(mb "${R_END_RSS[$id]}")"
         plot_point conn_rss "VmHWM" "$c" "$(mb "${R_HWM[$id]}")"
+        case $c in
+            1024) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 40 ;;
+            4096) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 120 ;;
+        esac
     done
     CONNECTIONS=32
 fi

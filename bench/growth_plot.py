@@ -7,7 +7,8 @@ DATA lines (tab-separated):
   panel  ID  TITLE  XLABEL  YLABEL  lin|log     one chart (first definition wins)
   point  ID  SERIES  X  Y                        a point of SERIES in chart ID
 Charts appear in the order they were defined, two per row; the y axis starts at 0.
-Series with more than 40 points are drawn as lines without markers.
+Series with more than 40 points are drawn as lines without markers; a series whose
+name starts with "target" is drawn grey and dashed, without markers.
 """
 import math
 import sys
@@ -113,20 +114,25 @@ def chart(ox, oy, meta, series):
                f'text-anchor="middle">{escape(ylabel)}</text>')
     # series and legend
     for i, (name, sp) in enumerate(series.items()):
-        color = COLORS[i % len(COLORS)]
+        target = name.startswith("target")
+        color = "#777" if target else COLORS[i % len(COLORS)]
+        dash = ' stroke-dasharray="6 4"' if target else ""
         sp = sorted(sp)
         path = " ".join(f"{fx(x):.1f},{fy(y):.1f}" for x, y in sp)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="1.8"/>')
-        if len(sp) <= 40:
+        out.append(f'<polyline points="{path}" fill="none" stroke="{color}" '
+                   f'stroke-width="1.8"{dash}/>')
+        if len(sp) <= 40 and not target:
+            # value labels above the points, below them for every second series
+            dy = -6 if i % 2 == 0 else 15
             for x, y in sp:
                 out.append(f'<circle cx="{fx(x):.1f}" cy="{fy(y):.1f}" r="3.5" fill="{color}">'
                            f'<title>{escape(name)}: {fmt(x)} → {fmt(y)}</title></circle>')
-                out.append(f'<text x="{fx(x) + 5:.1f}" y="{fy(y) - 6:.1f}" font-size="10" '
+                out.append(f'<text x="{fx(x) + 5:.1f}" y="{fy(y) + dy:.1f}" font-size="10" '
                            f'fill="{color}">{fmt(round(y, 2))}</text>')
         ly = oy + H - 14
         lx = x0 + i * (pw / max(1, len(series)))
         out.append(f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 18:.1f}" y2="{ly - 4}" '
-                   f'stroke="{color}" stroke-width="3"/>')
+                   f'stroke="{color}" stroke-width="3"{dash}/>')
         out.append(f'<text x="{lx + 22:.1f}" y="{ly}">{escape(name)}</text>')
     return out
 
