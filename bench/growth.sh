@@ -37,6 +37,8 @@
 #   TOKEN_TTL     lifetimes: expires_in in seconds (default 60; QUICK 15)
 #   LIFETIME_CREDS  lifetimes: credentials (default 1000)
 #   LIFETIME_RUN  lifetimes: seconds from start (default 3.5 refresh periods + 12 s: 180 for 60 s)
+#   TOKEN_CLOSE   1 = the token endpoint closes each connection after its answer (default: keeps
+#                 them open, as most identity providers do for a while)
 #   CRED_READY_TIMEOUT  bound on start-up to /readyz in the credentials sections (default 120 s)
 #   PLOT          SVG output (default <repo>/bench/growth.svg; its data: same name, .tsv)
 #   KEEP_TMP      1 = keep the temp dir (configs, logs, raw wrk output, token request times)
@@ -65,6 +67,7 @@ REFRESH_AT=0.8 # the sidecar's default refresh_at
 LIFETIME_RUN=${LIFETIME_RUN:-$(awk -v t="$TOKEN_TTL" -v r="$REFRESH_AT" \
     'BEGIN { x = 3.5 * t * r + 12; printf "%d", (x == int(x)) ? x : int(x) + 1 }')}
 CRED_READY_TIMEOUT=${CRED_READY_TIMEOUT:-120}
+TOKEN_CLOSE=${TOKEN_CLOSE:-0}
 PLOT=${PLOT:-$REPO_DIR/bench/growth.svg}
 KEEP_TMP=${KEEP_TMP:-0}
 OUT=${OUT:-}
@@ -220,9 +223,10 @@ PY
 }
 
 start_token_server() { # start_token_server PORT [ARGS...] -> TOKEN_PID
-    local port=$1
+    local port=$1 extra=()
     shift
-    taskset -c "$WRK_CPU" python3 "$SCRIPT_DIR/token_server.py" "$port" "$TOKEN" "$@" \
+    [[ $TOKEN_CLOSE == 1 ]] && extra=(--close)
+    taskset -c "$WRK_CPU" python3 "$SCRIPT_DIR/token_server.py" "$port" "$TOKEN" "$@" "${extra[@]}" \
         >"$TMP/logs/token-$port.out" 2>&1 &
     TOKEN_PID=$!
     PIDS+=("$TOKEN_PID")
@@ -318,7 +322,8 @@ le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "n/a" && a <= b) }'; }
 #   startup T_FROM T_TO -> "total peak1s span_s" (requests with T_FROM <= t <= T_TO;
 #                          peak = most requests in any 1-second sliding window)
 #   lifetimes T_FROM T_TO PERIOD N PLOTDATA -> key=value lines; the per-second counts go to
-#                          PLOTDATA (panel "tokens")
+#                          PLOTDATA (panel "tokens"). Steady state: from PERIOD after T_FROM, or
+#                          from the last credential's first request if that is later.
 token_stats() {
     python3 - "$@" <<'PY'
 import collections, sys
@@ -349,8 +354,11 @@ period, n, plot = float(sys.argv[5]), int(sys.argv[6]), sys.argv[7]
 per_cred = collections.defaultdict(list)
 for t, cid in recs:
     per_cred[cid].append(t)
+firsts = sorted(ts[0] for ts in per_cred.values())
 gaps = [b - a for ts in per_cred.values() for a, b in zip(ts, ts[1:])]
-mean_gap = sum(gaps) / len(gaps) if gaps else 0.0
+# intervals between refreshes: without each credential's first one (start-up -> first
+# refresh, which a sidecar may shorten on purpose to spread the refreshes)
+later = [b - a for ts in per_cred.values() for a, b in zip(ts[1:], ts[2:])]
 secs = int(t1 - t0)
 buckets = [0] * secs
 for t in times:
@@ -360,26 +368,39 @@ for t in times:
 with open(plot, "a") as f:
     for s, c in enumerate(buckets):
         f.write(f"point\ttokens\ttoken requests/s\t{s}\t{c}\n")
-steady = buckets[int(period + 0.999):]
+# steady state: from one refresh period after start, or after the last first request
+steady_from = int(max(period, (firsts[-1] - t0) if firsts else 0) + 0.999)
+steady = buckets[steady_from:]
 mean = sum(steady) / len(steady) if steady else 0.0
 peak = max(steady) if steady else 0
-first = [ts[0] - t0 for ts in per_cred.values()]
+ideal = n / period
+
+
+def f1(v):
+    return f"{v:.1f}"
+
+
+def stats(xs):
+    return " / ".join(f1(v) for v in (sum(xs) / len(xs), min(xs), max(xs))) if xs else "n/a"
+
+
 out = {
     "total": len(times),
     "credentials_seen": len(per_cred),
-    "startup_span": f"{max(first) - min(first):.2f}" if first else "n/a",
+    "startup_span": f"{firsts[-1] - firsts[0]:.2f}" if firsts else "n/a",
+    "startup_peak": peak_window(firsts),
     "refreshes": len(gaps),
-    "mean_gap": f"{mean_gap:.1f}" if gaps else "n/a",
-    "min_gap": f"{min(gaps):.1f}" if gaps else "n/a",
-    "max_gap": f"{max(gaps):.1f}" if gaps else "n/a",
-    "per_period": f"{period / mean_gap:.2f}" if mean_gap > 0 else "n/a",
-    "steady_from": int(period + 0.999),
+    "gaps_all": stats(gaps),
+    "gaps_later": stats(later),
+    "per_period_gap": f"{period / (sum(later) / len(later)):.2f}" if later else "n/a",
+    "steady_from": steady_from,
     "steady_secs": len(steady),
     "steady_reqs": sum(steady),
-    "steady_mean": f"{mean:.1f}",
+    "steady_mean": f1(mean),
+    "per_period_rate": f"{mean / ideal:.2f}" if ideal > 0 else "n/a",
     "steady_peak": peak,
-    "peak_over_mean": f"{peak / mean:.1f}" if mean > 0 else "n/a",
-    "ideal_mean": f"{n / period:.1f}",
+    "peak_over_mean": f1(peak / mean) if mean > 0 else "n/a",
+    "ideal_mean": f1(ideal),
 }
 for k, v in out.items():
     print(f"{k}={v}")
@@ -488,7 +509,7 @@ fi
 # --------------------------------------------------------------------------
 # 1c. Credentials: start-up time, idle RSS, token requests at start-up
 # --------------------------------------------------------------------------
-declare -A C_START C_RSS C_TOTAL C_PEAK C_SPAN
+declare -A C_START C_RSS C_TOTAL C_PEAK C_SPAN C_FDS
 if want credentials; then
     plot_panel cred_rss "Idle RSS vs credentials (one token endpoint)" "credentials" "MB" log
     for n in "${SIZE_LIST[@]}"; do
@@ -505,11 +526,12 @@ if want credentials; then
         fi
         sleep "$SETTLE" # idle: no traffic, then read the resident set
         C_RSS[$id]=$(mb "$(kb_of "$SIDECAR_PID" VmRSS)")
+        C_FDS[$id]=$(find "/proc/$SIDECAR_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
         t_end=$EPOCHREALTIME
         curl -fsS --max-time 10 "http://127.0.0.1:$PORT_TOKEN/__times" >"$TMP/logs/$id-times.txt" ||
             die "cannot read the token server's /__times"
         read -r "C_TOTAL[$id]" "C_PEAK[$id]" "C_SPAN[$id]" < <(token_stats startup "$TMP/logs/$id-times.txt" "$T_LAUNCH" "$t_end")
-        log "[$id] ready after ${C_START[$id]} s, idle RSS ${C_RSS[$id]} MB, ${C_TOTAL[$id]} token requests (peak ${C_PEAK[$id]} in 1 s, first to last ${C_SPAN[$id]} s)"
+        log "[$id] ready after ${C_START[$id]} s, idle RSS ${C_RSS[$id]} MB, ${C_FDS[$id]} open fds, ${C_TOTAL[$id]} token requests (peak ${C_PEAK[$id]} in 1 s, first to last ${C_SPAN[$id]} s)"
         forget_pid "$SIDECAR_PID"
         plot_point cred_rss "idle RSS" "$n" "${C_RSS[$id]}"
     done
@@ -579,7 +601,7 @@ if want lifetimes; then
     forget_pid "$SIDECAR_PID"
     while IFS='=' read -r k v; do L[$k]=$v; done < <(token_stats lifetimes "$TMP/logs/lifetimes-times.txt" \
         "$T_LAUNCH" "$t_end" "$PERIOD" "$LIFETIME_CREDS" "$PLOT_DATA")
-    log "[lifetimes] ${L[total]} token requests, ${L[per_period]} per credential per period, steady ${L[steady_mean]}/s mean, ${L[steady_peak]}/s peak"
+    log "[lifetimes] ${L[total]} token requests, ${L[per_period_rate]} per credential per period, steady ${L[steady_mean]}/s mean, ${L[steady_peak]}/s peak"
 fi
 
 # --------------------------------------------------------------------------
@@ -634,13 +656,13 @@ report() {
     fi
     if want credentials; then
         echo
-        echo "#### Credentials: N credentials on one token endpoint, one outbound listener, no traffic"
+        echo "#### Credentials: N credentials on one token endpoint ($( [[ $TOKEN_CLOSE == 1 ]] && echo "closes each connection" || echo "keeps connections open")), one outbound listener, no traffic"
         echo
-        echo "| credentials | start-up to /readyz 200 (s) | idle RSS MB (${SETTLE} s after ready) | token requests at start-up | peak token requests in any 1 s | first to last token request (s) |"
-        echo "|---:|---:|---:|---:|---:|---:|"
+        echo "| credentials | start-up to /readyz 200 (s) | idle RSS MB (${SETTLE} s after ready) | sidecar open fds | token requests at start-up | peak token requests in any 1 s | first to last token request (s) |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|"
         for n in "${SIZE_LIST[@]}"; do
             id=cred-$n
-            echo "| $(size_label "$n") | ${C_START[$id]} | ${C_RSS[$id]} | ${C_TOTAL[$id]} | ${C_PEAK[$id]} | ${C_SPAN[$id]} |"
+            echo "| $(size_label "$n") | ${C_START[$id]} | ${C_RSS[$id]} | ${C_FDS[$id]} | ${C_TOTAL[$id]} | ${C_PEAK[$id]} | ${C_SPAN[$id]} |"
         done
         local last=cred-${SIZE_LIST[-1]}
         echo
@@ -676,12 +698,14 @@ report() {
         echo "| figure | value |"
         echo "|---|---:|"
         echo "| token requests in ${LIFETIME_RUN} s | ${L[total]} |"
-        echo "| credentials seen / first requests spread over (s) | ${L[credentials_seen]} / ${L[startup_span]} |"
+        echo "| credentials seen; their first requests spread over (s); peak of those in any 1 s | ${L[credentials_seen]}; ${L[startup_span]}; ${L[startup_peak]} |"
         echo "| refreshes (requests after a credential's first) | ${L[refreshes]} |"
-        echo "| mean / min / max interval between a credential's requests (s) | ${L[mean_gap]} / ${L[min_gap]} / ${L[max_gap]} |"
-        echo "| requests per credential per refresh period (${PERIOD} s / mean interval) | ${L[per_period]} |"
+        echo "| interval between a credential's requests, mean / min / max (s) | ${L[gaps_all]} |"
+        echo "| the same without each credential's first interval (refresh to refresh) | ${L[gaps_later]} |"
+        echo "| requests per credential per refresh period: ${PERIOD} s / mean refresh-to-refresh interval | ${L[per_period_gap]} |"
         echo "| steady state (from ${L[steady_from]} s, ${L[steady_secs]} one-second buckets): requests | ${L[steady_reqs]} |"
         echo "| steady state mean requests/s (ideal $LIFETIME_CREDS / ${PERIOD} s = ${L[ideal_mean]}) | ${L[steady_mean]} |"
+        echo "| requests per credential per refresh period in the steady state (mean / ideal) | ${L[per_period_rate]} |"
         echo "| steady state peak requests/s (1-second bucket) | ${L[steady_peak]} |"
         echo "| peak / mean | ${L[peak_over_mean]} |"
         echo "| sidecar RSS at the end | ${L[rss]} MB |"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Minimal OAuth 2.0 token endpoint for the benchmarks (stdlib only).
 
-Usage: token_server.py PORT [TOKEN] [--expires-in SECONDS]
+Usage: token_server.py PORT [TOKEN] [--expires-in SECONDS] [--close]
 
 Answers every POST with a fixed client-credentials token response
-(`expires_in` 3600 unless --expires-in says otherwise) and keeps, per request,
+(`expires_in` 3600 unless --expires-in says otherwise; with --close, then closes
+the connection, `Connection: close`) and keeps, per request,
 the time it arrived and the client_id it named:
 
   GET /__count   how many token requests were served (run.sh shows the sidecar
@@ -27,6 +28,7 @@ _args = argparse.ArgumentParser(description="fixed-answer OAuth token endpoint")
 _args.add_argument("port", type=int)
 _args.add_argument("token", nargs="?", default="bench-token")
 _args.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
+_args.add_argument("--close", action="store_true", help="close the connection after each token")
 ARGS = _args.parse_args()
 
 BODY = json.dumps(
@@ -60,8 +62,11 @@ def clean(text):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def _send(self, code, body, ctype="application/json"):
+    def _send(self, code, body, ctype="application/json", close=False):
         self.send_response(code)
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
@@ -78,7 +83,7 @@ class Handler(BaseHTTPRequestHandler):
             _count += 1
             if len(_records) < MAX_RECORDS:
                 _records.append((now, cid))
-        self._send(200, BODY)
+        self._send(200, BODY, close=ARGS.close)
 
     def do_GET(self):  # noqa: N802
         if self.path == "/__count":
