@@ -30,12 +30,14 @@
 #   SIDECAR_BIN   sidecar binary (default <repo>/target/release/m2m-sidecar; copied into the
 #                 temp dir first, so a rebuild during the run does not matter)
 #   SECTIONS      comma list of the sections above, or `config`, or `all` (default all)
-#   QUICK         1 = smoke run: 3 s measurements, 1 s warm-up, 15 s tokens, ~1 min lifetimes
+#   QUICK         1 = smoke run: 3 s measurements, 1 s warm-up; lifetimes: 200 credentials,
+#                 15 s tokens, 54 s
 #   DURATION      measured wrk run per point (default 10s; QUICK 3s); warm-up WARMUP (2s; QUICK 1s)
 #   SIZES         configuration sizes (default "1 100 1000")
 #   CONN_LEVELS   connection counts (default "32 256 1024 4096")
 #   TOKEN_TTL     lifetimes: expires_in in seconds (default 60; QUICK 15)
-#   LIFETIME_CREDS  lifetimes: credentials (default 1000)
+#   LIFETIME_CREDS  lifetimes: credentials (default 1000; QUICK 200). Keep LIFETIME_CREDS /
+#                 (0.8 × TOKEN_TTL) under the sidecar's token_requests_per_second (default 50)
 #   LIFETIME_RUN  lifetimes: seconds from start (default 3.5 refresh periods + 12 s: 180 for 60 s)
 #   TOKEN_CLOSE   1 = the token endpoint closes each connection after its answer (default: keeps
 #                 them open, as most identity providers do for a while)
@@ -54,7 +56,9 @@ source "$SCRIPT_DIR/lib.sh"
 
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
+    # 200 credentials with 15 s tokens: 17 token requests/s, under the sidecar's default pace
     DURATION=${DURATION:-3s} WARMUP=${WARMUP:-1s} TOKEN_TTL=${TOKEN_TTL:-15} SETTLE=2
+    LIFETIME_CREDS=${LIFETIME_CREDS:-200}
 else
     DURATION=${DURATION:-10s} WARMUP=${WARMUP:-2s} TOKEN_TTL=${TOKEN_TTL:-60} SETTLE=3
 fi
