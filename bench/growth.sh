@@ -34,6 +34,9 @@
 #                 15 s tokens, 54 s
 #   DURATION      measured wrk run per point (default 10s; QUICK 3s); warm-up WARMUP (2s; QUICK 1s)
 #   SIZES         configuration sizes (default "1 100 1000")
+#   INSTR         forward/inbound: also count user-space instructions per request with
+#                 callgrind (repeatable on a busy machine): auto (default: if valgrind is
+#                 installed), 1 (required), 0 (off). INSTR_DURATION: its wrk -c8 run (default 5s; QUICK 3s)
 #   CONN_LEVELS   connection counts (default "32 256 1024 4096")
 #   TOKEN_TTL     lifetimes: expires_in in seconds (default 60; QUICK 15)
 #   LIFETIME_CREDS  lifetimes: credentials (default 1000; QUICK 200). Keep LIFETIME_CREDS /
@@ -72,6 +75,8 @@ LIFETIME_RUN=${LIFETIME_RUN:-$(awk -v t="$TOKEN_TTL" -v r="$REFRESH_AT" \
     'BEGIN { x = 3.5 * t * r + 12; printf "%d", (x == int(x)) ? x : int(x) + 1 }')}
 CRED_READY_TIMEOUT=${CRED_READY_TIMEOUT:-120}
 TOKEN_CLOSE=${TOKEN_CLOSE:-0}
+INSTR=${INSTR:-auto}
+INSTR_DURATION=${INSTR_DURATION:-$([[ $QUICK == 1 ]] && echo 3s || echo 5s)}
 PLOT=${PLOT:-$REPO_DIR/bench/growth.svg}
 KEEP_TMP=${KEEP_TMP:-0}
 OUT=${OUT:-}
@@ -121,6 +126,15 @@ for cmd in nginx wrk curl python3 openssl taskset getconf timeout; do
 done
 install_packages "${need_pkgs[@]}"
 NGINX_BIN=${NGINX_BIN:-$(command -v nginx)}
+have_valgrind() { command -v valgrind && command -v callgrind_control && command -v callgrind_annotate; } >/dev/null 2>&1
+case $INSTR in
+    auto) if have_valgrind; then INSTR=1; else INSTR=0; fi ;;
+    1) have_valgrind || die "INSTR=1 needs valgrind (apt-get install -y valgrind)" ;;
+    0) ;;
+    *) die "INSTR is auto, 1 or 0" ;;
+esac
+[[ $INSTR_DURATION =~ ^([1-9][0-9]*)s?$ ]] || die "INSTR_DURATION must look like 5s"
+INSTR_DURATION_S=${BASH_REMATCH[1]}
 [[ -x $SIDECAR_BIN ]] || die "sidecar binary not found at $SIDECAR_BIN (cargo build --release, or set SIDECAR_BIN)"
 
 check_cpus "$PROXY_CPU" "$WRK_CPU"
@@ -156,7 +170,7 @@ PLOT_DATA=$TMP/plot.tsv
 WARNINGS=()
 # shellcheck disable=SC2034 # R_UPCPU and the other R_* are filled by lib.sh's measured_run
 declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_PCT R_UPPCT R_ERR R_CORE0 R_CORE1 R_WRKPCT
-declare -A R_IDLE_RSS R_END_RSS R_HWM
+declare -A R_IDLE_RSS R_END_RSS R_HWM R_INSTR
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -306,12 +320,55 @@ measure() {
     log "[$id] $WRK_RPS req/s, p50 $WRK_P50, p99 $WRK_P99, ${R_CPU[$id]} µs CPU/req (${R_PCT[$id]}% core), errors ${R_ERR[$id]}"
 }
 
+# instr_count ID CONF URL: the sidecar under callgrind (core 0), a 2 s wrk -c8 warm-up, counters
+# zeroed, a wrk -c8 run of INSTR_DURATION (core 1), counters dumped; sets R_INSTR[ID] to the
+# sidecar's user-space instructions per request (all its threads), as bench/instructions.sh.
+instr_count() {
+    local id=$1 conf=$2 url=$3 pid i prof="" total reqs errs conns=$CONNECTIONS
+    local dir="$TMP/callgrind-$1" out="$TMP/logs/wrk-$1-callgrind.txt"
+    mkdir -p "$dir"
+    M2M_WORKER_THREADS=1 taskset -c "$PROXY_CPU" valgrind --tool=callgrind \
+        --callgrind-out-file="$dir/callgrind.out" "$BIN" run --config "$conf" \
+        >"$TMP/logs/$id-callgrind.out" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_ready "http://127.0.0.1:$PORT_ADMIN/readyz" "$pid" 120 >/dev/null ||
+        { tail -n 30 "$TMP/logs/$id-callgrind.out" >&2; die "[$id] sidecar under callgrind not ready within 120 s"; }
+    log "[$id] callgrind: warm-up, then ${INSTR_DURATION_S}s with 8 connections"
+    CONNECTIONS=8
+    run_wrk "$url" 2 "$TMP/logs/wrk-$id-callgrind-warmup.txt"
+    timeout 30 callgrind_control -z "$pid" >/dev/null || die "[$id] callgrind_control -z failed"
+    run_wrk "$url" "$INSTR_DURATION_S" "$out"
+    CONNECTIONS=$conns
+    timeout 60 callgrind_control -d "$pid" >/dev/null || die "[$id] callgrind_control -d failed"
+    for ((i = 0; i < 300; i++)); do # the dump is written by the sidecar's process: poll, bounded
+        prof=$(find "$dir" -name 'callgrind.out.*' -size +0 | head -n1)
+        [[ -n $prof ]] && total=$(callgrind_annotate "$prof" 2>/dev/null |
+            awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }') && [[ -n $total ]] && break
+        sleep 0.1
+    done
+    [[ -n ${total:-} ]] || die "[$id] no callgrind dump in $dir"
+    reqs=$(awk '/requests in/ { print $1 }' "$out")
+    errs=$(awk '/Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 }
+                /Non-2xx or 3xx responses:/ { s += $NF } END { print s + 0 }' "$out")
+    if [[ -z $reqs ]] || ((reqs == 0 || errs > 0)); then
+        cat "$out" >&2
+        die "[$id] callgrind run: ${reqs:-no} requests, $errs errors"
+    fi
+    R_INSTR[$id]=$((total / reqs))
+    log "[$id] ${R_INSTR[$id]} instructions per request ($reqs requests)"
+    forget_pid "$pid"
+}
+
 # Largest |value / base - 1| over the given ids, in percent; "n/a" without a base.
+# The values: R_CPU, or the associative array named by DEV_OF.
+DEV_OF=R_CPU
 max_dev() {
     local base=$1 id vals=""
+    local -n arr=$DEV_OF
     shift
-    for id in "$@"; do vals+="${R_CPU[$id]} "; done
-    awk -v b="${R_CPU[$base]}" -v v="$vals" 'BEGIN {
+    for id in "$@"; do vals+="${arr[$id]:-0} "; done
+    awk -v b="${arr[$base]:-0}" -v v="$vals" 'BEGIN {
         if (b <= 0) { print "n/a"; exit }
         n = split(v, a, " "); m = 0
         for (i = 1; i <= n; i++) { d = a[i] / b - 1; if (d < 0) d = -d; if (d > m) m = d }
@@ -457,19 +514,28 @@ size_label() { sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta' <<<"$1"; } # 4096 -
 # --------------------------------------------------------------------------
 # 1a. Forward proxy, N mapped hosts
 # --------------------------------------------------------------------------
-if want forward; then
+cfg_panels() {
     plot_panel cfg_cpu "Sidecar CPU per request vs configuration size" "mapped hosts / inbound rules" "CPU µs/req" log
+    [[ $INSTR == 1 ]] && plot_panel cfg_instr "Sidecar instructions per request (callgrind) vs configuration size" \
+        "mapped hosts / inbound rules" "instructions/req" log
+    return 0
+}
+if want forward; then
+    cfg_panels
     cat >"$TMP/forward.lua" <<EOF
 -- absolute-form request through the forward proxy to the last mapped host
 wrk.method = "GET"
 wrk.path = "http://127.0.0.1:$PORT_UPSTREAM/"
 wrk.headers["Host"] = "127.0.0.1:$PORT_UPSTREAM"
 EOF
+    conf_forward() { # N FILE (with the current ports)
+        render "$SCRIPT_DIR/growth-forward.toml.tmpl" "$2"
+        gen_forward_routes "$1" "$PORT_UPSTREAM" >>"$2"
+    }
     for n in "${SIZE_LIST[@]}"; do
         id=fwd-$n
         new_sidecar_ports
-        render "$SCRIPT_DIR/growth-forward.toml.tmpl" "$TMP/$id.toml"
-        gen_forward_routes "$n" "$PORT_UPSTREAM" >>"$TMP/$id.toml"
+        conf_forward "$n" "$TMP/$id.toml"
         start_sidecar "$id" "$TMP/$id.toml"
         R_IDLE_RSS[$id]=$(kb_of "$SIDECAR_PID" VmRSS)
         got=$(curl -fsS --max-time 5 --noproxy '' -x "http://127.0.0.1:$PORT_SIDECAR" \
@@ -477,9 +543,15 @@ EOF
         [[ $got == "Bearer $TOKEN" ]] || die "[$id] forward proxy sent Authorization '$got', expected 'Bearer $TOKEN'"
         WRK_EXTRA=(-s "$TMP/forward.lua")
         measure "$id" "http://127.0.0.1:$PORT_SIDECAR/" run_wrk
-        WRK_EXTRA=()
         forget_pid "$SIDECAR_PID"
         plot_point cfg_cpu "forward proxy (hosts)" "$n" "${R_CPU[$id]}"
+        if [[ $INSTR == 1 ]]; then
+            new_sidecar_ports
+            conf_forward "$n" "$TMP/$id-callgrind.toml"
+            instr_count "$id" "$TMP/$id-callgrind.toml" "http://127.0.0.1:$PORT_SIDECAR/"
+            plot_point cfg_instr "forward proxy (hosts)" "$n" "${R_INSTR[$id]}"
+        fi
+        WRK_EXTRA=()
     done
 fi
 
@@ -487,14 +559,17 @@ fi
 # 1b. Inbound, N rules
 # --------------------------------------------------------------------------
 if want inbound; then
-    plot_panel cfg_cpu "Sidecar CPU per request vs configuration size" "mapped hosts / inbound rules" "CPU µs/req" log
+    cfg_panels
     python3 "$SCRIPT_DIR/inbound-keys.py" "$TMP" >/dev/null 2>"$TMP/logs/keys.err" ||
         { cat "$TMP/logs/keys.err" >&2; die "inbound-keys.py failed"; }
+    conf_inbound() { # N FILE (with the current ports)
+        render "$SCRIPT_DIR/growth-inbound.toml.tmpl" "$2"
+        gen_inbound_rules "$1" >>"$2"
+    }
     for n in "${SIZE_LIST[@]}"; do
         id=in-$n
         new_sidecar_ports
-        render "$SCRIPT_DIR/growth-inbound.toml.tmpl" "$TMP/$id.toml"
-        gen_inbound_rules "$n" >>"$TMP/$id.toml"
+        conf_inbound "$n" "$TMP/$id.toml"
         start_sidecar "$id" "$TMP/$id.toml"
         R_IDLE_RSS[$id]=$(kb_of "$SIDECAR_PID" VmRSS)
         got=$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT_SIDECAR/target/1") ||
@@ -507,6 +582,12 @@ if want inbound; then
         measure "$id" "http://127.0.0.1:$PORT_SIDECAR/target/1" run_wrk
         forget_pid "$SIDECAR_PID"
         plot_point cfg_cpu "inbound (rules)" "$n" "${R_CPU[$id]}"
+        if [[ $INSTR == 1 ]]; then
+            new_sidecar_ports
+            conf_inbound "$n" "$TMP/$id-callgrind.toml"
+            instr_count "$id" "$TMP/$id-callgrind.toml" "http://127.0.0.1:$PORT_SIDECAR/target/1"
+            plot_point cfg_instr "inbound (rules)" "$n" "${R_INSTR[$id]}"
+        fi
     done
 fi
 
@@ -612,6 +693,32 @@ fi
 # Report
 # --------------------------------------------------------------------------
 ELAPSED=$((SECONDS - T_START))
+cfg_table() { # cfg_table PREFIX COLUMN-LABEL UNIT TITLE
+    local pre=$1 b=$1-${SIZE_LIST[0]} n id ids=() dev ic="" ih="" is=""
+    [[ $INSTR == 1 ]] && { ih=" instructions/req | instr/req vs ${SIZE_LIST[0]} |"; is="---:|---:|"; }
+    echo
+    echo "#### $4"
+    echo
+    echo "| $2 | req/s | p99 | sidecar CPU µs/req | CPU/req vs ${SIZE_LIST[0]} | req/s vs ${SIZE_LIST[0]} |$ih idle RSS MB | errors |"
+    echo "|---:|---:|---:|---:|---:|---:|$is---:|---:|"
+    for n in "${SIZE_LIST[@]}"; do
+        id=$pre-$n
+        ids+=("$id")
+        [[ $INSTR == 1 ]] && ic=" ${R_INSTR[$id]} | $(ratio "${R_INSTR[$id]}" "${R_INSTR[$b]}") |"
+        echo "| $(size_label "$n") | ${R_RPS[$id]} | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(ratio "${R_CPU[$id]}" "${R_CPU[$b]}") | $(ratio "${R_RPS[$id]}" "${R_RPS[$b]}") |$ic $(mb "${R_IDLE_RSS[$id]}") | ${R_ERR[$id]} |"
+    done
+    echo
+    DEV_OF=R_CPU
+    dev=$(max_dev "$b" "${ids[@]}")
+    echo "Target CPU/req within ±10% of ${SIZE_LIST[0]} $3: largest deviation ${dev}% — $(verdict le "$dev" 10)."
+    if [[ $INSTR == 1 ]]; then
+        DEV_OF=R_INSTR
+        dev=$(max_dev "$b" "${ids[@]}")
+        echo "Instructions per request (callgrind, wrk -c8 ${INSTR_DURATION_S} s; repeatable on a busy machine): largest deviation from ${SIZE_LIST[0]} $3 ${dev}% — $(verdict le "$dev" 10)."
+    fi
+    DEV_OF=R_CPU
+}
+
 report() {
     local cpu_model n id b c
     cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo || true)
@@ -625,38 +732,12 @@ report() {
     for w in "${WARNINGS[@]}"; do echo "**Warning:** $w."; done
 
     if want forward; then
-        b=fwd-${SIZE_LIST[0]}
-        echo
-        echo "#### Forward proxy (\`[forward_proxy]\`), N mapped hosts, load on the last one (wrk -c$CONNECTIONS, absolute-form \`GET http://127.0.0.1:PORT/\`)"
-        echo
-        echo "| mapped hosts | req/s | p99 | sidecar CPU µs/req | CPU/req vs ${SIZE_LIST[0]} | req/s vs ${SIZE_LIST[0]} | idle RSS MB | errors |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
-        for n in "${SIZE_LIST[@]}"; do
-            id=fwd-$n
-            echo "| $(size_label "$n") | ${R_RPS[$id]} | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(ratio "${R_CPU[$id]}" "${R_CPU[$b]}") | $(ratio "${R_RPS[$id]}" "${R_RPS[$b]}") | $(mb "${R_IDLE_RSS[$id]}") | ${R_ERR[$id]} |"
-        done
-        local ids=() dev
-        for n in "${SIZE_LIST[@]}"; do ids+=("fwd-$n"); done
-        dev=$(max_dev "$b" "${ids[@]}")
-        echo
-        echo "Target CPU/req within ±10% of ${SIZE_LIST[0]} host: largest deviation ${dev}% — $(verdict le "$dev" 10)."
+        cfg_table fwd "mapped hosts" host \
+            "Forward proxy (\`[forward_proxy]\`), N mapped hosts, load on the last one (wrk -c$CONNECTIONS, absolute-form \`GET http://127.0.0.1:PORT/\`)"
     fi
     if want inbound; then
-        b=in-${SIZE_LIST[0]}
-        echo
-        echo "#### Inbound (\`[inbound]\`), N rules, load on the last one (\`/target/*\` public; the others \`/svcI/*\` with scopes; wrk -c$CONNECTIONS \`GET /target/1\`, no token)"
-        echo
-        echo "| rules | req/s | p99 | sidecar CPU µs/req | CPU/req vs ${SIZE_LIST[0]} | req/s vs ${SIZE_LIST[0]} | idle RSS MB | errors |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
-        for n in "${SIZE_LIST[@]}"; do
-            id=in-$n
-            echo "| $(size_label "$n") | ${R_RPS[$id]} | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(ratio "${R_CPU[$id]}" "${R_CPU[$b]}") | $(ratio "${R_RPS[$id]}" "${R_RPS[$b]}") | $(mb "${R_IDLE_RSS[$id]}") | ${R_ERR[$id]} |"
-        done
-        local ids=() dev
-        for n in "${SIZE_LIST[@]}"; do ids+=("in-$n"); done
-        dev=$(max_dev "$b" "${ids[@]}")
-        echo
-        echo "Target CPU/req within ±10% of ${SIZE_LIST[0]} rule: largest deviation ${dev}% — $(verdict le "$dev" 10)."
+        cfg_table in rules rule \
+            "Inbound (\`[inbound]\`), N rules, load on the last one (\`/target/*\` public; the others \`/svcI/*\` with scopes; wrk -c$CONNECTIONS \`GET /target/1\`, no token)"
     fi
     if want credentials; then
         echo
@@ -685,6 +766,7 @@ report() {
         done
         local ids=() dev t
         for c in "${CONN_LIST[@]}"; do ids+=("conn-$c"); done
+        DEV_OF=R_CPU
         dev=$(max_dev "$b" "${ids[@]}")
         echo
         echo "Target CPU/req within ±10% of ${CONN_LIST[0]} connections: largest deviation ${dev}% — $(verdict le "$dev" 10)."
