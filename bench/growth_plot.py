@@ -15,7 +15,7 @@ import sys
 from xml.sax.saxutils import escape
 
 W, H = 520, 320  # one chart, including its margins
-ML, MR, MT, MB = 64, 16, 36, 64  # plot area margins
+ML, MR, MT, MB = 72, 16, 36, 64  # plot area margins
 COLS = 2
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -53,6 +53,13 @@ def fmt(v):
     if v == int(v):
         return f"{int(v):,}"
     return f"{v:.3g}"
+
+
+def fmt_tick(v):
+    """axis ticks: 50k rather than 50,000"""
+    if abs(v) >= 10000 and v == int(v) and int(v) % 1000 == 0:
+        return f"{int(v) // 1000:,}k"
+    return fmt(v)
 
 
 def chart(ox, oy, meta, series):
@@ -101,12 +108,12 @@ def chart(ox, oy, meta, series):
     while t <= ytop + 1e-9:
         y = fy(t)
         out.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + pw}" y2="{y:.1f}" stroke="#e5e5e5"/>')
-        out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt(t)}</text>')
+        out.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end">{fmt_tick(t)}</text>')
         t += ystep
     for xt in xticks:
         x = fx(xt)
         out.append(f'<line x1="{x:.1f}" y1="{y0}" x2="{x:.1f}" y2="{y0 + ph}" stroke="#f0f0f0"/>')
-        out.append(f'<text x="{x:.1f}" y="{y0 + ph + 16}" text-anchor="middle">{fmt(xt)}</text>')
+        out.append(f'<text x="{x:.1f}" y="{y0 + ph + 16}" text-anchor="middle">{fmt_tick(xt)}</text>')
     out.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
     out.append(f'<text x="{x0 + pw / 2}" y="{y0 + ph + 36}" text-anchor="middle">'
                f'{escape(xlabel)}{" (log scale)" if log else ""}</text>')
