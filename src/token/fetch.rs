@@ -4,11 +4,13 @@
 use super::assertion::AssertionKey;
 use super::grant::{FetchError, Issued, MAX_BODY, Proof, build_request, parse_response, scrub};
 use super::pace::{self, Pacer};
+use super::schedule::{MIN_REFRESH, refresh_window};
 use crate::config::redact_url;
 use crate::config::{ClientAuth, CredentialSpec, Endpoint};
 use crate::metrics::Outcome;
 use crate::secret;
 use http::header;
+use rand::Rng as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -175,9 +177,21 @@ impl Fetcher {
         self.pacer.reserve(Instant::now())
     }
 
-    /// How many credentials ask this credential's token endpoint.
-    pub fn endpoint_sharers(&self) -> usize {
-        pace::sharers(&self.pacer)
+    /// When to refresh a token of `lifetime` just fetched: in the `refresh_at`
+    /// ±5% window, at the endpoint's least-booked second. The `first` token
+    /// of a credential started with more than [`pace::BURST`] others may be
+    /// refreshed from the moment the start-up requests have gone, so that
+    /// their refreshes spread over one whole period.
+    pub fn plan_refresh(&self, lifetime: Duration, first: bool) -> Duration {
+        let now = Instant::now();
+        let (lo, hi) = refresh_window(lifetime, self.spec.refresh_at);
+        let lo = if first && pace::sharers(&self.pacer) > pace::BURST as usize {
+            self.pacer.backlog(now).max(MIN_REFRESH).min(lo)
+        } else {
+            lo
+        };
+        let mut rng = rand::rng();
+        self.pacer.plan(now, (lo, hi), || rng.random::<f64>())
     }
 
     /// Ask the token endpoint for a token once.

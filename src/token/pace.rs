@@ -7,8 +7,13 @@
 //! A credential with requests waiting for its first token does not wait for
 //! its turn ([`super::Credential::bearer`] signals demand): a request in hand
 //! matters more than the pace.
+//!
+//! The pacer also plans refreshes ([`Pacer::plan`]): each one goes to the
+//! least-booked second among a few drawn at random in its window (the
+//! "power of choices"), so the refreshes of many credentials spread evenly
+//! instead of keeping the rhythm in which they started.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -16,12 +21,18 @@ use tokio::time::Instant;
 /// Requests that may go at once before the pace applies.
 pub const BURST: u32 = 10;
 
+/// Seconds drawn in a refresh window; the least booked one wins.
+const CHOICES: usize = 8;
+
 /// Spaces out the token requests to one endpoint (a GCRA leaky bucket).
 pub struct Pacer {
     interval: Duration,
     /// When the next request would go if the bucket were full: the
     /// "theoretical arrival time".
     tat: Mutex<Option<Instant>>,
+    /// Refreshes booked, by whole second since `epoch`.
+    booked: Mutex<BTreeMap<u64, u32>>,
+    epoch: Instant,
 }
 
 impl Pacer {
@@ -29,7 +40,42 @@ impl Pacer {
         Pacer {
             interval: Duration::from_secs_f64(1.0 / per_second.max(0.01)),
             tat: Mutex::new(None),
+            booked: Mutex::new(BTreeMap::new()),
+            epoch: Instant::now(),
         }
+    }
+
+    /// How long until the requests already waiting for their turn have gone.
+    pub fn backlog(&self, now: Instant) -> Duration {
+        let tat = *self.tat.lock().unwrap_or_else(PoisonError::into_inner);
+        let tolerance = self.interval * (BURST - 1);
+        tat.and_then(|t| t.checked_sub(tolerance))
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now))
+    }
+
+    /// Book a refresh between `now + lo` and `now + hi`: of [`CHOICES`] times
+    /// drawn by `draw` (uniform in [0, 1)), the one whose second has the
+    /// fewest refreshes booked. How long from `now` it is.
+    pub fn plan(
+        &self,
+        now: Instant,
+        (lo, hi): (Duration, Duration),
+        mut draw: impl FnMut() -> f64,
+    ) -> Duration {
+        let hi = hi.max(lo);
+        let second = |d: Duration| (now + d).saturating_duration_since(self.epoch).as_secs();
+        let mut booked = self.booked.lock().unwrap_or_else(PoisonError::into_inner);
+        let past = second(Duration::ZERO);
+        *booked = booked.split_off(&past);
+        let (wait, at) = (0..CHOICES)
+            .map(|_| {
+                let d = lo + (hi - lo).mul_f64(draw().clamp(0.0, 1.0));
+                (d, second(d))
+            })
+            .min_by_key(|(_, at)| booked.get(at).copied().unwrap_or(0))
+            .unwrap_or((lo, second(lo)));
+        *booked.entry(at).or_default() += 1;
+        wait
     }
 
     /// Take the next turn: when this request may go (`now`, or later).
@@ -109,6 +155,40 @@ mod tests {
             let now = start + Duration::from_millis(25) * i;
             assert_eq!(turn(&mut tat, now, interval), now, "request {i}");
         }
+    }
+
+    #[test]
+    fn refreshes_go_where_fewest_are_booked() {
+        let pacer = Pacer::new(50.0);
+        let now = Instant::now();
+        let window = (Duration::from_secs(10), Duration::from_secs(20));
+        let mut seed = 7u64;
+        let mut draw = move || {
+            // A small LCG: repeatable, and enough for a spread.
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut per_second = [0u32; 11];
+        for _ in 0..200 {
+            let wait = pacer.plan(now, window, &mut draw);
+            assert!(wait >= window.0 && wait <= window.1, "{wait:?}");
+            let s = (now + wait)
+                .saturating_duration_since(pacer.epoch)
+                .as_secs() as usize;
+            per_second[s.saturating_sub(10).min(10)] += 1;
+        }
+        // 200 refreshes over 10 seconds: about 20 each, none piled up.
+        let busiest = per_second.iter().max().copied().unwrap_or(0);
+        assert!(busiest <= 26, "{per_second:?}");
+        // An empty window books its one moment.
+        let wait = pacer.plan(
+            now,
+            (Duration::from_secs(3), Duration::from_secs(3)),
+            || 0.5,
+        );
+        assert_eq!(wait, Duration::from_secs(3));
     }
 
     #[test]

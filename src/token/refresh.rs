@@ -9,14 +9,13 @@
 //! previous run is used at start instead of a token request, and every new
 //! token is written there.
 //!
-//! Spreading: every request waits for its turn at the token endpoint's pace
-//! ([`super::pace`]); and when more than [`BURST`] credentials share that
-//! endpoint, the first refresh after start comes at a random point before
-//! the usual one ([`spread`]), so credentials started together do not go on
-//! refreshing together.
+//! Spreading: every request waits for its turn at the token endpoint's pace,
+//! and each refresh is booked at the endpoint's least busy second of its
+//! window ([`super::pace`]); when more than [`super::pace::BURST`]
+//! credentials share that endpoint, the first refresh after start may come
+//! early ([`Fetcher::plan_refresh`]), so credentials started together do not
+//! go on refreshing together.
 
-use super::pace::BURST;
-use super::schedule::{refresh_in, spread};
 use super::{Credential, Fetcher, Status};
 use crate::metrics::{Outcome, TokenRequestLabels};
 use crate::retry::backoff;
@@ -208,10 +207,7 @@ async fn attempt(
                 tracing::info!(credential = %cred.name, "token fetch recovered");
             }
             *failures = 0;
-            let mut wait = refresh_in(lifetime, cred.spec.refresh_at, rng.random_range(-1.0..=1.0));
-            if std::mem::take(first) && fetcher.endpoint_sharers() > BURST as usize {
-                wait = spread(wait, rng.random_range(0.0..=1.0));
-            }
+            let wait = fetcher.plan_refresh(lifetime, std::mem::take(first));
             tracing::info!(credential = %cred.name, lifetime_s = lifetime.as_secs(), refresh_in_s = wait.as_secs_f64().round(), "token fetched");
             cred.status.send_replace(Status::default());
             wait

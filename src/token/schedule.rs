@@ -18,11 +18,12 @@ pub fn refresh_in(lifetime: Duration, refresh_at: f64, jitter: f64) -> Duration 
         .max(MIN_REFRESH)
 }
 
-/// The first refresh of a credential started together with many others:
-/// `u` ∈ [0, 1] of the usual wait (at least [`MIN_REFRESH`]), so their
-/// refresh times spread evenly over one refresh period.
-pub fn spread(wait: Duration, u: f64) -> Duration {
-    wait.mul_f64(u.clamp(0.0, 1.0)).max(MIN_REFRESH).min(wait)
+/// The window a refresh may fall in: `refresh_at` of the lifetime ±5%.
+pub fn refresh_window(lifetime: Duration, refresh_at: f64) -> (Duration, Duration) {
+    (
+        refresh_in(lifetime, refresh_at, -1.0),
+        refresh_in(lifetime, refresh_at, 1.0),
+    )
 }
 
 /// How long a token is sent: its lifetime less a small skew for clock
@@ -69,12 +70,9 @@ mod tests {
     }
 
     #[test]
-    fn spread_stays_within_the_usual_wait() {
-        assert_eq!(spread(s(48.0), 0.0), s(1.0));
-        assert_eq!(spread(s(48.0), 0.5), s(24.0));
-        assert_eq!(spread(s(48.0), 1.0), s(48.0));
-        assert_eq!(spread(s(48.0), 7.0), s(48.0));
-        assert_eq!(spread(s(0.5), 0.0), s(0.5));
+    fn the_window_is_five_percent_either_side() {
+        assert_eq!(refresh_window(s(60.0), 0.8), (s(45.6), s(50.4)));
+        assert_eq!(refresh_window(s(100.0), 0.99), (s(94.05), s(95.0)));
     }
 
     #[test]
