@@ -37,12 +37,14 @@ pub fn load_file(path: &Path) -> Result<Config, Errors> {
             format!("cannot read config file {}: not a file", path.display()),
         ));
     }
-    let figment = match Format::from_path(path) {
-        Format::Toml => Figment::from(Toml::file_exact(path)),
-        Format::Yaml => Figment::from(Yaml::file_exact(path)),
-        Format::Json => Figment::from(Json::file_exact(path)),
-    };
-    finish(figment, &env::values(std::env::vars()))
+    // Read once: the layer may be parsed twice, and must be the same bytes.
+    let text = std::fs::read(path).map_err(|e| {
+        Errors::one(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )
+    })?;
+    load_file_text(path, &text)
 }
 
 /// Load the text of the config file `path` as read once (the watcher reloads
@@ -54,7 +56,7 @@ pub fn load_file_text(path: &Path, text: &[u8]) -> Result<Config, Errors> {
             format!("cannot read config file {}: not UTF-8", path.display()),
         )
     })?;
-    let figment = match Format::from_path(path) {
+    let figment = || match Format::from_path(path) {
         Format::Toml => Figment::from(Toml::string(text)),
         Format::Yaml => Figment::from(Yaml::string(text)),
         Format::Json => Figment::from(Json::string(text)),
@@ -64,7 +66,7 @@ pub fn load_file_text(path: &Path, text: &[u8]) -> Result<Config, Errors> {
 
 /// Validate a config given as text, without the environment (tests, embedding).
 pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
-    let figment = match format {
+    let figment = || match format {
         Format::Toml => Figment::from(Toml::string(text)),
         Format::Yaml => Figment::from(Yaml::string(text)),
         Format::Json => Figment::from(Json::string(text)),
@@ -72,8 +74,13 @@ pub fn load_str(text: &str, format: Format) -> Result<Config, Errors> {
     finish(figment, &[])
 }
 
-fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Config, Errors> {
-    let merged = env::merge(file.clone(), env);
+/// `file` reads the config file's layer; it is called again (rather than its
+/// values kept in a second copy) only when there are unknown keys to place.
+fn finish(
+    file: impl Fn() -> Figment,
+    env: &[(String, figment::value::Value)],
+) -> Result<Config, Errors> {
+    let merged = env::merge(file(), env);
     let (raw, unknown) = parse(&merged)?;
     drop(merged);
     // Unknown keys the file holds are errors. Those only the environment brings
@@ -82,7 +89,7 @@ fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Conf
     let in_file: HashSet<String> = if env.is_empty() || unknown.is_empty() {
         unknown.iter().map(|i| i.path.clone()).collect()
     } else {
-        parse(&file)
+        parse(&file())
             .map(|(_, u)| u.into_iter().map(|i| i.path).collect())
             .unwrap_or_default()
     };
@@ -107,12 +114,9 @@ fn finish(file: Figment, env: &[(String, figment::value::Value)]) -> Result<Conf
 /// Merge the providers and deserialize. Returns the options and every unknown
 /// key; a type error (serde stops at the first) fails with its path.
 fn parse(figment: &Figment) -> Result<(FileConfig, Vec<Issue>), Errors> {
-    let value: figment::value::Value = figment
+    let json: serde_json::Value = figment
         .extract()
         .map_err(|e| Errors::one("", format!("cannot parse config: {}", e.kind)))?;
-    let json = serde_json::to_value(&value)
-        .map_err(|e| Errors::one("", format!("cannot parse config: {e}")))?;
-    drop(value);
     let mut unknown = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(&json, &mut track);

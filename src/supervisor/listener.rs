@@ -211,7 +211,7 @@ impl Shared {
             // The issuer throttles failed authentication per source address.
             peer_addr: name == "issuer",
         };
-        let Tasks { global, set } = &mut self.tasks;
+        let Tasks { global, set, .. } = &mut self.tasks;
         set.spawn(serve(listener, handler, global.clone(), opts));
     }
 }

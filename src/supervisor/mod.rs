@@ -43,7 +43,7 @@ use listener::Served;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -102,20 +102,49 @@ struct Running {
 struct Tasks {
     global: watch::Receiver<bool>,
     set: JoinSet<()>,
+    /// Every part's stop signal, fired together by one task when the global
+    /// stop comes (not one task per part: 1,000 credentials are 1,000 parts).
+    children: Arc<Mutex<Vec<watch::Sender<bool>>>>,
+    forwarding: bool,
 }
 
 impl Tasks {
+    fn new(global: watch::Receiver<bool>) -> Self {
+        Tasks {
+            global,
+            set: JoinSet::new(),
+            children: Arc::default(),
+            forwarding: false,
+        }
+    }
+
     /// A stop signal for one part, also fired by the global shutdown.
     fn child(&mut self) -> (watch::Sender<bool>, watch::Receiver<bool>) {
         let (tx, rx) = watch::channel(false);
-        let mut global = self.global.clone();
-        let forward = tx.clone();
-        self.set.spawn(async move {
-            tokio::select! {
-                _ = crate::shutdown::until_shutdown(&mut global) => { let _ = forward.send(true); }
-                _ = forward.closed() => {}
-            }
-        });
+        if !std::mem::replace(&mut self.forwarding, true) {
+            let mut global = self.global.clone();
+            let children = self.children.clone();
+            self.set.spawn(async move {
+                crate::shutdown::until_shutdown(&mut global).await;
+                for child in children
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                {
+                    let _ = child.send(true);
+                }
+            });
+        }
+        {
+            let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
+            // Parts whose task has ended are forgotten.
+            children.retain(|c| !c.is_closed());
+            children.push(tx.clone());
+        }
+        // Added after the global stop was passed on: stop at once.
+        if *self.global.borrow() {
+            let _ = tx.send(true);
+        }
         (tx, rx)
     }
 
@@ -140,10 +169,7 @@ impl Supervisor {
     ) -> Self {
         Supervisor {
             shared: Shared {
-                tasks: Tasks {
-                    global,
-                    set: JoinSet::new(),
-                },
+                tasks: Tasks::new(global),
                 metrics: Metrics {
                     token: TokenMetrics::register(registry),
                     outbound: OutboundMetrics::register(registry),
