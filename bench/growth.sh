@@ -695,7 +695,6 @@ if want connections; then
         plot_point conn_cpu "nginx proxy" "$c" "${R_CPU[ngx-$c]}"
         plot_point conn_rss "m2m-sidecar" "$c" "$(mb "${R_END_RSS[conn-$c]}")"
         plot_point conn_rss "nginx proxy" "$c" "$(mb "${R_END_RSS[ngx-$c]}")"
-        plot_point conn_rss "sidecar VmHWM" "$c" "$(mb "${R_HWM[conn-$c]}")"
         case $c in
             1024) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 40 ;;
             4096) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 120 ;;
