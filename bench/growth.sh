@@ -10,8 +10,12 @@
 #   credentials  1, 100, 1000 credentials on one token endpoint, one outbound listener:
 #                start-up time to /readyz 200, idle RSS, token requests at start-up
 #                (total and the peak in any 1-second window)
-#   connections  32, 256, 1024, 4096 keep-alive connections through an outbound listener:
-#                req/s, p50/p99, CPU µs/req, RSS at the end of the run (connections open), VmHWM
+#   connections  32, 256, 1024, 4096 keep-alive connections through an outbound listener
+#                and, at each level in the same run, through the peer: nginx as a reverse proxy
+#                with a static bearer (bench/run.sh scenario (b); bench/growth-nginx-proxy.conf.tmpl,
+#                limits raised for 4,096 clients): req/s, p50/p99, CPU µs/req, RSS at the end of
+#                the run (connections open; nginx: master + worker), sidecar VmHWM; the ratios
+#                sidecar / nginx and each one's CPU/req against its own at the first level
 #   lifetimes    1000 credentials whose tokens live 60 s, no traffic, ~3.5 refresh periods:
 #                token requests per credential per refresh period, requests/s per 1-second
 #                bucket in the steady state (mean, peak, peak/mean)
@@ -19,8 +23,9 @@
 # against configuration size and connections, RSS against connections and credentials, and
 # the token requests per second of the lifetimes run; its data goes beside it (.tsv).
 #
-# Processes: sidecar (M2M_WORKER_THREADS=1) and nginx upstream (1 worker) on core 0; wrk
-# (-t1), the token endpoint (bench/token_server.py) and the readiness poller on core 1.
+# Processes: sidecar (M2M_WORKER_THREADS=1) or nginx proxy (1 worker), and the nginx upstream
+# (1 worker) on core 0; wrk (-t1), the token endpoint (bench/token_server.py) and the readiness
+# poller on core 1. Every load point starts a fresh sidecar / nginx proxy and warms it up.
 #
 # Needs (Debian packages): nginx-light (or nginx), wrk, curl, python3, openssl (inbound keys),
 # util-linux (taskset), coreutils, libc-bin. At least 2 CPUs. Missing packages are installed
@@ -143,8 +148,9 @@ WARMUP_S=${WARMUP%s}
 [[ $WARMUP_S =~ ^[1-9][0-9]*$ ]] || die "WARMUP must look like 2s"
 CLK_TCK=$(getconf CLK_TCK)
 
-# Open files: wrk, the sidecar (downstream + upstream) and nginx each hold one descriptor per
-# connection; raise the soft limit up to the hard one if the largest level needs it.
+# Open files: wrk and the upstream nginx hold one descriptor per connection, the sidecar and
+# the nginx proxy two (downstream + upstream); raise the soft limit up to the hard one if the
+# largest level needs it.
 MAX_CONN=$CONNECTIONS
 if want connections; then
     for c in "${CONN_LIST[@]}"; do ((c > MAX_CONN)) && MAX_CONN=$c; done
@@ -182,10 +188,13 @@ forget_pid() { # stop PID and drop it from PIDS (so cleanup never signals a reus
     PIDS=("${keep[@]}")
 }
 
+PORT_PROXY="" KEEPALIVE=64 # the nginx proxy's port and upstream keepalive (connections section)
 render() { # render TEMPLATE OUTPUT: substitute @NAME@ placeholders
     sed -e "s|@PREFIX@|$TMP|g" \
         -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
         -e "s|@PORT_SIDECAR@|$PORT_SIDECAR|g" \
+        -e "s|@PORT_PROXY@|$PORT_PROXY|g" \
+        -e "s|@KEEPALIVE@|$KEEPALIVE|g" \
         -e "s|@PORT_ADMIN@|$PORT_ADMIN|g" \
         -e "s|@PORT_TOKEN@|$PORT_TOKEN|g" \
         -e "s|@TOKEN@|$TOKEN|g" \
@@ -284,15 +293,20 @@ run_wrk() { # run_wrk URL DURATION OUTFILE (wrk's extra arguments in WRK_EXTRA)
 }
 
 # run_wrk_sampled URL DURATION OUTFILE: run_wrk with wrk in the background, sampling the
-# sidecar's VmRSS every 0.25 s; SAMPLE_RSS_KB is the last sample taken while wrk still ran.
+# VmRSS of the processes in RSS_PIDS (summed; default the sidecar) every 0.25 s;
+# SAMPLE_RSS_KB is the last sample taken while wrk still ran.
+RSS_PIDS=""
 run_wrk_sampled() {
-    local wpid v
+    local wpid v p
+    local -a rss_pids
+    read -r -a rss_pids <<<"${RSS_PIDS:-$SIDECAR_PID}"
     run_wrk "$@" &
     wpid=$!
     PIDS+=("$wpid")
     SAMPLE_RSS_KB=0
     while kill -0 "$wpid" 2>/dev/null; do
-        v=$(kb_of "$SIDECAR_PID" VmRSS)
+        v=0
+        for p in "${rss_pids[@]}"; do v=$((v + $(kb_of "$p" VmRSS))); done
         kill -0 "$wpid" 2>/dev/null && SAMPLE_RSS_KB=$v
         sleep 0.25
     done
@@ -302,13 +316,13 @@ run_wrk_sampled() {
     PIDS=("${keep[@]}")
 }
 
-# measure ID URL RUNNER: warm-up, measured run (RUNNER = run_wrk or run_wrk_sampled),
-# sidecar CPU per request (lib.sh measured_run), foreign-load warnings.
+# measure ID URL RUNNER [PIDS]: warm-up, measured run (RUNNER = run_wrk or run_wrk_sampled),
+# CPU per request of PIDS (default the sidecar; lib.sh measured_run), foreign-load warnings.
 measure() {
-    local id=$1 url=$2 runner=$3 out="$TMP/logs/wrk-$1.txt"
+    local id=$1 url=$2 runner=$3 pids=${4:-$SIDECAR_PID} out="$TMP/logs/wrk-$1.txt"
     log "[$id] warm-up ${WARMUP_S}s: $url"
     run_wrk "$url" "$WARMUP_S" "$TMP/logs/wrk-$id-warmup.txt"
-    measured_run "$id" "$out" "$SIDECAR_PID" "$runner" "$url" "$DURATION_S" "$out"
+    measured_run "$id" "$out" "$pids" "$runner" "$url" "$DURATION_S" "$out"
     foreign_load "$id" "$WRK_CPU" "${R_CORE1[$id]}" "${R_WRKPCT[$id]}" wrk
     foreign_load "$id" "$PROXY_CPU" "${R_CORE0[$id]}" "$((R_PCT[$id] + R_UPPCT[$id]))" "the measured processes"
     if ((R_ERR[$id] * 2 > WRK_REQS)); then
@@ -625,32 +639,73 @@ fi
 # --------------------------------------------------------------------------
 # 2. Connections through the outbound listener
 # --------------------------------------------------------------------------
+# start_nginx_proxy ID: a fresh nginx reverse proxy (bench/growth-nginx-proxy.conf.tmpl, one
+# worker, core 0) on a fresh port, keepalive max(64, CONNECTIONS); sets PORT_PROXY,
+# PROXY_MASTER and PROXY_PIDS (master + worker).
+start_nginx_proxy() {
+    local id=$1 conf="$TMP/$1-nginx.conf" w
+    read -r PORT_PROXY < <(free_ports 1)
+    KEEPALIVE=$((CONNECTIONS > 64 ? CONNECTIONS : 64))
+    render "$SCRIPT_DIR/growth-nginx-proxy.conf.tmpl" "$conf"
+    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/$id-nginx-startup.log" -c "$conf" >&2 ||
+        die "[$id] nginx config test failed for $conf"
+    taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/$id-nginx-startup.log" -c "$conf" \
+        -g 'daemon off;' >"$TMP/logs/$id-nginx.out" 2>&1 &
+    PROXY_MASTER=$!
+    PIDS+=("$PROXY_MASTER")
+    wait_http "http://127.0.0.1:$PORT_PROXY/" "$PROXY_MASTER" ||
+        { cat "$TMP/logs/$id-nginx.out" "$TMP/proxy-error.log" >&2 2>/dev/null || true; die "[$id] nginx proxy not ready"; }
+    w=$(children_of "$PROXY_MASTER" | tr '\n' ' ')
+    [[ -n $w ]] || die "[$id] no nginx workers under master $PROXY_MASTER"
+    PROXY_PIDS="$PROXY_MASTER ${w% }"
+}
+
 if want connections; then
-    plot_panel conn_cpu "Sidecar CPU per request vs connections" "keep-alive connections" "CPU µs/req" log
-    plot_panel conn_rss "Sidecar RSS vs connections" "keep-alive connections" "MB" log
+    plot_panel conn_cpu "CPU per request vs connections (same run)" "keep-alive connections" "CPU µs/req" log
+    plot_panel conn_rss "RSS vs connections (same run)" "keep-alive connections" "MB" log
+    : >"$TMP/proxy-error.log"
     for c in "${CONN_LIST[@]}"; do
-        id=conn-$c
         CONNECTIONS=$c
+        # the sidecar's outbound listener
+        id=conn-$c
         new_sidecar_ports
         render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/$id.toml"
         start_sidecar "$id" "$TMP/$id.toml"
         R_IDLE_RSS[$id]=$(kb_of "$SIDECAR_PID" VmRSS)
         got=$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT_SIDECAR/__auth") || die "[$id] request through the sidecar failed"
         [[ $got == "Bearer $TOKEN" ]] || die "[$id] sidecar sent Authorization '$got', expected 'Bearer $TOKEN'"
+        RSS_PIDS=$SIDECAR_PID
         measure "$id" "http://127.0.0.1:$PORT_SIDECAR/" run_wrk_sampled
         R_END_RSS[$id]=$SAMPLE_RSS_KB
         R_HWM[$id]=$(kb_of "$SIDECAR_PID" VmHWM)
         log "[$id] RSS at the end of the run $(mb "${R_END_RSS[$id]}") MB, VmHWM $(mb "${R_HWM[$id]}") MB"
         forget_pid "$SIDECAR_PID"
-        plot_point conn_cpu "outbound listener" "$c" "${R_CPU[$id]}"
-        plot_point conn_rss "RSS at end of run" "$c" "$(mb "${R_END_RSS[$id]}")"
-        plot_point conn_rss "VmHWM" "$c" "$(mb "${R_HWM[$id]}")"
+        # the peer: nginx reverse proxy, static bearer
+        id=ngx-$c
+        start_nginx_proxy "$id"
+        got=$(curl -fsS --max-time 5 "http://127.0.0.1:$PORT_PROXY/__auth") || die "[$id] request through the nginx proxy failed"
+        [[ $got == "Bearer $TOKEN" ]] || die "[$id] nginx proxy sent Authorization '$got', expected 'Bearer $TOKEN'"
+        RSS_PIDS=$PROXY_PIDS
+        measure "$id" "http://127.0.0.1:$PORT_PROXY/" run_wrk_sampled "$PROXY_PIDS"
+        R_END_RSS[$id]=$SAMPLE_RSS_KB
+        log "[$id] RSS (master + worker) at the end of the run $(mb "${R_END_RSS[$id]}") MB"
+        forget_pid "$PROXY_MASTER"
+        RSS_PIDS=""
+        plot_point conn_cpu "m2m-sidecar" "$c" "${R_CPU[conn-$c]}"
+        plot_point conn_cpu "nginx proxy" "$c" "${R_CPU[ngx-$c]}"
+        plot_point conn_rss "m2m-sidecar" "$c" "$(mb "${R_END_RSS[conn-$c]}")"
+        plot_point conn_rss "nginx proxy" "$c" "$(mb "${R_END_RSS[ngx-$c]}")"
         case $c in
             1024) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 40 ;;
             4096) plot_point conn_rss "target (≤ 40 / 120 MB)" "$c" 120 ;;
         esac
     done
     CONNECTIONS=32
+    n=$(grep -c -E '\[(error|crit|alert|emerg)\]' "$TMP/proxy-error.log" || true)
+    if ((n > 0)); then
+        grep -E '\[(error|crit|alert|emerg)\]' "$TMP/proxy-error.log" | tail -n 5 >&2
+        WARNINGS+=("nginx proxy: $n error lines in its error log (last ones on stderr)")
+    fi
 fi
 
 # --------------------------------------------------------------------------
@@ -725,8 +780,8 @@ report() {
     echo "### m2m-sidecar growth benchmark"
     echo
     echo "$(date -u +%Y-%m-%d), ${cpu_model:-unknown CPU}, ${ncpu} CPUs, Linux $(uname -r). Sidecar: ${SIDECAR_VERSION:-unknown}, \`M2M_WORKER_THREADS=1\`."
-    printf '%s\n' "Sidecar and nginx upstream (1 worker, \`return 200 \"ok\\n\"\`) on core $PROXY_CPU; wrk \`-t1 --latency\`, the token endpoint (bench/token_server.py) and the readiness poller on core $WRK_CPU."
-    echo "Each load point: a fresh sidecar, ${WARMUP_S} s warm-up, ${DURATION_S} s measured. CPU = utime+stime from /proc/PID/stat over the measured run. Load average before the run: $LOADAVG."
+    printf '%s\n' "Sidecar (or, in the connections section, the nginx reverse proxy, 1 worker) and nginx upstream (1 worker, \`return 200 \"ok\\n\"\`) on core $PROXY_CPU; wrk \`-t1 --latency\`, the token endpoint (bench/token_server.py) and the readiness poller on core $WRK_CPU."
+    echo "Each load point: a fresh sidecar (or nginx proxy), ${WARMUP_S} s warm-up, ${DURATION_S} s measured. CPU = utime+stime from /proc/PID/stat over the measured run. Load average before the run: $LOADAVG."
     [[ $QUICK == 1 ]] && echo "**QUICK=1 smoke run: short durations, figures are indicative only.**"
     local w
     for w in "${WARNINGS[@]}"; do echo "**Warning:** $w."; done
@@ -754,28 +809,42 @@ report() {
         echo "Target idle RSS ≤ 20 MB with $(size_label "${SIZE_LIST[-1]}") credentials: ${C_RSS[$last]} MB — $(verdict le "${C_RSS[$last]}" 20)."
     fi
     if want connections; then
-        b=conn-${CONN_LIST[0]}
+        local c0=${CONN_LIST[0]} cl=${CONN_LIST[-1]} s n
+        b=conn-$c0
+        n=ngx-$c0
         echo
-        echo "#### Connections: keep-alive connections through one outbound listener (cached token)"
+        echo "#### Connections: keep-alive connections through one outbound listener (cached token) and through nginx as a reverse proxy (static bearer), same run"
         echo
-        echo "| connections | req/s | p50 | p99 | sidecar CPU µs/req | CPU/req vs ${CONN_LIST[0]} | RSS at end of run MB | VmHWM MB | core $PROXY_CPU / $WRK_CPU busy | errors |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "Per level, in this order: a fresh sidecar, then a fresh nginx proxy (\`bench/growth-nginx-proxy.conf.tmpl\`: bench/run.sh's (b) with worker_connections $((NOFILE - 64)), upstream keepalive max(64, connections)); each ${WARMUP_S} s warm-up, ${DURATION_S} s measured with the same wrk \`-t1 -cN --timeout 10s\`. RSS: last VmRSS sample (every 0.25 s) while wrk ran; nginx: master + worker."
+        echo
+        echo "| connections | sidecar req/s | sidecar p99 | sidecar CPU µs/req | sidecar RSS MB | nginx req/s | nginx p99 | nginx CPU µs/req | nginx RSS MB | CPU/req sidecar / nginx | RSS sidecar / nginx | sidecar CPU/req vs $c0 | nginx CPU/req vs $c0 |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for c in "${CONN_LIST[@]}"; do
-            id=conn-$c
-            echo "| $(size_label "$c") | ${R_RPS[$id]} | $(fmt_lat "${R_P50[$id]}") | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(ratio "${R_CPU[$id]}" "${R_CPU[$b]}") | $(mb "${R_END_RSS[$id]}") | $(mb "${R_HWM[$id]}") | ${R_CORE0[$id]}% / ${R_CORE1[$id]}% | ${R_ERR[$id]} |"
+            s=conn-$c id=ngx-$c
+            echo "| $(size_label "$c") | ${R_RPS[$s]} | $(fmt_lat "${R_P99[$s]}") | ${R_CPU[$s]} | $(mb "${R_END_RSS[$s]}") | ${R_RPS[$id]} | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(mb "${R_END_RSS[$id]}") | $(ratio "${R_CPU[$s]}" "${R_CPU[$id]}") | $(ratio "${R_END_RSS[$s]}" "${R_END_RSS[$id]}") | $(ratio "${R_CPU[$s]}" "${R_CPU[$b]}") | $(ratio "${R_CPU[$id]}" "${R_CPU[$n]}") |"
+        done
+        echo
+        echo "Details: p50, sidecar VmHWM, whole-core busy (core $PROXY_CPU / $WRK_CPU), errors."
+        echo
+        echo "| connections | sidecar p50 | sidecar VmHWM MB | sidecar: core busy | sidecar errors | nginx p50 | nginx: core busy | nginx errors |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for c in "${CONN_LIST[@]}"; do
+            s=conn-$c id=ngx-$c
+            echo "| $(size_label "$c") | $(fmt_lat "${R_P50[$s]}") | $(mb "${R_HWM[$s]}") | ${R_CORE0[$s]}% / ${R_CORE1[$s]}% | ${R_ERR[$s]} | $(fmt_lat "${R_P50[$id]}") | ${R_CORE0[$id]}% / ${R_CORE1[$id]}% | ${R_ERR[$id]} |"
         done
         local ids=() dev t
         for c in "${CONN_LIST[@]}"; do ids+=("conn-$c"); done
         DEV_OF=R_CPU
         dev=$(max_dev "$b" "${ids[@]}")
         echo
-        echo "Target CPU/req within ±10% of ${CONN_LIST[0]} connections: largest deviation ${dev}% — $(verdict le "$dev" 10)."
+        echo "Target CPU/req within ±10% of $(size_label "$c0") connections: largest deviation ${dev}% — $(verdict le "$dev" 10)."
         for t in "1024 40" "4096 120"; do
             read -r c n <<<"$t"
             id=conn-$c
             [[ -n ${R_END_RSS[$id]:-} ]] &&
                 echo "Target RSS ≤ $n MB at $(size_label "$c"): $(mb "${R_END_RSS[$id]}") MB — $(verdict le "$(mb "${R_END_RSS[$id]}")" "$n")."
         done
+        echo "The peer in the same run: nginx's own CPU/req went from ${R_CPU[ngx-$c0]} µs at $(size_label "$c0") to ${R_CPU[ngx-$cl]} µs at $(size_label "$cl") connections ($(ratio "${R_CPU[ngx-$cl]}" "${R_CPU[ngx-$c0]}")×; the sidecar's $(ratio "${R_CPU[conn-$cl]}" "${R_CPU[conn-$c0]}")×); sidecar / nginx CPU/req $(ratio "${R_CPU[conn-$c0]}" "${R_CPU[ngx-$c0]}") at $(size_label "$c0"), $(ratio "${R_CPU[conn-$cl]}" "${R_CPU[ngx-$cl]}") at $(size_label "$cl")."
     fi
     if want lifetimes; then
         echo

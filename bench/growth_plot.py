@@ -8,14 +8,15 @@ DATA lines (tab-separated):
   point  ID  SERIES  X  Y                        a point of SERIES in chart ID
 Charts appear in the order they were defined, two per row; the y axis starts at 0.
 Series with more than 40 points are drawn as lines without markers; a series whose
-name starts with "target" is drawn grey and dashed, without markers.
+name starts with "target" is drawn grey and dashed, without markers. The legend flows
+under the x axis label, on a second row when the names do not fit on one.
 """
 import math
 import sys
 from xml.sax.saxutils import escape
 
 W, H = 520, 320  # one chart, including its margins
-ML, MR, MT, MB = 72, 16, 36, 64  # plot area margins
+ML, MR, MT, MB = 72, 16, 36, 76  # plot area margins (the bottom one: ticks, label, 2 legend rows)
 COLS = 2
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
@@ -119,7 +120,8 @@ def chart(ox, oy, meta, series):
                f'{escape(xlabel)}{" (log scale)" if log else ""}</text>')
     out.append(f'<text transform="translate({ox + 16},{y0 + ph / 2}) rotate(-90)" '
                f'text-anchor="middle">{escape(ylabel)}</text>')
-    # series and legend
+    # series and legend (items laid out left to right, wrapping to a second row)
+    lx, ly = x0, y0 + ph + 52
     for i, (name, sp) in enumerate(series.items()):
         target = name.startswith("target")
         color = "#777" if target else COLORS[i % len(COLORS)]
@@ -136,11 +138,13 @@ def chart(ox, oy, meta, series):
                            f'<title>{escape(name)}: {fmt(x)} → {fmt(y)}</title></circle>')
                 out.append(f'<text x="{fx(x) + 5:.1f}" y="{fy(y) + dy:.1f}" font-size="10" '
                            f'fill="{color}">{fmt(round(y, 2))}</text>')
-        ly = oy + H - 14
-        lx = x0 + i * (pw / max(1, len(series)))
+        width = 22 + 6.6 * len(name) + 14  # swatch, text (estimated), gap
+        if lx > x0 and lx + width - 14 > x0 + pw:
+            lx, ly = x0, ly + 15
         out.append(f'<line x1="{lx:.1f}" y1="{ly - 4}" x2="{lx + 18:.1f}" y2="{ly - 4}" '
                    f'stroke="{color}" stroke-width="3"{dash}/>')
         out.append(f'<text x="{lx + 22:.1f}" y="{ly}">{escape(name)}</text>')
+        lx += width
     return out
 
 
