@@ -8,6 +8,7 @@ use crate::metrics::RouteMetrics;
 use crate::proxy::client::{self, BuildError, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
+use crate::proxy::server::conn::SideSlot;
 use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
 use crate::respond::{Format, refuse};
 use crate::token::{Credential, Unavailable};
@@ -101,6 +102,10 @@ impl Handler for Route {
 
     fn connection(&self) -> Self::Conn {
         self.upstream.affinity()
+    }
+
+    fn connection_on(&self, side: &mut SideSlot) -> Self::Conn {
+        self.upstream.affinity_on(side)
     }
 
     async fn handle(

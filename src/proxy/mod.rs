@@ -228,6 +228,13 @@ impl Upstream {
         self.h1.as_ref().map(H1Upstream::affinity)
     }
 
+    /// As [`Upstream::affinity`], with the upstream connection driven on the
+    /// downstream connection's own task (attached to `side`) while the
+    /// downstream connection is HTTP/1.
+    pub fn affinity_on(&self, side: &mut server::conn::SideSlot) -> Option<Affinity> {
+        self.h1.as_ref().map(|h1| h1.affinity_on(side))
+    }
+
     /// Forward `req`, with `authorization` (if given) in place of whatever the client sent,
     /// on the downstream connection's `affinity` slot when it has one.
     pub async fn forward(

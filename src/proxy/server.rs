@@ -36,6 +36,13 @@ pub trait Handler: Send + Sync + 'static {
     /// State for a newly accepted connection.
     fn connection(&self) -> Self::Conn;
 
+    /// State for a newly accepted connection, which may attach work to run on
+    /// the connection's own task (see [`conn::Side`]); by default none.
+    fn connection_on(&self, side: &mut conn::SideSlot) -> Self::Conn {
+        let _ = side;
+        self.connection()
+    }
+
     fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,
@@ -173,7 +180,8 @@ pub async fn serve<H: Handler>(
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let h = handler.clone();
-        let state = Arc::new(handler.connection());
+        let mut side = None;
+        let state = Arc::new(handler.connection_on(&mut side));
         let log = opts.access_log && limits.access_log;
         let o = opts.clone();
         let activity = conn::Activity::new();
@@ -231,7 +239,7 @@ pub async fn serve<H: Handler>(
         let stop = graceful.subscribe();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = conn::drive(connection, activity, timeouts, stop).await {
+            if let Err(e) = conn::drive(connection, activity, timeouts, stop, side).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -345,6 +353,11 @@ impl<H: Handler> Handler for Swap<H> {
     fn connection(&self) -> Self::Conn {
         let v = self.current.load();
         (v.generation, Arc::new(v.handler.connection()))
+    }
+
+    fn connection_on(&self, side: &mut conn::SideSlot) -> Self::Conn {
+        let v = self.current.load();
+        (v.generation, Arc::new(v.handler.connection_on(side)))
     }
 
     fn handle(

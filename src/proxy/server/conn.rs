@@ -23,8 +23,8 @@ use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -158,20 +158,101 @@ enum Verdict {
     Close,
 }
 
+/// Work a handler runs on its downstream connection's own task: the upstream
+/// HTTP/1 connection a sequential (HTTP/1) downstream connection uses, so a
+/// request and its response cost no wake-up of another task. [`drive`] polls
+/// it beside the downstream connection, whenever a waker it registered fires.
+pub trait Side: Send + Sync + 'static {
+    /// Make progress; register `cx`'s waker for what it waits on.
+    fn poll_side(&self, cx: &mut Context<'_>);
+}
+
+/// The [`Side`] a handler attaches to a new connection, if any (see
+/// [`Handler::connection_on`](super::Handler::connection_on)).
+pub type SideSlot = Option<Arc<dyn Side>>;
+
+/// What the two halves [`drive`] polls share: the task's waker, and whether
+/// the driver is inside its poll (then a wake-up need not reschedule the task:
+/// the driver looks at the flags again before it returns).
+struct Shared {
+    polling: AtomicBool,
+    task: Waker,
+}
+
+/// A waker for one half (the connection or its side): says that half has
+/// something to do.
+struct Half {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for Half {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.shared.polling.load(Ordering::SeqCst) {
+            self.shared.task.wake_by_ref();
+        }
+    }
+}
+
+/// The wakers of one task's two halves.
+struct Halves {
+    shared: Arc<Shared>,
+    conn: Arc<Half>,
+    conn_waker: Waker,
+    side: Arc<Half>,
+    side_waker: Waker,
+}
+
+impl Halves {
+    /// Both halves due for a first poll.
+    fn new(task: &Waker) -> Self {
+        let shared = Arc::new(Shared {
+            polling: AtomicBool::new(false),
+            task: task.clone(),
+        });
+        let half = || {
+            Arc::new(Half {
+                woken: AtomicBool::new(true),
+                shared: shared.clone(),
+            })
+        };
+        let (conn, side) = (half(), half());
+        Halves {
+            conn_waker: Waker::from(conn.clone()),
+            side_waker: Waker::from(side.clone()),
+            conn,
+            side,
+            shared,
+        }
+    }
+}
+
+/// Rounds of polling the two halves in one poll of [`drive`] (a request the
+/// connection hands to its side, then the side's answer), before it yields.
+const ROUNDS: usize = 4;
+
 /// Drive `conn` to its end: shut it down gracefully when `stop` changes (the
 /// listener stops), and apply `timeouts` to it through `activity`. Dropping
-/// `conn` closes the socket.
+/// `conn` closes the socket. `side`, if any, is polled on the same task.
 ///
-/// Cheap per wake-up: the stop signal and the timer are polled once to
-/// register this task's waker (and again after the timer is reset); later
-/// wake-ups only look at them (an atomic load each). That relies on the waker
-/// staying the same, which holds for a future that is its task's whole body:
-/// spawn it, do not nest it in a combinator that changes wakers.
+/// Cheap per wake-up: the connection and its side are each polled only when a
+/// waker they registered fired (their own wakers, flags on this task's); the
+/// stop signal and the timer are polled once to register this task's waker
+/// (and again after the timer is reset); later wake-ups only look at them (an
+/// atomic load each). That relies on the waker staying the same, which holds
+/// for a future that is its task's whole body: spawn it, do not nest it in a
+/// combinator that changes wakers.
 pub async fn drive<C>(
     conn: C,
     activity: Arc<Activity>,
     timeouts: Timeouts,
     stop: watch::Receiver<()>,
+    side: SideSlot,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
@@ -185,10 +266,32 @@ where
     let mut stop_changed = std::pin::pin!(watching.changed());
     let mut stop_registered = false;
     let (mut stopping, mut shutting) = (false, false);
+    let mut halves: Option<Halves> = None;
     std::future::poll_fn(move |cx| {
+        let h = match &mut halves {
+            Some(h) if h.shared.task.will_wake(cx.waker()) => h,
+            // First poll (or a new task waker): poll both halves afresh.
+            slot => slot.insert(Halves::new(cx.waker())),
+        };
+        h.shared.polling.store(true, Ordering::SeqCst);
         loop {
-            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
-                return Poll::Ready(done);
+            for _ in 0..ROUNDS {
+                // The side first: an answer it reads is written by the connection in the same pass.
+                if let Some(side) = &side {
+                    if h.side.woken.swap(false, Ordering::SeqCst) {
+                        side.poll_side(&mut Context::from_waker(&h.side_waker));
+                    }
+                }
+                if h.conn.woken.swap(false, Ordering::SeqCst) {
+                    let polled = conn.as_mut().poll(&mut Context::from_waker(&h.conn_waker));
+                    if let Poll::Ready(done) = polled {
+                        return Poll::Ready(done);
+                    }
+                }
+                // A request the connection gave its side: sent in this pass.
+                if side.is_none() || !h.side.woken.load(Ordering::SeqCst) {
+                    break;
+                }
             }
             if !stopping {
                 // A dropped sender (the drain gave up) counts as a stop too.
@@ -204,6 +307,7 @@ where
                     if !shutting {
                         shutting = true;
                         conn.as_mut().graceful_shutdown();
+                        h.conn.woken.store(true, Ordering::SeqCst);
                         timer.as_mut().reset(Instant::now() + GRACE);
                         timer_registered = false;
                     }
@@ -218,6 +322,12 @@ where
                 ready
             };
             if !fired {
+                // Wake-ups from now on reschedule the task; one that came
+                // while polling already has, or is seen here.
+                h.shared.polling.store(false, Ordering::SeqCst);
+                if h.conn.woken.load(Ordering::SeqCst) || h.side.woken.load(Ordering::SeqCst) {
+                    cx.waker().wake_by_ref();
+                }
                 return Poll::Pending;
             }
             let now = Instant::now();
@@ -226,6 +336,7 @@ where
                 Verdict::Shutdown => {
                     shutting = true;
                     conn.as_mut().graceful_shutdown();
+                    h.conn.woken.store(true, Ordering::SeqCst);
                     timer.as_mut().reset(now + GRACE);
                 }
                 Verdict::Close => {
