@@ -269,33 +269,53 @@ impl Affinity {
         // Only an HTTP/1 downstream connection's task drives its upstream
         // connection (over HTTP/2 each request runs on a task of its own).
         let local = self.local.as_deref().filter(|_| sequential);
+        // The paths that connect are boxed: rare, and this future stays small
+        // (every future around it is moved on each request).
         let (mut sender, reused) = match held {
             Some(s) => (s, true),
-            None => {
-                let (s, conn, reused) = match self.upstream.take_idle() {
-                    Some((s, conn)) => (s, conn, true),
-                    None => {
-                        let (s, conn) = self.upstream.connect().await?;
-                        (s, Some(conn), false)
-                    }
-                };
-                adopt(local, conn);
-                (s, reused)
-            }
+            None => Box::pin(self.other(local)).await?,
         };
-        if reused && sender.ready().await.is_err() {
-            sender = self.connect_adopting(local).await?;
+        if reused && !sender.is_ready() {
+            let ready = std::future::poll_fn(|cx| sender.poll_ready(cx)).await;
+            if ready.is_err() {
+                sender = Box::pin(self.connect_adopting(local)).await?;
+            }
         }
         let resp = match sender.try_send_request(req).await {
             Ok(resp) => resp,
-            Err(mut e) => match (reused, e.take_message()) {
-                (true, Some(req)) => {
-                    sender = self.connect_adopting(local).await?;
-                    sender.send_request(req).await?
-                }
-                _ => return Err(SendError::Http(e.into_error())),
-            },
+            // The retry keeps its new connection; the closed one is dropped.
+            Err(mut e) => {
+                return match (reused, e.take_message()) {
+                    (true, Some(req)) => Box::pin(self.retry(local, req)).await,
+                    _ => Err(SendError::Http(e.into_error())),
+                };
+            }
         };
+        self.release(sender);
+        Ok(resp)
+    }
+
+    /// A connection other than the held one: an idle one, or a new one; and whether it was used before.
+    async fn other(&self, local: Option<&Local>) -> Result<(SendRequest<Body>, bool), SendError> {
+        let (sender, conn, reused) = match self.upstream.take_idle() {
+            Some((s, conn)) => (s, conn, true),
+            None => {
+                let (s, conn) = self.upstream.connect().await?;
+                (s, Some(conn), false)
+            }
+        };
+        adopt(local, conn);
+        Ok((sender, reused))
+    }
+
+    /// Send `req`, which a reused connection closed before taking, on a new one.
+    async fn retry(
+        &self,
+        local: Option<&Local>,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, SendError> {
+        let mut sender = self.connect_adopting(local).await?;
+        let resp = sender.send_request(req).await?;
         self.release(sender);
         Ok(resp)
     }
