@@ -174,6 +174,7 @@ pub async fn serve<H: Handler>(
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
+            .writev(false)
             .keep_alive(true);
         builder
             .http2()
