@@ -168,10 +168,11 @@ pub async fn serve<H: Handler>(
         let open = Arc::new(Open(opts.metrics.open.clone()));
         let held = open.clone();
         let _ = stream.set_nodelay(true);
+        let activity = conn::Activity::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(conn::HeadTimer::new(activity.clone()))
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
             .writev(false)
@@ -185,7 +186,6 @@ pub async fn serve<H: Handler>(
         let state = Arc::new(handler.connection_on(&mut side));
         let log = opts.access_log && limits.access_log;
         let o = opts.clone();
-        let activity = conn::Activity::new();
         let timeouts = conn::Timeouts {
             first_request: limits.header_read_timeout,
             idle: limits.idle_timeout,

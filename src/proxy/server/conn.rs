@@ -22,7 +22,8 @@
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
@@ -43,6 +44,11 @@ pub struct Activity {
     /// [`NEVER`] until a first request has ended (with `active` at zero: no
     /// request head was ever received whole).
     idle_since_ms: AtomicU64,
+    /// The deadline of hyper's request-head timer ([`HeadTimer`]), in
+    /// milliseconds since `accepted` (rounded up); [`NEVER`] when none runs.
+    head_deadline_ms: AtomicU64,
+    /// Who waits on the request-head timer.
+    head_waker: Mutex<Option<Waker>>,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -53,6 +59,8 @@ impl Activity {
             accepted: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(NEVER),
+            head_deadline_ms: AtomicU64::new(NEVER),
+            head_waker: Mutex::new(None),
         })
     }
 
@@ -64,6 +72,38 @@ impl Activity {
 
     fn millis_since_accept(&self) -> u64 {
         u64::try_from(self.accepted.elapsed().as_millis()).map_or(NEVER - 1, |ms| ms.min(NEVER - 1))
+    }
+
+    /// A request-head timer runs until `deadline`; `waker` is woken once it has passed.
+    fn watch_head(&self, deadline: Instant, waker: &Waker) {
+        let ms = deadline
+            .saturating_duration_since(self.accepted)
+            .as_micros()
+            .div_ceil(1000);
+        let ms = u64::try_from(ms).map_or(NEVER - 1, |ms| ms.min(NEVER - 1));
+        self.head_deadline_ms.store(ms, Ordering::Relaxed);
+        let mut slot = self.head_waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// The request-head timer's deadline if it is still ahead of `now`; one
+    /// that has passed has its waiter woken.
+    fn head_due(&self, now: Instant) -> Option<Instant> {
+        let ms = self.head_deadline_ms.load(Ordering::Relaxed);
+        if ms == NEVER {
+            return None;
+        }
+        let at = self.accepted + Duration::from_millis(ms);
+        if now < at {
+            return Some(at);
+        }
+        let slot = self.head_waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = slot.as_ref() {
+            w.wake_by_ref();
+        }
+        None
     }
 
     /// What the driver does when its timer fires at `now`.
@@ -140,6 +180,69 @@ impl<B: Body + Unpin> Body for Tracked<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// hyper's HTTP/1 timer for one connection, which it uses only for the
+/// request-head timeout (`header_read_timeout`, armed for each request head,
+/// including while a keep-alive connection waits for the next). Its sleeps
+/// register no runtime timer: [`drive`]'s one timer per connection wakes them.
+/// That timer never runs later than `first_request` (the same duration) after
+/// it was set, and a head timer set later ends later still; when it fires, it
+/// wakes an overdue head timer and is set again, for the head timer's deadline
+/// at the latest.
+#[derive(Clone)]
+pub struct HeadTimer(Arc<Activity>);
+
+impl HeadTimer {
+    pub fn new(activity: Arc<Activity>) -> Self {
+        HeadTimer(activity)
+    }
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadSleep {
+            deadline: Instant::from_std(deadline),
+            activity: self.0.clone(),
+        })
+    }
+
+    /// The runtime's clock (paused in tests), as the driver's timer reads it.
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+}
+
+/// A request-head timer (see [`HeadTimer`]).
+struct HeadSleep {
+    deadline: Instant,
+    activity: Arc<Activity>,
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        self.activity.watch_head(self.deadline, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
+impl Drop for HeadSleep {
+    fn drop(&mut self) {
+        self.activity
+            .head_deadline_ms
+            .store(NEVER, Ordering::Relaxed);
     }
 }
 
@@ -308,7 +411,10 @@ where
                         shutting = true;
                         conn.as_mut().graceful_shutdown();
                         h.conn.woken.store(true, Ordering::SeqCst);
-                        timer.as_mut().reset(Instant::now() + GRACE);
+                        let now = Instant::now();
+                        timer
+                            .as_mut()
+                            .reset(earliest(now + GRACE, activity.head_due(now)));
                         timer_registered = false;
                     }
                     continue;
@@ -331,13 +437,19 @@ where
                 return Poll::Pending;
             }
             let now = Instant::now();
+            // An overdue request head: its timer (woken here) ends the connection.
+            let head = activity.head_due(now);
             match activity.check(now, timeouts, shutting) {
-                Verdict::Wait(at) => timer.as_mut().reset(at),
+                // Never later than `first_request` from now (see [`HeadTimer`]).
+                Verdict::Wait(at) => timer.as_mut().reset(earliest(
+                    at.min(now + timeouts.first_request),
+                    head,
+                )),
                 Verdict::Shutdown => {
                     shutting = true;
                     conn.as_mut().graceful_shutdown();
                     h.conn.woken.store(true, Ordering::SeqCst);
-                    timer.as_mut().reset(now + GRACE);
+                    timer.as_mut().reset(earliest(now + GRACE, head));
                 }
                 Verdict::Close => {
                     tracing::debug!("closing a connection with no request in progress");
@@ -348,6 +460,10 @@ where
         }
     })
     .await
+}
+
+fn earliest(at: Instant, head: Option<Instant>) -> Instant {
+    head.map_or(at, |h| h.min(at))
 }
 
 #[cfg(test)]
