@@ -86,12 +86,12 @@ impl Side for Local {
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
             slot.waker = Some(cx.waker().clone());
         }
-        if let Some(conn) = slot.conn.as_mut() {
-            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
-                slot.conn = None;
-                if let Err(e) = done {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
-                }
+        if let Some(conn) = slot.conn.as_mut()
+            && let Poll::Ready(done) = conn.as_mut().poll(cx)
+        {
+            slot.conn = None;
+            if let Err(e) = done {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         }
     }
@@ -103,10 +103,10 @@ impl Local {
     fn install(&self, conn: Option<Conn>) {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         let old = std::mem::replace(&mut slot.conn, conn);
-        if slot.conn.is_some() {
-            if let Some(w) = &slot.waker {
-                w.wake_by_ref();
-            }
+        if slot.conn.is_some()
+            && let Some(w) = &slot.waker
+        {
+            w.wake_by_ref();
         }
         drop(slot);
         if let Some(old) = old {

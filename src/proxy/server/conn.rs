@@ -21,10 +21,10 @@
 
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
-use std::pin::Pin;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -82,7 +82,10 @@ impl Activity {
             .div_ceil(1000);
         let ms = u64::try_from(ms).map_or(NEVER - 1, |ms| ms.min(NEVER - 1));
         self.head_deadline_ms.store(ms, Ordering::Relaxed);
-        let mut slot = self.head_waker.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = self
+            .head_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
             *slot = Some(waker.clone());
         }
@@ -99,7 +102,10 @@ impl Activity {
         if now < at {
             return Some(at);
         }
-        let slot = self.head_waker.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = self
+            .head_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(w) = slot.as_ref() {
             w.wake_by_ref();
         }
@@ -380,10 +386,10 @@ where
         loop {
             for _ in 0..ROUNDS {
                 // The side first: an answer it reads is written by the connection in the same pass.
-                if let Some(side) = &side {
-                    if h.side.woken.swap(false, Ordering::SeqCst) {
-                        side.poll_side(&mut Context::from_waker(&h.side_waker));
-                    }
+                if let Some(side) = &side
+                    && h.side.woken.swap(false, Ordering::SeqCst)
+                {
+                    side.poll_side(&mut Context::from_waker(&h.side_waker));
                 }
                 if h.conn.woken.swap(false, Ordering::SeqCst) {
                     let polled = conn.as_mut().poll(&mut Context::from_waker(&h.conn_waker));
@@ -441,10 +447,9 @@ where
             let head = activity.head_due(now);
             match activity.check(now, timeouts, shutting) {
                 // Never later than `first_request` from now (see [`HeadTimer`]).
-                Verdict::Wait(at) => timer.as_mut().reset(earliest(
-                    at.min(now + timeouts.first_request),
-                    head,
-                )),
+                Verdict::Wait(at) => timer
+                    .as_mut()
+                    .reset(earliest(at.min(now + timeouts.first_request), head)),
                 Verdict::Shutdown => {
                     shutting = true;
                     conn.as_mut().graceful_shutdown();
