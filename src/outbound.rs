@@ -8,6 +8,7 @@ use crate::metrics::RouteMetrics;
 use crate::proxy::client::{self, BuildError, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
+use crate::proxy::server::conn::SideSlot;
 use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
 use crate::respond::{Format, refuse};
 use crate::token::{Credential, Unavailable};
@@ -76,11 +77,14 @@ impl Route {
         conn: &Option<Affinity>,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
-        let bearer = self
-            .credential
-            .bearer(self.token_wait)
-            .await
-            .map_err(ProxyError::from)?;
+        // The cached token without a wait; the wait boxed (rare, and this
+        // future stays small: every future around it is moved per request).
+        let bearer = match self.credential.current() {
+            Some(b) => b,
+            None => Box::pin(self.credential.bearer(self.token_wait))
+                .await
+                .map_err(ProxyError::from)?,
+        };
         let started = Instant::now();
         let resp = self
             .upstream
@@ -103,6 +107,10 @@ impl Handler for Route {
         self.upstream.affinity()
     }
 
+    fn connection_on(&self, side: &mut SideSlot) -> Self::Conn {
+        self.upstream.affinity_on(side)
+    }
+
     async fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,
@@ -110,7 +118,10 @@ impl Handler for Route {
     ) -> Response<ProxyBody> {
         // Read before the request moves on: how a refusal is written.
         let format = Format::of(&req);
-        let resp = match self.proxy(&conn, req).await {
+        // Boxed: one allocation, instead of moving this request's state
+        // through every future around it.
+        let proxied = Box::pin(self.proxy(&conn, req));
+        let resp = match proxied.await {
             Ok(resp) => resp,
             Err(e) => refuse(&e, format),
         };

@@ -228,6 +228,13 @@ impl Upstream {
         self.h1.as_ref().map(H1Upstream::affinity)
     }
 
+    /// As [`Upstream::affinity`], with the upstream connection driven on the
+    /// downstream connection's own task (attached to `side`) while the
+    /// downstream connection is HTTP/1.
+    pub fn affinity_on(&self, side: &mut server::conn::SideSlot) -> Option<Affinity> {
+        self.h1.as_ref().map(|h1| h1.affinity_on(side))
+    }
+
     /// Forward `req`, with `authorization` (if given) in place of whatever the client sent,
     /// on the downstream connection's `affinity` slot when it has one.
     pub async fn forward(
@@ -270,22 +277,21 @@ impl Upstream {
         parts.uri = self.uri_for(&parts.uri, affinity.is_some())?;
         parts.version = Version::HTTP_11;
         let req = Request::from_parts(parts, body);
-        let sent = async {
-            match affinity {
-                Some(a) => a.send(req, sequential).await.map_err(|e| {
-                    let reason = match &e {
-                        h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
-                        h1pool::SendError::Http(e) => crate::cause::root_cause(e),
-                    };
-                    (reason, Box::new(e) as Cause)
-                }),
-                _ => (self.client.request(req).await)
-                    .map_err(|e| (describe(&e), Box::new(e) as Cause)),
-            }
-        };
+        // The exchange is its own (small) future; this one is still about 5 KB
+        // (the outbound handler boxes it once per request rather than moving it).
+        #[cfg(not(feature = "otel"))]
+        let timed = tokio::time::timeout(
+            self.timeouts.request,
+            self.exchange(req, affinity, sequential),
+        )
+        .await;
         #[cfg(feature = "otel")]
-        let sent = tracing::Instrument::instrument(sent, span);
-        let mut resp = match tokio::time::timeout(self.timeouts.request, sent).await {
+        let timed = tokio::time::timeout(
+            self.timeouts.request,
+            tracing::Instrument::instrument(self.exchange(req, affinity, sequential), span),
+        )
+        .await;
+        let mut resp = match timed {
             Ok(Ok(resp)) => resp,
             Ok(Err((reason, cause))) => {
                 tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
@@ -319,6 +325,26 @@ impl Upstream {
             });
         }
         Ok(resp.map(|b| IdleTimeout::new(b, self.timeouts.body_idle)))
+    }
+
+    /// Send `req` on the downstream connection's affine upstream connection,
+    /// or with the pooled client; a failure as its reason and cause.
+    async fn exchange(
+        &self,
+        req: Request<body::Body>,
+        affinity: Option<&Affinity>,
+        sequential: bool,
+    ) -> Result<Response<Incoming>, (String, Cause)> {
+        match affinity {
+            Some(a) => a.send(req, sequential).await.map_err(|e| {
+                let reason = match &e {
+                    h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
+                    h1pool::SendError::Http(e) => crate::cause::root_cause(e),
+                };
+                (reason, Box::new(e) as Cause)
+            }),
+            _ => (self.client.request(req).await).map_err(|e| (describe(&e), Box::new(e) as Cause)),
+        }
     }
 }
 

@@ -36,6 +36,13 @@ pub trait Handler: Send + Sync + 'static {
     /// State for a newly accepted connection.
     fn connection(&self) -> Self::Conn;
 
+    /// State for a newly accepted connection, which may attach work to run on
+    /// the connection's own task (see [`conn::Side`]); by default none.
+    fn connection_on(&self, side: &mut conn::SideSlot) -> Self::Conn {
+        let _ = side;
+        self.connection()
+    }
+
     fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,
@@ -161,22 +168,24 @@ pub async fn serve<H: Handler>(
         let open = Arc::new(Open(opts.metrics.open.clone()));
         let held = open.clone();
         let _ = stream.set_nodelay(true);
+        let activity = conn::Activity::new();
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
-            .timer(TokioTimer::new())
+            .timer(conn::HeadTimer::new(activity.clone()))
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes)
+            .writev(false)
             .keep_alive(true);
         builder
             .http2()
             .timer(TokioTimer::new())
             .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
         let h = handler.clone();
-        let state = Arc::new(handler.connection());
+        let mut side = None;
+        let state = Arc::new(handler.connection_on(&mut side));
         let log = opts.access_log && limits.access_log;
         let o = opts.clone();
-        let activity = conn::Activity::new();
         let timeouts = conn::Timeouts {
             first_request: limits.header_read_timeout,
             idle: limits.idle_timeout,
@@ -231,7 +240,7 @@ pub async fn serve<H: Handler>(
         let stop = graceful.subscribe();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = conn::drive(connection, activity, timeouts, stop).await {
+            if let Err(e) = conn::drive(connection, activity, timeouts, stop, side).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -345,6 +354,11 @@ impl<H: Handler> Handler for Swap<H> {
     fn connection(&self) -> Self::Conn {
         let v = self.current.load();
         (v.generation, Arc::new(v.handler.connection()))
+    }
+
+    fn connection_on(&self, side: &mut conn::SideSlot) -> Self::Conn {
+        let v = self.current.load();
+        (v.generation, Arc::new(v.handler.connection_on(side)))
     }
 
     fn handle(

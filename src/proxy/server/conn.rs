@@ -21,10 +21,11 @@
 
 use http_body::{Body, Frame, SizeHint};
 use hyper_util::server::graceful::GracefulConnection;
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,6 +44,11 @@ pub struct Activity {
     /// [`NEVER`] until a first request has ended (with `active` at zero: no
     /// request head was ever received whole).
     idle_since_ms: AtomicU64,
+    /// The deadline of hyper's request-head timer ([`HeadTimer`]), in
+    /// milliseconds since `accepted` (rounded up); [`NEVER`] when none runs.
+    head_deadline_ms: AtomicU64,
+    /// Who waits on the request-head timer.
+    head_waker: Mutex<Option<Waker>>,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -53,6 +59,8 @@ impl Activity {
             accepted: Instant::now(),
             active: AtomicUsize::new(0),
             idle_since_ms: AtomicU64::new(NEVER),
+            head_deadline_ms: AtomicU64::new(NEVER),
+            head_waker: Mutex::new(None),
         })
     }
 
@@ -64,6 +72,44 @@ impl Activity {
 
     fn millis_since_accept(&self) -> u64 {
         u64::try_from(self.accepted.elapsed().as_millis()).map_or(NEVER - 1, |ms| ms.min(NEVER - 1))
+    }
+
+    /// A request-head timer runs until `deadline`; `waker` is woken once it has passed.
+    fn watch_head(&self, deadline: Instant, waker: &Waker) {
+        let ms = deadline
+            .saturating_duration_since(self.accepted)
+            .as_micros()
+            .div_ceil(1000);
+        let ms = u64::try_from(ms).map_or(NEVER - 1, |ms| ms.min(NEVER - 1));
+        self.head_deadline_ms.store(ms, Ordering::Relaxed);
+        let mut slot = self
+            .head_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    /// The request-head timer's deadline if it is still ahead of `now`; one
+    /// that has passed has its waiter woken.
+    fn head_due(&self, now: Instant) -> Option<Instant> {
+        let ms = self.head_deadline_ms.load(Ordering::Relaxed);
+        if ms == NEVER {
+            return None;
+        }
+        let at = self.accepted + Duration::from_millis(ms);
+        if now < at {
+            return Some(at);
+        }
+        let slot = self
+            .head_waker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(w) = slot.as_ref() {
+            w.wake_by_ref();
+        }
+        None
     }
 
     /// What the driver does when its timer fires at `now`.
@@ -143,6 +189,69 @@ impl<B: Body + Unpin> Body for Tracked<B> {
     }
 }
 
+/// hyper's HTTP/1 timer for one connection, which it uses only for the
+/// request-head timeout (`header_read_timeout`, armed for each request head,
+/// including while a keep-alive connection waits for the next). Its sleeps
+/// register no runtime timer: [`drive`]'s one timer per connection wakes them.
+/// That timer never runs later than `first_request` (the same duration) after
+/// it was set, and a head timer set later ends later still; when it fires, it
+/// wakes an overdue head timer and is set again, for the head timer's deadline
+/// at the latest.
+#[derive(Clone)]
+pub struct HeadTimer(Arc<Activity>);
+
+impl HeadTimer {
+    pub fn new(activity: Arc<Activity>) -> Self {
+        HeadTimer(activity)
+    }
+}
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(self.now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: std::time::Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadSleep {
+            deadline: Instant::from_std(deadline),
+            activity: self.0.clone(),
+        })
+    }
+
+    /// The runtime's clock (paused in tests), as the driver's timer reads it.
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+}
+
+/// A request-head timer (see [`HeadTimer`]).
+struct HeadSleep {
+    deadline: Instant,
+    activity: Arc<Activity>,
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            return Poll::Ready(());
+        }
+        self.activity.watch_head(self.deadline, cx.waker());
+        Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
+impl Drop for HeadSleep {
+    fn drop(&mut self) {
+        self.activity
+            .head_deadline_ms
+            .store(NEVER, Ordering::Relaxed);
+    }
+}
+
 /// The two limits a connection is held to.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -158,20 +267,101 @@ enum Verdict {
     Close,
 }
 
+/// Work a handler runs on its downstream connection's own task: the upstream
+/// HTTP/1 connection a sequential (HTTP/1) downstream connection uses, so a
+/// request and its response cost no wake-up of another task. [`drive`] polls
+/// it beside the downstream connection, whenever a waker it registered fires.
+pub trait Side: Send + Sync + 'static {
+    /// Make progress; register `cx`'s waker for what it waits on.
+    fn poll_side(&self, cx: &mut Context<'_>);
+}
+
+/// The [`Side`] a handler attaches to a new connection, if any (see
+/// [`Handler::connection_on`](super::Handler::connection_on)).
+pub type SideSlot = Option<Arc<dyn Side>>;
+
+/// What the two halves [`drive`] polls share: the task's waker, and whether
+/// the driver is inside its poll (then a wake-up need not reschedule the task:
+/// the driver looks at the flags again before it returns).
+struct Shared {
+    polling: AtomicBool,
+    task: Waker,
+}
+
+/// A waker for one half (the connection or its side): says that half has
+/// something to do.
+struct Half {
+    woken: AtomicBool,
+    shared: Arc<Shared>,
+}
+
+impl Wake for Half {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::SeqCst);
+        if !self.shared.polling.load(Ordering::SeqCst) {
+            self.shared.task.wake_by_ref();
+        }
+    }
+}
+
+/// The wakers of one task's two halves.
+struct Halves {
+    shared: Arc<Shared>,
+    conn: Arc<Half>,
+    conn_waker: Waker,
+    side: Arc<Half>,
+    side_waker: Waker,
+}
+
+impl Halves {
+    /// Both halves due for a first poll.
+    fn new(task: &Waker) -> Self {
+        let shared = Arc::new(Shared {
+            polling: AtomicBool::new(false),
+            task: task.clone(),
+        });
+        let half = || {
+            Arc::new(Half {
+                woken: AtomicBool::new(true),
+                shared: shared.clone(),
+            })
+        };
+        let (conn, side) = (half(), half());
+        Halves {
+            conn_waker: Waker::from(conn.clone()),
+            side_waker: Waker::from(side.clone()),
+            conn,
+            side,
+            shared,
+        }
+    }
+}
+
+/// Rounds of polling the two halves in one poll of [`drive`] (a request the
+/// connection hands to its side, then the side's answer), before it yields.
+const ROUNDS: usize = 4;
+
 /// Drive `conn` to its end: shut it down gracefully when `stop` changes (the
 /// listener stops), and apply `timeouts` to it through `activity`. Dropping
-/// `conn` closes the socket.
+/// `conn` closes the socket. `side`, if any, is polled on the same task.
 ///
-/// Cheap per wake-up: the stop signal and the timer are polled once to
-/// register this task's waker (and again after the timer is reset); later
-/// wake-ups only look at them (an atomic load each). That relies on the waker
-/// staying the same, which holds for a future that is its task's whole body:
-/// spawn it, do not nest it in a combinator that changes wakers.
+/// Cheap per wake-up: the connection and its side are each polled only when a
+/// waker they registered fired (their own wakers, flags on this task's); the
+/// stop signal and the timer are polled once to register this task's waker
+/// (and again after the timer is reset); later wake-ups only look at them (an
+/// atomic load each). That relies on the waker staying the same, which holds
+/// for a future that is its task's whole body: spawn it, do not nest it in a
+/// combinator that changes wakers.
 pub async fn drive<C>(
     conn: C,
     activity: Arc<Activity>,
     timeouts: Timeouts,
     stop: watch::Receiver<()>,
+    side: SideSlot,
 ) -> Result<(), C::Error>
 where
     C: GracefulConnection,
@@ -185,10 +375,32 @@ where
     let mut stop_changed = std::pin::pin!(watching.changed());
     let mut stop_registered = false;
     let (mut stopping, mut shutting) = (false, false);
+    let mut halves: Option<Halves> = None;
     std::future::poll_fn(move |cx| {
+        let h = match &mut halves {
+            Some(h) if h.shared.task.will_wake(cx.waker()) => h,
+            // First poll (or a new task waker): poll both halves afresh.
+            slot => slot.insert(Halves::new(cx.waker())),
+        };
+        h.shared.polling.store(true, Ordering::SeqCst);
         loop {
-            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
-                return Poll::Ready(done);
+            for _ in 0..ROUNDS {
+                // The side first: an answer it reads is written by the connection in the same pass.
+                if let Some(side) = &side
+                    && h.side.woken.swap(false, Ordering::SeqCst)
+                {
+                    side.poll_side(&mut Context::from_waker(&h.side_waker));
+                }
+                if h.conn.woken.swap(false, Ordering::SeqCst) {
+                    let polled = conn.as_mut().poll(&mut Context::from_waker(&h.conn_waker));
+                    if let Poll::Ready(done) = polled {
+                        return Poll::Ready(done);
+                    }
+                }
+                // A request the connection gave its side: sent in this pass.
+                if side.is_none() || !h.side.woken.load(Ordering::SeqCst) {
+                    break;
+                }
             }
             if !stopping {
                 // A dropped sender (the drain gave up) counts as a stop too.
@@ -204,7 +416,11 @@ where
                     if !shutting {
                         shutting = true;
                         conn.as_mut().graceful_shutdown();
-                        timer.as_mut().reset(Instant::now() + GRACE);
+                        h.conn.woken.store(true, Ordering::SeqCst);
+                        let now = Instant::now();
+                        timer
+                            .as_mut()
+                            .reset(earliest(now + GRACE, activity.head_due(now)));
                         timer_registered = false;
                     }
                     continue;
@@ -218,15 +434,27 @@ where
                 ready
             };
             if !fired {
+                // Wake-ups from now on reschedule the task; one that came
+                // while polling already has, or is seen here.
+                h.shared.polling.store(false, Ordering::SeqCst);
+                if h.conn.woken.load(Ordering::SeqCst) || h.side.woken.load(Ordering::SeqCst) {
+                    cx.waker().wake_by_ref();
+                }
                 return Poll::Pending;
             }
             let now = Instant::now();
+            // An overdue request head: its timer (woken here) ends the connection.
+            let head = activity.head_due(now);
             match activity.check(now, timeouts, shutting) {
-                Verdict::Wait(at) => timer.as_mut().reset(at),
+                // Never later than `first_request` from now (see [`HeadTimer`]).
+                Verdict::Wait(at) => timer
+                    .as_mut()
+                    .reset(earliest(at.min(now + timeouts.first_request), head)),
                 Verdict::Shutdown => {
                     shutting = true;
                     conn.as_mut().graceful_shutdown();
-                    timer.as_mut().reset(now + GRACE);
+                    h.conn.woken.store(true, Ordering::SeqCst);
+                    timer.as_mut().reset(earliest(now + GRACE, head));
                 }
                 Verdict::Close => {
                     tracing::debug!("closing a connection with no request in progress");
@@ -237,6 +465,10 @@ where
         }
     })
     .await
+}
+
+fn earliest(at: Instant, head: Option<Instant>) -> Instant {
+    head.map_or(at, |h| h.min(at))
 }
 
 #[cfg(test)]
