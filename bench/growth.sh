@@ -509,17 +509,8 @@ log "temp dir $TMP; upstream port $PORT_UPSTREAM, token port $PORT_TOKEN; open-f
 UPSTREAM_PIDS=""
 if want forward || want inbound || want connections || want credentials || want lifetimes; then
     render "$SCRIPT_DIR/growth-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
-    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/upstream-startup.log" -c "$TMP/nginx-upstream.conf" >&2 ||
-        die "nginx config test failed"
-    taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/upstream-startup.log" \
-        -c "$TMP/nginx-upstream.conf" -g 'daemon off;' >"$TMP/logs/upstream.out" 2>&1 &
-    UPSTREAM_MASTER=$!
-    PIDS+=("$UPSTREAM_MASTER")
-    wait_http "http://127.0.0.1:$PORT_UPSTREAM/" "$UPSTREAM_MASTER" ||
-        { cat "$TMP/logs/upstream.out" "$TMP"/*error.log >&2 2>/dev/null || true; die "upstream nginx not ready"; }
-    w=$(children_of "$UPSTREAM_MASTER" | tr '\n' ' ')
-    [[ -n $w ]] || die "no nginx workers under master $UPSTREAM_MASTER"
-    UPSTREAM_PIDS="$UPSTREAM_MASTER $w"
+    start_nginx upstream "$TMP/nginx-upstream.conf" "http://127.0.0.1:$PORT_UPSTREAM/" "$PROXY_CPU"
+    UPSTREAM_PIDS="$NGX_PIDS "
 fi
 start_token_server "$PORT_TOKEN"
 
@@ -643,21 +634,13 @@ fi
 # worker, core 0) on a fresh port, keepalive max(64, CONNECTIONS); sets PORT_PROXY,
 # PROXY_MASTER and PROXY_PIDS (master + worker).
 start_nginx_proxy() {
-    local id=$1 conf="$TMP/$1-nginx.conf" w
+    local id=$1 conf="$TMP/$1-nginx.conf"
     read -r PORT_PROXY < <(free_ports 1)
     KEEPALIVE=$((CONNECTIONS > 64 ? CONNECTIONS : 64))
     render "$SCRIPT_DIR/growth-nginx-proxy.conf.tmpl" "$conf"
-    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/$id-nginx-startup.log" -c "$conf" >&2 ||
-        die "[$id] nginx config test failed for $conf"
-    taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/$id-nginx-startup.log" -c "$conf" \
-        -g 'daemon off;' >"$TMP/logs/$id-nginx.out" 2>&1 &
-    PROXY_MASTER=$!
-    PIDS+=("$PROXY_MASTER")
-    wait_http "http://127.0.0.1:$PORT_PROXY/" "$PROXY_MASTER" ||
-        { cat "$TMP/logs/$id-nginx.out" "$TMP/proxy-error.log" >&2 2>/dev/null || true; die "[$id] nginx proxy not ready"; }
-    w=$(children_of "$PROXY_MASTER" | tr '\n' ' ')
-    [[ -n $w ]] || die "[$id] no nginx workers under master $PROXY_MASTER"
-    PROXY_PIDS="$PROXY_MASTER ${w% }"
+    start_nginx "$id-nginx" "$conf" "http://127.0.0.1:$PORT_PROXY/" "$PROXY_CPU"
+    PROXY_MASTER=$NGX_PID
+    PROXY_PIDS=$NGX_PIDS
 }
 
 if want connections; then

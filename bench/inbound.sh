@@ -203,16 +203,8 @@ log "tokens: RS256 ${#TOKEN_RS} bytes, ES256 ${#TOKEN_ES} bytes"
 
 read -r PORT_UPSTREAM < <(free_ports 1)
 render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
-"$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/upstream-startup.log" -c "$TMP/nginx-upstream.conf" >&2 ||
-    die "nginx config test failed for $TMP/nginx-upstream.conf"
-taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/upstream-startup.log" \
-    -c "$TMP/nginx-upstream.conf" -g 'daemon off;' >"$TMP/logs/upstream.out" 2>&1 &
-UPSTREAM_MASTER=$!
-PIDS+=("$UPSTREAM_MASTER")
-wait_http "http://127.0.0.1:$PORT_UPSTREAM$REQ_PATH" "$UPSTREAM_MASTER" ||
-    { cat "$TMP/logs/upstream.out" "$TMP"/*error.log >&2 2>/dev/null || true; die "upstream nginx not ready"; }
-UPSTREAM_PIDS="$UPSTREAM_MASTER $(children_of "$UPSTREAM_MASTER" | tr '\n' ' ')"
-[[ $UPSTREAM_PIDS =~ [0-9]+\ [0-9]+ ]] || die "no nginx workers under master $UPSTREAM_MASTER"
+start_nginx upstream "$TMP/nginx-upstream.conf" "http://127.0.0.1:$PORT_UPSTREAM$REQ_PATH" "$PROXY_CPU"
+UPSTREAM_PIDS=$NGX_PIDS
 log "upstream nginx on 127.0.0.1:$PORT_UPSTREAM, pids: $UPSTREAM_PIDS"
 
 # --------------------------------------------------------------------------

@@ -226,6 +226,24 @@ children_of() {
     done
 }
 
+# start_nginx NAME CONF URL CPU: nginx in the foreground (no daemon) pinned to CPU, its
+# output in $TMP/logs/NAME*; waits until URL answers. Sets NGX_PID (the master) and
+# NGX_PIDS (master and workers). Needs NGINX_BIN.
+start_nginx() {
+    local name=$1 conf=$2 url=$3 cpu=$4 w
+    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" >&2 ||
+        die "nginx config test failed for $conf"
+    taskset -c "$cpu" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" \
+        -g 'daemon off;' >"$TMP/logs/$name.out" 2>&1 &
+    NGX_PID=$!
+    PIDS+=("$NGX_PID")
+    wait_http "$url" "$NGX_PID" ||
+        { cat "$TMP/logs/$name.out" "$TMP"/*error.log >&2 2>/dev/null || true; die "$name nginx not ready"; }
+    w=$(children_of "$NGX_PID" | tr '\n' ' ')
+    [[ -n $w ]] || die "no nginx workers under the $name master $NGX_PID"
+    NGX_PIDS="$NGX_PID ${w% }"
+}
+
 # measured_run ID OUT "PIDS" CMD...: run CMD (a wrk run that writes OUT) inside a
 # measurement window and account it for scenario ID: requests and latencies
 # (parse_wrk), errors (R_ERR), CPU µs per request and % of a core for PIDS and

@@ -134,28 +134,8 @@ render "$SCRIPT_DIR/nginx-upstream.conf.tmpl" "$TMP/nginx-upstream.conf"
 render "$SCRIPT_DIR/nginx-proxy.conf.tmpl" "$TMP/nginx-proxy.conf"
 render "$SCRIPT_DIR/sidecar.toml.tmpl" "$TMP/sidecar.toml"
 
-start_nginx() { # start_nginx NAME CONF PORT -> sets NGX_PID
-    local name=$1 conf=$2 port=$3
-    "$NGINX_BIN" -t -q -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" >&2 ||
-        die "nginx config test failed for $conf"
-    taskset -c "$PROXY_CPU" "$NGINX_BIN" -p "$TMP" -e "$TMP/logs/$name-startup.log" -c "$conf" \
-        -g 'daemon off;' >"$TMP/logs/$name.out" 2>&1 &
-    NGX_PID=$!
-    PIDS+=("$NGX_PID")
-    wait_http "http://127.0.0.1:$port/" "$NGX_PID" ||
-        { cat "$TMP/logs/$name.out" "$TMP"/*error.log >&2 2>/dev/null || true; die "$name nginx not ready"; }
-}
-
-nginx_pids() { # master + workers
-    local w
-    w=$(children_of "$1" | tr '\n' ' ')
-    [[ -n $w ]] || die "no nginx workers under master $1"
-    echo "$1 $w"
-}
-
-start_nginx upstream "$TMP/nginx-upstream.conf" "$PORT_UPSTREAM"
-UPSTREAM_MASTER=$NGX_PID
-UPSTREAM_PIDS=$(nginx_pids "$UPSTREAM_MASTER")
+start_nginx upstream "$TMP/nginx-upstream.conf" "http://127.0.0.1:$PORT_UPSTREAM/" "$PROXY_CPU"
+UPSTREAM_PIDS=$NGX_PIDS
 log "upstream nginx pids: $UPSTREAM_PIDS"
 
 # --------------------------------------------------------------------------
@@ -166,9 +146,9 @@ measure direct "http://127.0.0.1:$PORT_UPSTREAM/" "$UPSTREAM_PIDS"
 # --------------------------------------------------------------------------
 # (b) nginx reverse proxy
 # --------------------------------------------------------------------------
-start_nginx proxy "$TMP/nginx-proxy.conf" "$PORT_PROXY"
+start_nginx proxy "$TMP/nginx-proxy.conf" "http://127.0.0.1:$PORT_PROXY/" "$PROXY_CPU"
 PROXY_MASTER=$NGX_PID
-PROXY_PIDS=$(nginx_pids "$PROXY_MASTER")
+PROXY_PIDS=$NGX_PIDS
 log "proxy nginx pids: $PROXY_PIDS"
 got=$(curl -fsS --max-time 2 "http://127.0.0.1:$PORT_PROXY/__auth") || die "request through nginx proxy failed"
 [[ $got == "Bearer $TOKEN" ]] || die "nginx proxy sent Authorization '$got', expected 'Bearer $TOKEN'"
