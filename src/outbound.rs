@@ -12,7 +12,7 @@ use crate::proxy::server::conn::SideSlot;
 use crate::proxy::{ProxyBody, ProxyError, Timeouts, Upstream};
 use crate::respond::{Format, refuse};
 use crate::token::{Credential, Unavailable};
-use http::{Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use std::sync::Arc;
@@ -77,6 +77,12 @@ impl Route {
         conn: &Option<Affinity>,
         req: Request<Incoming>,
     ) -> Result<Response<ProxyBody>, ProxyError> {
+        // A tunnel cannot carry a token, and `CONNECT` has no path to map.
+        if req.method() == Method::CONNECT {
+            return Err(ProxyError::MethodNotAllowed(
+                "CONNECT is not forwarded by an outbound listener (tunnels: [forward_proxy])",
+            ));
+        }
         // The cached token without a wait; the wait boxed (rare, and this
         // future stays small: every future around it is moved per request).
         let bearer = match self.credential.current() {

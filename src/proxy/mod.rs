@@ -209,9 +209,11 @@ impl Upstream {
     }
 
     /// Whether every protocol the request's `Upgrade` names may be spliced.
+    /// Without a list, any but `h2c`: after an h2c switch, every request on the
+    /// connection would pass unchecked (no token swap, no rules).
     fn upgrade_allowed(&self, headers: &http::HeaderMap) -> bool {
         match &self.upgrades {
-            None => true,
+            None => headers::upgrade_protocols(headers).all(|p| p != "h2c"),
             Some(allowed) => {
                 let mut any = false;
                 let all = headers::upgrade_protocols(headers).all(|p| {
@@ -244,6 +246,9 @@ impl Upstream {
         affinity: Option<&Affinity>,
     ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
         let upgrade = wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
+        // What the client offered: the only protocols a `101` may switch to.
+        let offered: Option<Vec<String>> =
+            upgrade.then(|| headers::upgrade_protocols(req.headers()).collect());
         let sequential = req.version() != Version::HTTP_2;
         let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
         // The spliced connection keeps counting toward the listener's cap.
@@ -308,7 +313,12 @@ impl Upstream {
             }
         };
         let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching && (!upgrade || !self.upgrade_allowed(resp.headers())) {
+        if switching
+            && (!self.upgrade_allowed(resp.headers())
+                || !offered
+                    .as_ref()
+                    .is_some_and(|o| switched_to_offered(resp.headers(), o)))
+        {
             return Err(self.unasked_switch());
         }
         remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
@@ -346,6 +356,15 @@ impl Upstream {
             _ => (self.client.request(req).await).map_err(|e| (describe(&e), Box::new(e) as Cause)),
         }
     }
+}
+
+/// Whether a `101`'s `Upgrade` names protocols, all of them among `offered`.
+fn switched_to_offered(headers: &http::HeaderMap, offered: &[String]) -> bool {
+    let mut any = false;
+    headers::upgrade_protocols(headers).all(|p| {
+        any = true;
+        offered.contains(&p)
+    }) && any
 }
 
 /// Copy bytes both ways until both sides have closed, or nothing moved either

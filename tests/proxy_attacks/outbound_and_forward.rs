@@ -93,3 +93,75 @@ async fn forward_proxy_never_forwards_user_info() {
     assert_eq!(status(&answer), 400, "{answer}");
     assert!(up.requests().is_empty());
 }
+
+/// An outbound listener in front of `up`; its address.
+async fn outbound_to(up: &RawUpstream, idp: &TokenServer) -> (Sidecar, SocketAddr) {
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &up.url(), "orders");
+    let sidecar = Sidecar::start(&config).await;
+    let addr = sidecar
+        .outbound("orders")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    (sidecar, addr)
+}
+
+#[tokio::test]
+async fn connect_is_refused_at_an_outbound_listener() {
+    let idp = TokenServer::start().await;
+    let up = RawUpstream::start().await;
+    let (_sidecar, addr) = outbound_to(&up, &idp).await;
+    for target in ["orders.example.com:443", "127.0.0.1:80", "/"] {
+        let req = format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nAuthorization: Basic app-own\r\nConnection: close\r\n\r\n"
+        );
+        let answer = send(addr, req.as_bytes()).await;
+        assert_eq!(status(&answer), 405, "{target}: {answer}");
+    }
+    assert!(up.requests().is_empty(), "nothing reached the upstream");
+}
+
+#[tokio::test]
+async fn outbound_never_splices_h2c_nor_a_switch_it_did_not_ask_for() {
+    let idp = TokenServer::start().await;
+    // An upstream that switches to h2c whatever it is asked.
+    let up = RawUpstream::answering(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+    )
+    .await;
+    let (_sidecar, addr) = outbound_to(&up, &idp).await;
+    for upgrade in ["h2c", "H2C", "websocket, h2c", "foo"] {
+        up.clear();
+        let req = format!(
+            "GET /x HTTP/1.1\r\nHost: x\r\nConnection: close, Upgrade, HTTP2-Settings\r\nUpgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        );
+        let answer = send(addr, req.as_bytes()).await;
+        // Never a 101: the switch was to a protocol not offered, or not allowed.
+        assert_eq!(status(&answer), 502, "{upgrade}: {answer}");
+        let got = up.requests();
+        assert_eq!(got.len(), 1, "{upgrade}");
+        let lower = upgrade.to_ascii_lowercase();
+        if lower.contains("h2c") {
+            // h2c is never offered on: the request went as a plain one.
+            assert!(
+                got[0].header("upgrade").is_empty(),
+                "{upgrade}: {}",
+                got[0].head
+            );
+            assert!(
+                got[0].header("http2-settings").is_empty(),
+                "{upgrade}: {}",
+                got[0].head
+            );
+        } else {
+            assert_eq!(
+                got[0].header("upgrade"),
+                [lower.as_str()],
+                "{}",
+                got[0].head
+            );
+        }
+    }
+}
