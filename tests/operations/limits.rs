@@ -104,3 +104,50 @@ async fn an_oversized_request_head_gets_431() {
     assert_eq!(resp.status(), 200);
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_hold_two_connections() {
+    // An upstream that answers with an endless body, and says when the sidecar
+    // has closed its connection (a write fails).
+    let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = up.local_addr().unwrap();
+    let closed = Arc::new(AtomicBool::new(false));
+    let seen = closed.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = up.accept().await.unwrap();
+        let mut head = [0u8; 4096];
+        let _ = s.read(&mut head).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+            .await;
+        while s.write_all(&chunk).await.is_ok() {}
+        seen.store(true, Ordering::SeqCst);
+    });
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &format!("http://{up_addr}"), "orders")
+        .raw("[limits]\nidle_timeout = \"1s\"");
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    // The app asks, then never reads.
+    let mut app = TcpStream::connect(addr).await.unwrap();
+    app.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    until(
+        LONG,
+        "the sidecar closes the upstream connection",
+        async || closed.load(Ordering::SeqCst),
+    )
+    .await;
+    let metrics = support::http::get(&sidecar.admin_url("/metrics")).await.1;
+    let open = support::metric(
+        &metrics,
+        "m2m_listener_open_connections{listener=\"orders\"}",
+    );
+    assert_eq!(open, 0, "the app's connection is closed too");
+    drop(app);
+}

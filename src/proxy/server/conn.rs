@@ -49,6 +49,16 @@ pub struct Activity {
     head_deadline_ms: AtomicU64,
     /// Who waits on the request-head timer.
     head_waker: Mutex<Option<Waker>>,
+    /// Response bodies being sent, frames they have handed on (a counter, no
+    /// clock on the hot path), whether the last one is waiting for its source
+    /// (the upstream: its own `body_idle_timeout` applies), and the frame count
+    /// the driver saw at its last check. A client that stops reading stops
+    /// hyper from taking frames: with a body ready and no frame taken over a
+    /// whole `idle_timeout`, the connection is closed.
+    sending: AtomicUsize,
+    frames: AtomicU64,
+    source_waits: AtomicBool,
+    frames_seen: AtomicU64,
 }
 
 const NEVER: u64 = u64::MAX;
@@ -61,6 +71,10 @@ impl Activity {
             idle_since_ms: AtomicU64::new(NEVER),
             head_deadline_ms: AtomicU64::new(NEVER),
             head_waker: Mutex::new(None),
+            sending: AtomicUsize::new(0),
+            frames: AtomicU64::new(0),
+            source_waits: AtomicBool::new(false),
+            frames_seen: AtomicU64::new(0),
         })
     }
 
@@ -115,6 +129,17 @@ impl Activity {
     /// What the driver does when its timer fires at `now`.
     fn check(&self, now: Instant, timeouts: Timeouts, shutting: bool) -> Verdict {
         if self.active.load(Ordering::Acquire) > 0 {
+            // A response the client has not taken a frame of since the last
+            // check, with nothing waiting on the upstream: the client stopped
+            // reading. Close, or it holds this and an upstream connection.
+            let frames = self.frames.load(Ordering::Relaxed);
+            let seen = self.frames_seen.swap(frames, Ordering::Relaxed);
+            if self.sending.load(Ordering::Relaxed) > 0
+                && frames == seen
+                && !self.source_waits.load(Ordering::Relaxed)
+            {
+                return Verdict::Close;
+            }
             // Busy: look again later (one wake-up per idle_timeout).
             return Verdict::Wait(now + timeouts.idle);
         }
@@ -157,15 +182,22 @@ impl Drop for InFlight {
 /// (or dropped).
 pub struct Tracked<B> {
     inner: B,
-    _in_flight: InFlight,
+    /// Dropped last: the request ends once its body is gone.
+    in_flight: InFlight,
 }
 
 impl<B> Tracked<B> {
     pub fn new(inner: B, in_flight: InFlight) -> Self {
-        Tracked {
-            inner,
-            _in_flight: in_flight,
-        }
+        in_flight.0.sending.fetch_add(1, Ordering::Relaxed);
+        // A new response: its first frames are not a stall.
+        in_flight.0.frames.fetch_add(1, Ordering::Relaxed);
+        Tracked { inner, in_flight }
+    }
+}
+
+impl<B> Drop for Tracked<B> {
+    fn drop(&mut self) {
+        self.in_flight.0.sending.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -177,7 +209,17 @@ impl<B: Body + Unpin> Body for Tracked<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let activity = &this.in_flight.0;
+        let waits = polled.is_pending();
+        if activity.source_waits.load(Ordering::Relaxed) != waits {
+            activity.source_waits.store(waits, Ordering::Relaxed);
+        }
+        if !waits {
+            activity.frames.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -510,6 +552,64 @@ mod tests {
             Verdict::Shutdown
         ));
         assert!(matches!(a.check(Instant::now(), T, true), Verdict::Close));
+    }
+
+    /// A body that never has anything: its source (the upstream) is stalled.
+    struct Stalled;
+
+    impl Body for Stalled {
+        type Data = bytes::Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_is_closed_a_stalled_upstream_is_not() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        // Frames ready, but hyper takes none (the client does not read).
+        let a = Activity::new();
+        let _body = Tracked::new(
+            http_body_util::Full::new(bytes::Bytes::from_static(b"x")),
+            a.begin(),
+        );
+        let now = Instant::now();
+        assert!(matches!(a.check(now, T, false), Verdict::Wait(_)));
+        assert!(matches!(a.check(now + T.idle, T, false), Verdict::Close));
+
+        // A frame taken between two checks keeps it open.
+        let a = Activity::new();
+        let mut body = Tracked::new(
+            http_body_util::StreamBody::new(futures_util::stream::iter((0..3).map(|_| {
+                Ok::<_, std::convert::Infallible>(Frame::data(bytes::Bytes::from_static(b"x")))
+            }))),
+            a.begin(),
+        );
+        assert!(matches!(a.check(now, T, false), Verdict::Wait(_)));
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_ready());
+        assert!(matches!(a.check(now + T.idle, T, false), Verdict::Wait(_)));
+
+        // Waiting for the upstream: its own body_idle_timeout applies, not this.
+        let a = Activity::new();
+        let mut body = Tracked::new(Stalled, a.begin());
+        assert!(Pin::new(&mut body).poll_frame(&mut cx).is_pending());
+        assert!(matches!(a.check(now, T, false), Verdict::Wait(_)));
+        assert!(matches!(a.check(now + T.idle, T, false), Verdict::Wait(_)));
+        assert!(matches!(
+            a.check(now + T.idle * 2, T, false),
+            Verdict::Wait(_)
+        ));
+
+        // Waiting for the response head (no body yet): never closed here.
+        let a = Activity::new();
+        let _request = a.begin();
+        assert!(matches!(a.check(now, T, false), Verdict::Wait(_)));
+        assert!(matches!(a.check(now + T.idle, T, false), Verdict::Wait(_)));
     }
 
     #[tokio::test(start_paused = true)]
