@@ -105,6 +105,16 @@ impl Inbound {
     }
 }
 
+/// The request went on as a plain one: no `Upgrade`, no `HTTP2-Settings`.
+fn assert_not_upgrading(got: &support::raw::RawRequest, what: &str) {
+    assert!(got.header("upgrade").is_empty(), "{what}: {}", got.head);
+    assert!(
+        got.header("http2-settings").is_empty(),
+        "{what}: {}",
+        got.head
+    );
+}
+
 fn bearer(token: &str) -> String {
     format!("Authorization: Bearer {token}\r\n")
 }
