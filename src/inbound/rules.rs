@@ -103,11 +103,14 @@ impl Rules {
                 if let Some(list) = own.as_deref().and_then(|s| index.by_segment.get(s)) {
                     first_in(list);
                 }
-                let folded_seg = first_segment(&folded).map(lower);
-                if folded_seg != own
-                    && let Some(list) = folded_seg.as_deref().and_then(|s| index.by_segment.get(s))
-                {
-                    first_in(list);
+                // A folded spelling (rare) may name another first segment.
+                if let Cow::Owned(f) = &folded {
+                    let seg = first_segment(f).map(lower);
+                    if seg != own
+                        && let Some(list) = seg.as_deref().and_then(|s| index.by_segment.get(s))
+                    {
+                        first_in(list);
+                    }
                 }
                 best.and_then(|i| self.rules.get(i))
             }
