@@ -1,7 +1,8 @@
 //! Many credentials on one token endpoint, seen from that endpoint: start-up
 //! requests come at `token_requests_per_second` (after a burst of 10), a
-//! request waiting for a token does not wait its credential's turn, and the
-//! first refreshes spread out instead of coming back as a wave.
+//! request waiting for a token moves its credential to the front of the line
+//! but the pace holds, and the first refreshes spread out instead of coming
+//! back as a wave.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly
 
@@ -14,6 +15,8 @@ use support::http::get;
 use support::sidecar::Sidecar;
 use support::token_server::TokenServer;
 use support::{LONG, until};
+
+const BURST: usize = 10;
 use tokio::time::Instant;
 
 /// `n` credentials `c00`, `c01`… on `idp`, each its own client id.
@@ -93,6 +96,70 @@ async fn a_waiting_request_does_not_wait_its_credentials_turn() {
         asked < 40,
         "the pace was kept for the others: {asked} requests"
     );
+    sidecar.stop().await;
+}
+
+/// Which credential (`client-N`) a recorded token request came from
+/// (client_secret_basic: the client id is in the Authorization header).
+fn client_of(r: &support::token_server::Recorded) -> String {
+    use base64::Engine as _;
+    let basic = r
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .unwrap_or_default();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&decoded);
+    text.split(':').next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn requests_at_start_go_first_but_keep_the_pace() {
+    let (idp, echo) = (TokenServer::start().await, Echo::start().await);
+    // 30 credentials at 4/s; the app calls c20..c29 as the sidecar starts:
+    // in line, they come after c10..c19.
+    let mut config = credentials(
+        SidecarConfig::new().top("token_requests_per_second = 4"),
+        &idp,
+        30,
+    );
+    for i in 20..30 {
+        config = config.outbound(&format!("l{i}"), &echo.url(), &format!("c{i:02}"));
+    }
+    let sidecar = Sidecar::start(&config).await;
+    let calls = (20..30).map(|i| {
+        let url = format!("{}/x", sidecar.outbound(&format!("l{i}")));
+        async move { get(&url).await }
+    });
+    for (status, body) in futures_util::future::join_all(calls).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(echo.seen().len(), 10);
+    let mut requests = idp.requests();
+    requests.sort_by_key(|r| r.at);
+    let times: Vec<Instant> = requests.iter().map(|r| r.at).collect();
+    let peak = densest(&times, Duration::from_millis(900));
+    assert!(
+        peak <= 15,
+        "{peak} token requests within 0.9 s: the calls brought the burst back (pace 4/s + burst 10)"
+    );
+    // The credentials called went before c10..c19, nobody waited for (but
+    // the one or two whose turn came before the calls did).
+    let order: Vec<String> = requests.iter().map(client_of).collect();
+    let called = |c: &String| {
+        c.strip_prefix("client-")
+            .and_then(|n| n.parse::<usize>().ok())
+            .is_some_and(|n| n >= 20)
+    };
+    let last_called = order.iter().rposition(called).unwrap();
+    let idle_before = order[BURST..last_called]
+        .iter()
+        .filter(|c| !called(c))
+        .count();
+    assert!(idle_before <= 2, "order of token requests: {order:?}");
     sidecar.stop().await;
 }
 

@@ -172,9 +172,9 @@ impl Fetcher {
         })
     }
 
-    /// When the next token request may go, at the endpoint's pace.
-    pub fn turn(&self) -> Instant {
-        self.pacer.reserve(Instant::now())
+    /// A place in the line for the endpoint's next turn ([`pace::Ticket`]).
+    pub fn queue(&self) -> pace::Ticket {
+        self.pacer.queue()
     }
 
     /// When to refresh a token of `lifetime` just fetched: in the `refresh_at`

@@ -9,7 +9,8 @@
 //! previous run is used at start instead of a token request, and every new
 //! token is written there.
 //!
-//! Spreading: every request waits for its turn at the token endpoint's pace,
+//! Spreading: every request waits for its turn at the token endpoint's pace
+//! (a request waiting for the token moves it to the front of the line),
 //! and each refresh is booked at the endpoint's least busy second of its
 //! window ([`super::pace`]); when more than [`super::pace::BURST`]
 //! credentials share that endpoint, the first refresh after start may come
@@ -100,21 +101,22 @@ pub async fn run(
 }
 
 /// Wait for this request's turn at the endpoint's pace. A request waiting
-/// for a token, or a kick, cuts the wait short. False on shutdown.
+/// for a token, or a kick, moves it to the front of the line, where it still
+/// keeps the pace. False on shutdown.
 async fn my_turn(
     cred: &Credential,
     fetcher: &Fetcher,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
-    let at = fetcher.turn();
-    if at <= Instant::now() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep_until(at) => true,
-        _ = cred.demand.notified() => true,
-        _ = cred.kick.notified() => true,
-        _ = crate::shutdown::until_shutdown(shutdown) => false,
+    let mut ticket = fetcher.queue();
+    loop {
+        tokio::select! {
+            () = ticket.wait() => return true,
+            () = cred.demand.notified() => {}
+            () = cred.kick.notified() => {}
+            _ = crate::shutdown::until_shutdown(shutdown) => return false,
+        }
+        ticket.hurry();
     }
 }
 
