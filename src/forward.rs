@@ -22,7 +22,6 @@ use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -91,11 +90,10 @@ impl ForwardProxy {
     }
 
     /// The route for `host:port`: one naming that port wins over one for any port.
+    /// Hosts compare in their canonical form: case folded, and any spelling
+    /// of an IP address as that address ([`crate::host`]).
     fn find(&self, host: &str, port: u16) -> Option<&Route> {
-        let host = match host.bytes().any(|b| b.is_ascii_uppercase()) {
-            true => Cow::Owned(host.to_ascii_lowercase()),
-            false => Cow::Borrowed(host),
-        };
+        let host = crate::host::canonical(host);
         let same_host = self.routes.get(host.as_ref())?;
         same_host
             .iter()
@@ -134,7 +132,7 @@ impl ForwardProxy {
             self.pass_metrics.answered(resp.status().as_u16());
             return resp;
         };
-        let resp = match self.to_route(route, authority, req).await {
+        let resp = match self.to_route(route, checked(authority, port), req).await {
             Ok(resp) => resp,
             Err(e) => refuse(&e, format),
         };
@@ -259,6 +257,21 @@ fn route(
         metrics: metrics.route(&label),
         label,
     })
+}
+
+/// The authority a route matched, as it was checked: an IP address spelled
+/// some other way (`127.1`, `[::ffff:127.0.0.1]`) becomes the address itself,
+/// so the connection goes where the route says, whatever the resolver makes
+/// of the spelling.
+fn checked(authority: Authority, port: u16) -> Authority {
+    let host = bare_host(&authority);
+    match crate::host::ip_literal(host) {
+        Some(ip) if ip.to_string() != host => {
+            Authority::try_from(std::net::SocketAddr::new(ip, port).to_string())
+                .unwrap_or(authority)
+        }
+        _ => authority,
+    }
 }
 
 /// The host without IPv6 brackets.

@@ -9,7 +9,8 @@
 //! modules declared below).
 //! - layer 0, no imports from the crate: [`clock`] Unix time, [`cause`] the
 //!   innermost error text, [`shutdown`] the stop signal, [`json`] strict JSON,
-//!   [`path`] request path normalisation (RFC 3986), [`private_file`] atomic 0600
+//!   [`path`] request path normalisation (RFC 3986), [`host`] host names as
+//!   routes compare them, [`private_file`] atomic 0600
 //!   files, [`retry`] backoff with jitter, [`otel`] OpenTelemetry (feature `otel`)
 //! - layer 1: [`jose`] JWS for every caller: strict compact parsing (`compact`),
 //!   keys decoded once from JWK, PEM/SPKI or an HMAC secret (`keys`, `spki`),
@@ -53,6 +54,7 @@ pub mod clock;
 pub mod command;
 pub mod config;
 pub mod forward;
+pub mod host;
 pub mod inbound;
 pub mod issuer;
 pub mod jose;

@@ -371,3 +371,65 @@ async fn an_open_tunnel_counts_toward_the_connection_cap() {
     .await;
     sidecar.stop().await;
 }
+
+#[tokio::test]
+async fn every_spelling_of_a_mapped_address_is_that_address() {
+    let echo = Echo::start().await;
+    let idp = TokenServer::start().await;
+    let port = echo.addr.port();
+    // The route is written one way, the app spells the address others; `pass`
+    // mode, where an unmatched spelling would go on with the app's own header.
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .raw(&format!(
+            "[forward_proxy]\nlisten = \"127.0.0.1:0\"\nunmatched = \"pass\"\n[[forward_proxy.routes]]\nhost = \"0x7f.0.0.1:{port}\"\ncredential = \"orders\"\n",
+        ));
+    let sidecar = Sidecar::start(&config).await;
+    for alias in [
+        "127.0.0.1",
+        "127.1",
+        "127.0.1",
+        "2130706433",
+        "0x7f000001",
+        "0x7F.0.0.1",
+        "0177.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "[::FFFF:7f00:1]",
+    ] {
+        let answer = raw(
+            &sidecar,
+            &format!("GET http://{alias}:{port}/alias HTTP/1.1\r\nHost: {alias}:{port}\r\nAuthorization: Basic app-own\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{alias}: {answer}");
+        let seen = echo.seen().pop().unwrap();
+        assert!(
+            seen.authorization().unwrap().starts_with("Bearer "),
+            "{alias}: the app's own header went on"
+        );
+        assert_eq!(
+            seen.headers["host"],
+            format!("127.0.0.1:{port}"),
+            "{alias}: sent to the address the route names"
+        );
+        // A tunnel to the mapped address under any spelling would skip the token.
+        let answer = raw(
+            &sidecar,
+            &format!("CONNECT {alias}:{port} HTTP/1.1\r\nHost: {alias}:{port}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{alias}: {answer}");
+    }
+    // Not an address: a name, passed on unmatched with the app's own header.
+    let answer = raw(
+        &sidecar,
+        &format!("GET http://localhost:{port}/name HTTP/1.1\r\nHost: localhost:{port}\r\nAuthorization: Basic app-own\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(
+        echo.seen().pop().unwrap().authorization(),
+        Some("Basic app-own")
+    );
+    sidecar.stop().await;
+}

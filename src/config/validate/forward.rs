@@ -81,11 +81,13 @@ impl Validator {
                 return None;
             }
         };
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_ascii_lowercase();
+        let host = crate::host::canonical(
+            authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']'),
+        )
+        .into_owned();
         Some(ForwardRouteSpec {
             host,
             port: authority.port_u16(),
