@@ -7,6 +7,10 @@
 # Needs: valgrind, nginx, wrk, curl, python3 (Debian packages:
 #   apt-get install -y valgrind nginx-light wrk curl python3).
 # Env: SIDECAR_BIN (default target/release/m2m-sidecar), DURATION (default 5s),
+#   CONNECTIONS (wrk's keep-alive connections, default 8): with more than 8, one
+#   wrk run opens them all, the counters are zeroed once they are warm (WARMUP,
+#   default 2s + 1s per 256 connections) and requests are counted from the
+#   sidecar's /metrics, so connection set-up is not in the figure,
 #   MODE=outbound (default), MODE=inbound: through an [inbound] listener with a
 #   public `/*` rule instead (the request screening and path normalisation, no
 #   token check; keys from bench/inbound-keys.py, which needs openssl), or
@@ -69,10 +73,34 @@ curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not
 URL="http://127.0.0.1:$PORT_SIDECAR$REQ_PATH"
 CODE=$(curl -s -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$URL")
 [ "$CODE" = 200 ] || { echo "instructions.sh: $URL answered $CODE, not 200" >&2; exit 1; }
-timeout 60 wrk -t1 -c8 -d2s "${WRK_HEADER[@]}" "$URL" >/dev/null
-callgrind_control -z "$SC" >/dev/null
-REQUESTS=$(timeout 120 wrk -t1 -c8 -d"$DURATION" "${WRK_HEADER[@]}" "$URL" | awk '/requests in/{print $1}')
-callgrind_control -d "$SC" >/dev/null
+CONNECTIONS=${CONNECTIONS:-8}
+# Requests answered so far, from the sidecar's own counter.
+answered() {
+    curl -sf "http://127.0.0.1:$PORT_ADMIN/metrics" |
+        awk '/^m2m_(outbound|inbound)_requests_total[{ ]/{n += $NF} END{printf "%d\n", n}'
+}
+if [ "$CONNECTIONS" -le 8 ]; then
+    timeout 60 wrk -t1 -c"$CONNECTIONS" -d2s "${WRK_HEADER[@]}" "$URL" >/dev/null
+    callgrind_control -z "$SC" >/dev/null
+    REQUESTS=$(timeout 120 wrk -t1 -c"$CONNECTIONS" -d"$DURATION" "${WRK_HEADER[@]}" "$URL" | awk '/requests in/{print $1}')
+    callgrind_control -d "$SC" >/dev/null
+else
+    ulimit -n $((CONNECTIONS * 2 + 512))
+    WARMUP=${WARMUP:-$((2 + CONNECTIONS / 256))}
+    SECS=${DURATION%s}
+    timeout $((WARMUP + SECS + 120)) wrk -t1 -c"$CONNECTIONS" -d"$((WARMUP + SECS + 5))s" --timeout 60s \
+        "${WRK_HEADER[@]}" "$URL" >"$TMP/wrk.txt" & WRK=$!
+    sleep "$WARMUP"
+    OPEN=$(ss -Htn state established "( sport = :$PORT_SIDECAR )" | wc -l)
+    callgrind_control -z "$SC" >/dev/null
+    BEFORE=$(answered)
+    sleep "$SECS"
+    callgrind_control -d "$SC" >/dev/null
+    AFTER=$(answered)
+    REQUESTS=$((AFTER - BEFORE))
+    wait "$WRK" || true
+    echo "connections open when counting started: $OPEN of $CONNECTIONS" >&2
+fi
 sleep 1
 PROFILE=$(ls -t "$TMP"/callgrind.out.* | head -1)
 TOTAL=$(callgrind_annotate "$PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
