@@ -107,8 +107,38 @@ async fn an_oversized_request_head_gets_431() {
 
 #[tokio::test]
 async fn a_client_that_stops_reading_does_not_hold_two_connections() {
-    // An upstream that answers with an endless body, and says when the sidecar
-    // has closed its connection (a write fails).
+    let (up_addr, closed) = endless_upstream().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &format!("http://{up_addr}"), "orders")
+        .raw("[limits]\nidle_timeout = \"1s\"");
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    stop_reading_and_see_both_closed(&sidecar, addr, &closed, "orders").await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_public_inbound_route_is_closed_too() {
+    let (up_addr, closed) = endless_upstream().await;
+    let key = support::jwt::TestKey::es256("k");
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, support::jwt::jwks(&[&key])).unwrap();
+    let config = SidecarConfig::new().raw(&format!(
+        "[limits]\nidle_timeout = \"1s\"\n[inbound]\nlisten = \"127.0.0.1:0\"\nupstream = \"http://{up_addr}\"\nissuer = \"https://issuer.test/\"\njwks_file = {}\naudiences = [\"https://orders.example.com\"]\n[[inbound.rules]]\npath = \"/*\"\npublic = true\n",
+        support::config::quote(jwks.to_str().unwrap())
+    ));
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.inbound_addr.unwrap();
+    stop_reading_and_see_both_closed(&sidecar, addr, &closed, "inbound").await;
+}
+
+/// An upstream that answers its first request with an endless body, and says
+/// when the sidecar has closed its connection (a write fails).
+async fn endless_upstream() -> (std::net::SocketAddr, Arc<AtomicBool>) {
     let up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let up_addr = up.local_addr().unwrap();
     let closed = Arc::new(AtomicBool::new(false));
@@ -124,15 +154,17 @@ async fn a_client_that_stops_reading_does_not_hold_two_connections() {
         while s.write_all(&chunk).await.is_ok() {}
         seen.store(true, Ordering::SeqCst);
     });
-    let idp = TokenServer::start().await;
-    let config = SidecarConfig::new()
-        .credential(Cred::new("orders", &idp.url()))
-        .outbound("orders", &format!("http://{up_addr}"), "orders")
-        .raw("[limits]\nidle_timeout = \"1s\"");
-    let sidecar = Sidecar::start(&config).await;
-    sidecar.ready().await;
-    let addr = sidecar.handle.outbound_addr("orders").unwrap();
-    // The app asks, then never reads.
+    (up_addr, closed)
+}
+
+/// The app asks `addr` for the endless body, then never reads: the sidecar
+/// closes the upstream connection and the app's.
+async fn stop_reading_and_see_both_closed(
+    sidecar: &Sidecar,
+    addr: std::net::SocketAddr,
+    closed: &AtomicBool,
+    listener: &str,
+) {
     let mut app = TcpStream::connect(addr).await.unwrap();
     app.write_all(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
@@ -144,10 +176,9 @@ async fn a_client_that_stops_reading_does_not_hold_two_connections() {
     )
     .await;
     let metrics = support::http::get(&sidecar.admin_url("/metrics")).await.1;
-    let open = support::metric(
-        &metrics,
-        "m2m_listener_open_connections{listener=\"orders\"}",
-    );
+    let gauge = format!("m2m_listener_open_connections{{listener=\"{listener}\"}}");
+    assert!(metrics.contains(&gauge), "no {gauge} in /metrics");
+    let open = support::metric(&metrics, &gauge);
     assert_eq!(open, 0, "the app's connection is closed too");
     drop(app);
 }
