@@ -13,7 +13,7 @@ pub mod server;
 use crate::path::PathPolicy;
 use client::{BuildError, UpstreamClient};
 use h1pool::{Affinity, H1Upstream};
-use headers::{remove_hop_by_hop, wants_upgrade};
+use headers::{HopByHop, remove_found, remove_hop_by_hop};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
@@ -245,7 +245,9 @@ impl Upstream {
         authorization: Option<HeaderValue>,
         affinity: Option<&Affinity>,
     ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
-        let upgrade = wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
+        // One pass over the names finds every hop-by-hop header (and `Upgrade`).
+        let found = HopByHop::scan(req.headers());
+        let upgrade = found.wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
         // What the client offered: the only protocols a `101` may switch to.
         let offered: Option<Vec<String>> =
             upgrade.then(|| headers::upgrade_protocols(req.headers()).collect());
@@ -257,7 +259,7 @@ impl Upstream {
             .flatten();
         let (mut parts, body) = req.into_parts();
         let body = IdleTimeout::new(body, self.timeouts.body_idle);
-        remove_hop_by_hop(&mut parts.headers, upgrade);
+        remove_found(&mut parts.headers, found, upgrade);
         if self.preserve_host {
             // HTTP/2 clients name the host in the URI, not in a header.
             let from_uri = parts
