@@ -69,7 +69,10 @@ pub fn remove_found(headers: &mut HeaderMap, found: HopByHop, keep_upgrade: bool
     // more: then it goes with one lookup.
     let plain = |v: &HeaderValue| {
         let b = v.as_bytes();
-        b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close")
+        // The exact spelling first: one comparison, no case folding.
+        b == b"keep-alive"
+            || b.eq_ignore_ascii_case(b"keep-alive")
+            || b.eq_ignore_ascii_case(b"close")
     };
     if present & 1 != 0
         && let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION)
@@ -97,8 +100,13 @@ pub fn remove_found(headers: &mut HeaderMap, found: HopByHop, keep_upgrade: bool
     if present & (1 << 7) != 0 {
         headers.remove(header::CONTENT_LENGTH);
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) == 0 || (name == header::TE && te_is_trailers(headers)) {
+    // Only the names found (usually none left by now).
+    let mut left = present & 0xff;
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        let name = &HOP_BY_HOP[i];
+        if name == header::TE && te_is_trailers(headers) {
             continue;
         }
         headers.remove(name);

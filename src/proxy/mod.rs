@@ -345,7 +345,17 @@ impl Upstream {
             req.headers_mut()
                 .insert(header::AUTHORIZATION, authorization);
         }
-        *req.uri_mut() = self.uri_for(req.uri(), origin_form)?;
+        // An HTTP/1 request's origin-form target goes on as it is (what
+        // `uri_for` would build again).
+        let uri = req.uri();
+        let as_is = origin_form
+            && self.base_path.is_empty()
+            && uri.scheme().is_none()
+            && uri.authority().is_none()
+            && uri.path_and_query().is_some();
+        if !as_is {
+            *req.uri_mut() = self.uri_for(uri, origin_form)?;
+        }
         *req.version_mut() = Version::HTTP_11;
         Ok(())
     }
