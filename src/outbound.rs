@@ -88,6 +88,10 @@ impl Handler for Route {
     /// An `async` block, not an `async fn`: the request stays where the
     /// caller put it until it moves into the boxed forward (an `async fn`
     /// would first copy it, and a nested one again).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request once more"
+    )]
     fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,

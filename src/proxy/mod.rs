@@ -245,6 +245,10 @@ impl Upstream {
     /// caller put it (an `async fn` first copies its arguments), and the
     /// exchange is awaited inline rather than through another future that
     /// would copy the request again.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request once more"
+    )]
     pub fn forward<'a>(
         &'a self,
         mut req: Request<Incoming>,
