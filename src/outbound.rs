@@ -15,6 +15,7 @@ use crate::token::{Credential, Unavailable};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -71,39 +72,6 @@ impl Route {
             token_wait,
         })
     }
-
-    async fn proxy(
-        &self,
-        conn: &Option<Affinity>,
-        req: Request<Incoming>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
-        // A tunnel cannot carry a token, and `CONNECT` has no path to map.
-        if req.method() == Method::CONNECT {
-            return Err(ProxyError::MethodNotAllowed(
-                "CONNECT is not forwarded by an outbound listener (tunnels: [forward_proxy])",
-            ));
-        }
-        // The cached token without a wait; the wait boxed (rare, and this
-        // future stays small: every future around it is moved per request).
-        let bearer = match self.credential.current() {
-            Some(b) => b,
-            None => Box::pin(self.credential.bearer(self.token_wait))
-                .await
-                .map_err(ProxyError::from)?,
-        };
-        let started = Instant::now();
-        let resp = self
-            .upstream
-            .forward(req, Some(bearer.header), conn.as_ref())
-            .await?;
-        self.metrics
-            .upstream_latency
-            .observe(started.elapsed().as_secs_f64());
-        if resp.status() == StatusCode::UNAUTHORIZED {
-            self.credential.rejected(bearer.generation);
-        }
-        Ok(resp.map(Either::Left))
-    }
 }
 
 impl Handler for Route {
@@ -117,22 +85,65 @@ impl Handler for Route {
         self.upstream.affinity_on(side)
     }
 
-    async fn handle(
+    /// An `async` block, not an `async fn`: the request stays where the
+    /// caller put it until it moves into the boxed forward (an `async fn`
+    /// would first copy it, and a nested one again).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request once more"
+    )]
+    fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,
         req: Request<Incoming>,
-    ) -> Response<ProxyBody> {
-        // Read before the request moves on: how a refusal is written.
-        let format = Format::of(&req);
-        // Boxed: one allocation, instead of moving this request's state
-        // through every future around it.
-        let proxied = Box::pin(self.proxy(&conn, req));
-        let resp = match proxied.await {
-            Ok(resp) => resp,
-            Err(e) => refuse(&e, format),
-        };
-        self.metrics.answered(resp.status().as_u16());
-        resp
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        async move {
+            // Read before the request moves on: how a refusal is written.
+            let format = Format::of(&req);
+            let resp = 'answer: {
+                // A tunnel cannot carry a token, and `CONNECT` has no path to map.
+                if req.method() == Method::CONNECT {
+                    break 'answer refuse(
+                        &ProxyError::MethodNotAllowed(
+                            "CONNECT is not forwarded by an outbound listener (tunnels: [forward_proxy])",
+                        ),
+                        format,
+                    );
+                }
+                // The cached token without a wait; the wait boxed (rare, and
+                // this future stays small).
+                let bearer = match self.credential.current() {
+                    Some(b) => b,
+                    None => match Box::pin(self.credential.bearer(self.token_wait)).await {
+                        Ok(b) => b,
+                        Err(u) => break 'answer refuse(&ProxyError::from(u), format),
+                    },
+                };
+                let started = Instant::now();
+                // Boxed: one allocation, instead of moving the exchange's state
+                // through every future around it.
+                let forwarded = Box::pin(self.upstream.forward(
+                    req,
+                    Some(bearer.header),
+                    Option::as_ref(&conn),
+                ))
+                .await;
+                match forwarded {
+                    Ok(resp) => {
+                        self.metrics
+                            .upstream_latency
+                            .observe(started.elapsed().as_secs_f64());
+                        if resp.status() == StatusCode::UNAUTHORIZED {
+                            self.credential.rejected(bearer.generation);
+                        }
+                        resp.map(Either::Left)
+                    }
+                    Err(e) => refuse(&e, format),
+                }
+            };
+            self.metrics.answered(resp.status().as_u16());
+            resp
+        }
     }
 }
 

@@ -15,42 +15,84 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// The lengths of the names in [`HOP_BY_HOP`] and of `Upgrade` (bit n: n bytes):
+/// most names are ruled out by their length alone, without comparing.
+const HOP_LENGTHS: u32 = 1 << 2 | 1 << 7 | 1 << 10 | 1 << 16 | 1 << 17 | 1 << 18 | 1 << 19;
+
+/// Which hop-by-hop headers a message carries, found in one pass over its names
+/// without hashing: bit i is `HOP_BY_HOP[i]`, bit 8 is `Upgrade`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HopByHop(u16);
+
+impl HopByHop {
+    pub fn scan(headers: &HeaderMap) -> Self {
+        let mut present = 0u16;
+        for k in headers.keys() {
+            let n = k.as_str().len();
+            if n >= 32 || HOP_LENGTHS & (1 << n) == 0 {
+                continue;
+            }
+            match HOP_BY_HOP.iter().position(|h| h == k) {
+                Some(i) => present |= 1 << i,
+                None if k == header::UPGRADE => present |= 1 << 8,
+                None => {}
+            }
+        }
+        HopByHop(present)
+    }
+
+    /// Whether the message asks to switch protocols (WebSocket and the like):
+    /// [`wants_upgrade`], answered without a lookup when it has no `Upgrade`.
+    pub fn wants_upgrade(self, headers: &HeaderMap) -> bool {
+        self.0 & (1 << 8) != 0 && self.0 & 1 != 0 && wants_upgrade(headers)
+    }
+}
+
 /// Remove hop-by-hop headers and those named in `Connection`, and a
 /// `Content-Length` that came with `Transfer-Encoding`. An `Upgrade`
 /// request or `101` answer keeps `Connection: upgrade` and `Upgrade`, which the
 /// two ends need to switch protocols; `TE: trailers` is kept (gRPC needs it).
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass over the names, without hashing: which ones are present (bit i is
-    // HOP_BY_HOP[i], bit 8 is Upgrade). Most messages carry none or only
-    // `Connection: keep-alive`, and then nothing is allocated.
-    let mut present = 0u16;
-    for k in headers.keys() {
-        match HOP_BY_HOP.iter().position(|h| h == k) {
-            Some(i) => present |= 1 << i,
-            None if k == header::UPGRADE => present |= 1 << 8,
-            None => {}
-        }
-    }
+    remove_found(headers, HopByHop::scan(headers), keep_upgrade);
+}
+
+/// [`remove_hop_by_hop`] with the headers' scan already made (`found`; a
+/// header it names that is gone since is no matter).
+pub fn remove_found(headers: &mut HeaderMap, found: HopByHop, keep_upgrade: bool) {
+    let mut present = found.0;
+    // Most messages carry none or only `Connection: keep-alive`, and then
+    // nothing is allocated.
     if present == 0 && !keep_upgrade {
         return;
     }
-    // `Connection: keep-alive` (or `close`) alone, the usual value, names nothing more.
+    // `Connection: keep-alive` (or `close`) alone, the usual value, names nothing
+    // more: then it goes with one lookup.
     let plain = |v: &HeaderValue| {
         let b = v.as_bytes();
-        b.eq_ignore_ascii_case(b"keep-alive") || b.eq_ignore_ascii_case(b"close")
+        // The exact spelling first: one comparison, no case folding.
+        b == b"keep-alive"
+            || b.eq_ignore_ascii_case(b"keep-alive")
+            || b.eq_ignore_ascii_case(b"close")
     };
-    if present & 1 != 0 && !headers.get_all(header::CONNECTION).iter().all(plain) {
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| !removed_anyway(t))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(&name);
+    if present & 1 != 0
+        && let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION)
+    {
+        present &= !1;
+        if connection.iter().all(plain) {
+            connection.remove();
+        } else {
+            let named: Vec<HeaderName> = connection
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| !removed_anyway(t))
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect();
+            connection.remove();
+            for name in named {
+                headers.remove(&name);
+            }
         }
     }
     // Both framings (RFC 9112 §6.3): the body is chunked, so a
@@ -58,8 +100,13 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     if present & (1 << 7) != 0 {
         headers.remove(header::CONTENT_LENGTH);
     }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) == 0 || (name == header::TE && te_is_trailers(headers)) {
+    // Only the names found (usually none left by now).
+    let mut left = present & 0xff;
+    while left != 0 {
+        let i = left.trailing_zeros() as usize;
+        left &= left - 1;
+        let name = &HOP_BY_HOP[i];
+        if name == header::TE && te_is_trailers(headers) {
             continue;
         }
         headers.remove(name);
@@ -263,6 +310,29 @@ mod tests {
         ]);
         remove_reserved(&mut h);
         assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), ["x-keep"]);
+    }
+
+    #[test]
+    fn scan_finds_every_hop_by_hop_name_and_no_other() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            let mut h = HeaderMap::new();
+            h.insert(name.clone(), HeaderValue::from_static("x"));
+            h.insert("x-other", HeaderValue::from_static("y"));
+            assert_eq!(HopByHop::scan(&h), HopByHop(1 << i), "{name}");
+        }
+        let h = map(&[("UPGRADE", "websocket"), ("Connection", "upgrade")]);
+        assert_eq!(HopByHop::scan(&h), HopByHop(1 | 1 << 8));
+        assert!(HopByHop::scan(&h).wants_upgrade(&h));
+        let h = map(&[
+            ("user-agent", "x"),
+            ("upgrade-insecure-requests", "1"),
+            ("content-length", "1"),
+            ("tee", "1"),
+            ("trailers", "1"),
+            ("x-connection", "1"),
+        ]);
+        assert_eq!(HopByHop::scan(&h), HopByHop(0));
+        assert!(!HopByHop::scan(&h).wants_upgrade(&h));
     }
 
     #[test]

@@ -13,12 +13,13 @@ pub mod server;
 use crate::path::PathPolicy;
 use client::{BuildError, UpstreamClient};
 use h1pool::{Affinity, H1Upstream};
-use headers::{remove_hop_by_hop, wants_upgrade};
+use headers::{HopByHop, remove_found, remove_hop_by_hop};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderValue, Request, Response, StatusCode, Uri, Version, header};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use idle::IdleTimeout;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
@@ -239,122 +240,161 @@ impl Upstream {
 
     /// Forward `req`, with `authorization` (if given) in place of whatever the client sent,
     /// on the downstream connection's `affinity` slot when it has one.
-    pub async fn forward(
-        &self,
+    ///
+    /// An `async` block, not an `async fn`: the request is used where the
+    /// caller put it (an `async fn` first copies its arguments), and the
+    /// exchange is awaited inline rather than through another future that
+    /// would copy the request again.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` copies the request once more"
+    )]
+    pub fn forward<'a>(
+        &'a self,
         mut req: Request<Incoming>,
         authorization: Option<HeaderValue>,
-        affinity: Option<&Affinity>,
-    ) -> Result<Response<IdleTimeout<Incoming>>, ProxyError> {
-        let upgrade = wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
-        // What the client offered: the only protocols a `101` may switch to.
-        let offered: Option<Vec<String>> =
-            upgrade.then(|| headers::upgrade_protocols(req.headers()).collect());
-        let sequential = req.version() != Version::HTTP_2;
-        let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
-        // The spliced connection keeps counting toward the listener's cap.
-        let held = upgrade
-            .then(|| req.extensions_mut().remove::<server::HeldConnection>())
-            .flatten();
-        let (mut parts, body) = req.into_parts();
-        let body = IdleTimeout::new(body, self.timeouts.body_idle);
-        remove_hop_by_hop(&mut parts.headers, upgrade);
+        affinity: Option<&'a Affinity>,
+    ) -> impl Future<Output = Result<Response<IdleTimeout<Incoming>>, ProxyError>> + Send + 'a {
+        async move {
+            // One pass over the names finds every hop-by-hop header (and `Upgrade`).
+            let found = HopByHop::scan(req.headers());
+            let upgrade =
+                found.wants_upgrade(req.headers()) && self.keep_upgrade(req.headers_mut());
+            // What the client offered: the only protocols a `101` may switch to.
+            let offered: Option<Vec<String>> =
+                upgrade.then(|| headers::upgrade_protocols(req.headers()).collect());
+            let sequential = req.version() != Version::HTTP_2;
+            let client_side = upgrade.then(|| hyper::upgrade::on(&mut req));
+            // The spliced connection keeps counting toward the listener's cap.
+            let held = upgrade
+                .then(|| req.extensions_mut().remove::<server::HeldConnection>())
+                .flatten();
+            let affinity = affinity.filter(|_| !upgrade);
+            self.rewrite(&mut req, found, upgrade, authorization, affinity.is_some())?;
+            #[cfg(feature = "otel")]
+            let span = {
+                let method = req.method().clone();
+                crate::otel::upstream_span(&self.route, &method, req.headers_mut())
+            };
+            let req = req.map(|b| IdleTimeout::new(b, self.timeouts.body_idle));
+            let exchange = async {
+                match affinity {
+                    Some(a) => a.send(req, sequential).await.map_err(|e| {
+                        let reason = match &e {
+                            h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
+                            h1pool::SendError::Http(e) => crate::cause::root_cause(e),
+                        };
+                        (reason, Box::new(e) as Cause)
+                    }),
+                    _ => (self.client.request(req).await)
+                        .map_err(|e| (describe(&e), Box::new(e) as Cause)),
+                }
+            };
+            #[cfg(feature = "otel")]
+            let exchange = tracing::Instrument::instrument(exchange, span);
+            let mut resp = match tokio::time::timeout(self.timeouts.request, exchange).await {
+                Ok(Ok(resp)) => resp,
+                Ok(Err((reason, cause))) => return Err(self.failed(reason, cause)),
+                Err(_) => {
+                    return Err(ProxyError::UpstreamTimeout {
+                        route: self.route.clone(),
+                    });
+                }
+            };
+            let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if switching
+                && (!self.upgrade_allowed(resp.headers())
+                    || !offered
+                        .as_ref()
+                        .is_some_and(|o| switched_to_offered(resp.headers(), o)))
+            {
+                return Err(self.unasked_switch());
+            }
+            remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
+            if let (true, Some(client_side)) = (switching, client_side) {
+                self.splice_upgrade(client_side, &mut resp, held);
+            }
+            Ok(resp.map(|b| IdleTimeout::new(b, self.timeouts.body_idle)))
+        }
+    }
+
+    /// The request as the upstream gets it, changed in place: hop-by-hop
+    /// headers gone (`found` by the caller's scan), `Host` and `Authorization`
+    /// set, the target for the upstream (origin-form when `origin_form`), HTTP/1.1.
+    fn rewrite(
+        &self,
+        req: &mut Request<Incoming>,
+        found: HopByHop,
+        upgrade: bool,
+        authorization: Option<HeaderValue>,
+        origin_form: bool,
+    ) -> Result<(), ProxyError> {
+        remove_found(req.headers_mut(), found, upgrade);
         if self.preserve_host {
             // HTTP/2 clients name the host in the URI, not in a header.
-            let from_uri = parts
-                .uri
+            let from_uri = req
+                .uri()
                 .authority()
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
-            if let (false, Some(h)) = (parts.headers.contains_key(header::HOST), from_uri) {
-                parts.headers.insert(header::HOST, h);
+            if let (false, Some(h)) = (req.headers().contains_key(header::HOST), from_uri) {
+                req.headers_mut().insert(header::HOST, h);
             }
         } else {
             match &self.host {
-                Some(host) => parts.headers.insert(header::HOST, host.clone()),
-                None => parts.headers.remove(header::HOST),
+                Some(host) => req.headers_mut().insert(header::HOST, host.clone()),
+                None => req.headers_mut().remove(header::HOST),
             };
         }
         if let Some(authorization) = authorization {
-            parts.headers.insert(header::AUTHORIZATION, authorization);
+            req.headers_mut()
+                .insert(header::AUTHORIZATION, authorization);
         }
-        #[cfg(feature = "otel")]
-        let span = crate::otel::upstream_span(&self.route, &parts.method, &mut parts.headers);
-        let affinity = affinity.filter(|_| !upgrade);
-        parts.uri = self.uri_for(&parts.uri, affinity.is_some())?;
-        parts.version = Version::HTTP_11;
-        let req = Request::from_parts(parts, body);
-        // The exchange is its own (small) future; this one is still about 5 KB
-        // (the outbound handler boxes it once per request rather than moving it).
-        #[cfg(not(feature = "otel"))]
-        let timed = tokio::time::timeout(
-            self.timeouts.request,
-            self.exchange(req, affinity, sequential),
-        )
-        .await;
-        #[cfg(feature = "otel")]
-        let timed = tokio::time::timeout(
-            self.timeouts.request,
-            tracing::Instrument::instrument(self.exchange(req, affinity, sequential), span),
-        )
-        .await;
-        let mut resp = match timed {
-            Ok(Ok(resp)) => resp,
-            Ok(Err((reason, cause))) => {
-                tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
-                return Err(ProxyError::Upstream {
-                    route: self.route.clone(),
-                    reason,
-                    cause: Some(cause),
-                });
-            }
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    route: self.route.clone(),
-                });
-            }
-        };
-        let switching = resp.status() == StatusCode::SWITCHING_PROTOCOLS;
-        if switching
-            && (!self.upgrade_allowed(resp.headers())
-                || !offered
-                    .as_ref()
-                    .is_some_and(|o| switched_to_offered(resp.headers(), o)))
-        {
-            return Err(self.unasked_switch());
+        // An HTTP/1 request's origin-form target goes on as it is (what
+        // `uri_for` would build again).
+        let uri = req.uri();
+        let as_is = origin_form
+            && self.base_path.is_empty()
+            && uri.scheme().is_none()
+            && uri.authority().is_none()
+            && uri.path_and_query().is_some();
+        if !as_is {
+            *req.uri_mut() = self.uri_for(uri, origin_form)?;
         }
-        remove_hop_by_hop(resp.headers_mut(), switching && upgrade);
-        if let (true, Some(client_side)) = (switching, client_side) {
-            let upstream_side = hyper::upgrade::on(&mut resp);
-            let idle = self.timeouts.body_idle;
-            let route = self.route.clone();
-            tokio::spawn(async move {
-                let _held = held;
-                match tokio::try_join!(client_side, upstream_side) {
-                    Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), idle).await,
-                    Err(e) => tracing::debug!(route = %route, error = %e, "upgrade failed"),
-                }
-            });
-        }
-        Ok(resp.map(|b| IdleTimeout::new(b, self.timeouts.body_idle)))
+        *req.version_mut() = Version::HTTP_11;
+        Ok(())
     }
 
-    /// Send `req` on the downstream connection's affine upstream connection,
-    /// or with the pooled client; a failure as its reason and cause.
-    async fn exchange(
-        &self,
-        req: Request<body::Body>,
-        affinity: Option<&Affinity>,
-        sequential: bool,
-    ) -> Result<Response<Incoming>, (String, Cause)> {
-        match affinity {
-            Some(a) => a.send(req, sequential).await.map_err(|e| {
-                let reason = match &e {
-                    h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
-                    h1pool::SendError::Http(e) => crate::cause::root_cause(e),
-                };
-                (reason, Box::new(e) as Cause)
-            }),
-            _ => (self.client.request(req).await).map_err(|e| (describe(&e), Box::new(e) as Cause)),
+    /// An exchange that failed: logged, and the client's answer. Out of line: rare.
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, reason: String, cause: Cause) -> ProxyError {
+        tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
+        ProxyError::Upstream {
+            route: self.route.clone(),
+            reason,
+            cause: Some(cause),
         }
+    }
+
+    /// Splice the two upgraded connections once both sides have switched.
+    #[cold]
+    #[inline(never)]
+    fn splice_upgrade(
+        &self,
+        client_side: hyper::upgrade::OnUpgrade,
+        resp: &mut Response<Incoming>,
+        held: Option<server::HeldConnection>,
+    ) {
+        let upstream_side = hyper::upgrade::on(resp);
+        let idle = self.timeouts.body_idle;
+        let route = self.route.clone();
+        tokio::spawn(async move {
+            let _held = held;
+            match tokio::try_join!(client_side, upstream_side) {
+                Ok((c, u)) => splice(TokioIo::new(c), TokioIo::new(u), idle).await,
+                Err(e) => tracing::debug!(route = %route, error = %e, "upgrade failed"),
+            }
+        });
     }
 }
 
