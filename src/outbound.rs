@@ -95,7 +95,7 @@ impl Handler for Route {
     fn handle(
         self: Arc<Self>,
         conn: Arc<Self::Conn>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         async move {
             // Read before the request moves on: how a refusal is written.
@@ -110,6 +110,8 @@ impl Handler for Route {
                         format,
                     );
                 }
+                // `x-m2m-*` speaks for the sidecar, never for the app.
+                crate::proxy::headers::remove_m2m(req.headers_mut());
                 // The cached token without a wait; the wait boxed (rare, and
                 // this future stays small).
                 let bearer = match self.credential.current() {

@@ -222,7 +222,7 @@ fn grpc_percent_encode(text: &str) -> String {
 
 /// The proxy core's errors: 503 `token_unavailable` (with `Retry-After`),
 /// 502 `upstream_unavailable`, 504 `upstream_timeout`, 400 `bad_request`,
-/// 405 `method_not_allowed`.
+/// 408 `request_timeout` (a stalled request body), 405 `method_not_allowed`.
 impl<'a> From<&'a ProxyError> for Synthetic<'a> {
     fn from(e: &'a ProxyError) -> Self {
         match e {
@@ -245,6 +245,14 @@ impl<'a> From<&'a ProxyError> for Synthetic<'a> {
             }
             ProxyError::BadRequest(reason) => {
                 Synthetic::new(StatusCode::BAD_REQUEST, "bad_request").because(*reason)
+            }
+            ProxyError::ClientBody {
+                stalled: true,
+                reason,
+            } => Synthetic::new(StatusCode::REQUEST_TIMEOUT, "request_timeout")
+                .because(reason.as_str()),
+            ProxyError::ClientBody { reason, .. } => {
+                Synthetic::new(StatusCode::BAD_REQUEST, "bad_request").because(reason.as_str())
             }
             ProxyError::BadPath(why) => {
                 Synthetic::new(StatusCode::BAD_REQUEST, "bad_request").because(why.to_string())

@@ -49,6 +49,10 @@ pub enum ProxyError {
     /// The request path has no unambiguous normal form.
     #[error("bad request: {0}")]
     BadPath(#[from] BadPath),
+    /// The client's request body ended early while it was being forwarded:
+    /// bad framing (400), or it stalled past `body_idle_timeout` (408).
+    #[error("request body: {reason}")]
+    ClientBody { stalled: bool, reason: String },
     /// A method this listener never forwards (`CONNECT` on inbound).
     #[error("method not allowed: {0}")]
     MethodNotAllowed(&'static str),
@@ -63,6 +67,7 @@ impl ProxyError {
                 ErrorSource::Upstream
             }
             ProxyError::BadRequest(_)
+            | ProxyError::ClientBody { .. }
             | ProxyError::BadPath(_)
             | ProxyError::MethodNotAllowed(_) => ErrorSource::Downstream,
         }

@@ -195,6 +195,23 @@ pub fn remove_reserved(headers: &mut HeaderMap) -> bool {
     connection
 }
 
+/// Remove every `x-m2m-*` header (any case, `_` for `-`): an app cannot speak
+/// for the sidecar to an upstream that trusts them.
+pub fn remove_m2m(headers: &mut HeaderMap) {
+    // Most requests carry none: one scan without allocating.
+    if !headers.keys().any(|k| is_m2m_name(k.as_str())) {
+        return;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| is_m2m_name(k.as_str()))
+        .cloned()
+        .collect();
+    for n in names {
+        headers.remove(n);
+    }
+}
+
 /// The protocols an `Upgrade` header names, lower-case, without versions'
 /// case changed (`websocket`, `h2c`, `foo/2`).
 pub fn upgrade_protocols(headers: &HeaderMap) -> impl Iterator<Item = String> + '_ {

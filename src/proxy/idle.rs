@@ -21,6 +21,8 @@ pub struct IdleTimeout<B> {
     /// Allocated on the first wait, then reset for later ones.
     sleep: Option<Pin<Box<Sleep>>>,
     armed: bool,
+    /// The client's request body: its errors are [`ClientBody`] errors.
+    from_client: bool,
 }
 
 impl<B> IdleTimeout<B> {
@@ -30,6 +32,24 @@ impl<B> IdleTimeout<B> {
             timeout,
             sleep: None,
             armed: false,
+            from_client: false,
+        }
+    }
+
+    /// A client's request body: whatever ends it early (bad framing, a
+    /// stall) is the client's fault, and says so ([`ClientBody`]), so an
+    /// upstream exchange that fails on it is not blamed on the upstream.
+    pub fn from_client(inner: B, timeout: Duration) -> Self {
+        IdleTimeout {
+            from_client: true,
+            ..IdleTimeout::new(inner, timeout)
+        }
+    }
+
+    fn fail(&self, e: BoxError, stalled: bool) -> BoxError {
+        match self.from_client {
+            true => Box::new(ClientBody { stalled, source: e }),
+            false => e,
         }
     }
 }
@@ -38,6 +58,29 @@ impl<B> IdleTimeout<B> {
 #[derive(Debug, thiserror::Error)]
 #[error("no body data for {0:?}")]
 pub struct BodyIdle(Duration);
+
+/// A client's request body ended early: it stalled, or its framing was bad.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body {}", if *.stalled { "stalled" } else { "is malformed" })]
+pub struct ClientBody {
+    pub stalled: bool,
+    #[source]
+    source: BoxError,
+}
+
+impl ClientBody {
+    /// The client body failure somewhere in `e`'s chain of causes, if any.
+    pub fn in_chain<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a ClientBody> {
+        let mut next = Some(e);
+        while let Some(e) = next {
+            if let Some(found) = e.downcast_ref::<ClientBody>() {
+                return Some(found);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
 
 impl<B> Body for IdleTimeout<B>
 where
@@ -54,7 +97,7 @@ where
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
             this.armed = false;
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+            return Poll::Ready(frame.map(|f| f.map_err(|e| this.fail(e.into(), false))));
         }
         if !this.armed {
             let deadline = Instant::now() + this.timeout;
@@ -65,7 +108,9 @@ where
             this.armed = true;
         }
         match this.sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Some(Err(BodyIdle(this.timeout).into()))),
+            Some(Poll::Ready(())) => {
+                Poll::Ready(Some(Err(this.fail(BodyIdle(this.timeout).into(), true))))
+            }
             _ => Poll::Pending,
         }
     }

@@ -276,7 +276,7 @@ impl Upstream {
                 let method = req.method().clone();
                 crate::otel::upstream_span(&self.route, &method, req.headers_mut())
             };
-            let req = req.map(|b| IdleTimeout::new(b, self.timeouts.body_idle));
+            let req = req.map(|b| IdleTimeout::from_client(b, self.timeouts.body_idle));
             let exchange = async {
                 match affinity {
                     Some(a) => a.send(req, sequential).await.map_err(|e| {
@@ -340,10 +340,30 @@ impl Upstream {
                 req.headers_mut().insert(header::HOST, h);
             }
         } else {
-            match &self.host {
-                Some(host) => req.headers_mut().insert(header::HOST, host.clone()),
-                None => req.headers_mut().remove(header::HOST),
-            };
+            // RFC 9112 §3.2: an HTTP/1.1 request names its host exactly once.
+            // Checked here, where `Host` is replaced anyway: no extra lookup.
+            let http11 = req.version() == Version::HTTP_11;
+            match req.headers_mut().entry(header::HOST) {
+                header::Entry::Occupied(e) if e.iter().nth(1).is_some() => {
+                    return Err(ProxyError::BadRequest("more than one Host header"));
+                }
+                header::Entry::Vacant(_) if http11 => {
+                    return Err(ProxyError::BadRequest("HTTP/1.1 requires a Host header"));
+                }
+                header::Entry::Occupied(mut e) => match &self.host {
+                    Some(host) => {
+                        e.insert(host.clone());
+                    }
+                    None => {
+                        e.remove();
+                    }
+                },
+                header::Entry::Vacant(e) => {
+                    if let Some(host) = &self.host {
+                        e.insert(host.clone());
+                    }
+                }
+            }
         }
         if let Some(authorization) = authorization {
             req.headers_mut()
@@ -368,6 +388,18 @@ impl Upstream {
     #[cold]
     #[inline(never)]
     fn failed(&self, reason: String, cause: Cause) -> ProxyError {
+        if let Some(body) = idle::ClientBody::in_chain(cause.as_ref()) {
+            // The client's own body broke the exchange, not the upstream.
+            let reason = match body.stalled {
+                true => body.to_string(),
+                false => crate::cause::root_cause(body),
+            };
+            tracing::debug!(route = %self.route, error = %reason, "request body failed");
+            return ProxyError::ClientBody {
+                stalled: body.stalled,
+                reason,
+            };
+        }
         tracing::warn!(route = %self.route, error = %reason, "upstream request failed");
         ProxyError::Upstream {
             route: self.route.clone(),

@@ -1,10 +1,14 @@
 //! The outbound and forward proxies: nothing climbs above an outbound base
-//! path, and user info is never forwarded.
+//! path, user info is never forwarded, and the app's own bad or stalled body
+//! is answered as the app's fault.
 
 use super::*;
-use std::net::SocketAddr;
+use std::time::Duration;
 use support::config::Cred;
+use support::http::get;
 use support::token_server::TokenServer;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 #[tokio::test]
 async fn nothing_climbs_above_an_outbound_base_path() {
@@ -155,4 +159,103 @@ async fn outbound_never_splices_h2c_nor_a_switch_it_did_not_ask_for() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn the_apps_own_bad_or_stalled_body_is_not_blamed_on_the_upstream() {
+    let idp = TokenServer::start().await;
+    let up = RawUpstream::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound_with("orders", &up.url(), "orders", "body_idle_timeout = \"1s\"");
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr: SocketAddr = sidecar
+        .outbound("orders")
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let head = "POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    for (case, body) in [
+        (
+            "a chunk size that overflows",
+            "ffffffffffffffffff1\r\nx\r\n0\r\n\r\n",
+        ),
+        (
+            "a chunk size that is not hex",
+            "5\r\nhello\r\nzz\r\nx\r\n0\r\n\r\n",
+        ),
+        ("a leading space", " 5\r\nhello\r\n0\r\n\r\n"),
+        (
+            "a chunk missing its CRLF",
+            "5\r\nhelloXX5\r\nhello\r\n0\r\n\r\n",
+        ),
+        ("a bare LF in an extension", "5;a=\nb\r\nhello\r\n0\r\n\r\n"),
+    ] {
+        let answer = send(addr, format!("{head}{body}").as_bytes()).await;
+        assert_eq!(status(&answer), 400, "{case}: {answer}");
+        assert!(answer.contains("\"bad_request\""), "{case}: {answer}");
+    }
+    // A stalled upload: 5 of 10 bytes, then nothing.
+    let mut app = TcpStream::connect(addr).await.unwrap();
+    app.write_all(
+        b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nConnection: close\r\n\r\nhello",
+    )
+    .await
+    .unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), app.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the stalled upload was never answered");
+    let answer = String::from_utf8_lossy(&answer);
+    assert_eq!(status(&answer), 408, "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    // The upstream never got a whole request, and the route counts no 5xx.
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    let metrics = get(&sidecar.admin_url("/metrics")).await.1;
+    assert!(
+        metrics.contains(r#"m2m_outbound_requests_total{route="orders",class="5xx"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"m2m_outbound_requests_total{route="orders",class="4xx"} 6"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn outbound_wants_one_host_and_drops_the_apps_m2m_headers() {
+    let idp = TokenServer::start().await;
+    let up = RawUpstream::start().await;
+    let (_sidecar, addr) = outbound_to(&up, &idp).await;
+    for req in [
+        "GET /x HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+        "GET /x HTTP/1.1\r\nHost: a\r\nhost: a\r\nConnection: close\r\n\r\n",
+    ] {
+        let answer = send(addr, req.as_bytes()).await;
+        assert_eq!(status(&answer), 400, "{req:?}: {answer}");
+        assert!(answer.contains("Host"), "{answer}");
+    }
+    assert!(up.requests().is_empty(), "{:?}", up.requests());
+    // HTTP/1.0 needs none.
+    let answer = send(addr, b"GET /x HTTP/1.0\r\n\r\n").await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    up.clear();
+    let answer = send(
+        addr,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nX-M2M-Client-Id: spoof\r\nx_m2m_subject: spoof\r\nX-m2m-Scopes: admin\r\nx-m2m-anything: spoof\r\nX-Other: kept\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status(&answer), 200, "{answer}");
+    let seen = &up.requests()[0];
+    let names = seen.header_names();
+    assert!(
+        !names.iter().any(|n| n
+            .to_ascii_lowercase()
+            .replace('_', "-")
+            .starts_with("x-m2m-")),
+        "{}",
+        seen.head
+    );
+    assert_eq!(seen.header("x-other"), ["kept"]);
 }
