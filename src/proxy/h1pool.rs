@@ -3,7 +3,8 @@
 //! [`Affinity`] slot, so the common case (a keep-alive client sending requests one
 //! after another) costs one uncontended lock, no keyed pool lookup and no hashing.
 //! When a downstream connection closes, its upstream connection goes back to a
-//! small shared LIFO pool for the next downstream connection.
+//! shared LIFO pool for the next downstream connection. At a soft cap of
+//! connections, they are shared per request instead (see [`H1Upstream`]).
 //!
 //! TLS upstreams (HTTP/2 by ALPN) and protocol upgrades use the general pooled
 //! client in [`super::client`] instead.
@@ -40,13 +41,6 @@ const STALL: Duration = Duration::from_millis(10);
 /// At the soft cap, the longest a request waits for a connection, even while
 /// others are freed, before it opens one.
 const MAX_WAIT: Duration = Duration::from_secs(1);
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// An upstream connection's I/O, to be polled by some task.
 type Conn = Pin<Box<Counted>>;
@@ -286,12 +280,12 @@ impl H1Upstream {
             idle_timeout,
             pool: Mutex::new(Pool::default()),
             open: AtomicUsize::new(0),
-            cap: env_or("M2M_H1_CAP", PER_WORKER * workers),
+            cap: PER_WORKER * workers,
             waiting: AtomicUsize::new(0),
             freed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            stall: Duration::from_millis(env_or("M2M_H1_STALL_MS", STALL.as_millis() as u64)),
-            max_wait: Duration::from_millis(env_or("M2M_H1_WAIT_MS", MAX_WAIT.as_millis() as u64)),
+            stall: STALL,
+            max_wait: MAX_WAIT,
         })
     }
 
@@ -430,9 +424,12 @@ impl H1Upstream {
             pool.waiters.push_back(tx);
         }
         let _waiting = Waiting(&self.waiting);
+        // A stall counts only while this task runs on time: a worker too busy
+        // to run it (or the process not scheduled) frees nothing either.
+        let mut busy_until = start;
         let freed = loop {
             let last = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
-            let until = (start.max(last) + self.stall).min(start + self.max_wait);
+            let until = (start.max(last).max(busy_until) + self.stall).min(start + self.max_wait);
             if Instant::now() >= until {
                 // Given up: something handed over meanwhile is still taken.
                 rx.close();
@@ -440,7 +437,12 @@ impl H1Upstream {
             }
             match tokio::time::timeout_at(until, &mut rx).await {
                 Ok(freed) => break freed.ok(),
-                Err(_) => continue,
+                Err(_) => {
+                    let now = Instant::now();
+                    if now.saturating_duration_since(until) > self.stall / 2 {
+                        busy_until = now;
+                    }
+                }
             }
         };
         match freed {
