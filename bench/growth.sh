@@ -176,7 +176,7 @@ PLOT_DATA=$TMP/plot.tsv
 WARNINGS=()
 # shellcheck disable=SC2034 # R_UPCPU and the other R_* are filled by lib.sh's measured_run
 declare -A R_RPS R_P50 R_P99 R_CPU R_UPCPU R_PCT R_UPPCT R_ERR R_CORE0 R_CORE1 R_WRKPCT
-declare -A R_IDLE_RSS R_END_RSS R_HWM R_INSTR
+declare -A R_IDLE_RSS R_END_RSS R_HWM R_INSTR R_UPCONN
 
 # --------------------------------------------------------------------------
 # Helpers
@@ -294,20 +294,22 @@ run_wrk() { # run_wrk URL DURATION OUTFILE (wrk's extra arguments in WRK_EXTRA)
 
 # run_wrk_sampled URL DURATION OUTFILE: run_wrk with wrk in the background, sampling the
 # VmRSS of the processes in RSS_PIDS (summed; default the sidecar) every 0.25 s;
-# SAMPLE_RSS_KB is the last sample taken while wrk still ran.
+# SAMPLE_RSS_KB is the last sample taken while wrk still ran; SAMPLE_UP the established
+# connections to the upstream port then (ss).
 RSS_PIDS=""
 run_wrk_sampled() {
-    local wpid v p
+    local wpid v p u
     local -a rss_pids
     read -r -a rss_pids <<<"${RSS_PIDS:-$SIDECAR_PID}"
     run_wrk "$@" &
     wpid=$!
     PIDS+=("$wpid")
-    SAMPLE_RSS_KB=0
+    SAMPLE_RSS_KB=0 SAMPLE_UP=0
     while kill -0 "$wpid" 2>/dev/null; do
         v=0
         for p in "${rss_pids[@]}"; do v=$((v + $(kb_of "$p" VmRSS))); done
-        kill -0 "$wpid" 2>/dev/null && SAMPLE_RSS_KB=$v
+        u=$(ss -Htn state established "( dport = :$PORT_UPSTREAM )" | wc -l)
+        kill -0 "$wpid" 2>/dev/null && SAMPLE_RSS_KB=$v SAMPLE_UP=$u
         sleep 0.25
     done
     wait "$wpid" || die "wrk run failed (see above)"
@@ -659,9 +661,9 @@ if want connections; then
         [[ $got == "Bearer $TOKEN" ]] || die "[$id] sidecar sent Authorization '$got', expected 'Bearer $TOKEN'"
         RSS_PIDS=$SIDECAR_PID
         measure "$id" "http://127.0.0.1:$PORT_SIDECAR/" run_wrk_sampled
-        R_END_RSS[$id]=$SAMPLE_RSS_KB
+        R_END_RSS[$id]=$SAMPLE_RSS_KB R_UPCONN[$id]=$SAMPLE_UP
         R_HWM[$id]=$(kb_of "$SIDECAR_PID" VmHWM)
-        log "[$id] RSS at the end of the run $(mb "${R_END_RSS[$id]}") MB, VmHWM $(mb "${R_HWM[$id]}") MB"
+        log "[$id] RSS at the end of the run $(mb "${R_END_RSS[$id]}") MB, VmHWM $(mb "${R_HWM[$id]}") MB, ${R_UPCONN[$id]} upstream connections"
         forget_pid "$SIDECAR_PID"
         # the peer: nginx reverse proxy, static bearer
         id=ngx-$c
@@ -670,8 +672,8 @@ if want connections; then
         [[ $got == "Bearer $TOKEN" ]] || die "[$id] nginx proxy sent Authorization '$got', expected 'Bearer $TOKEN'"
         RSS_PIDS=$PROXY_PIDS
         measure "$id" "http://127.0.0.1:$PORT_PROXY/" run_wrk_sampled "$PROXY_PIDS"
-        R_END_RSS[$id]=$SAMPLE_RSS_KB
-        log "[$id] RSS (master + worker) at the end of the run $(mb "${R_END_RSS[$id]}") MB"
+        R_END_RSS[$id]=$SAMPLE_RSS_KB R_UPCONN[$id]=$SAMPLE_UP
+        log "[$id] RSS (master + worker) at the end of the run $(mb "${R_END_RSS[$id]}") MB, ${R_UPCONN[$id]} upstream connections"
         forget_pid "$PROXY_MASTER"
         RSS_PIDS=""
         plot_point conn_cpu "m2m-sidecar" "$c" "${R_CPU[conn-$c]}"
@@ -807,13 +809,13 @@ report() {
             echo "| $(size_label "$c") | ${R_RPS[$s]} | $(fmt_lat "${R_P99[$s]}") | ${R_CPU[$s]} | $(mb "${R_END_RSS[$s]}") | ${R_RPS[$id]} | $(fmt_lat "${R_P99[$id]}") | ${R_CPU[$id]} | $(mb "${R_END_RSS[$id]}") | $(ratio "${R_CPU[$s]}" "${R_CPU[$id]}") | $(ratio "${R_END_RSS[$s]}" "${R_END_RSS[$id]}") | $(ratio "${R_CPU[$s]}" "${R_CPU[$b]}") | $(ratio "${R_CPU[$id]}" "${R_CPU[$n]}") |"
         done
         echo
-        echo "Details: p50, sidecar VmHWM, whole-core busy (core $PROXY_CPU / $WRK_CPU), errors."
+        echo "Details: p50, sidecar VmHWM, upstream connections (established to the upstream port, last sample while wrk ran), whole-core busy (core $PROXY_CPU / $WRK_CPU), errors."
         echo
-        echo "| connections | sidecar p50 | sidecar VmHWM MB | sidecar: core busy | sidecar errors | nginx p50 | nginx: core busy | nginx errors |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| connections | sidecar p50 | sidecar VmHWM MB | sidecar upstream conns | sidecar: core busy | sidecar errors | nginx p50 | nginx upstream conns | nginx: core busy | nginx errors |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for c in "${CONN_LIST[@]}"; do
             s=conn-$c id=ngx-$c
-            echo "| $(size_label "$c") | $(fmt_lat "${R_P50[$s]}") | $(mb "${R_HWM[$s]}") | ${R_CORE0[$s]}% / ${R_CORE1[$s]}% | ${R_ERR[$s]} | $(fmt_lat "${R_P50[$id]}") | ${R_CORE0[$id]}% / ${R_CORE1[$id]}% | ${R_ERR[$id]} |"
+            echo "| $(size_label "$c") | $(fmt_lat "${R_P50[$s]}") | $(mb "${R_HWM[$s]}") | ${R_UPCONN[$s]} | ${R_CORE0[$s]}% / ${R_CORE1[$s]}% | ${R_ERR[$s]} | $(fmt_lat "${R_P50[$id]}") | ${R_UPCONN[$id]} | ${R_CORE0[$id]}% / ${R_CORE1[$id]}% | ${R_ERR[$id]} |"
         done
         local ids=() dev t
         for c in "${CONN_LIST[@]}"; do ids+=("conn-$c"); done

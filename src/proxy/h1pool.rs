@@ -3,7 +3,8 @@
 //! [`Affinity`] slot, so the common case (a keep-alive client sending requests one
 //! after another) costs one uncontended lock, no keyed pool lookup and no hashing.
 //! When a downstream connection closes, its upstream connection goes back to a
-//! small shared LIFO pool for the next downstream connection.
+//! shared LIFO pool for the next downstream connection. At a soft cap of
+//! connections, they are shared per request instead (see [`H1Upstream`]).
 //!
 //! TLS upstreams (HTTP/2 by ALPN) and protocol upgrades use the general pooled
 //! client in [`super::client`] instead.
@@ -14,27 +15,113 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-/// Idle upstream connections kept beyond those held by downstream connections.
+/// Idle upstream connections kept beyond those held by downstream connections
+/// (at least; up to the soft cap when that is larger).
 const MAX_IDLE: usize = 64;
 
+/// Upstream connections per worker thread before requests start to share them
+/// (see [`H1Upstream`]).
+const PER_WORKER: usize = 128;
+
+/// At the soft cap, how long a request waits for a connection while none is
+/// freed (every connection busy with a slow response) before it opens one.
+const STALL: Duration = Duration::from_millis(10);
+
+/// At the soft cap, the longest a request waits for a connection, even while
+/// others are freed, before it opens one.
+const MAX_WAIT: Duration = Duration::from_secs(1);
+
 /// An upstream connection's I/O, to be polled by some task.
-type Conn = Pin<Box<Connection<TokioIo<TcpStream>, Body>>>;
+type Conn = Pin<Box<Counted>>;
+
+/// A connection's I/O, counted in its upstream's open connections until dropped.
+struct Counted {
+    inner: Connection<TokioIo<TcpStream>, Body>,
+    _open: OpenSlot,
+}
+
+impl Future for Counted {
+    type Output = hyper::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.get_mut().inner).poll(cx)
+    }
+}
+
+/// One of an upstream's open connections (or one being opened).
+struct OpenSlot(Weak<H1Upstream>);
+
+impl OpenSlot {
+    fn new(upstream: &Arc<H1Upstream>) -> Self {
+        upstream.open.fetch_add(1, Ordering::AcqRel);
+        OpenSlot(Arc::downgrade(upstream))
+    }
+}
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        if let Some(upstream) = self.0.upgrade() {
+            upstream.open.fetch_sub(1, Ordering::AcqRel);
+            upstream.closed();
+        }
+    }
+}
 
 /// Where and how to connect, and the shared idle connections.
+///
+/// Each downstream connection keeps the upstream connection it last used
+/// while the upstream has fewer than a soft cap of connections
+/// ([`PER_WORKER`] per worker thread). At the cap, a connection goes back to
+/// the shared pool as soon as its response ends, and a request that finds no
+/// idle connection waits for one; so under load the upstream connections
+/// number about as many as the requests the upstream is working on, not as
+/// many as the clients. The cap is soft: a request opens a connection anyway
+/// when none has been freed for [`STALL`] (every connection is busy with a
+/// slow or long-polling response) or after [`MAX_WAIT`], so no client waits
+/// on another's slow response for long.
 pub struct H1Upstream {
     /// `host:port` to connect to.
     addr: String,
     connect_timeout: Duration,
     idle_timeout: Duration,
-    idle: Mutex<Vec<Idle>>,
+    pool: Mutex<Pool>,
+    /// Open connections (and connections being opened).
+    open: AtomicUsize,
+    cap: usize,
+    /// Requests waiting for a connection to be freed (`pool.waiters`).
+    waiting: AtomicUsize,
+    /// When a connection was last freed (back in the pool, or closed), in
+    /// milliseconds since `epoch`.
+    freed_ms: AtomicU64,
+    epoch: Instant,
+    stall: Duration,
+    max_wait: Duration,
+}
+
+/// Idle connections, and the requests waiting for one (first come, first served).
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Idle>,
+    waiters: VecDeque<oneshot::Sender<Freed>>,
+}
+
+/// What a waiting request is handed.
+enum Freed {
+    /// A connection ready for a request.
+    Conn(Idle),
+    /// Room to open one (a connection closed).
+    Room,
 }
 
 /// A connection not carrying a request, and since when. `conn` is its I/O
@@ -58,29 +145,31 @@ impl Idle {
 
 /// The upstream connection one downstream connection is using.
 pub struct Affinity {
+    core: Arc<Core>,
+    /// The downstream connection's task drives the I/O of the upstream
+    /// connection it uses (while that connection is HTTP/1): `core` is its [`Side`].
+    local: bool,
+}
+
+/// What an [`Affinity`] holds, shared with the downstream connection's task
+/// when that task drives the upstream connection's I/O.
+struct Core {
     upstream: Arc<H1Upstream>,
-    held: Mutex<Option<Idle>>,
-    /// Set when the downstream connection's task drives the I/O of the
-    /// upstream connection it uses (while that connection is HTTP/1).
-    local: Option<Arc<Local>>,
-}
-
-/// The I/O of the upstream connection an HTTP/1 downstream connection uses,
-/// polled on the downstream connection's task (a [`Side`]). It belongs to the
-/// sender in [`Affinity::held`] or to the request in flight, if either.
-#[derive(Default)]
-struct Local {
-    slot: Mutex<LocalSlot>,
+    slot: Mutex<Slot>,
 }
 
 #[derive(Default)]
-struct LocalSlot {
+struct Slot {
+    /// The connection kept for the next request.
+    held: Option<Idle>,
+    /// Local only: the I/O of the upstream connection in use, which belongs
+    /// to the sender in `held` or to the request in flight, if either.
     conn: Option<Conn>,
     /// The waker of the last poll: a connection put in the slot is polled soon.
     waker: Option<Waker>,
 }
 
-impl Side for Local {
+impl Side for Core {
     fn poll_side(&self, cx: &mut Context<'_>) {
         let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
         if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -94,10 +183,22 @@ impl Side for Local {
                 tracing::debug!(error = %e, "upstream connection ended with an error");
             }
         }
+        // At the soft cap, a connection whose response has ended goes back to
+        // the shared pool at once (with its I/O, for whoever takes it).
+        if self.upstream.pressed() && slot.held.as_ref().is_some_and(|i| i.sender.is_ready()) {
+            let conn = slot.conn.take();
+            let held = slot.held.take();
+            drop(slot);
+            if let Some(mut idle) = held {
+                idle.conn = conn;
+                idle.since = Instant::now();
+                self.upstream.put(idle);
+            }
+        }
     }
 }
 
-impl Local {
+impl Core {
     /// Drive `conn` here from now on (none: the connection in use is driven by
     /// a task of its own); one driven here before goes to a task of its own.
     fn install(&self, conn: Option<Conn>) {
@@ -113,14 +214,6 @@ impl Local {
             spawn(old);
         }
     }
-
-    fn take(&self) -> Option<Conn> {
-        self.slot
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .conn
-            .take()
-    }
 }
 
 /// Drive a connection on a task of its own.
@@ -134,24 +227,27 @@ fn spawn(conn: Conn) {
 
 impl Drop for Affinity {
     fn drop(&mut self) {
-        let held = self
-            .held
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let conn = self.local.as_ref().and_then(|l| l.take());
+        let (held, conn) = {
+            let mut slot = self
+                .core
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            (slot.held.take(), slot.conn.take())
+        };
+        let upstream = &self.core.upstream;
         match (held, conn) {
             // Ready for a request: idle, undriven until the next user takes it.
             (Some(mut idle), Some(conn)) if idle.sender.is_ready() => {
                 idle.conn = Some(conn);
-                self.upstream.put(idle);
+                upstream.put(idle);
             }
             // Still finishing a response: driven on a task of its own.
             (Some(idle), Some(conn)) => {
                 spawn(conn);
-                self.upstream.put(idle);
+                upstream.put(idle);
             }
-            (Some(idle), None) => self.upstream.put(idle),
+            (Some(idle), None) => upstream.put(idle),
             // Nothing can send on it any more.
             (None, _) => {}
         }
@@ -174,34 +270,74 @@ impl H1Upstream {
         connect_timeout: Duration,
         idle_timeout: Duration,
     ) -> Arc<Self> {
+        let workers = tokio::runtime::Handle::try_current()
+            .map(|h| h.metrics().num_workers())
+            .unwrap_or(1)
+            .max(1);
         Arc::new(H1Upstream {
             addr: format!("{host}:{port}"),
             connect_timeout,
             idle_timeout,
-            idle: Mutex::new(Vec::new()),
+            pool: Mutex::new(Pool::default()),
+            open: AtomicUsize::new(0),
+            cap: PER_WORKER * workers,
+            waiting: AtomicUsize::new(0),
+            freed_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            stall: STALL,
+            max_wait: MAX_WAIT,
+        })
+    }
+
+    fn core(self: &Arc<Self>) -> Arc<Core> {
+        Arc::new(Core {
+            upstream: self.clone(),
+            slot: Mutex::new(Slot::default()),
         })
     }
 
     /// A slot for a new downstream connection.
     pub fn affinity(self: &Arc<Self>) -> Affinity {
         Affinity {
-            upstream: self.clone(),
-            held: Mutex::new(None),
-            local: None,
+            core: self.core(),
+            local: false,
         }
     }
 
     /// A slot for a new downstream connection whose task also drives the
     /// upstream connection it uses (attached to `side`, if still free).
     pub fn affinity_on(self: &Arc<Self>, side: &mut SideSlot) -> Affinity {
-        let local = side.is_none().then(|| Arc::new(Local::default()));
-        if let Some(local) = &local {
-            *side = Some(local.clone());
+        let core = self.core();
+        let local = side.is_none();
+        if local {
+            *side = Some(core.clone());
         }
-        Affinity {
-            upstream: self.clone(),
-            held: Mutex::new(None),
-            local,
+        Affinity { core, local }
+    }
+
+    /// Whether connections should be shared rather than kept by downstream
+    /// connections: at the soft cap, or with requests waiting.
+    fn pressed(&self) -> bool {
+        self.open.load(Ordering::Relaxed) >= self.cap || self.waiting.load(Ordering::Relaxed) > 0
+    }
+
+    /// When a connection was last freed, for waiters (see [`H1Upstream::wait_idle`]).
+    fn progress(&self) {
+        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.freed_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// A connection closed: the first waiter may open one.
+    fn closed(&self) {
+        if self.waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        self.progress();
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some(w) = pool.waiters.pop_front() {
+            if w.send(Freed::Room).is_ok() {
+                break;
+            }
         }
     }
 
@@ -210,25 +346,113 @@ impl H1Upstream {
         !idle.sender.is_closed() && idle.since.elapsed() < self.idle_timeout
     }
 
+    /// A connection free for a request: to the first waiter, else to the pool.
     fn put(&self, idle: Idle) {
-        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        pool.retain(|i| self.fresh(i));
-        if self.fresh(&idle) && pool.len() < MAX_IDLE {
-            pool.push(idle);
+        if !self.fresh(&idle) {
+            return;
         }
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut idle = idle;
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.progress();
+            while let Some(w) = pool.waiters.pop_front() {
+                match w.send(Freed::Conn(idle)) {
+                    Ok(()) => return,
+                    Err(Freed::Conn(back)) => idle = back,
+                    Err(Freed::Room) => return,
+                }
+            }
+        }
+        // The oldest is checked once per put: stale ones leave over time.
+        let stale = if pool.idle.first().is_some_and(|i| !self.fresh(i)) {
+            Some(pool.idle.remove(0))
+        } else {
+            None
+        };
+        let extra = if pool.idle.len() < MAX_IDLE.max(self.cap) {
+            pool.idle.push(idle);
+            None
+        } else {
+            Some(idle)
+        };
+        drop(pool);
+        // Closed (if any) outside the lock.
+        drop((stale, extra));
     }
 
     /// The most recently used idle connection that is ready. Connections still
     /// finishing a response (put back early by HTTP/2 clients) stay for later.
     fn take_idle(&self) -> Option<(SendRequest<Body>, Option<Conn>)> {
-        let mut pool = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        pool.retain(|i| self.fresh(i));
-        let i = pool.iter().rposition(|i| i.sender.is_ready())?;
-        let idle = pool.remove(i);
-        Some((idle.sender, idle.conn))
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        Self::take_locked(self, &mut pool)
     }
 
-    async fn connect(&self) -> Result<(SendRequest<Body>, Conn), SendError> {
+    fn take_locked(&self, pool: &mut Pool) -> Option<(SendRequest<Body>, Option<Conn>)> {
+        loop {
+            let i = pool.idle.iter().rposition(|i| i.sender.is_ready())?;
+            let idle = pool.idle.remove(i);
+            if self.fresh(&idle) {
+                return Some((idle.sender, idle.conn));
+            }
+        }
+    }
+
+    /// At the soft cap: wait (first come, first served) for a connection to be
+    /// freed, or say when to open one anyway (none): when there is room, when
+    /// none has been freed for `stall`, or after `max_wait`.
+    async fn wait_idle(&self) -> Option<(SendRequest<Body>, Option<Conn>)> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        let start = Instant::now();
+        let (tx, mut rx) = oneshot::channel();
+        {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(found) = self.take_locked(&mut pool) {
+                return Some(found);
+            }
+            if self.open.load(Ordering::Acquire) < self.cap {
+                return None;
+            }
+            if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
+                // The first waiter: the stall is measured from now.
+                self.progress();
+            }
+            pool.waiters.push_back(tx);
+        }
+        let _waiting = Waiting(&self.waiting);
+        // A stall counts only while this task runs on time: a worker too busy
+        // to run it (or the process not scheduled) frees nothing either.
+        let mut busy_until = start;
+        let freed = loop {
+            let last = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
+            let until = (start.max(last).max(busy_until) + self.stall).min(start + self.max_wait);
+            if Instant::now() >= until {
+                // Given up: something handed over meanwhile is still taken.
+                rx.close();
+                break rx.try_recv().ok();
+            }
+            match tokio::time::timeout_at(until, &mut rx).await {
+                Ok(freed) => break freed.ok(),
+                Err(_) => {
+                    let now = Instant::now();
+                    if now.saturating_duration_since(until) > self.stall / 2 {
+                        busy_until = now;
+                    }
+                }
+            }
+        };
+        match freed {
+            Some(Freed::Conn(idle)) if self.fresh(&idle) => Some((idle.sender, idle.conn)),
+            _ => None,
+        }
+    }
+
+    async fn connect(self: &Arc<Self>) -> Result<(SendRequest<Body>, Conn), SendError> {
+        let open = OpenSlot::new(self);
         let stream = tokio::time::timeout(self.connect_timeout, TcpStream::connect(&self.addr))
             .await
             .map_err(|_| SendError::Connect(format!("timed out after {:?}", self.connect_timeout)))?
@@ -240,11 +464,21 @@ impl H1Upstream {
             .writev(false)
             .handshake(TokioIo::new(stream))
             .await?;
-        Ok((sender, Box::pin(conn)))
+        Ok((
+            sender,
+            Box::pin(Counted {
+                inner: conn,
+                _open: open,
+            }),
+        ))
     }
 }
 
 impl Affinity {
+    fn upstream(&self) -> &Arc<H1Upstream> {
+        &self.core.upstream
+    }
+
     /// Send `req` on this downstream connection's upstream connection, or an idle
     /// one, or a new one. A request that a reused connection closed before taking
     /// is retried once on a new connection.
@@ -258,20 +492,26 @@ impl Affinity {
         sequential: bool,
     ) -> Result<Response<Incoming>, SendError> {
         let held = {
-            let mut slot = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            let upstream = self.upstream();
+            let mut slot = self
+                .core
+                .slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             let usable = slot
+                .held
                 .as_ref()
-                .is_some_and(|i| self.upstream.fresh(i) && (sequential || i.sender.is_ready()));
+                .is_some_and(|i| upstream.fresh(i) && (sequential || i.sender.is_ready()));
             // A stale held connection is dropped; a busy one (HTTP/2) stays.
-            if usable || slot.as_ref().is_some_and(|i| !self.upstream.fresh(i)) {
-                slot.take().filter(|_| usable).map(|i| i.sender)
+            if usable || slot.held.as_ref().is_some_and(|i| !upstream.fresh(i)) {
+                slot.held.take().filter(|_| usable).map(|i| i.sender)
             } else {
                 None
             }
         };
         // Only an HTTP/1 downstream connection's task drives its upstream
         // connection (over HTTP/2 each request runs on a task of its own).
-        let local = self.local.as_deref().filter(|_| sequential);
+        let local = (self.local && sequential).then_some(&*self.core);
         // The paths that connect are boxed: rare, and this future stays small
         // (every future around it is moved on each request).
         let (mut sender, reused) = match held {
@@ -298,12 +538,18 @@ impl Affinity {
         Ok(resp)
     }
 
-    /// A connection other than the held one: an idle one, or a new one; and whether it was used before.
-    async fn other(&self, local: Option<&Local>) -> Result<(SendRequest<Body>, bool), SendError> {
-        let (sender, conn, reused) = match self.upstream.take_idle() {
+    /// A connection other than the held one: an idle one, or (at the soft cap,
+    /// after waiting for one) a new one; and whether it was used before.
+    async fn other(&self, local: Option<&Core>) -> Result<(SendRequest<Body>, bool), SendError> {
+        let upstream = self.upstream();
+        let mut found = upstream.take_idle();
+        if found.is_none() && upstream.open.load(Ordering::Acquire) >= upstream.cap {
+            found = upstream.wait_idle().await;
+        }
+        let (sender, conn, reused) = match found {
             Some((s, conn)) => (s, conn, true),
             None => {
-                let (s, conn) = self.upstream.connect().await?;
+                let (s, conn) = upstream.connect().await?;
                 (s, Some(conn), false)
             }
         };
@@ -314,7 +560,7 @@ impl Affinity {
     /// Send `req`, which a reused connection closed before taking, on a new one.
     async fn retry(
         &self,
-        local: Option<&Local>,
+        local: Option<&Core>,
         req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
         let mut sender = self.connect_adopting(local).await?;
@@ -323,11 +569,8 @@ impl Affinity {
         Ok(resp)
     }
 
-    async fn connect_adopting(
-        &self,
-        local: Option<&Local>,
-    ) -> Result<SendRequest<Body>, SendError> {
-        let (sender, conn) = self.upstream.connect().await?;
+    async fn connect_adopting(&self, local: Option<&Core>) -> Result<SendRequest<Body>, SendError> {
+        let (sender, conn) = self.upstream().connect().await?;
         adopt(local, Some(conn));
         Ok(sender)
     }
@@ -336,19 +579,23 @@ impl Affinity {
     /// only come once this response is complete); with HTTP/2 downstream several
     /// requests run at once, and the extras go to the shared pool.
     fn release(&self, sender: SendRequest<Body>) {
-        let mut slot = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.is_none() {
-            *slot = Some(Idle::new(sender));
+        let mut slot = self
+            .core
+            .slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if slot.held.is_none() {
+            slot.held = Some(Idle::new(sender));
         } else {
             drop(slot);
-            self.upstream.put(Idle::new(sender));
+            self.upstream().put(Idle::new(sender));
         }
     }
 }
 
 /// Start driving the I/O of a connection about to be used: on the downstream
 /// connection's task if `local`, else on a task of its own (unless one drives it already).
-fn adopt(local: Option<&Local>, conn: Option<Conn>) {
+fn adopt(local: Option<&Core>, conn: Option<Conn>) {
     match (local, conn) {
         (Some(local), conn) => local.install(conn),
         (None, Some(conn)) => spawn(conn),

@@ -169,18 +169,7 @@ pub async fn serve<H: Handler>(
         let held = open.clone();
         let _ = stream.set_nodelay(true);
         let activity = conn::Activity::new();
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(conn::HeadTimer::new(activity.clone()))
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes)
-            .writev(false)
-            .keep_alive(true);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+        let head_timer = conn::HeadTimer::new(activity.clone());
         let h = handler.clone();
         let mut side = None;
         let state = Arc::new(handler.connection_on(&mut side));
@@ -234,13 +223,51 @@ pub async fn serve<H: Handler>(
                 track(resp)
             }
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-            .into_owned();
-        let stop = graceful.subscribe();
+        let mut stop = graceful.subscribe();
         tokio::spawn(async move {
             let _open = open;
-            if let Err(e) = conn::drive(connection, activity, timeouts, stop, side).await {
+            let first_request = activity.accepted() + timeouts.first_request;
+            let ended = match sniff(&stream, first_request, &mut stop).await {
+                // HTTP/1: hyper's own connection, which reads from the start.
+                Some(Sniffed::Http1) => {
+                    let mut h1 = hyper::server::conn::http1::Builder::new();
+                    h1.timer(head_timer)
+                        .header_read_timeout(limits.header_read_timeout)
+                        .max_buf_size(limits.max_header_bytes)
+                        .writev(false)
+                        .keep_alive(true);
+                    let connection = h1
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .with_upgrades();
+                    conn::drive(connection, activity, timeouts, stop, side)
+                        .await
+                        .map_err(BoxError::from)
+                }
+                // HTTP/2, or not known yet: hyper-util's auto builder tells them apart.
+                Some(Sniffed::Http2 | Sniffed::Unsure) => {
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(head_timer)
+                        .header_read_timeout(limits.header_read_timeout)
+                        .max_buf_size(limits.max_header_bytes)
+                        .writev(false)
+                        .keep_alive(true);
+                    builder
+                        .http2()
+                        .timer(TokioTimer::new())
+                        .max_header_list_size(
+                            u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX),
+                        );
+                    let connection = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .into_owned();
+                    conn::drive(connection, activity, timeouts, stop, side).await
+                }
+                // Closed, silent until the first-request deadline, or the listener stopped.
+                None => Ok(()),
+            };
+            if let Err(e) = ended {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -258,6 +285,43 @@ pub async fn serve<H: Handler>(
             drain_s = drain.as_secs_f64(),
             "drain timeout: closing remaining connections"
         );
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP/2 connection preface a client starts an h2c connection with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// What a connection's first bytes say it speaks.
+enum Sniffed {
+    Http1,
+    Http2,
+    /// The start of the HTTP/2 preface, not all of it yet.
+    Unsure,
+}
+
+/// Look at a new connection's first bytes without taking them, so hyper
+/// reads its first request into its own buffer from the start. (hyper-util's
+/// auto builder takes up to 24 bytes to tell the protocols apart and hands
+/// them to hyper first: hyper then finds a partial head in its 8 KB buffer and
+/// grows it to 16 KB, for the connection's life.) None: the connection ended,
+/// sent nothing by `deadline`, or the listener stopped.
+async fn sniff(
+    stream: &tokio::net::TcpStream,
+    deadline: Instant,
+    stop: &mut watch::Receiver<()>,
+) -> Option<Sniffed> {
+    let mut buf = [0u8; 24];
+    let peeked = tokio::select! {
+        p = tokio::time::timeout_at(deadline, stream.peek(&mut buf)) => p,
+        _ = stop.changed() => return None,
+    };
+    match peeked {
+        Ok(Ok(0)) | Ok(Err(_)) | Err(_) => None,
+        Ok(Ok(n)) if buf[..n] != H2_PREFACE[..n] => Some(Sniffed::Http1),
+        Ok(Ok(n)) if n == H2_PREFACE.len() => Some(Sniffed::Http2),
+        Ok(Ok(_)) => Some(Sniffed::Unsure),
     }
 }
 

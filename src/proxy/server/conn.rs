@@ -78,6 +78,11 @@ impl Activity {
         })
     }
 
+    /// When the connection was accepted.
+    pub fn accepted(&self) -> Instant {
+        self.accepted
+    }
+
     /// A request (or tunnel) in progress until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.active.fetch_add(1, Ordering::AcqRel);
@@ -309,6 +314,41 @@ enum Verdict {
     Close,
 }
 
+/// A connection [`drive`] can shut down gracefully: hyper-util's (the auto
+/// builder's, for HTTP/2 or a protocol not told yet) or hyper's own HTTP/1
+/// connection with upgrades, which hyper-util's trait does not cover.
+pub trait Graceful: Future<Output = Result<(), Self::Error>> {
+    type Error;
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S, E> Graceful for hyper_util::server::conn::auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming>,
+    Self: GracefulConnection,
+{
+    type Error = <Self as GracefulConnection>::Error;
+
+    fn shut_down(self: Pin<&mut Self>) {
+        GracefulConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, B, S> Graceful for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Error = hyper::Error;
+
+    fn shut_down(self: Pin<&mut Self>) {
+        hyper::server::conn::http1::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
 /// Work a handler runs on its downstream connection's own task: the upstream
 /// HTTP/1 connection a sequential (HTTP/1) downstream connection uses, so a
 /// request and its response cost no wake-up of another task. [`drive`] polls
@@ -406,7 +446,7 @@ pub async fn drive<C>(
     side: SideSlot,
 ) -> Result<(), C::Error>
 where
-    C: GracefulConnection,
+    C: Graceful,
 {
     let mut conn = std::pin::pin!(conn);
     let mut timer = std::pin::pin!(tokio::time::sleep_until(
@@ -457,7 +497,7 @@ where
                     stopping = true;
                     if !shutting {
                         shutting = true;
-                        conn.as_mut().graceful_shutdown();
+                        conn.as_mut().shut_down();
                         h.conn.woken.store(true, Ordering::SeqCst);
                         let now = Instant::now();
                         timer
@@ -494,7 +534,7 @@ where
                     .reset(earliest(at.min(now + timeouts.first_request), head)),
                 Verdict::Shutdown => {
                     shutting = true;
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().shut_down();
                     h.conn.woken.store(true, Ordering::SeqCst);
                     timer.as_mut().reset(earliest(now + GRACE, head));
                 }
