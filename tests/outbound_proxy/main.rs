@@ -7,6 +7,7 @@
 mod support;
 
 mod connections;
+mod pool;
 mod protocols;
 mod streams;
 
