@@ -113,7 +113,15 @@ pub struct H1Upstream {
 #[derive(Default)]
 struct Pool {
     idle: Vec<Idle>,
-    waiters: VecDeque<oneshot::Sender<Freed>>,
+    waiters: VecDeque<Waiter>,
+    /// A [`watch`] task is looking after `waiters`.
+    watched: bool,
+}
+
+/// A request waiting for a connection, since when.
+struct Waiter {
+    since: Instant,
+    tx: oneshot::Sender<Freed>,
 }
 
 /// What a waiting request is handed.
@@ -213,6 +221,26 @@ impl Core {
         if let Some(old) = old {
             spawn(old);
         }
+    }
+}
+
+/// Look after `upstream`'s waiters while there are any: every `stall`, let
+/// them open a connection anyway if none was freed meanwhile, or if one has
+/// waited `max_wait`. One timer for all of them, not one per request.
+async fn watch(upstream: Weak<H1Upstream>) {
+    let Some(stall) = upstream.upgrade().map(|u| u.stall) else {
+        return;
+    };
+    let mut due = Instant::now() + stall;
+    loop {
+        tokio::time::sleep_until(due).await;
+        let now = Instant::now();
+        let late = now.saturating_duration_since(due) > stall / 2;
+        match upstream.upgrade() {
+            Some(u) if u.tick(now, late) => {}
+            _ => return,
+        }
+        due = now + stall;
     }
 }
 
@@ -335,7 +363,7 @@ impl H1Upstream {
         self.progress();
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(w) = pool.waiters.pop_front() {
-            if w.send(Freed::Room).is_ok() {
+            if w.tx.send(Freed::Room).is_ok() {
                 break;
             }
         }
@@ -356,7 +384,7 @@ impl H1Upstream {
         if self.waiting.load(Ordering::Acquire) > 0 {
             self.progress();
             while let Some(w) = pool.waiters.pop_front() {
-                match w.send(Freed::Conn(idle)) {
+                match w.tx.send(Freed::Conn(idle)) {
                     Ok(()) => return,
                     Err(Freed::Conn(back)) => idle = back,
                     Err(Freed::Room) => return,
@@ -399,16 +427,16 @@ impl H1Upstream {
 
     /// At the soft cap: wait (first come, first served) for a connection to be
     /// freed, or say when to open one anyway (none): when there is room, when
-    /// none has been freed for `stall`, or after `max_wait`.
-    async fn wait_idle(&self) -> Option<(SendRequest<Body>, Option<Conn>)> {
+    /// none has been freed for `stall`, or after `max_wait` ([`watch`] decides
+    /// the last two, with one timer for all the waiters).
+    async fn wait_idle(self: &Arc<Self>) -> Option<(SendRequest<Body>, Option<Conn>)> {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
                 self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        let start = Instant::now();
-        let (tx, mut rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         {
             let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(found) = self.take_locked(&mut pool) {
@@ -421,34 +449,51 @@ impl H1Upstream {
                 // The first waiter: the stall is measured from now.
                 self.progress();
             }
-            pool.waiters.push_back(tx);
+            pool.waiters.push_back(Waiter {
+                since: Instant::now(),
+                tx,
+            });
+            if !pool.watched {
+                pool.watched = true;
+                tokio::spawn(watch(Arc::downgrade(self)));
+            }
         }
         let _waiting = Waiting(&self.waiting);
-        // A stall counts only while this task runs on time: a worker too busy
-        // to run it (or the process not scheduled) frees nothing either.
-        let mut busy_until = start;
-        let freed = loop {
-            let last = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
-            let until = (start.max(last).max(busy_until) + self.stall).min(start + self.max_wait);
-            if Instant::now() >= until {
-                // Given up: something handed over meanwhile is still taken.
-                rx.close();
-                break rx.try_recv().ok();
-            }
-            match tokio::time::timeout_at(until, &mut rx).await {
-                Ok(freed) => break freed.ok(),
-                Err(_) => {
-                    let now = Instant::now();
-                    if now.saturating_duration_since(until) > self.stall / 2 {
-                        busy_until = now;
-                    }
-                }
-            }
-        };
-        match freed {
-            Some(Freed::Conn(idle)) if self.fresh(&idle) => Some((idle.sender, idle.conn)),
+        match rx.await {
+            Ok(Freed::Conn(idle)) if self.fresh(&idle) => Some((idle.sender, idle.conn)),
             _ => None,
         }
+    }
+
+    /// What [`watch`] does on each tick at `now`, `late` when the tick came
+    /// late (a worker too busy to run it frees nothing either, so that is no
+    /// stall): waiters that may open a connection anyway are told so. False
+    /// when nobody waits (the watch ends).
+    fn tick(&self, now: Instant, late: bool) -> bool {
+        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+        if pool.waiters.is_empty() {
+            pool.watched = false;
+            return false;
+        }
+        if late {
+            self.progress();
+        }
+        let freed = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
+        // Nothing freed for `stall` since the first waiter came: every
+        // connection is busy with a slow response, so all of them may open one.
+        let stalled = pool
+            .waiters
+            .front()
+            .is_some_and(|w| now.saturating_duration_since(w.since.max(freed)) >= self.stall);
+        while let Some(w) = pool.waiters.front() {
+            if !stalled && now.saturating_duration_since(w.since) < self.max_wait {
+                break;
+            }
+            if let Some(w) = pool.waiters.pop_front() {
+                let _ = w.tx.send(Freed::Room);
+            }
+        }
+        true
     }
 
     async fn connect(self: &Arc<Self>) -> Result<(SendRequest<Body>, Conn), SendError> {
