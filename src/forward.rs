@@ -264,14 +264,22 @@ fn route(
 /// so the connection goes where the route says, whatever the resolver makes
 /// of the spelling.
 fn checked(authority: Authority, port: u16) -> Authority {
-    let host = bare_host(&authority);
-    match crate::host::ip_literal(host) {
-        Some(ip) if ip.to_string() != host => {
-            Authority::try_from(std::net::SocketAddr::new(ip, port).to_string())
-                .unwrap_or(authority)
-        }
-        _ => authority,
+    let Some(ip) = crate::host::ip_literal(bare_host(&authority)) else {
+        return authority;
+    };
+    let canonical = std::net::SocketAddr::new(ip, port);
+    let host = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    // Already in its one spelling (`127.0.0.1`, `127.0.0.1:8080`, `[::1]:80`).
+    let port_as_is = authority
+        .port()
+        .is_none_or(|p| p.as_str() == port.to_string());
+    if authority.host() == host && port_as_is {
+        return authority;
     }
+    Authority::try_from(canonical.to_string()).unwrap_or(authority)
 }
 
 /// The host without IPv6 brackets.

@@ -395,6 +395,7 @@ async fn every_spelling_of_a_mapped_address_is_that_address() {
         "0177.0.0.1",
         "[::ffff:127.0.0.1]",
         "[::FFFF:7f00:1]",
+        "[127.0.0.1]",
     ] {
         let answer = raw(
             &sidecar,
@@ -419,6 +420,24 @@ async fn every_spelling_of_a_mapped_address_is_that_address() {
         )
         .await;
         assert!(answer.starts_with("HTTP/1.1 403"), "{alias}: {answer}");
+    }
+    // A port spelled another way goes on as the number.
+    for spelled in [format!("+{port}"), format!("0{port}")] {
+        let answer = raw(
+            &sidecar,
+            &format!("GET http://127.0.0.1:{spelled}/port HTTP/1.1\r\nHost: 127.0.0.1:{spelled}\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        if answer.starts_with("HTTP/1.1 200") {
+            let seen = echo.seen().pop().unwrap();
+            assert_eq!(
+                seen.headers["host"],
+                format!("127.0.0.1:{port}"),
+                "{spelled}"
+            );
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 400"), "{spelled}: {answer}");
+        }
     }
     // Not an address: a name, passed on unmatched with the app's own header.
     let answer = raw(
