@@ -264,6 +264,14 @@ fn route(
 /// so the connection goes where the route says, whatever the resolver makes
 /// of the spelling.
 fn checked(authority: Authority, port: u16) -> Authority {
+    // The usual case, without allocating: plain dotted decimal and a plain port.
+    let plain_port = authority.port().is_none_or(|p| {
+        let p = p.as_str();
+        p.bytes().all(|b| b.is_ascii_digit()) && !(p.len() > 1 && p.starts_with('0'))
+    });
+    if plain_port && authority.host().parse::<std::net::Ipv4Addr>().is_ok() {
+        return authority;
+    }
     let Some(ip) = crate::host::ip_literal(bare_host(&authority)) else {
         return authority;
     };

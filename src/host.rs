@@ -9,6 +9,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// `host` (without IPv6 brackets) in the form routes are keyed by.
 pub fn canonical(host: &str) -> Cow<'_, str> {
+    // The usual case first, without allocating: plain dotted decimal (std's
+    // parser takes no other form) is already canonical.
+    if host.parse::<Ipv4Addr>().is_ok() {
+        return Cow::Borrowed(host);
+    }
     if let Some(ip) = ip_literal(host) {
         let text = ip.to_string();
         return if text == host {
