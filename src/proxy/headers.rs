@@ -181,34 +181,30 @@ pub fn remove_reserved(headers: &mut HeaderMap) -> bool {
         any |= reserved(k.as_str());
         connection |= k == header::CONNECTION;
     }
-    if !any {
-        return connection;
+    if any {
+        remove_all(headers, reserved);
     }
+    connection
+}
+
+/// Remove every header whose name `unwanted` picks.
+fn remove_all(headers: &mut HeaderMap, unwanted: fn(&str) -> bool) {
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| reserved(k.as_str()))
+        .filter(|k| unwanted(k.as_str()))
         .cloned()
         .collect();
     for n in names {
         headers.remove(n);
     }
-    connection
 }
 
 /// Remove every `x-m2m-*` header (any case, `_` for `-`): an app cannot speak
 /// for the sidecar to an upstream that trusts them.
 pub fn remove_m2m(headers: &mut HeaderMap) {
     // Most requests carry none: one scan without allocating.
-    if !headers.keys().any(|k| is_m2m_name(k.as_str())) {
-        return;
-    }
-    let names: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| is_m2m_name(k.as_str()))
-        .cloned()
-        .collect();
-    for n in names {
-        headers.remove(n);
+    if headers.keys().any(|k| is_m2m_name(k.as_str())) {
+        remove_all(headers, is_m2m_name);
     }
 }
 
