@@ -105,8 +105,6 @@ pub struct H1Upstream {
     /// milliseconds since `epoch`.
     freed_ms: AtomicU64,
     epoch: Instant,
-    stall: Duration,
-    max_wait: Duration,
 }
 
 /// Idle connections, and the requests waiting for one (first come, first served).
@@ -224,13 +222,11 @@ impl Core {
     }
 }
 
-/// Look after `upstream`'s waiters while there are any: every `stall`, let
+/// Look after `upstream`'s waiters while there are any: every [`STALL`], let
 /// them open a connection anyway if none was freed meanwhile, or if one has
-/// waited `max_wait`. One timer for all of them, not one per request.
+/// waited [`MAX_WAIT`]. One timer for all of them, not one per request.
 async fn watch(upstream: Weak<H1Upstream>) {
-    let Some(stall) = upstream.upgrade().map(|u| u.stall) else {
-        return;
-    };
+    let stall = STALL;
     let mut due = Instant::now() + stall;
     loop {
         tokio::time::sleep_until(due).await;
@@ -312,8 +308,6 @@ impl H1Upstream {
             waiting: AtomicUsize::new(0),
             freed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            stall: STALL,
-            max_wait: MAX_WAIT,
         })
     }
 
@@ -427,7 +421,7 @@ impl H1Upstream {
 
     /// At the soft cap: wait (first come, first served) for a connection to be
     /// freed, or say when to open one anyway (none): when there is room, when
-    /// none has been freed for `stall`, or after `max_wait` ([`watch`] decides
+    /// none has been freed for [`STALL`], or after [`MAX_WAIT`] ([`watch`] decides
     /// the last two, with one timer for all the waiters).
     async fn wait_idle(self: &Arc<Self>) -> Option<(SendRequest<Body>, Option<Conn>)> {
         struct Waiting<'a>(&'a AtomicUsize);
@@ -479,14 +473,14 @@ impl H1Upstream {
             self.progress();
         }
         let freed = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
-        // Nothing freed for `stall` since the first waiter came: every
+        // Nothing freed for `STALL` since the first waiter came: every
         // connection is busy with a slow response, so all of them may open one.
         let stalled = pool
             .waiters
             .front()
-            .is_some_and(|w| now.saturating_duration_since(w.since.max(freed)) >= self.stall);
+            .is_some_and(|w| now.saturating_duration_since(w.since.max(freed)) >= STALL);
         while let Some(w) = pool.waiters.front() {
-            if !stalled && now.saturating_duration_since(w.since) < self.max_wait {
+            if !stalled && now.saturating_duration_since(w.since) < MAX_WAIT {
                 break;
             }
             if let Some(w) = pool.waiters.pop_front() {

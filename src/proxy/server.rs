@@ -231,11 +231,7 @@ pub async fn serve<H: Handler>(
                 // HTTP/1: hyper's own connection, which reads from the start.
                 Some(Sniffed::Http1) => {
                     let mut h1 = hyper::server::conn::http1::Builder::new();
-                    h1.timer(head_timer)
-                        .header_read_timeout(limits.header_read_timeout)
-                        .max_buf_size(limits.max_header_bytes)
-                        .writev(false)
-                        .keep_alive(true);
+                    http1_limits!(h1, head_timer, limits);
                     let connection = h1
                         .serve_connection(TokioIo::new(stream), svc)
                         .with_upgrades();
@@ -246,13 +242,7 @@ pub async fn serve<H: Handler>(
                 // HTTP/2, or not known yet: hyper-util's auto builder tells them apart.
                 Some(Sniffed::Http2 | Sniffed::Unsure) => {
                     let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder
-                        .http1()
-                        .timer(head_timer)
-                        .header_read_timeout(limits.header_read_timeout)
-                        .max_buf_size(limits.max_header_bytes)
-                        .writev(false)
-                        .keep_alive(true);
+                    http1_limits!(builder.http1(), head_timer, limits);
                     builder
                         .http2()
                         .timer(TokioTimer::new())
@@ -289,6 +279,21 @@ pub async fn serve<H: Handler>(
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The HTTP/1 settings every listener connection gets, on hyper's own builder
+/// or on hyper-util's auto builder (two types with the same methods): one
+/// list, so the two cannot drift apart.
+macro_rules! http1_limits {
+    ($builder:expr, $timer:expr, $limits:expr) => {
+        $builder
+            .timer($timer)
+            .header_read_timeout($limits.header_read_timeout)
+            .max_buf_size($limits.max_header_bytes)
+            .writev(false)
+            .keep_alive(true)
+    };
+}
+use http1_limits;
 
 /// The HTTP/2 connection preface a client starts an h2c connection with.
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
