@@ -161,6 +161,7 @@ impl TokenMetrics {
 pub struct OutboundMetrics {
     pub requests: Family<RouteStatusLabels, Counter>,
     pub upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub upstream_desyncs: Family<RouteLabels, Counter>,
 }
 
 /// One route's handles, looked up once at start.
@@ -175,6 +176,7 @@ impl OutboundMetrics {
         let m = OutboundMetrics {
             requests: Family::default(),
             upstream_latency: Family::new_with_constructor(latency_histogram),
+            upstream_desyncs: Family::default(),
         };
         registry.register(
             "m2m_outbound_requests",
@@ -186,7 +188,21 @@ impl OutboundMetrics {
             "Time from sending a request upstream until its response headers arrived",
             m.upstream_latency.clone(),
         );
+        registry.register(
+            "m2m_outbound_upstream_desyncs",
+            "Upstream connections whose responses came out of step with their requests (a stray response, or bytes past a response's end); from the first, the route's upstream connections are no longer shared between client connections",
+            m.upstream_desyncs.clone(),
+        );
         m
+    }
+
+    /// The desync counter of a route with connection affinity (plain-HTTP upstream).
+    pub fn desyncs(&self, route: &str) -> Counter {
+        self.upstream_desyncs
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .clone()
     }
 
     pub fn route(&self, route: &str) -> RouteMetrics {

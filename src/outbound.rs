@@ -4,7 +4,7 @@
 //! `grpc-status` for gRPC clients ([`crate::respond`]).
 
 use crate::config::OutboundSpec;
-use crate::metrics::RouteMetrics;
+use crate::metrics::{OutboundMetrics, RouteMetrics};
 use crate::proxy::client::{self, BuildError, ClientSettings};
 use crate::proxy::h1pool::Affinity;
 use crate::proxy::server::Handler;
@@ -46,7 +46,7 @@ impl Route {
     pub fn new(
         spec: &OutboundSpec,
         credential: Arc<Credential>,
-        metrics: RouteMetrics,
+        metrics: &OutboundMetrics,
     ) -> Result<Self, RouteError> {
         let client = client::build(&ClientSettings {
             ca_file: spec.ca_file.as_deref(),
@@ -64,11 +64,12 @@ impl Route {
             body_idle: spec.body_idle_timeout,
         };
         let upstream = Upstream::new(&spec.name, &spec.upstream, client, timeouts)?;
+        upstream.count_desyncs(|| metrics.desyncs(&spec.name));
         let token_wait = credential.spec.timeout + Duration::from_secs(1);
         Ok(Route {
             credential,
             upstream,
-            metrics,
+            metrics: metrics.route(&spec.name),
             token_wait,
         })
     }

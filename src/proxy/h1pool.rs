@@ -6,6 +6,14 @@
 //! shared LIFO pool for the next downstream connection. At a soft cap of
 //! connections, they are shared per request instead (see [`H1Upstream`]).
 //!
+//! HTTP/1 has no request ids: a response is matched to a request by its order
+//! alone, so an upstream that answers out of step (a stray extra response, a
+//! body past its length, a body on a `HEAD`) shifts every later answer on that
+//! connection by one. Held by one downstream connection, the shift stays with
+//! that client; shared, it could reach another client of the same listener.
+//! So once any connection of an upstream shows it, that upstream's connections
+//! are never shared again (see [`H1Upstream::out_of_step`]).
+//!
 //! TLS upstreams (HTTP/2 by ALPN) and protocol upgrades use the general pooled
 //! client in [`super::client`] instead.
 
@@ -15,11 +23,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, Connection, SendRequest};
 use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -48,15 +57,43 @@ type Conn = Pin<Box<Counted>>;
 /// A connection's I/O, counted in its upstream's open connections until dropped.
 struct Counted {
     inner: Connection<TokioIo<TcpStream>, Body>,
-    _open: OpenSlot,
+    open: OpenSlot,
 }
 
 impl Future for Counted {
     type Output = hyper::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.get_mut().inner).poll(cx)
+        let this = self.get_mut();
+        let done = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
+        if let Err(e) = &done
+            && out_of_step(e)
+            && let Some(upstream) = this.open.0.upgrade()
+        {
+            upstream.out_of_step(e);
+        }
+        Poll::Ready(done)
     }
+}
+
+/// Whether `e` shows an upstream's responses out of step with its requests:
+/// bytes when no response was due, or a response head that does not parse
+/// (typically the rest of an earlier response). A head merely too large is not.
+/// A request queued on such a connection is canceled with it as the cause.
+fn out_of_step(e: &hyper::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = next {
+        if let Some(e) = e.downcast_ref::<hyper::Error>()
+            // hyper names no predicate for an unexpected message; its text
+            // is stable (and the pool tests fail if it changes).
+            && ((e.is_parse() && !e.is_parse_too_large())
+                || e.to_string() == "received unexpected message from connection")
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// One of an upstream's open connections (or one being opened).
@@ -105,6 +142,11 @@ pub struct H1Upstream {
     /// milliseconds since `epoch`.
     freed_ms: AtomicU64,
     epoch: Instant,
+    /// Set once a connection's responses came out of step with its requests
+    /// ([`H1Upstream::out_of_step`]): from then on no connection is shared.
+    unshared: AtomicBool,
+    /// Counts the connections that came out of step, if the owner counts them.
+    desyncs: OnceLock<Counter>,
 }
 
 /// Idle connections, and the requests waiting for one (first come, first served).
@@ -308,7 +350,53 @@ impl H1Upstream {
             waiting: AtomicUsize::new(0),
             freed_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            unshared: AtomicBool::new(false),
+            desyncs: OnceLock::new(),
         })
+    }
+
+    /// Count the connections whose responses come out of step in `counter`.
+    pub fn count_desyncs(&self, counter: Counter) {
+        let _ = self.desyncs.set(counter);
+    }
+
+    /// A connection's responses came out of step with its requests (`e`): the
+    /// upstream answers in a way no client may share. From now on each
+    /// downstream connection keeps its own upstream connection (as below the
+    /// soft cap), however many there are, so a shifted answer can only reach
+    /// the client whose exchange shifted it. Waiting requests open their own.
+    #[cold]
+    #[inline(never)]
+    fn out_of_step(&self, e: &hyper::Error) {
+        if let Some(c) = self.desyncs.get() {
+            c.inc();
+        }
+        if self.unshared.swap(true, Ordering::AcqRel) {
+            tracing::debug!(upstream = %self.addr, error = %e, "upstream answered out of step");
+            return;
+        }
+        tracing::warn!(
+            upstream = %self.addr,
+            error = %e,
+            "upstream answered out of step with its requests (a stray response, or bytes past \
+             a response's end); its connections are no longer shared between client connections"
+        );
+        let waiters = std::mem::take(
+            &mut self
+                .pool
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .waiters,
+        );
+        for w in waiters {
+            let _ = w.tx.send(Freed::Room);
+        }
+    }
+
+    /// Whether requests wait for a connection rather than open one: at the
+    /// soft cap, unless connections are no longer shared.
+    fn at_cap(&self) -> bool {
+        self.open.load(Ordering::Acquire) >= self.cap && !self.unshared.load(Ordering::Relaxed)
     }
 
     fn core(self: &Arc<Self>) -> Arc<Core> {
@@ -340,7 +428,8 @@ impl H1Upstream {
     /// Whether connections should be shared rather than kept by downstream
     /// connections: at the soft cap, or with requests waiting.
     fn pressed(&self) -> bool {
-        self.open.load(Ordering::Relaxed) >= self.cap || self.waiting.load(Ordering::Relaxed) > 0
+        (self.open.load(Ordering::Relaxed) >= self.cap || self.waiting.load(Ordering::Relaxed) > 0)
+            && !self.unshared.load(Ordering::Relaxed)
     }
 
     /// When a connection was last freed, for waiters (see [`H1Upstream::wait_idle`]).
@@ -436,7 +525,7 @@ impl H1Upstream {
             if let Some(found) = self.take_locked(&mut pool) {
                 return Some(found);
             }
-            if self.open.load(Ordering::Acquire) < self.cap {
+            if !self.at_cap() {
                 return None;
             }
             if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
@@ -503,13 +592,7 @@ impl H1Upstream {
             .writev(false)
             .handshake(TokioIo::new(stream))
             .await?;
-        Ok((
-            sender,
-            Box::pin(Counted {
-                inner: conn,
-                _open: open,
-            }),
-        ))
+        Ok((sender, Box::pin(Counted { inner: conn, open })))
     }
 }
 
@@ -567,6 +650,7 @@ impl Affinity {
             Ok(resp) => resp,
             // The retry keeps its new connection; the closed one is dropped.
             Err(mut e) => {
+                self.check(e.error());
                 return match (reused, e.take_message()) {
                     (true, Some(req)) => Box::pin(self.retry(local, req)).await,
                     _ => Err(SendError::Http(e.into_error())),
@@ -582,7 +666,7 @@ impl Affinity {
     async fn other(&self, local: Option<&Core>) -> Result<(SendRequest<Body>, bool), SendError> {
         let upstream = self.upstream();
         let mut found = upstream.take_idle();
-        if found.is_none() && upstream.open.load(Ordering::Acquire) >= upstream.cap {
+        if found.is_none() && upstream.at_cap() {
             found = upstream.wait_idle().await;
         }
         let (sender, conn, reused) = match found {
@@ -596,6 +680,14 @@ impl Affinity {
         Ok((sender, reused))
     }
 
+    /// A request failed with `e`: if its response came out of step, the
+    /// upstream's connections are shared no more.
+    fn check(&self, e: &hyper::Error) {
+        if out_of_step(e) {
+            self.upstream().out_of_step(e);
+        }
+    }
+
     /// Send `req`, which a reused connection closed before taking, on a new one.
     async fn retry(
         &self,
@@ -603,7 +695,10 @@ impl Affinity {
         req: Request<Body>,
     ) -> Result<Response<Incoming>, SendError> {
         let mut sender = self.connect_adopting(local).await?;
-        let resp = sender.send_request(req).await?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .inspect_err(|e| self.check(e))?;
         self.release(sender);
         Ok(resp)
     }

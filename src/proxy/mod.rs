@@ -226,6 +226,17 @@ impl Upstream {
         }
     }
 
+    /// Count in `counter()` the upstream connections whose responses come out
+    /// of step with their requests (plain-HTTP upstreams; see [`h1pool`]).
+    pub fn count_desyncs(
+        &self,
+        counter: impl FnOnce() -> prometheus_client::metrics::counter::Counter,
+    ) {
+        if let Some(h1) = &self.h1 {
+            h1.count_desyncs(counter());
+        }
+    }
+
     /// A connection-affinity slot for a new downstream connection (plain-HTTP upstreams).
     pub fn affinity(&self) -> Option<Affinity> {
         self.h1.as_ref().map(H1Upstream::affinity)

@@ -78,7 +78,7 @@ pub(super) async fn prepare(
                         route: spec.name.clone(),
                         credential: spec.credential.clone(),
                     })?;
-            Route::new(spec, cred, shared.metrics.outbound.route(&spec.name))
+            Route::new(spec, cred, &shared.metrics.outbound)
                 .map_err(|e| ReloadError::Outbound(e.into()))
         })?);
     }

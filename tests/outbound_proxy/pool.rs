@@ -163,3 +163,193 @@ async fn responses_holding_every_connection_do_not_stall_other_clients() {
         tokio::time::timeout(LONG, h).await.unwrap().unwrap();
     }
 }
+
+/// A raw HTTP/1.1 upstream that answers each request with its path and, for
+/// a path ending in `/stray`, writes an extra response nobody asked for
+/// (`STRAY` and the path) 20 ms later on the same connection: what an
+/// upstream does that writes more than its `Content-Length`, or a body on a `HEAD`.
+struct StrayUpstream {
+    addr: SocketAddr,
+    /// Extra responses scheduled and not yet written.
+    pending: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl StrayUpstream {
+    async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::AsyncBufReadExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let scheduled = pending.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let scheduled = scheduled.clone();
+                tokio::spawn(async move {
+                    let (read, write) = stream.into_split();
+                    let write = Arc::new(tokio::sync::Mutex::new(write));
+                    let mut lines = tokio::io::BufReader::new(read);
+                    loop {
+                        let mut line = String::new();
+                        if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                        // The rest of the head (no request has a body).
+                        loop {
+                            let mut h = String::new();
+                            if lines.read_line(&mut h).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if h == "\r\n" {
+                                break;
+                            }
+                        }
+                        let answer = |body: &str| {
+                            format!(
+                                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                                body.len()
+                            )
+                        };
+                        if write
+                            .lock()
+                            .await
+                            .write_all(answer(&path).as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if path.ends_with("/stray") {
+                            scheduled.fetch_add(1, Ordering::SeqCst);
+                            let (write, scheduled) = (write.clone(), scheduled.clone());
+                            let stray = answer(&format!("STRAY{path}"));
+                            tokio::spawn(async move {
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                let _ = write.lock().await.write_all(stray.as_bytes()).await;
+                                scheduled.fetch_sub(1, Ordering::SeqCst);
+                            });
+                        }
+                    }
+                });
+            }
+        });
+        StrayUpstream { addr, pending }
+    }
+
+    fn pending(&self) -> usize {
+        self.pending.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The client an answer names (`/c7/…` or `STRAY/c7/…`), if any.
+fn named_client(body: &str) -> Option<usize> {
+    let rest = body
+        .strip_prefix("STRAY")
+        .unwrap_or(body)
+        .strip_prefix("/c")?;
+    rest.split('/').next()?.parse().ok()
+}
+
+#[tokio::test]
+async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_clients() {
+    let up = StrayUpstream::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &format!("http://{}", up.addr), "orders");
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    // Past the cap (128 upstream connections per worker): connections shared.
+    const CLIENTS: usize = 300;
+    let mut senders = Vec::new();
+    for _ in 0..CLIENTS {
+        senders.push(own_connection(addr).await);
+    }
+    // One round: every client sends one request at once (with `strays`, a
+    // third of them drawing a stray answer), and says what it got back.
+    async fn round(
+        senders: Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+        r: usize,
+        strays: bool,
+    ) -> (
+        Vec<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+        Vec<(usize, String, Option<String>)>,
+    ) {
+        let asks = senders
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut sender)| async move {
+                let stray = if strays && (i + r).is_multiple_of(3) {
+                    "/stray"
+                } else {
+                    ""
+                };
+                let path = format!("/c{i}/r{r}{stray}");
+                let got = async {
+                    sender.ready().await.ok()?;
+                    let req = Request::get(&path)
+                        .header("host", "orders")
+                        .body(Full::new(Bytes::new()))
+                        .ok()?;
+                    let resp = sender.send_request(req).await.ok()?;
+                    let ok = resp.status() == 200;
+                    let body = resp.into_body().collect().await.ok()?.to_bytes();
+                    ok.then(|| String::from_utf8_lossy(&body).into_owned())
+                }
+                .await;
+                (sender, (i, path, got))
+            });
+        let done = tokio::time::timeout(LONG, futures_util::future::join_all(asks))
+            .await
+            .expect("every client answered in time");
+        done.into_iter().unzip()
+    }
+    let crossed = |answers: &[(usize, String, Option<String>)]| {
+        answers
+            .iter()
+            .filter(|(i, _, got)| {
+                got.as_deref()
+                    .and_then(named_client)
+                    .is_some_and(|c| c != *i)
+            })
+            .count()
+    };
+    let desyncs = async || {
+        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+        support::metric(
+            &metrics,
+            "m2m_outbound_upstream_desyncs_total{route=\"orders\"}",
+        )
+    };
+    // Until the sidecar has seen an answer out of step (answers may cross
+    // clients until then: HTTP/1 matches answers by order alone).
+    let mut r = 0;
+    let mut before = 0;
+    while desyncs().await == 0 {
+        assert!(r < 20, "no desync seen after {r} rounds");
+        let answers;
+        (senders, answers) = round(senders, r, true).await;
+        before += crossed(&answers);
+        r += 1;
+    }
+    eprintln!("answers crossing clients before the first desync: {before} in {r} rounds");
+    // Every stray of those rounds written, and one round without strays
+    // reads or closes whatever they left behind.
+    until(LONG, "the strays written", async || up.pending() == 0).await;
+    (senders, _) = round(senders, r, false).await;
+    // From now on each client keeps its own upstream connection: its answers
+    // may still come late or stray, but only its own.
+    let mut after = 0;
+    for r in r + 1..r + 13 {
+        let answers;
+        (senders, answers) = round(senders, r, true).await;
+        after += crossed(&answers);
+    }
+    assert_eq!(
+        after, 0,
+        "answers crossed clients after the desync was seen"
+    );
+    assert!(desyncs().await >= 1);
+}
