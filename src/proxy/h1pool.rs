@@ -18,6 +18,7 @@
 //! client in [`super::client`] instead.
 
 use super::Body;
+use super::deadline::Deadline;
 use super::server::conn::{Side, SideSlot};
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -197,6 +198,8 @@ pub struct Affinity {
     /// The downstream connection's task drives the I/O of the upstream
     /// connection it uses (while that connection is HTTP/1): `core` is its [`Side`].
     local: bool,
+    /// The request timer, while the downstream connection is HTTP/1.
+    deadline: Deadline,
 }
 
 /// What an [`Affinity`] holds, shared with the downstream connection's task
@@ -411,6 +414,7 @@ impl H1Upstream {
         Affinity {
             core: self.core(),
             local: false,
+            deadline: Deadline::default(),
         }
     }
 
@@ -422,7 +426,11 @@ impl H1Upstream {
         if local {
             *side = Some(core.clone());
         }
-        Affinity { core, local }
+        Affinity {
+            core,
+            local,
+            deadline: Deadline::default(),
+        }
     }
 
     /// Whether connections should be shared rather than kept by downstream
@@ -599,6 +607,12 @@ impl H1Upstream {
 impl Affinity {
     fn upstream(&self) -> &Arc<H1Upstream> {
         &self.core.upstream
+    }
+
+    /// The downstream connection's request timer, for requests sent one at
+    /// a time (an HTTP/1 downstream connection).
+    pub fn deadline(&self) -> &Deadline {
+        &self.deadline
     }
 
     /// Send `req` on this downstream connection's upstream connection, or an idle

@@ -4,6 +4,7 @@
 
 pub mod body;
 pub mod client;
+pub mod deadline;
 pub mod error;
 pub mod h1pool;
 pub mod headers;
@@ -303,7 +304,16 @@ impl Upstream {
             };
             #[cfg(feature = "otel")]
             let exchange = tracing::Instrument::instrument(exchange, span);
-            let mut resp = match tokio::time::timeout(self.timeouts.request, exchange).await {
+            // An HTTP/1 client's requests come one at a time: its
+            // connection's one timer serves them all.
+            let limit = self.timeouts.request;
+            let answered = match affinity.filter(|_| sequential) {
+                Some(a) => a.deadline().within(limit, exchange).await,
+                None => {
+                    (tokio::time::timeout(limit, exchange).await).map_err(|_| deadline::Elapsed)
+                }
+            };
+            let mut resp = match answered {
                 Ok(Ok(resp)) => resp,
                 Ok(Err((reason, cause))) => return Err(self.failed(reason, cause)),
                 Err(_) => {

@@ -353,3 +353,56 @@ async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_cl
     );
     assert!(desyncs().await >= 1);
 }
+
+#[tokio::test]
+async fn every_request_on_a_busy_connection_gets_its_whole_request_timeout() {
+    let up = PathUpstream::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound_with(
+            "orders",
+            &format!("http://{}", up.addr),
+            "orders",
+            "request_timeout = \"300ms\"",
+        );
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let mut sender = own_connection(addr).await;
+    let limit = Duration::from_millis(300);
+    // Answered requests on one connection for longer than the limit: the
+    // connection's timer moves on with each of them.
+    for round in 0..2 {
+        let busy = tokio::time::Instant::now();
+        let mut n = 0;
+        while busy.elapsed() < limit * 3 / 2 {
+            let path = format!("/r{round}/{n}");
+            assert_eq!(get_on(&mut sender, &path).await, path);
+            n += 1;
+        }
+        // A request the upstream does not answer gets 504 after its own limit,
+        // not at an earlier request's.
+        sender.ready().await.unwrap();
+        let asked = tokio::time::Instant::now();
+        let req = Request::get("/hold/x")
+            .header("host", "orders")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = tokio::time::timeout(LONG, sender.send_request(req))
+            .await
+            .expect("answered")
+            .unwrap();
+        let took = asked.elapsed();
+        assert_eq!(resp.status(), 504, "round {round}");
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            String::from_utf8_lossy(&body).contains("upstream_timeout"),
+            "{body:?}"
+        );
+        assert!(
+            took >= limit,
+            "round {round}: 504 after {took:?}, before the limit"
+        );
+    }
+}
