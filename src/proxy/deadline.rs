@@ -8,9 +8,9 @@
 //! touches the wheel about once per `request_timeout`, not once per request.
 
 use std::future::Future;
-use std::pin::{Pin, pin};
+use std::pin::Pin;
 use std::sync::{Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
@@ -25,40 +25,67 @@ pub struct Deadline {
 #[derive(Debug)]
 pub struct Elapsed;
 
+/// One request's view of its connection's [`Deadline`].
+pub struct Timer<'a> {
+    deadline: &'a Deadline,
+    limit: Duration,
+    armed: bool,
+}
+
 impl Deadline {
-    /// `fut`, unless it takes longer than `limit` from its first wait.
+    /// The timer of one request, `limit` from its first wait.
     ///
     /// For one request at a time: a second request at once would move the
     /// first's deadline (each still gets at least its own `limit`, and at most
     /// the later one's).
-    pub async fn within<F: Future>(&self, limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
-        let mut fut = pin!(fut);
-        let mut armed = false;
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Ok(out));
+    pub fn timer(&self, limit: Duration) -> Timer<'_> {
+        Timer {
+            deadline: self,
+            limit,
+            armed: false,
+        }
+    }
+}
+
+impl Timer<'_> {
+    /// Ready once the request is past its limit; armed on the first call
+    /// (call it when the request has to wait).
+    pub fn poll_elapsed(&mut self, cx: &mut Context<'_>) -> Poll<Elapsed> {
+        let mut sleep = (self.deadline.sleep)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !self.armed {
+            let due = Instant::now() + self.limit;
+            match sleep.as_mut() {
+                Some(s) => s.as_mut().reset(due),
+                None => *sleep = Some(Box::pin(tokio::time::sleep_until(due))),
             }
-            let mut sleep = self.sleep.lock().unwrap_or_else(PoisonError::into_inner);
-            if !armed {
-                let due = Instant::now() + limit;
-                match sleep.as_mut() {
-                    Some(s) => s.as_mut().reset(due),
-                    None => *sleep = Some(Box::pin(tokio::time::sleep_until(due))),
-                }
-                armed = true;
-            }
-            match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => Poll::Ready(Err(Elapsed)),
-                _ => Poll::Pending,
-            }
-        })
-        .await
+            self.armed = true;
+        }
+        match sleep.as_mut().map(|s| s.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Elapsed),
+            _ => Poll::Pending,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::pin;
+
+    impl Deadline {
+        /// `fut`, unless it takes longer than `limit` (as `forward` uses it).
+        async fn within<F: Future>(&self, limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
+            let mut fut = pin!(fut);
+            let mut timer = self.timer(limit);
+            std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+                Poll::Ready(out) => Poll::Ready(Ok(out)),
+                Poll::Pending => timer.poll_elapsed(cx).map(Err),
+            })
+            .await
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn each_request_gets_its_own_limit_from_one_timer() {

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use idle::IdleTimeout;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use url::Url;
 
@@ -289,7 +290,8 @@ impl Upstream {
                 crate::otel::upstream_span(&self.route, &method, req.headers_mut())
             };
             let req = req.map(|b| IdleTimeout::from_client(b, self.timeouts.body_idle));
-            let exchange = async {
+            // Pinned where it is built: never moved.
+            let mut exchange = std::pin::pin!(async {
                 match affinity {
                     Some(a) => a.send(req, sequential).await.map_err(|e| {
                         let reason = match &e {
@@ -301,14 +303,21 @@ impl Upstream {
                     _ => (self.client.request(req).await)
                         .map_err(|e| (describe(&e), Box::new(e) as Cause)),
                 }
-            };
+            });
             #[cfg(feature = "otel")]
-            let exchange = tracing::Instrument::instrument(exchange, span);
+            let mut exchange = std::pin::pin!(tracing::Instrument::instrument(exchange, span));
             // An HTTP/1 client's requests come one at a time: its
             // connection's one timer serves them all.
             let limit = self.timeouts.request;
             let answered = match affinity.filter(|_| sequential) {
-                Some(a) => a.deadline().within(limit, exchange).await,
+                Some(a) => {
+                    let mut timer = a.deadline().timer(limit);
+                    std::future::poll_fn(|cx| match exchange.as_mut().poll(cx) {
+                        Poll::Ready(r) => Poll::Ready(Ok(r)),
+                        Poll::Pending => timer.poll_elapsed(cx).map(Err),
+                    })
+                    .await
+                }
                 None => {
                     (tokio::time::timeout(limit, exchange).await).map_err(|_| deadline::Elapsed)
                 }
