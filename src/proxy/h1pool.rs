@@ -159,10 +159,29 @@ struct Pool {
     watched: bool,
 }
 
-/// A request waiting for a connection, since when.
+/// A request waiting for a connection, since when, and where it is handed one.
 struct Waiter {
     since: Instant,
-    tx: oneshot::Sender<Freed>,
+    to: HandTo,
+}
+
+/// Where a waiting request is handed what was freed.
+enum HandTo {
+    /// The slot of an HTTP/1 downstream connection, which has one request at
+    /// a time: nothing allocated per wait.
+    Slot(Arc<Core>),
+    /// A request of an HTTP/2 downstream connection (several at once).
+    Chan(oneshot::Sender<Freed>),
+}
+
+impl Waiter {
+    /// Hand `freed` over; back if the request no longer waits.
+    fn hand(self, freed: Freed) -> Result<(), Freed> {
+        match self.to {
+            HandTo::Chan(tx) => tx.send(freed),
+            HandTo::Slot(core) => core.hand(freed),
+        }
+    }
 }
 
 /// What a waiting request is handed.
@@ -218,6 +237,11 @@ struct Slot {
     conn: Option<Conn>,
     /// The waker of the last poll: a connection put in the slot is polled soon.
     waker: Option<Waker>,
+    /// A request of this downstream connection waits for a connection to be
+    /// freed ([`HandTo::Slot`]): what it was handed, and its waker.
+    waiting: bool,
+    handed: Option<Freed>,
+    wait_waker: Option<Waker>,
 }
 
 impl Side for Core {
@@ -241,15 +265,63 @@ impl Side for Core {
             let held = slot.held.take();
             drop(slot);
             if let Some(mut idle) = held {
+                let now = Instant::now();
                 idle.conn = conn;
-                idle.since = Instant::now();
-                self.upstream.put(idle);
+                idle.since = now;
+                self.upstream.put(idle, now);
             }
         }
     }
 }
 
 impl Core {
+    /// Hand `freed` to this downstream connection's waiting request; back if
+    /// none waits.
+    fn hand(&self, freed: Freed) -> Result<(), Freed> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot.waiting || slot.handed.is_some() {
+            return Err(freed);
+        }
+        slot.handed = Some(freed);
+        let waker = slot.wait_waker.take();
+        drop(slot);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        Ok(())
+    }
+
+    /// Wait (registered in the pool's waiters, see [`H1Upstream::idle_or_freed`])
+    /// until something is handed over.
+    async fn handed(&self) -> Freed {
+        std::future::poll_fn(|cx| {
+            let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            match slot.handed.take() {
+                Some(freed) => Poll::Ready(freed),
+                None => {
+                    if !slot
+                        .wait_waker
+                        .as_ref()
+                        .is_some_and(|w| w.will_wake(cx.waker()))
+                    {
+                        slot.wait_waker = Some(cx.waker().clone());
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// The wait is over (answered, or the request dropped): whatever was
+    /// handed and not taken goes on to the next waiter.
+    fn stop_waiting(&self) -> Option<Freed> {
+        let mut slot = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.waiting = false;
+        slot.wait_waker = None;
+        slot.handed.take()
+    }
+
     /// Drive `conn` here from now on (none: the connection in use is driven by
     /// a task of its own); one driven here before goes to a task of its own.
     fn install(&self, conn: Option<Conn>) {
@@ -309,14 +381,14 @@ impl Drop for Affinity {
             // Ready for a request: idle, undriven until the next user takes it.
             (Some(mut idle), Some(conn)) if idle.sender.is_ready() => {
                 idle.conn = Some(conn);
-                upstream.put(idle);
+                upstream.put(idle, Instant::now());
             }
             // Still finishing a response: driven on a task of its own.
             (Some(idle), Some(conn)) => {
                 spawn(conn);
-                upstream.put(idle);
+                upstream.put(idle, Instant::now());
             }
-            (Some(idle), None) => upstream.put(idle),
+            (Some(idle), None) => upstream.put(idle, Instant::now()),
             // Nothing can send on it any more.
             (None, _) => {}
         }
@@ -392,7 +464,7 @@ impl H1Upstream {
                 .waiters,
         );
         for w in waiters {
-            let _ = w.tx.send(Freed::Room);
+            let _ = w.hand(Freed::Room);
         }
     }
 
@@ -440,9 +512,10 @@ impl H1Upstream {
             && !self.unshared.load(Ordering::Relaxed)
     }
 
-    /// When a connection was last freed, for waiters (see [`H1Upstream::wait_idle`]).
-    fn progress(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    /// A connection was freed `now`, for waiters (see [`H1Upstream::idle_or_freed`]).
+    fn progress(&self, now: Instant) {
+        let since = now.saturating_duration_since(self.epoch);
+        let ms = u64::try_from(since.as_millis()).unwrap_or(u64::MAX);
         self.freed_ms.store(ms, Ordering::Relaxed);
     }
 
@@ -451,10 +524,15 @@ impl H1Upstream {
         if self.waiting.load(Ordering::Acquire) == 0 {
             return;
         }
-        self.progress();
+        self.progress(Instant::now());
+        self.give_room();
+    }
+
+    /// The first waiter may open a connection.
+    fn give_room(&self) {
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         while let Some(w) = pool.waiters.pop_front() {
-            if w.tx.send(Freed::Room).is_ok() {
+            if w.hand(Freed::Room).is_ok() {
                 break;
             }
         }
@@ -462,20 +540,25 @@ impl H1Upstream {
 
     /// Whether an idle connection may still be used (upstreams close idle ones).
     fn fresh(&self, idle: &Idle) -> bool {
-        !idle.sender.is_closed() && idle.since.elapsed() < self.idle_timeout
+        self.fresh_at(idle, Instant::now())
     }
 
-    /// A connection free for a request: to the first waiter, else to the pool.
-    fn put(&self, idle: Idle) {
-        if !self.fresh(&idle) {
+    fn fresh_at(&self, idle: &Idle, now: Instant) -> bool {
+        !idle.sender.is_closed() && now.saturating_duration_since(idle.since) < self.idle_timeout
+    }
+
+    /// A connection free for a request `now`: to the first waiter (who takes
+    /// it at once, so fresh), else to the pool.
+    fn put(&self, idle: Idle, now: Instant) {
+        if !self.fresh_at(&idle, now) {
             return;
         }
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
         let mut idle = idle;
         if self.waiting.load(Ordering::Acquire) > 0 {
-            self.progress();
+            self.progress(now);
             while let Some(w) = pool.waiters.pop_front() {
-                match w.tx.send(Freed::Conn(idle)) {
+                match w.hand(Freed::Conn(idle)) {
                     Ok(()) => return,
                     Err(Freed::Conn(back)) => idle = back,
                     Err(Freed::Room) => return,
@@ -483,7 +566,7 @@ impl H1Upstream {
             }
         }
         // The oldest is checked once per put: stale ones leave over time.
-        let stale = if pool.idle.first().is_some_and(|i| !self.fresh(i)) {
+        let stale = if pool.idle.first().is_some_and(|i| !self.fresh_at(i, now)) {
             Some(pool.idle.remove(0))
         } else {
             None
@@ -501,11 +584,6 @@ impl H1Upstream {
 
     /// The most recently used idle connection that is ready. Connections still
     /// finishing a response (put back early by HTTP/2 clients) stay for later.
-    fn take_idle(&self) -> Option<(SendRequest<Body>, Option<Conn>)> {
-        let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
-        Self::take_locked(self, &mut pool)
-    }
-
     fn take_locked(&self, pool: &mut Pool) -> Option<(SendRequest<Body>, Option<Conn>)> {
         loop {
             let i = pool.idle.iter().rposition(|i| i.sender.is_ready())?;
@@ -516,18 +594,31 @@ impl H1Upstream {
         }
     }
 
-    /// At the soft cap: wait (first come, first served) for a connection to be
-    /// freed, or say when to open one anyway (none): when there is room, when
-    /// none has been freed for [`STALL`], or after [`MAX_WAIT`] ([`watch`] decides
-    /// the last two, with one timer for all the waiters).
-    async fn wait_idle(self: &Arc<Self>) -> Option<(SendRequest<Body>, Option<Conn>)> {
-        struct Waiting<'a>(&'a AtomicUsize);
+    /// The most recently used idle connection that is ready; else, at the
+    /// soft cap, wait (first come, first served) for a connection to be freed.
+    /// None says to open one: below the cap, or when there is room, when none
+    /// has been freed for [`STALL`], or after [`MAX_WAIT`] ([`watch`] decides the
+    /// last two, with one timer for all the waiters). `slot`: the waiting
+    /// request's downstream connection sends one request at a time, and is
+    /// handed the connection there.
+    async fn idle_or_freed(
+        self: &Arc<Self>,
+        slot: Option<&Arc<Core>>,
+    ) -> Option<(SendRequest<Body>, Option<Conn>)> {
+        /// Counted in `waiting` until dropped; a slot stops waiting then.
+        struct Waiting<'a>(&'a H1Upstream, Option<&'a Core>);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
-                self.0.fetch_sub(1, Ordering::AcqRel);
+                self.0.waiting.fetch_sub(1, Ordering::AcqRel);
+                // Handed but never taken (the request was dropped): passed on.
+                match self.1.and_then(Core::stop_waiting) {
+                    Some(Freed::Conn(idle)) => self.0.put(idle, Instant::now()),
+                    Some(Freed::Room) => self.0.give_room(),
+                    None => {}
+                }
             }
         }
-        let (tx, rx) = oneshot::channel();
+        let rx;
         {
             let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(found) = self.take_locked(&mut pool) {
@@ -536,22 +627,41 @@ impl H1Upstream {
             if !self.at_cap() {
                 return None;
             }
+            let now = Instant::now();
             if self.waiting.fetch_add(1, Ordering::AcqRel) == 0 {
                 // The first waiter: the stall is measured from now.
-                self.progress();
+                self.progress(now);
             }
-            pool.waiters.push_back(Waiter {
-                since: Instant::now(),
-                tx,
-            });
+            let to = match slot {
+                Some(core) => {
+                    // Lock order: the pool, then a slot.
+                    let mut s = core.slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    s.waiting = true;
+                    s.handed = None;
+                    rx = None;
+                    HandTo::Slot(core.clone())
+                }
+                None => {
+                    let (tx, r) = oneshot::channel();
+                    rx = Some(r);
+                    HandTo::Chan(tx)
+                }
+            };
+            pool.waiters.push_back(Waiter { since: now, to });
             if !pool.watched {
                 pool.watched = true;
                 tokio::spawn(watch(Arc::downgrade(self)));
             }
         }
-        let _waiting = Waiting(&self.waiting);
-        match rx.await {
-            Ok(Freed::Conn(idle)) if self.fresh(&idle) => Some((idle.sender, idle.conn)),
+        let _waiting = Waiting(self, slot.map(|c| &**c));
+        let freed = match (slot, rx) {
+            (Some(core), _) => Some(core.handed().await),
+            (None, Some(rx)) => rx.await.ok(),
+            (None, None) => None,
+        };
+        // A connection handed over was fresh when it was freed, just now.
+        match freed {
+            Some(Freed::Conn(idle)) if !idle.sender.is_closed() => Some((idle.sender, idle.conn)),
             _ => None,
         }
     }
@@ -567,7 +677,7 @@ impl H1Upstream {
             return false;
         }
         if late {
-            self.progress();
+            self.progress(now);
         }
         let freed = self.epoch + Duration::from_millis(self.freed_ms.load(Ordering::Relaxed));
         // Nothing freed for `STALL` since the first waiter came: every
@@ -581,7 +691,7 @@ impl H1Upstream {
                 break;
             }
             if let Some(w) = pool.waiters.pop_front() {
-                let _ = w.tx.send(Freed::Room);
+                let _ = w.hand(Freed::Room);
             }
         }
         true
@@ -648,11 +758,23 @@ impl Affinity {
         // Only an HTTP/1 downstream connection's task drives its upstream
         // connection (over HTTP/2 each request runs on a task of its own).
         let local = (self.local && sequential).then_some(&*self.core);
-        // The paths that connect are boxed: rare, and this future stays small
-        // (every future around it is moved on each request).
+        // Another connection: an idle one, or at the soft cap one freed for
+        // this request, or a new one. The paths that connect are boxed: rare,
+        // and this future stays small (every future around it is moved on
+        // each request).
         let (mut sender, reused) = match held {
             Some(s) => (s, true),
-            None => Box::pin(self.other(local)).await?,
+            None => match self
+                .upstream()
+                .idle_or_freed(sequential.then_some(&self.core))
+                .await
+            {
+                Some((s, conn)) => {
+                    adopt(local, conn);
+                    (s, true)
+                }
+                None => (Box::pin(self.connect_adopting(local)).await?, false),
+            },
         };
         if reused && !sender.is_ready() {
             let ready = std::future::poll_fn(|cx| sender.poll_ready(cx)).await;
@@ -673,25 +795,6 @@ impl Affinity {
         };
         self.release(sender);
         Ok(resp)
-    }
-
-    /// A connection other than the held one: an idle one, or (at the soft cap,
-    /// after waiting for one) a new one; and whether it was used before.
-    async fn other(&self, local: Option<&Core>) -> Result<(SendRequest<Body>, bool), SendError> {
-        let upstream = self.upstream();
-        let mut found = upstream.take_idle();
-        if found.is_none() && upstream.at_cap() {
-            found = upstream.wait_idle().await;
-        }
-        let (sender, conn, reused) = match found {
-            Some((s, conn)) => (s, conn, true),
-            None => {
-                let (s, conn) = upstream.connect().await?;
-                (s, Some(conn), false)
-            }
-        };
-        adopt(local, conn);
-        Ok((sender, reused))
     }
 
     /// A request failed with `e`: if its response came out of step, the
@@ -736,7 +839,9 @@ impl Affinity {
             slot.held = Some(Idle::new(sender));
         } else {
             drop(slot);
-            self.upstream().put(Idle::new(sender));
+            let idle = Idle::new(sender);
+            let now = idle.since;
+            self.upstream().put(idle, now);
         }
     }
 }
