@@ -290,7 +290,9 @@ impl Upstream {
                 crate::otel::upstream_span(&self.route, &method, req.headers_mut())
             };
             let req = req.map(|b| IdleTimeout::from_client(b, self.timeouts.body_idle));
-            // Pinned where it is built: never moved.
+            // Pinned where it is built: never moved (with `otel`, pinned
+            // again inside its span).
+            #[cfg_attr(feature = "otel", allow(unused_mut))]
             let mut exchange = std::pin::pin!(async {
                 match affinity {
                     Some(a) => a.send(req, sequential).await.map_err(|e| {
