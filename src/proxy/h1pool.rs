@@ -437,9 +437,9 @@ impl H1Upstream {
 
     /// A connection's responses came out of step with its requests (`e`): the
     /// upstream answers in a way no client may share. From now on each
-    /// downstream connection keeps its own upstream connection (as below the
-    /// soft cap), however many there are, so a shifted answer can only reach
-    /// the client whose exchange shifted it. Waiting requests open their own.
+    /// downstream connection keeps its own upstream connection, however many
+    /// there are, and it is closed with it (never pooled for the next), so a
+    /// shifted answer can only reach the client whose exchange shifted it.
     #[cold]
     #[inline(never)]
     fn out_of_step(&self, e: &hyper::Error) {
@@ -456,13 +456,16 @@ impl H1Upstream {
             "upstream answered out of step with its requests (a stray response, or bytes past \
              a response's end); its connections are no longer shared between client connections"
         );
-        let waiters = std::mem::take(
-            &mut self
-                .pool
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .waiters,
-        );
+        // Idle connections may carry a late answer for a client that left:
+        // closed. Waiting requests open their own.
+        let (idle, waiters) = {
+            let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);
+            (
+                std::mem::take(&mut pool.idle),
+                std::mem::take(&mut pool.waiters),
+            )
+        };
+        drop(idle);
         for w in waiters {
             let _ = w.hand(Freed::Room);
         }
@@ -548,9 +551,10 @@ impl H1Upstream {
     }
 
     /// A connection free for a request `now`: to the first waiter (who takes
-    /// it at once, so fresh), else to the pool.
+    /// it at once, so fresh), else to the pool. Once the upstream answered out
+    /// of step, closed instead: a connection serves one downstream connection.
     fn put(&self, idle: Idle, now: Instant) {
-        if !self.fresh_at(&idle, now) {
+        if !self.fresh_at(&idle, now) || self.unshared.load(Ordering::Relaxed) {
             return;
         }
         let mut pool = self.pool.lock().unwrap_or_else(PoisonError::into_inner);

@@ -164,10 +164,11 @@ async fn responses_holding_every_connection_do_not_stall_other_clients() {
     }
 }
 
-/// A raw HTTP/1.1 upstream that answers each request with its path and, for
-/// a path ending in `/stray`, writes an extra response nobody asked for
-/// (`STRAY` and the path) 20 ms later on the same connection: what an
-/// upstream does that writes more than its `Content-Length`, or a body on a `HEAD`.
+/// A raw HTTP/1.1 upstream that answers each request with its path (a path
+/// ending in `/slow` after 100 ms) and, for a path ending in `/stray`, writes
+/// an extra response nobody asked for (`STRAY` and the path) 20 ms later on
+/// the same connection: what an upstream does that writes more than its
+/// `Content-Length`, or a body on a `HEAD`.
 struct StrayUpstream {
     addr: SocketAddr,
     /// Extra responses scheduled and not yet written.
@@ -211,6 +212,9 @@ impl StrayUpstream {
                                 body.len()
                             )
                         };
+                        if path.ends_with("/slow") {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
                         if write
                             .lock()
                             .await
@@ -404,5 +408,44 @@ async fn every_request_on_a_busy_connection_gets_its_whole_request_timeout() {
             took >= limit,
             "round {round}: 504 after {took:?}, before the limit"
         );
+    }
+}
+
+#[tokio::test]
+async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
+    let up = StrayUpstream::start().await;
+    let idp = TokenServer::start().await;
+    let config = SidecarConfig::new()
+        .credential(Cred::new("orders", &idp.url()))
+        .outbound("orders", &format!("http://{}", up.addr), "orders");
+    let sidecar = Sidecar::start(&config).await;
+    sidecar.ready().await;
+    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let metric = async |line: &str| {
+        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+        support::metric(&metrics, line)
+    };
+    // A stray on an idle connection: the sign.
+    let mut first = own_connection(addr).await;
+    assert_eq!(get_on(&mut first, "/t/stray").await, "/t/stray");
+    until(LONG, "the desync seen", async || {
+        metric("m2m_outbound_upstream_desyncs_total{route=\"orders\"}").await >= 1
+    })
+    .await;
+    // A client leaves before the stray its answer drew arrives; the next
+    // client, answered slowly, must get its own answer, not that stray.
+    let open = "m2m_listener_open_connections{listener=\"orders\"}";
+    for i in 0..5 {
+        let mut a = own_connection(addr).await;
+        let path = format!("/a{i}/stray");
+        assert_eq!(get_on(&mut a, &path).await, path);
+        drop(a);
+        until(LONG, "the client's close seen", async || {
+            metric(open).await == 1
+        })
+        .await;
+        let mut b = own_connection(addr).await;
+        let path = format!("/b{i}/slow");
+        assert_eq!(get_on(&mut b, &path).await, path, "round {i}");
     }
 }
