@@ -15,7 +15,9 @@
 #   public `/*` rule instead (the request screening and path normalisation, no
 #   token check; keys from bench/inbound-keys.py, which needs openssl), or
 #   MODE=inbound-cached: an ES256 token checked on every request, verification
-#   cache on (the same token each time).
+#   cache on (the same token each time), or MODE=nginx-proxy: the peer, nginx as
+#   the reverse proxy of bench/run.sh (static bearer), under callgrind instead of
+#   the sidecar (at most 8 connections: requests are counted by wrk).
 # Prints: requests=N instructions=N per_request=N; the callgrind profile is kept
 # in the temp dir it names, for `callgrind_annotate --inclusive=yes FILE`.
 set -euo pipefail
@@ -57,20 +59,36 @@ case "${MODE:-outbound}" in
             WRK_HEADER=(-H "Authorization: Bearer $(cat "$TMP/token-es256.txt")")
         fi
         REQ_PATH=/orders/1 ;;
-    *) echo "instructions.sh: MODE is outbound or inbound" >&2; exit 1 ;;
+    nginx-proxy)
+        sed -e "s|@PREFIX@|$TMP|g" -e "s|@PORT_UPSTREAM@|$PORT_UPSTREAM|g" \
+            -e "s|@PORT_PROXY@|$PORT_SIDECAR|g" -e "s|@TOKEN@|bench-token|g" \
+            "$SCRIPT_DIR/nginx-proxy.conf.tmpl" >"$TMP/nginx-proxy.conf"
+        REQ_PATH=/ ;;
+    *) echo "instructions.sh: MODE is outbound, inbound, inbound-cached or nginx-proxy" >&2; exit 1 ;;
 esac
 
 nginx -p "$TMP" -e "$TMP/upstream-error.log" -c "$TMP/nginx-upstream.conf" -g 'daemon off;' & PIDS+=($!)
 python3 "$SCRIPT_DIR/token_server.py" "$PORT_TOKEN" bench-token >/dev/null 2>&1 & PIDS+=($!)
-M2M_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
-    "$SIDECAR_BIN" run --config "$TMP/sidecar.toml" 2>"$TMP/sidecar.log" & SC=$!
-PIDS+=("$SC")
-for _ in $(seq 200); do
-    curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null && break
-    sleep 0.3
-done
-curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not ready" >&2; exit 1; }
 URL="http://127.0.0.1:$PORT_SIDECAR$REQ_PATH"
+if [ "${MODE:-outbound}" = nginx-proxy ]; then
+    valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
+        nginx -p "$TMP" -e "$TMP/proxy-error.log" -c "$TMP/nginx-proxy.conf" \
+        -g 'daemon off; master_process off;' 2>"$TMP/sidecar.log" & SC=$!
+    PIDS+=("$SC")
+    for _ in $(seq 200); do
+        curl -sf -o /dev/null "$URL" && break
+        sleep 0.3
+    done
+else
+    M2M_WORKER_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$TMP/callgrind.out" \
+        "$SIDECAR_BIN" run --config "$TMP/sidecar.toml" 2>"$TMP/sidecar.log" & SC=$!
+    PIDS+=("$SC")
+    for _ in $(seq 200); do
+        curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null && break
+        sleep 0.3
+    done
+    curl -sf "http://127.0.0.1:$PORT_ADMIN/readyz" >/dev/null || { echo "sidecar not ready" >&2; exit 1; }
+fi
 CODE=$(curl -s -o /dev/null -w '%{http_code}' "${WRK_HEADER[@]}" "$URL")
 [ "$CODE" = 200 ] || { echo "instructions.sh: $URL answered $CODE, not 200" >&2; exit 1; }
 CONNECTIONS=${CONNECTIONS:-8}
