@@ -89,11 +89,12 @@ async fn get_on(
     String::from_utf8_lossy(&body).into_owned()
 }
 
-async fn outbound_to(up: &PathUpstream) -> (TokenServer, Sidecar, SocketAddr) {
+/// A sidecar with an outbound route `orders` to `upstream` (route keys in `extra`).
+async fn outbound_to(upstream: SocketAddr, extra: &str) -> (TokenServer, Sidecar, SocketAddr) {
     let idp = TokenServer::start().await;
     let config = SidecarConfig::new()
         .credential(Cred::new("orders", &idp.url()))
-        .outbound("orders", &format!("http://{}", up.addr), "orders");
+        .outbound_with("orders", &format!("http://{upstream}"), "orders", extra);
     let sidecar = Sidecar::start(&config).await;
     sidecar.ready().await;
     let addr = sidecar.handle.outbound_addr("orders").unwrap();
@@ -103,7 +104,7 @@ async fn outbound_to(up: &PathUpstream) -> (TokenServer, Sidecar, SocketAddr) {
 #[tokio::test]
 async fn clients_past_the_cap_share_upstream_connections_and_get_their_own_answers() {
     let up = PathUpstream::start().await;
-    let (_idp, _sidecar, addr) = outbound_to(&up).await;
+    let (_idp, _sidecar, addr) = outbound_to(up.addr, "").await;
     const CLIENTS: usize = 400;
     // All connected before any asks: every client is in flight at once.
     let ready = Arc::new(tokio::sync::Barrier::new(CLIENTS));
@@ -133,7 +134,7 @@ async fn clients_past_the_cap_share_upstream_connections_and_get_their_own_answe
 #[tokio::test]
 async fn responses_holding_every_connection_do_not_stall_other_clients() {
     let up = PathUpstream::start().await;
-    let (_idp, _sidecar, addr) = outbound_to(&up).await;
+    let (_idp, _sidecar, addr) = outbound_to(up.addr, "").await;
     // More held responses than the cap: every upstream connection is busy.
     const HELD: usize = 150;
     let mut held = Vec::new();
@@ -258,13 +259,7 @@ fn named_client(body: &str) -> Option<usize> {
 #[tokio::test]
 async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_clients() {
     let up = StrayUpstream::start().await;
-    let idp = TokenServer::start().await;
-    let config = SidecarConfig::new()
-        .credential(Cred::new("orders", &idp.url()))
-        .outbound("orders", &format!("http://{}", up.addr), "orders");
-    let sidecar = Sidecar::start(&config).await;
-    sidecar.ready().await;
-    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let (_idp, sidecar, addr) = outbound_to(up.addr, "").await;
     // Past the cap (128 upstream connections per worker): connections shared.
     const CLIENTS: usize = 300;
     let mut senders = Vec::new();
@@ -361,18 +356,7 @@ async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_cl
 #[tokio::test]
 async fn every_request_on_a_busy_connection_gets_its_whole_request_timeout() {
     let up = PathUpstream::start().await;
-    let idp = TokenServer::start().await;
-    let config = SidecarConfig::new()
-        .credential(Cred::new("orders", &idp.url()))
-        .outbound_with(
-            "orders",
-            &format!("http://{}", up.addr),
-            "orders",
-            "request_timeout = \"300ms\"",
-        );
-    let sidecar = Sidecar::start(&config).await;
-    sidecar.ready().await;
-    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let (_idp, _sidecar, addr) = outbound_to(up.addr, "request_timeout = \"300ms\"").await;
     let mut sender = own_connection(addr).await;
     let limit = Duration::from_millis(300);
     // Answered requests on one connection for longer than the limit: the
@@ -414,13 +398,7 @@ async fn every_request_on_a_busy_connection_gets_its_whole_request_timeout() {
 #[tokio::test]
 async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
     let up = StrayUpstream::start().await;
-    let idp = TokenServer::start().await;
-    let config = SidecarConfig::new()
-        .credential(Cred::new("orders", &idp.url()))
-        .outbound("orders", &format!("http://{}", up.addr), "orders");
-    let sidecar = Sidecar::start(&config).await;
-    sidecar.ready().await;
-    let addr = sidecar.handle.outbound_addr("orders").unwrap();
+    let (_idp, sidecar, addr) = outbound_to(up.addr, "").await;
     let metric = async |line: &str| {
         let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
         support::metric(&metrics, line)
