@@ -199,14 +199,18 @@ struct Idle {
     sender: SendRequest<Body>,
     since: Instant,
     conn: Option<Conn>,
+    /// It came from another downstream connection (through the pool): a late
+    /// answer of that one's may still be on its way.
+    crossed: bool,
 }
 
 impl Idle {
-    fn new(sender: SendRequest<Body>) -> Self {
+    fn new(sender: SendRequest<Body>, crossed: bool) -> Self {
         Idle {
             sender,
             since: Instant::now(),
             conn: None,
+            crossed,
         }
     }
 }
@@ -400,6 +404,11 @@ impl Drop for Affinity {
 pub enum SendError {
     #[error("cannot connect: {0}")]
     Connect(String),
+    /// An answer on a connection that came from another downstream
+    /// connection, after the upstream answered out of step: it may be that
+    /// one's late answer, so it is not passed on.
+    #[error("the upstream answers out of step; an answer on a shared connection was dropped")]
+    OutOfStep,
     #[error("{0}")]
     Http(#[from] hyper::Error),
 }
@@ -748,13 +757,22 @@ impl Affinity {
                 .slot
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
+            // Once the upstream answered out of step, a connection that came
+            // from another downstream connection is not used again: a late
+            // answer of that one's may still arrive on it.
+            let stale = |i: &Idle| {
+                !upstream.fresh(i) || (i.crossed && upstream.unshared.load(Ordering::Relaxed))
+            };
             let usable = slot
                 .held
                 .as_ref()
-                .is_some_and(|i| upstream.fresh(i) && (sequential || i.sender.is_ready()));
+                .is_some_and(|i| !stale(i) && (sequential || i.sender.is_ready()));
             // A stale held connection is dropped; a busy one (HTTP/2) stays.
-            if usable || slot.held.as_ref().is_some_and(|i| !upstream.fresh(i)) {
-                slot.held.take().filter(|_| usable).map(|i| i.sender)
+            if usable || slot.held.as_ref().is_some_and(stale) {
+                slot.held
+                    .take()
+                    .filter(|_| usable)
+                    .map(|i| (i.sender, i.crossed))
             } else {
                 None
             }
@@ -766,8 +784,9 @@ impl Affinity {
         // this request, or a new one. The paths that connect are boxed: rare,
         // and this future stays small (every future around it is moved on
         // each request).
-        let (mut sender, reused) = match held {
-            Some(s) => (s, true),
+        // `crossed`: it came from another downstream connection.
+        let (mut sender, reused, mut crossed) = match held {
+            Some((s, crossed)) => (s, true, crossed),
             None => match self
                 .upstream()
                 .idle_or_freed(sequential.then_some(&self.core))
@@ -775,15 +794,16 @@ impl Affinity {
             {
                 Some((s, conn)) => {
                     adopt(local, conn);
-                    (s, true)
+                    (s, true, true)
                 }
-                None => (Box::pin(self.connect_adopting(local)).await?, false),
+                None => (Box::pin(self.connect_adopting(local)).await?, false, false),
             },
         };
         if reused && !sender.is_ready() {
             let ready = std::future::poll_fn(|cx| sender.poll_ready(cx)).await;
             if ready.is_err() {
                 sender = Box::pin(self.connect_adopting(local)).await?;
+                crossed = false;
             }
         }
         let resp = match sender.try_send_request(req).await {
@@ -797,7 +817,13 @@ impl Affinity {
                 };
             }
         };
-        self.release(sender);
+        // The upstream answered out of step somewhere while this request was
+        // in flight: an answer on a connection another client used may be
+        // that client's. Dropped, with the connection.
+        if crossed && self.upstream().unshared.load(Ordering::Acquire) {
+            return Err(SendError::OutOfStep);
+        }
+        self.release(sender, crossed);
         Ok(resp)
     }
 
@@ -820,7 +846,7 @@ impl Affinity {
             .send_request(req)
             .await
             .inspect_err(|e| self.check(e))?;
-        self.release(sender);
+        self.release(sender, false);
         Ok(resp)
     }
 
@@ -833,17 +859,17 @@ impl Affinity {
     /// Keep the connection for this downstream connection's next request (it can
     /// only come once this response is complete); with HTTP/2 downstream several
     /// requests run at once, and the extras go to the shared pool.
-    fn release(&self, sender: SendRequest<Body>) {
+    fn release(&self, sender: SendRequest<Body>, crossed: bool) {
         let mut slot = self
             .core
             .slot
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         if slot.held.is_none() {
-            slot.held = Some(Idle::new(sender));
+            slot.held = Some(Idle::new(sender, crossed));
         } else {
             drop(slot);
-            let idle = Idle::new(sender);
+            let idle = Idle::new(sender, crossed);
             let now = idle.since;
             self.upstream().put(idle, now);
         }

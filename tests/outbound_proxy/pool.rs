@@ -169,25 +169,30 @@ async fn responses_holding_every_connection_do_not_stall_other_clients() {
 /// ending in `/slow` after 100 ms) and, for a path ending in `/stray`, writes
 /// an extra response nobody asked for (`STRAY` and the path) 20 ms later on
 /// the same connection: what an upstream does that writes more than its
-/// `Content-Length`, or a body on a `HEAD`.
+/// `Content-Length`, or a body on a `HEAD`. For a path ending in `/owe`, that
+/// extra response is written just before the answer to the connection's next
+/// request, which must end in `/after` and is answered once `release` is sent.
 struct StrayUpstream {
     addr: SocketAddr,
-    /// Extra responses scheduled and not yet written.
-    pending: Arc<std::sync::atomic::AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
+    /// The paths asked for, in order.
+    asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl StrayUpstream {
     async fn start() -> Self {
-        use std::sync::atomic::Ordering;
         use tokio::io::AsyncBufReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let scheduled = pending.clone();
+        let (release, released) = tokio::sync::watch::channel(false);
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let log = asked.clone();
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let scheduled = scheduled.clone();
+                let mut released = released.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
+                    let mut owed = String::new();
                     let (read, write) = stream.into_split();
                     let write = Arc::new(tokio::sync::Mutex::new(write));
                     let mut lines = tokio::io::BufReader::new(read);
@@ -197,6 +202,7 @@ impl StrayUpstream {
                             return;
                         }
                         let path = line.split(' ').nth(1).unwrap_or("/").to_owned();
+                        log.lock().unwrap().push(path.clone());
                         // The rest of the head (no request has a body).
                         loop {
                             let mut h = String::new();
@@ -216,34 +222,34 @@ impl StrayUpstream {
                         if path.ends_with("/slow") {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                         }
-                        if write
-                            .lock()
-                            .await
-                            .write_all(answer(&path).as_bytes())
-                            .await
-                            .is_err()
-                        {
+                        if path.ends_with("/after") {
+                            let _ = released.wait_for(|r| *r).await;
+                        }
+                        let mut out = std::mem::take(&mut owed);
+                        out.push_str(&answer(&path));
+                        if path.ends_with("/owe") {
+                            owed = answer(&format!("STRAY{path}"));
+                        }
+                        if write.lock().await.write_all(out.as_bytes()).await.is_err() {
                             return;
                         }
                         if path.ends_with("/stray") {
-                            scheduled.fetch_add(1, Ordering::SeqCst);
-                            let (write, scheduled) = (write.clone(), scheduled.clone());
+                            let write = write.clone();
                             let stray = answer(&format!("STRAY{path}"));
                             tokio::spawn(async move {
                                 tokio::time::sleep(Duration::from_millis(20)).await;
                                 let _ = write.lock().await.write_all(stray.as_bytes()).await;
-                                scheduled.fetch_sub(1, Ordering::SeqCst);
                             });
                         }
                     }
                 });
             }
         });
-        StrayUpstream { addr, pending }
-    }
-
-    fn pending(&self) -> usize {
-        self.pending.load(std::sync::atomic::Ordering::SeqCst)
+        StrayUpstream {
+            addr,
+            release,
+            asked,
+        }
     }
 }
 
@@ -334,12 +340,10 @@ async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_cl
         r += 1;
     }
     eprintln!("answers crossing clients before the first desync: {before} in {r} rounds");
-    // Every stray of those rounds written, and one round without strays
-    // reads or closes whatever they left behind.
-    until(LONG, "the strays written", async || up.pending() == 0).await;
-    (senders, _) = round(senders, r, false).await;
     // From now on each client keeps its own upstream connection: its answers
-    // may still come late or stray, but only its own.
+    // may still come late or stray, but only its own. (Connections that came
+    // from another client are not used again, and an answer that was on its
+    // way on one is dropped: strays of the rounds before are still coming.)
     let mut after = 0;
     for r in r + 1..r + 13 {
         let answers;
@@ -426,4 +430,53 @@ async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
         let path = format!("/b{i}/slow");
         assert_eq!(get_on(&mut b, &path).await, path, "round {i}");
     }
+}
+
+#[tokio::test]
+async fn an_answer_in_flight_on_a_shared_connection_is_dropped_once_out_of_step() {
+    let up = StrayUpstream::start().await;
+    let (_idp, sidecar, addr) = outbound_to(up.addr, "").await;
+    let metric = async |line: &str| {
+        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+        support::metric(&metrics, line)
+    };
+    // Client A leaves; its upstream connection owes a stray answer.
+    let mut a = own_connection(addr).await;
+    assert_eq!(get_on(&mut a, "/a/owe").await, "/a/owe");
+    drop(a);
+    let open = "m2m_listener_open_connections{listener=\"orders\"}";
+    until(LONG, "A's close seen", async || metric(open).await == 0).await;
+    // Client B takes that connection; its answer waits.
+    let mut b = own_connection(addr).await;
+    b.ready().await.unwrap();
+    let req = Request::get("/b/after")
+        .header("host", "orders")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let answer = tokio::spawn(b.send_request(req));
+    until(LONG, "B's request at the upstream", async || {
+        up.asked.lock().unwrap().iter().any(|p| p == "/b/after")
+    })
+    .await;
+    // Meanwhile another connection shows the upstream out of step.
+    let mut c = own_connection(addr).await;
+    assert_eq!(get_on(&mut c, "/c/stray").await, "/c/stray");
+    until(LONG, "the desync seen", async || {
+        metric("m2m_outbound_upstream_desyncs_total{route=\"orders\"}").await >= 1
+    })
+    .await;
+    // A's stray arrives first on B's connection: not passed to B.
+    let _ = up.release.send(true);
+    let resp = tokio::time::timeout(LONG, answer)
+        .await
+        .expect("B answered")
+        .unwrap()
+        .unwrap();
+    let status = resp.status();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert!(
+        !String::from_utf8_lossy(&body).contains("/a/"),
+        "B got A's stray: {status} {body:?}"
+    );
+    assert_eq!(status, 502, "{body:?}");
 }
