@@ -89,6 +89,21 @@ async fn get_on(
     String::from_utf8_lossy(&body).into_owned()
 }
 
+/// The value of one line of the sidecar's `/metrics`.
+async fn metric(sidecar: &Sidecar, line: &str) -> u64 {
+    let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
+    support::metric(&metrics, line)
+}
+
+/// How many upstream connections of route `orders` answered out of step.
+async fn desyncs(sidecar: &Sidecar) -> u64 {
+    metric(
+        sidecar,
+        "m2m_outbound_upstream_desyncs_total{route=\"orders\"}",
+    )
+    .await
+}
+
 /// A sidecar with an outbound route `orders` to `upstream` (route keys in `extra`).
 async fn outbound_to(upstream: SocketAddr, extra: &str) -> (TokenServer, Sidecar, SocketAddr) {
     let idp = TokenServer::start().await;
@@ -321,18 +336,11 @@ async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_cl
             })
             .count()
     };
-    let desyncs = async || {
-        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
-        support::metric(
-            &metrics,
-            "m2m_outbound_upstream_desyncs_total{route=\"orders\"}",
-        )
-    };
     // Until the sidecar has seen an answer out of step (answers may cross
     // clients until then: HTTP/1 matches answers by order alone).
     let mut r = 0;
     let mut before = 0;
-    while desyncs().await == 0 {
+    while desyncs(&sidecar).await == 0 {
         assert!(r < 20, "no desync seen after {r} rounds");
         let answers;
         (senders, answers) = round(senders, r, true).await;
@@ -354,7 +362,7 @@ async fn an_upstream_answering_out_of_step_stops_sharing_so_no_answer_crosses_cl
         after, 0,
         "answers crossed clients after the desync was seen"
     );
-    assert!(desyncs().await >= 1);
+    assert!(desyncs(&sidecar).await >= 1);
 }
 
 #[tokio::test]
@@ -403,15 +411,11 @@ async fn every_request_on_a_busy_connection_gets_its_whole_request_timeout() {
 async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
     let up = StrayUpstream::start().await;
     let (_idp, sidecar, addr) = outbound_to(up.addr, "").await;
-    let metric = async |line: &str| {
-        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
-        support::metric(&metrics, line)
-    };
     // A stray on an idle connection: the sign.
     let mut first = own_connection(addr).await;
     assert_eq!(get_on(&mut first, "/t/stray").await, "/t/stray");
     until(LONG, "the desync seen", async || {
-        metric("m2m_outbound_upstream_desyncs_total{route=\"orders\"}").await >= 1
+        desyncs(&sidecar).await >= 1
     })
     .await;
     // A client leaves before the stray its answer drew arrives; the next
@@ -423,7 +427,7 @@ async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
         assert_eq!(get_on(&mut a, &path).await, path);
         drop(a);
         until(LONG, "the client's close seen", async || {
-            metric(open).await == 1
+            metric(&sidecar, open).await == 1
         })
         .await;
         let mut b = own_connection(addr).await;
@@ -436,16 +440,15 @@ async fn once_out_of_step_an_upstream_connection_is_closed_with_its_client() {
 async fn an_answer_in_flight_on_a_shared_connection_is_dropped_once_out_of_step() {
     let up = StrayUpstream::start().await;
     let (_idp, sidecar, addr) = outbound_to(up.addr, "").await;
-    let metric = async |line: &str| {
-        let (_, metrics) = support::http::get(&sidecar.admin_url("/metrics")).await;
-        support::metric(&metrics, line)
-    };
     // Client A leaves; its upstream connection owes a stray answer.
     let mut a = own_connection(addr).await;
     assert_eq!(get_on(&mut a, "/a/owe").await, "/a/owe");
     drop(a);
     let open = "m2m_listener_open_connections{listener=\"orders\"}";
-    until(LONG, "A's close seen", async || metric(open).await == 0).await;
+    until(LONG, "A's close seen", async || {
+        metric(&sidecar, open).await == 0
+    })
+    .await;
     // Client B takes that connection; its answer waits.
     let mut b = own_connection(addr).await;
     b.ready().await.unwrap();
@@ -462,7 +465,7 @@ async fn an_answer_in_flight_on_a_shared_connection_is_dropped_once_out_of_step(
     let mut c = own_connection(addr).await;
     assert_eq!(get_on(&mut c, "/c/stray").await, "/c/stray");
     until(LONG, "the desync seen", async || {
-        metric("m2m_outbound_upstream_desyncs_total{route=\"orders\"}").await >= 1
+        desyncs(&sidecar).await >= 1
     })
     .await;
     // A's stray arrives first on B's connection: not passed to B.
