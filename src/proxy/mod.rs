@@ -297,9 +297,10 @@ impl Upstream {
                 match affinity {
                     Some(a) => a.send(req, sequential).await.map_err(|e| {
                         let reason = match &e {
-                            h1pool::SendError::Connect(why) => format!("cannot connect: {why}"),
-                            h1pool::SendError::OutOfStep => e.to_string(),
                             h1pool::SendError::Http(e) => crate::cause::root_cause(e),
+                            h1pool::SendError::Connect(_) | h1pool::SendError::OutOfStep => {
+                                e.to_string()
+                            }
                         };
                         (reason, Box::new(e) as Cause)
                     }),
